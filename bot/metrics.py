@@ -1,0 +1,50 @@
+"""Prometheus metrics on a registry owned by the app (no module-level globals)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.webhooks_received = Counter(
+            "incidentbot_webhooks_received_total", "Webhooks accepted and stored", ["source"], registry=r
+        )
+        self.webhooks_rejected = Counter(
+            "incidentbot_webhooks_rejected_total", "Webhooks refused", ["source", "reason"], registry=r
+        )
+        self.alerts_stored = Counter(
+            "incidentbot_alerts_stored_total", "Alert state changes stored", ["status"], registry=r
+        )
+        self.incidents_opened = Counter(
+            "incidentbot_incidents_opened_total", "Incidents opened", ["source", "severity"], registry=r
+        )
+        self.slack_calls = Counter(
+            "incidentbot_slack_calls_total", "Slack Web API calls", ["method", "outcome"], registry=r
+        )
+        self.slack_ratelimited = Counter(
+            "incidentbot_slack_ratelimited_total", "Slack 429 answers (retried)", ["method"], registry=r
+        )
+        self.processing_lag = Histogram(
+            "incidentbot_processing_lag_seconds",
+            "Time from webhook receipt to its incident being stored",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.publish_latency = Histogram(
+            "incidentbot_publish_seconds",
+            "Time to bring an incident's Slack messages up to date",
+            buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.inbox_pending = Gauge(
+            "incidentbot_inbox_pending", "Stored webhooks not yet processed", registry=r
+        )
+        self.inbox_oldest_age = Gauge(
+            "incidentbot_inbox_oldest_pending_seconds", "Age of the oldest unprocessed webhook", registry=r
+        )
+        self.delivery_failures = Counter(
+            "incidentbot_delivery_failures_total", "Webhook processing attempts that failed", registry=r
+        )

@@ -1,0 +1,209 @@
+"""Pure message builders: (view, now) -> Message. No I/O, no clock."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+from urllib.parse import quote
+
+from bot.domain import Alert, AlertStatus, Incident, IncidentStatus, IncidentView, Severity, TimelineEvent
+from bot.render.kit import (
+    Block,
+    Message,
+    actions,
+    button,
+    clip,
+    context,
+    divider,
+    escape,
+    header,
+    link,
+    message,
+    section,
+)
+
+SEVERITY_EMOJI = {Severity.P1: "🔴", Severity.P2: "🟠", Severity.P3: "🟡", Severity.P4: "🔵"}
+STATUS_LABEL = {
+    IncidentStatus.TRIGGERED: "🚨 Triggered",
+    IncidentStatus.ACKNOWLEDGED: "👀 Acknowledged",
+    IncidentStatus.RESOLVED: "✅ Resolved",
+}
+MAX_ALERT_GROUPS = 8
+MAX_ALERTS_LISTED = 10
+HIDDEN_LABELS = {"alertname", "severity"}
+
+
+def age(since: datetime, now: datetime) -> str:
+    seconds = max(0, int((now - since).total_seconds()))
+    if seconds < 60:
+        return f"{seconds}s"
+    minutes = seconds // 60
+    if minutes < 60:
+        return f"{minutes}m"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 48:
+        return f"{hours}h {minutes}m"
+    return f"{hours // 24}d {hours % 24}h"
+
+
+def when(ts: datetime) -> str:
+    return f"<!date^{int(ts.timestamp())}^{{date_short_pretty}} {{time_secs}}|{ts:%Y-%m-%d %H:%M:%S} UTC>"
+
+
+def title_line(incident: Incident) -> str:
+    return f"{SEVERITY_EMOJI[incident.severity]} [{incident.severity}] {incident.title}"
+
+
+def topic(view: IncidentView) -> str:
+    inc = view.incident
+    return clip(f"[{inc.severity}] {inc.status.value.upper()} · {inc.title} · incident {inc.ref}", 250)
+
+
+def _counts(view: IncidentView) -> str:
+    firing = len(view.firing)
+    total = len(view.alerts)
+    if total == 0:
+        return "no alerts (declared by a human)" if view.incident.source.value == "human" else "no alerts"
+    return f"{firing} firing / {total} total"
+
+
+def _status_fields(view: IncidentView, now: datetime) -> list[str]:
+    inc = view.incident
+    fields = [
+        f"*Status*\n{STATUS_LABEL[inc.status]}",
+        f"*Severity*\n{SEVERITY_EMOJI[inc.severity]} {inc.severity}",
+        f"*Commander*\n{f'<@{inc.commander}>' if inc.commander else '_unassigned_'}",
+        f"*Opened*\n{when(inc.created_at)} ({age(inc.created_at, now)} ago)",
+        f"*Alerts*\n{_counts(view)}",
+    ]
+    if inc.acknowledged_by:
+        fields.append(f"*Acknowledged by*\n<@{inc.acknowledged_by}>")
+    if inc.resolved_by:
+        fields.append(f"*Resolved by*\n<@{inc.resolved_by}>")
+    if inc.last_status_update:
+        fields.append(f"*Last update*\n{escape(clip(inc.last_status_update, 300))}")
+    return fields
+
+
+def _grafana_link(grafana_url: str | None, alert: Alert) -> str | None:
+    if not grafana_url:
+        return None
+    return f"{grafana_url.rstrip('/')}/alerting/list?search={quote(alert.name)}"
+
+
+def _alert_links(alert: Alert, view: IncidentView) -> str:
+    parts = []
+    if alert.generator_url:
+        parts.append(link(alert.generator_url, "Prometheus"))
+    runbook = alert.annotations.get("runbook_url")
+    if runbook:
+        parts.append(link(runbook, "Runbook"))
+    if view.external_url:
+        parts.append(link(view.external_url, "Alertmanager"))
+    grafana = _grafana_link(view.grafana_url, alert)
+    if grafana:
+        parts.append(link(grafana, "Grafana"))
+    return " · ".join(parts)
+
+
+def _distinct_labels(alerts: list[Alert]) -> list[str]:
+    """Labels whose values differ between alerts: what tells the alerts of a group apart."""
+    keys = sorted({k for a in alerts for k in a.labels} - HIDDEN_LABELS)
+    return [k for k in keys if len({a.labels.get(k) for a in alerts}) > 1]
+
+
+def _alert_group_blocks(name: str, alerts: list[Alert], view: IncidentView) -> list[Block]:
+    firing = [a for a in alerts if a.status is AlertStatus.FIRING]
+    first = firing[0] if firing else alerts[0]
+    state = f"{len(firing)} firing" + (
+        f", {len(alerts) - len(firing)} resolved" if len(firing) < len(alerts) else ""
+    )
+    lines = [f"*{escape(name)}* — {state}"]
+    for key in ("summary", "description"):
+        text = first.annotations.get(key)
+        if text:
+            lines.append(f"> {escape(clip(text, 600))}")
+    common = {
+        k: v
+        for k, v in first.labels.items()
+        if k not in HIDDEN_LABELS and all(a.labels.get(k) == v for a in alerts)
+    }
+    if common:
+        lines.append(" ".join(f"`{escape(k)}={escape(v)}`" for k, v in sorted(common.items())[:12]))
+    lines.append(f"Started {when(min(a.starts_at for a in alerts))}")
+    links = _alert_links(first, view)
+    if links:
+        lines.append(links)
+    blocks = [section("\n".join(lines))]
+    distinct = _distinct_labels(alerts)
+    if len(alerts) > 1 and distinct:
+        rows = []
+        for alert in alerts[:MAX_ALERTS_LISTED]:
+            mark = "🔥" if alert.status is AlertStatus.FIRING else "✅"
+            rows.append(
+                mark + " " + ", ".join(f"{k}={escape(alert.labels.get(k, '—'))}" for k in distinct[:4])
+            )
+        if len(alerts) > MAX_ALERTS_LISTED:
+            rows.append(f"… and {len(alerts) - MAX_ALERTS_LISTED} more")
+        blocks.append(context("\n".join(rows)))
+    return blocks
+
+
+def incident_card(view: IncidentView, now: datetime) -> Message:
+    """The pinned summary in the incident channel, re-rendered on every change."""
+    inc = view.incident
+    blocks: list[Block] = [
+        header(title_line(inc)),
+        section(f"Incident {inc.ref}", fields=_status_fields(view, now)),
+    ]
+    if view.alerts:
+        blocks.append(divider())
+        blocks.append(section("*What fired*"))
+        grouped: dict[str, list[Alert]] = defaultdict(list)
+        for alert in view.alerts:
+            grouped[alert.name].append(alert)
+        for name in sorted(grouped)[:MAX_ALERT_GROUPS]:
+            blocks.extend(_alert_group_blocks(name, grouped[name], view))
+        if len(grouped) > MAX_ALERT_GROUPS:
+            blocks.append(context(f"… and {len(grouped) - MAX_ALERT_GROUPS} more alert names"))
+        if view.all_resolved:
+            blocks.append(
+                context("✅ All alerts have resolved. The incident stays open until someone resolves it.")
+            )
+    buttons = _lifecycle_buttons(inc)
+    if buttons:
+        blocks.append(actions(*buttons, block_id=f"incident-{inc.id}"))
+    blocks.append(context(f"incidentbot · {inc.source.value} · updated {when(now)}"))
+    return message(f"{title_line(inc)} ({inc.status.value})", blocks)
+
+
+def _lifecycle_buttons(inc: Incident) -> list[Block]:
+    if inc.status is IncidentStatus.TRIGGERED:
+        return [button("Acknowledge", "ack_incident", str(inc.id), style="primary")]
+    return []
+
+
+def notification(view: IncidentView, now: datetime) -> Message:
+    """The message in INCIDENT_CHANNEL that points responders at the incident channel."""
+    inc = view.incident
+    where = f"<#{inc.channel_id}>" if inc.channel_id else "_channel being created_"
+    text = f"*{escape(title_line(inc))}*\n{STATUS_LABEL[inc.status]} · {_counts(view)} · {where}"
+    if inc.last_status_update:
+        text += f"\n_Latest:_ {escape(clip(inc.last_status_update, 500))}"
+    blocks: list[Block] = [section(text)]
+    details = [f"Incident {inc.ref}", f"opened {age(inc.created_at, now)} ago"]
+    if inc.acknowledged_by:
+        details.append(f"acknowledged by <@{inc.acknowledged_by}>")
+    if inc.commander:
+        details.append(f"commander <@{inc.commander}>")
+    blocks.append(context(" · ".join(details)))
+    buttons = _lifecycle_buttons(inc)
+    if buttons:
+        blocks.append(actions(*buttons, block_id=f"notify-{inc.id}"))
+    return message(f"{title_line(inc)} — {inc.status.value}", blocks)
+
+
+def announcement(event: TimelineEvent) -> Message:
+    """A timeline event worth telling the channel (alerts resolved, firing again, ...)."""
+    text = escape(event.text) if event.actor is None else event.text
+    return message(clip(event.text, 300), [section(text)])

@@ -1,0 +1,88 @@
+"""Redis coordination: short locks, pacing slots and rate-limit buckets shared by replicas.
+
+Redis holds no state of record. Losing it can cost a duplicate Slack update (two publishers
+at once) but never an alert: Postgres decides what exists.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any, cast
+
+import redis.asyncio as aioredis
+
+PREFIX = "incidentbot:"
+
+# Compare-and-delete: release a lock only if we still own it.
+_RELEASE = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+# Reserve the next slot of a per-key schedule with a minimum spacing; returns ms to wait.
+_PACE = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local next_at = tonumber(redis.call('get', KEYS[1]) or '0')
+local slot = math.max(now, next_at)
+redis.call('set', KEYS[1], slot + tonumber(ARGV[1]), 'PX', tonumber(ARGV[1]) + 60000)
+return slot - now
+"""
+
+# Token bucket reservation: capacity ARGV[2], refill ARGV[1] tokens/s. Takes a token now or
+# reserves a future one (balance may go negative) and returns ms to wait before using it.
+_BUCKET = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local rate = tonumber(ARGV[1]) / 1000
+local cap = tonumber(ARGV[2])
+local state = redis.call('hmget', KEYS[1], 'tokens', 'ts')
+local tokens = tonumber(state[1]) or cap
+local ts = tonumber(state[2]) or now
+tokens = math.min(cap, tokens + (now - ts) * rate) - 1
+redis.call('hset', KEYS[1], 'tokens', tokens, 'ts', now)
+redis.call('pexpire', KEYS[1], math.ceil(cap / rate) + 60000)
+if tokens >= 0 then return 0 end
+return math.ceil(-tokens / rate)
+"""
+
+
+def connect(url: str) -> aioredis.Redis:
+    return aioredis.Redis.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5)
+
+
+class Coordination:
+    def __init__(self, client: aioredis.Redis) -> None:
+        self.client = client
+        self._release = client.register_script(_RELEASE)
+        self._pace = client.register_script(_PACE)
+        self._bucket = client.register_script(_BUCKET)
+
+    async def ping(self) -> None:
+        await cast(Any, self.client.ping())
+
+    async def try_lock(self, name: str, ttl_ms: int) -> str | None:
+        """Take a lock for at most ttl_ms; returns the owner token, or None if held."""
+        token = secrets.token_hex(8)
+        ok = await self.client.set(PREFIX + "lock:" + name, token, nx=True, px=ttl_ms)
+        return token if ok else None
+
+    async def release(self, name: str, token: str) -> None:
+        await self._release(keys=[PREFIX + "lock:" + name], args=[token])
+
+    async def pace(self, key: str, interval_ms: int) -> float:
+        """Reserve the next slot at least interval_ms after the previous one; seconds to wait."""
+        wait_ms = await self._pace(keys=[PREFIX + "pace:" + key], args=[interval_ms])
+        return int(wait_ms) / 1000
+
+    async def take_token(self, bucket: str, rate_per_s: float, burst: int) -> float:
+        """Token-bucket reservation shared by every replica; seconds to wait before the call."""
+        wait_ms = await self._bucket(keys=[PREFIX + "rate:" + bucket], args=[rate_per_s, burst])
+        return int(wait_ms) / 1000
+
+    async def first_time(self, key: str, ttl_s: int) -> bool:
+        """True once per key within ttl_s (deduplication of deliveries and echoes)."""
+        return bool(await self.client.set(PREFIX + "seen:" + key, "1", nx=True, ex=ttl_s))
+
+    async def aclose(self) -> None:
+        await self.client.aclose()

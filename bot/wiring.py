@@ -1,0 +1,113 @@
+"""Build everything once at start-up: pools, SDK clients, use cases, the Bolt app.
+
+The only place SDK clients are constructed. Start-up problems (unreachable Postgres or
+Redis) become a ConfigError with one line naming what is wrong.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import aiohttp
+import asyncpg
+from redis.exceptions import RedisError
+from slack_bolt.async_app import AsyncApp
+
+from bot.app import BotServer, build_web_app
+from bot.config import Settings
+from bot.deps import Deps
+from bot.errors import ConfigError
+from bot.integrations.slack import SlackChat, build_client
+from bot.metrics import Metrics
+from bot.pipeline import Pipeline
+from bot.publisher import Publisher
+from bot.storage import redis as redis_store
+from bot.storage.migrate import apply_migrations
+from bot.storage.postgres import PostgresStore, create_pool
+from bot.supervisor import Supervisor
+from commands.register import register
+
+CONNECT_TIMEOUT_S = 10.0
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+async def _connect_postgres(dsn: str) -> asyncpg.Pool:
+    try:
+        await asyncio.wait_for(apply_migrations(dsn), CONNECT_TIMEOUT_S * 3)
+        return await asyncio.wait_for(create_pool(dsn), CONNECT_TIMEOUT_S)
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise ConfigError(f"PostgreSQL unreachable at DATABASE_URL: {type(exc).__name__}: {exc}") from None
+
+
+async def migrate(settings: Settings) -> list[str]:
+    try:
+        return await asyncio.wait_for(
+            apply_migrations(settings.database_url.get_secret_value()), CONNECT_TIMEOUT_S * 3
+        )
+    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        raise ConfigError(f"PostgreSQL unreachable at DATABASE_URL: {type(exc).__name__}: {exc}") from None
+
+
+async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> BotServer:
+    pool = await _connect_postgres(settings.database_url.get_secret_value())
+    redis_client = redis_store.connect(settings.redis_url.get_secret_value())
+    coord = redis_store.Coordination(redis_client)
+    try:
+        await asyncio.wait_for(coord.ping(), CONNECT_TIMEOUT_S)
+    except (RedisError, OSError, TimeoutError) as exc:
+        await pool.close()
+        await redis_client.aclose()
+        raise ConfigError(f"Redis unreachable at REDIS_URL: {type(exc).__name__}: {exc}") from None
+
+    metrics = Metrics()
+    supervisor = Supervisor()
+    store = PostgresStore(pool)
+    http_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    slack_client = build_client(
+        settings.slack_bot_token.get_secret_value(), settings.slack_api_url, metrics, session=http_session
+    )
+    chat = SlackChat(slack_client, coord, metrics, rate_scale=settings.slack_rate_scale)
+    owner = settings.replica_name or f"{socket.gethostname()}-{os.getpid()}-{id(store):x}"
+    publisher = Publisher(
+        store,
+        chat,
+        coord,
+        metrics,
+        supervisor,
+        clock,
+        incident_channel=settings.incident_channel,
+        owner=owner,
+        grafana_url=settings.grafana_url,
+    )
+    pipeline = Pipeline(store, metrics, clock, publisher.request)
+
+    deps = Deps(
+        settings=settings,
+        store=store,
+        coord=coord,
+        chat=chat,
+        metrics=metrics,
+        supervisor=supervisor,
+        pipeline=pipeline,
+        publisher=publisher,
+        clock=clock,
+    )
+    deps.closers.extend([pool.close, coord.aclose, http_session.close])
+
+    bolt = AsyncApp(
+        client=slack_client,
+        signing_secret=(
+            settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
+        ),
+        request_verification_enabled=not settings.socket_mode,
+        process_before_response=False,
+    )
+    register(bolt, deps)
+    return BotServer(deps, bolt, build_web_app(deps, bolt))

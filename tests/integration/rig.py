@@ -1,0 +1,106 @@
+"""Start real bot instances against the sandbox Slack and real Postgres/Redis."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+from bot.app import BotServer
+from bot.config import Settings
+from bot.wiring import build
+from sandbox.slack import SlackSandbox
+
+SIGNING_SECRET = "test-signing-secret-0123456789"
+AM_TOKEN = "test-alertmanager-token"
+DATA = Path(__file__).parent.parent / "data"
+
+
+def bot_settings(slack: SlackSandbox, database_dsn: str, redis_url: str, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "slack_bot_token": slack.bot_token,
+        "slack_signing_secret": SIGNING_SECRET,
+        "slack_api_url": slack.api_url,
+        "incident_channel": "incident",
+        "database_url": database_dsn,
+        "redis_url": redis_url,
+        "alertmanager_webhook_token": AM_TOKEN,
+        "http_host": "127.0.0.1",
+        "http_port": 0,
+        "log_format": "console",
+        "sweep_interval_seconds": 0.5,
+    }
+    values.update(overrides)
+    return Settings(**values)
+
+
+@asynccontextmanager
+async def running_bot(settings: Settings) -> AsyncIterator[BotServer]:
+    server = await build(settings)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
+
+
+def bot_url(server: BotServer) -> str:
+    return f"http://127.0.0.1:{server.port}"
+
+
+def payload(**changes: Any) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads((DATA / "am_payload_v4.json").read_text())
+    data.update(changes)
+    return data
+
+
+def group_payload(
+    group: str, alerts: list[tuple[str, str]], *, alertname: str = "HighErrorRate", severity: str = "critical"
+) -> dict[str, Any]:
+    """A v4 payload for group `group` with alerts given as (fingerprint, status)."""
+    items = []
+    for fingerprint, status in alerts:
+        items.append(
+            {
+                "status": status,
+                "labels": {
+                    "alertname": alertname,
+                    "namespace": group,
+                    "pod": f"pod-{fingerprint}",
+                    "severity": severity,
+                },
+                "annotations": {"summary": f"{alertname} in {group}"},
+                "startsAt": "2026-11-22T16:00:00Z",
+                "endsAt": "2026-11-22T16:30:00Z" if status == "resolved" else "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus:9090/graph?g0.expr=up",
+                "fingerprint": fingerprint,
+            }
+        )
+    firing = any(s == "firing" for _, s in alerts)
+    return {
+        "receiver": "incidentbot",
+        "status": "firing" if firing else "resolved",
+        "alerts": items,
+        "groupLabels": {"alertname": alertname, "namespace": group},
+        "commonLabels": {"alertname": alertname, "namespace": group},
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{alertname}", namespace="{group}"}}',
+        "truncatedAlerts": 0,
+    }
+
+
+async def post_alert(
+    session: aiohttp.ClientSession, server: BotServer, body: Any, *, token: str | None = AM_TOKEN
+) -> tuple[int, dict[str, Any]]:
+    data = body if isinstance(body, bytes) else json.dumps(body).encode()
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    async with session.post(bot_url(server) + "/webhooks/alertmanager", data=data, headers=headers) as resp:
+        return resp.status, await resp.json()
