@@ -10,7 +10,7 @@ import sys
 import urllib.error
 import urllib.request
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from bot.errors import ConfigError
 
@@ -38,6 +38,11 @@ def _parser() -> argparse.ArgumentParser:
     alert.add_argument("--label", action="append", default=[], metavar="K=V", help="extra label (repeatable)")
     alert.add_argument("--resolve", action="store_true", help="send the alert as resolved")
     alert.add_argument("--token", default=None, help="bearer token (default ALERTMANAGER_WEBHOOK_TOKEN)")
+    alert.add_argument(
+        "--starts-at",
+        default=None,
+        help="alert start, ISO 8601 (default: the start of the current hour, so a later --resolve matches)",
+    )
 
     sandbox = sub.add_parser("sandbox", help="run the bot against local sandbox Slack/Kubernetes/PagerDuty")
     sandbox.add_argument("--port", type=int, default=8080, help="bot HTTP port (default 8080)")
@@ -88,9 +93,16 @@ def _send_test_alert(args: argparse.Namespace) -> int:
         token = token or settings.alertmanager_webhook_token.get_secret_value()
         url = url or f"http://127.0.0.1:{settings.http_port}"
     now = datetime.now(UTC)
-    payload = build_payload(
-        args.alertname, labels, resolve=args.resolve, starts_at=now - timedelta(minutes=2), now=now
-    )
+    if args.starts_at:
+        try:
+            starts_at = datetime.fromisoformat(args.starts_at.replace("Z", "+00:00"))
+        except ValueError:
+            raise ConfigError(f"--starts-at must be ISO 8601, got {args.starts_at!r}") from None
+        if starts_at.tzinfo is None:
+            starts_at = starts_at.replace(tzinfo=UTC)
+    else:
+        starts_at = now.replace(minute=0, second=0, microsecond=0)
+    payload = build_payload(args.alertname, labels, resolve=args.resolve, starts_at=starts_at, now=now)
     request = urllib.request.Request(
         url.rstrip("/") + "/webhooks/alertmanager",
         data=json.dumps(payload).encode(),

@@ -78,6 +78,14 @@ class Settings(BaseSettings):
         return self.slack_app_token is not None
 
 
+def sandbox_environment() -> dict[str, str]:
+    """Variables the sandbox mode honours from the environment (own Postgres/Redis, port)."""
+    import os
+
+    names = ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_URL", "GRAFANA_URL", "LOG_FORMAT")
+    return {name.lower(): os.environ[name] for name in names if os.environ.get(name)}
+
+
 def load_settings(*, http_mode_required: bool = True) -> Settings:
     """Read the environment; any problem becomes one ConfigError line naming the variable."""
     try:

@@ -63,6 +63,7 @@ class Publisher:
         self.grafana_url = grafana_url
         self.on_channel_ready: list[ChannelReadyHook] = []
         self._incident_channel_id: str | None = None
+        self._channel_lookup = asyncio.Lock()
         self._dirty: set[int] = set()
         self._running: set[int] = set()
         self._last_run: dict[int, float] = {}
@@ -162,9 +163,10 @@ class Publisher:
         return True
 
     async def _notification_channel(self) -> str:
-        if self._incident_channel_id is None:
-            self._incident_channel_id = await self.chat.resolve_channel_id(self.incident_channel)
-        return self._incident_channel_id
+        async with self._channel_lookup:
+            if self._incident_channel_id is None:
+                self._incident_channel_id = await self.chat.resolve_channel_id(self.incident_channel)
+            return self._incident_channel_id
 
     async def _ensure_channel(self, view: IncidentView, state: PublishState) -> tuple[str, str] | None:
         inc = view.incident

@@ -56,15 +56,20 @@ async def migrate(settings: Settings) -> list[str]:
 
 
 async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> BotServer:
-    pool = await _connect_postgres(settings.database_url.get_secret_value())
+    # Both stores are checked before anything is changed or logged, so a bad start-up says
+    # exactly one thing.
     redis_client = redis_store.connect(settings.redis_url.get_secret_value())
     coord = redis_store.Coordination(redis_client)
     try:
         await asyncio.wait_for(coord.ping(), CONNECT_TIMEOUT_S)
     except (RedisError, OSError, TimeoutError) as exc:
-        await pool.close()
         await redis_client.aclose()
         raise ConfigError(f"Redis unreachable at REDIS_URL: {type(exc).__name__}: {exc}") from None
+    try:
+        pool = await _connect_postgres(settings.database_url.get_secret_value())
+    except ConfigError:
+        await redis_client.aclose()
+        raise
 
     metrics = Metrics()
     supervisor = Supervisor()
