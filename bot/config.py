@@ -54,6 +54,11 @@ class Settings(BaseSettings):
     # sandbox benchmark changes it (the sandbox server applies the same factor).
     slack_rate_scale: float = Field(default=1.0, gt=0)
     replica_name: str | None = None
+    # Archive a resolved incident's channel after this long (0 = never).
+    archive_after_seconds: float = Field(default=24 * 3600, ge=0)
+    # Events API v2 routing key used to page when a P1/P2 is not acknowledged in time.
+    pagerduty_routing_key: SecretStr | None = None
+    pagerduty_events_url: str = "https://events.pagerduty.com"
     # Read only to refuse them: Bolt switches to OAuth on its own when both are set.
     slack_client_id: str | None = None
     slack_client_secret: SecretStr | None = None
@@ -76,6 +81,14 @@ class Settings(BaseSettings):
     @property
     def socket_mode(self) -> bool:
         return self.slack_app_token is not None
+
+
+def playbooks_dir_from_env() -> Path:
+    """PLAYBOOKS_DIR for commands that need no other configuration (validate)."""
+    import os
+
+    value = os.environ.get("PLAYBOOKS_DIR")
+    return Path(value) if value else BUNDLED_PLAYBOOKS
 
 
 def sandbox_environment() -> dict[str, str]:

@@ -7,10 +7,15 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.config import Settings
+from bot.integrations.alertmanager_api import AlertmanagerSilences
+from bot.integrations.pagerduty import PagerDutyClient
 from bot.integrations.slack import SlackChat
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline
+from bot.playbooks import PlaybookSet
+from bot.policy import Policy
 from bot.publisher import Publisher
+from bot.storage.lifecycle import LifecycleStore
 from bot.storage.postgres import PostgresStore
 from bot.storage.redis import Coordination
 from bot.supervisor import Supervisor
@@ -27,6 +32,12 @@ class Deps:
     pipeline: Pipeline
     publisher: Publisher
     clock: Callable[[], datetime]
+    lifecycle: LifecycleStore
+    policy: Policy
+    playbooks: PlaybookSet
+    owner: str
+    pager: PagerDutyClient | None = None
+    silences: AlertmanagerSilences | None = None
     # Periodic jobs the sweep runs (timers, expiry checks), added by the wiring at start-up.
     sweep_tasks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Resources to close on shutdown, in order.

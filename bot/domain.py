@@ -79,11 +79,23 @@ class Incident:
     channel_id: str | None = None
     channel_name: str | None = None
     last_status_update: str | None = None
+    status_updated_at: datetime | None = None
+    resolution_summary: str | None = None
+    pagerduty_incident_id: str | None = None
+    pagerduty_url: str | None = None
+    archived_at: datetime | None = None
     version: int = 1
 
     @property
     def ref(self) -> str:
         return f"#{self.id}"
+
+
+class Role(StrEnum):
+    COMMANDER = "commander"
+    SCRIBE = "scribe"
+    COMMS = "comms"
+    DEPUTY = "deputy"
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +106,7 @@ class IncidentView:
     alerts: tuple[Alert, ...]
     external_url: str | None = None
     grafana_url: str | None = None
+    roles: tuple[tuple[Role, str], ...] = ()
 
     @property
     def firing(self) -> tuple[Alert, ...]:

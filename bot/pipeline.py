@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from datetime import datetime
 
 from bot.alertmanager import AMPayload
@@ -25,18 +25,52 @@ from bot.domain import (
     map_severity,
 )
 from bot.metrics import Metrics
+from bot.playbooks import PlaybookSet
+from bot.policy import Policy
 from bot.render.kit import escape
+from bot.schedule import opening_timers
 from bot.storage.postgres import InboxRow, IntakeTx, PostgresStore
 
 log = logging.getLogger("incidentbot.pipeline")
 
 Clock = Callable[[], datetime]
 GroupKeyFn = Callable[[AMPayload], str]
+SeverityFn = Callable[[dict[str, str]], Severity]
 MAX_ATTEMPTS = 10
 
 
 def default_group_key(payload: AMPayload) -> str:
     return payload.group_key
+
+
+def default_severity(labels: dict[str, str]) -> Severity:
+    return map_severity(labels.get("severity"))
+
+
+def playbook_group_key(playbooks: PlaybookSet) -> GroupKeyFn:
+    """Alertmanager's groupKey, unless the matching playbook groups by its own labels."""
+
+    def group_key(payload: AMPayload) -> str:
+        first = payload.alerts[0].labels
+        playbook = playbooks.match(first)
+        if playbook is None or not playbook.group_by:
+            return payload.group_key
+        values = ",".join(f"{name}={first.get(name, '')}" for name in playbook.group_by)
+        return f"playbook:{playbook.name}:{values}"
+
+    return group_key
+
+
+def playbook_severity(playbooks: PlaybookSet) -> SeverityFn:
+    """The matching playbook's severity override, else the policy's severity mapping."""
+
+    def severity(labels: dict[str, str]) -> Severity:
+        playbook = playbooks.match(labels)
+        if playbook is not None and playbook.severity is not None:
+            return playbook.severity
+        return playbooks.policy.severity_for(labels.get("severity"))
+
+    return severity
 
 
 class Pipeline:
@@ -47,17 +81,17 @@ class Pipeline:
         clock: Clock,
         publish: Callable[[int], None],
         *,
-        severity_mapping: dict[str, Severity] | None = None,
+        severity: SeverityFn = default_severity,
         group_key: GroupKeyFn = default_group_key,
-        on_incident_opened: Callable[[int], Awaitable[None]] | None = None,
+        policy: Policy | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
         self.clock = clock
         self.publish = publish
-        self.severity_mapping = severity_mapping
+        self.severity = severity
         self.group_key = group_key
-        self.on_incident_opened = on_incident_opened
+        self.policy = policy or Policy()
         self._wake: asyncio.Queue[None] = asyncio.Queue()
 
     def wake(self) -> None:
@@ -123,12 +157,7 @@ class Pipeline:
         incident = await tx.open_incident_for(key)
         created = False
         if incident is None and firing:
-            severity = (
-                highest_severity(
-                    [map_severity(a.labels.get("severity"), self.severity_mapping) for a in firing]
-                )
-                or Severity.P3
-            )
+            severity = highest_severity([self.severity(a.labels) for a in firing]) or Severity.P3
             incident, created = await tx.create_incident(
                 group_key=key,
                 title=incident_title(firing),
@@ -146,6 +175,8 @@ class Pipeline:
                     at=now,
                     data={"group_key": key, "alerts": len(firing)},
                 )
+                for kind, due_at, data in opening_timers(self.policy, incident, now):
+                    await tx.schedule_timer(incident.id, kind, due_at, data)
                 self.metrics.incidents_opened.labels("alertmanager", severity.value).inc()
                 log.info("incident.opened", extra={"incident_id": incident.id, "severity": severity.value})
         target = incident.id if incident is not None else None
@@ -186,9 +217,7 @@ class Pipeline:
                     at=now,
                     announce=True,
                 )
-            raised = highest_severity(
-                [map_severity(a.labels.get("severity"), self.severity_mapping) for a in firing]
-            )
+            raised = highest_severity([self.severity(a.labels) for a in firing])
             if raised is not None and await tx.raise_severity(incident.id, raised):
                 await tx.add_event(
                     incident.id,

@@ -17,15 +17,20 @@ import asyncpg
 from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncApp
 
+from bot import timers
 from bot.app import BotServer, build_web_app
 from bot.config import Settings
 from bot.deps import Deps
 from bot.errors import ConfigError
+from bot.integrations.alertmanager_api import AlertmanagerSilences
+from bot.integrations.pagerduty import PagerDutyClient
 from bot.integrations.slack import SlackChat, build_client
 from bot.metrics import Metrics
-from bot.pipeline import Pipeline
+from bot.pipeline import Pipeline, playbook_group_key, playbook_severity
+from bot.playbooks import PlaybookError, PlaybookSet, load_playbooks
 from bot.publisher import Publisher
 from bot.storage import redis as redis_store
+from bot.storage.lifecycle import LifecycleStore
 from bot.storage.migrate import apply_migrations
 from bot.storage.postgres import PostgresStore, create_pool
 from bot.supervisor import Supervisor
@@ -55,7 +60,31 @@ async def migrate(settings: Settings) -> list[str]:
         raise ConfigError(f"PostgreSQL unreachable at DATABASE_URL: {type(exc).__name__}: {exc}") from None
 
 
+def load_playbook_set(settings: Settings) -> PlaybookSet:
+    """Load and validate playbooks and policy; every problem is listed, start-up stops."""
+    try:
+        return load_playbooks(settings.playbooks_dir)
+    except PlaybookError as exc:
+        lines = "\n".join(str(p) for p in exc.problems)
+        raise ConfigError(f"invalid playbooks in {settings.playbooks_dir}:\n{lines}") from None
+
+
+def build_pager(settings: Settings) -> PagerDutyClient | None:
+    if settings.pagerduty_api_token is None:
+        return None
+    assert settings.pagerduty_from_email is not None  # checked by Settings
+    return PagerDutyClient(
+        settings.pagerduty_api_token.get_secret_value(),
+        settings.pagerduty_from_email,
+        base_url=settings.pagerduty_api_url,
+        events_base_url=settings.pagerduty_events_url,
+        verify=settings.pagerduty_ca_bundle or True,
+    )
+
+
 async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> BotServer:
+    playbooks = load_playbook_set(settings)
+    pager = build_pager(settings)
     # Both stores are checked before anything is changed or logged, so a bad start-up says
     # exactly one thing.
     redis_client = redis_store.connect(settings.redis_url.get_secret_value())
@@ -91,8 +120,18 @@ async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
         owner=owner,
         grafana_url=settings.grafana_url,
     )
-    pipeline = Pipeline(store, metrics, clock, publisher.request)
-
+    pipeline = Pipeline(
+        store,
+        metrics,
+        clock,
+        publisher.request,
+        severity=playbook_severity(playbooks),
+        group_key=playbook_group_key(playbooks),
+        policy=playbooks.policy,
+    )
+    silences = (
+        AlertmanagerSilences(settings.alertmanager_url, http_session) if settings.alertmanager_url else None
+    )
     deps = Deps(
         settings=settings,
         store=store,
@@ -103,8 +142,21 @@ async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
         pipeline=pipeline,
         publisher=publisher,
         clock=clock,
+        lifecycle=LifecycleStore(pool),
+        policy=playbooks.policy,
+        playbooks=playbooks,
+        owner=owner,
+        pager=pager,
+        silences=silences,
     )
     deps.closers.extend([pool.close, coord.aclose, http_session.close])
+    if pager is not None:
+        deps.closers.append(pager.aclose)
+
+    async def fire_timers() -> None:
+        await timers.run_due(deps)
+
+    deps.sweep_tasks.append(fire_timers)
 
     bolt = AsyncApp(
         client=slack_client,

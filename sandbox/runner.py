@@ -11,6 +11,7 @@ import asyncio
 import json
 import signal
 import tempfile
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -90,9 +91,12 @@ class ConversationPrinter:
             self.print_changes()
             version = self.slack_version()
             try:
-                await self.slack.wait_for(lambda s, seen=version: self.slack_version() != seen, timeout=1.0)
+                await self.slack.wait_for(self._changed_since(version), timeout=1.0)
             except TimeoutError:
                 continue
+
+    def _changed_since(self, version: int) -> Callable[[SlackSandbox], bool]:
+        return lambda _slack: self.slack_version() != version
 
     def slack_version(self) -> int:
         return sum(

@@ -18,6 +18,7 @@ from bot.domain import (
     IncidentSource,
     IncidentStatus,
     IncidentView,
+    Role,
     Severity,
     TimelineEvent,
 )
@@ -86,6 +87,11 @@ def _incident(row: Record) -> Incident:
         channel_id=row["channel_id"],
         channel_name=row["channel_name"],
         last_status_update=row["last_status_update"],
+        status_updated_at=row["status_updated_at"],
+        resolution_summary=row["resolution_summary"],
+        pagerduty_incident_id=row["pagerduty_incident_id"],
+        pagerduty_url=row["pagerduty_url"],
+        archived_at=row["archived_at"],
         version=row["version"],
     )
 
@@ -266,6 +272,17 @@ class IntakeTx:
         )
         return event_id
 
+    async def schedule_timer(
+        self, incident_id: int, kind: str, due_at: datetime, data: dict[str, Any]
+    ) -> None:
+        await self.conn.execute(
+            "INSERT INTO timers (incident_id, kind, due_at, data) VALUES ($1, $2, $3, $4)",
+            incident_id,
+            kind,
+            due_at,
+            data,
+        )
+
     async def bump_version(self, incident_id: int) -> None:
         await self.conn.execute("UPDATE incidents SET version = version + 1 WHERE id = $1", incident_id)
 
@@ -344,6 +361,12 @@ class PostgresStore:
         row = await self.pool.fetchrow("SELECT * FROM incidents WHERE channel_id = $1", channel_id)
         return _incident(row) if row else None
 
+    async def incident_by_channel_name(self, name: str) -> Incident | None:
+        row = await self.pool.fetchrow(
+            "SELECT * FROM incidents WHERE channel_name = $1 ORDER BY id DESC LIMIT 1", name
+        )
+        return _incident(row) if row else None
+
     async def load_view(self, incident_id: int) -> tuple[IncidentView, PublishState] | None:
         async with self.pool.acquire() as conn:
             row = await conn.fetchrow("SELECT * FROM incidents WHERE id = $1", incident_id)
@@ -353,10 +376,16 @@ class PostgresStore:
                 "SELECT * FROM alerts WHERE incident_id = $1 ORDER BY alertname, starts_at, fingerprint",
                 incident_id,
             )
+            roles = await conn.fetch(
+                "SELECT role, user_id FROM incident_roles WHERE incident_id = $1 ORDER BY role", incident_id
+            )
         view = IncidentView(
             incident=_incident(row),
             alerts=tuple(_alert(a) for a in alerts),
             external_url=row["external_url"],
+            roles=tuple(
+                (Role(r["role"]), r["user_id"]) for r in roles if r["role"] in Role.__members__.values()
+            ),
         )
         state = PublishState(
             channel_id=row["channel_id"],
