@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     pagerduty_ca_bundle: str | None = None
 
     kubeconfig: str | None = None
+    # Set by Kubernetes in every pod: use the service account when no KUBECONFIG is given.
+    kubernetes_service_host: str | None = None
     playbooks_dir: Path = BUNDLED_PLAYBOOKS
 
     http_host: str = "0.0.0.0"
@@ -77,6 +79,10 @@ class Settings(BaseSettings):
                 " Bolt would switch to OAuth; unset them"
             )
         return self
+
+    @property
+    def in_cluster(self) -> bool:
+        return self.kubernetes_service_host is not None
 
     @property
     def socket_mode(self) -> bool:

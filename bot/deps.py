@@ -8,7 +8,9 @@ from datetime import datetime
 
 from bot.config import Settings
 from bot.integrations.alertmanager_api import AlertmanagerSilences
+from bot.integrations.kubernetes import KubernetesCluster
 from bot.integrations.pagerduty import PagerDutyClient
+from bot.integrations.prometheus import PrometheusMetrics
 from bot.integrations.slack import SlackChat
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline
@@ -38,6 +40,8 @@ class Deps:
     owner: str
     pager: PagerDutyClient | None = None
     silences: AlertmanagerSilences | None = None
+    cluster: KubernetesCluster | None = None
+    metrics_source: PrometheusMetrics | None = None
     # Periodic jobs the sweep runs (timers, expiry checks), added by the wiring at start-up.
     sweep_tasks: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     # Resources to close on shutdown, in order.

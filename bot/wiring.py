@@ -11,9 +11,12 @@ import os
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import aiohttp
 import asyncpg
+from kubernetes_asyncio import config as kube_config
+from kubernetes_asyncio.client import ApiClient, Configuration
 from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncApp
 
@@ -23,7 +26,9 @@ from bot.config import Settings
 from bot.deps import Deps
 from bot.errors import ConfigError
 from bot.integrations.alertmanager_api import AlertmanagerSilences
+from bot.integrations.kubernetes import KubernetesCluster
 from bot.integrations.pagerduty import PagerDutyClient
+from bot.integrations.prometheus import PrometheusMetrics
 from bot.integrations.slack import SlackChat, build_client
 from bot.metrics import Metrics
 from bot.pipeline import Pipeline, playbook_group_key, playbook_severity
@@ -82,6 +87,25 @@ def build_pager(settings: Settings) -> PagerDutyClient | None:
     )
 
 
+async def build_cluster(settings: Settings) -> tuple[KubernetesCluster | None, ApiClient | None]:
+    """KUBECONFIG when given, else the in-cluster service account, else no cluster (the
+    remediation proposals then say that the cluster is not configured)."""
+    configuration = Configuration()
+    try:
+        if settings.kubeconfig:
+            await kube_config.load_kube_config(
+                config_file=settings.kubeconfig, client_configuration=configuration
+            )
+        elif settings.in_cluster:
+            cast(Any, kube_config).load_incluster_config(client_configuration=configuration)
+        else:
+            return None, None
+    except (kube_config.ConfigException, OSError) as exc:
+        raise ConfigError(f"KUBECONFIG: cannot load Kubernetes configuration: {exc}") from None
+    api = ApiClient(configuration=configuration)
+    return KubernetesCluster(api), api
+
+
 async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> BotServer:
     playbooks = load_playbook_set(settings)
     pager = build_pager(settings)
@@ -129,6 +153,8 @@ async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
         group_key=playbook_group_key(playbooks),
         policy=playbooks.policy,
     )
+    cluster, kube_api = await build_cluster(settings)
+    metrics_source = PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else None
     silences = (
         AlertmanagerSilences(settings.alertmanager_url, http_session) if settings.alertmanager_url else None
     )
@@ -148,10 +174,20 @@ async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
         owner=owner,
         pager=pager,
         silences=silences,
+        cluster=cluster,
+        metrics_source=metrics_source,
     )
     deps.closers.extend([pool.close, coord.aclose, http_session.close])
     if pager is not None:
         deps.closers.append(pager.aclose)
+    if kube_api is not None:
+        deps.closers.append(kube_api.close)
+    if metrics_source is not None:
+
+        async def close_prometheus() -> None:
+            await asyncio.to_thread(metrics_source.close)
+
+        deps.closers.append(close_prometheus)
 
     async def fire_timers() -> None:
         await timers.run_due(deps)
