@@ -64,9 +64,9 @@ RoleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$", max_l
 RuleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]
 ArgName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 TemplateName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
-SlackUserId = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,}$")]
+SlackUserId = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9_]{2,}$")]
 # A user group ID (S0123ABC) or its handle (sre-team).
-SlackUsergroup = Annotated[str, StringConstraints(pattern=r"^(S[A-Z0-9]{2,}|[a-z0-9][a-z0-9._-]*)$")]
+SlackUsergroup = Annotated[str, StringConstraints(pattern=r"^(S[A-Z0-9_]{2,}|[a-z0-9][a-z0-9._-]*)$")]
 NamespaceGlob = Annotated[str, StringConstraints(pattern=r"^[a-z0-9*?\[\]-]+$", max_length=63)]
 
 

@@ -115,6 +115,14 @@ class Publisher:
                     return
                 view, state = loaded
                 announcements = await self.store.unannounced_events(incident_id)
+                log.debug(
+                    "publish.round",
+                    extra={
+                        "incident_id": incident_id,
+                        "version": state.version,
+                        "published": state.published_version,
+                    },
+                )
                 if state.version <= state.published_version and not announcements:
                     return
                 started = time.monotonic()

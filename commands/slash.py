@@ -1,64 +1,132 @@
-"""The /incident subcommand table: parsing and dispatch. Thin glue over bot.incidents."""
+"""The /incident subcommand table: parsing and dispatch. Thin glue over the use cases."""
 
 from __future__ import annotations
 
-import shlex
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-
 from bot import incidents
 from bot.deps import Deps
+from bot.domain import AlertStatus, Role, Severity
 from bot.errors import UserError
+from bot.render import kit
 from bot.render.cards import age, title_line
+from commands import lifecycle_extra
+from commands.base import (
+    Invocation,
+    Reply,
+    Subcommand,
+    incident_of,
+    parse,
+    parse_severity,
+    parse_user,
+    ref_and_rest,
+)
+
+MAX_TITLE = 150
+MAX_STATUS = 2000
+TIMELINE_LIMIT = 60
 
 
-@dataclass(frozen=True, slots=True)
-class Invocation:
-    user_id: str
-    channel_id: str
-    args: list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Reply:
-    text: str
-    in_channel: bool = False
-
-
-Handler = Callable[[Deps, Invocation], Awaitable[Reply]]
-
-
-@dataclass(frozen=True, slots=True)
-class Subcommand:
-    name: str
-    usage: str
-    summary: str
-    handler: Handler
-    aliases: tuple[str, ...] = field(default_factory=tuple)
-
-
-def parse(text: str) -> tuple[str, list[str]]:
-    """Split `/incident` text into a subcommand and arguments, honouring quotes."""
-    try:
-        words = shlex.split(text.strip())
-    except ValueError as exc:
-        raise UserError(f'Could not read that command ({exc}). Quote titles with "double quotes".') from None
-    if not words:
-        return "help", []
-    return words[0].lower(), words[1:]
+# --- handlers ------------------------------------------------------------------------------
 
 
 async def _help(deps: Deps, inv: Invocation) -> Reply:
     return Reply(help_text())
 
 
-async def _ack(deps: Deps, inv: Invocation) -> Reply:
-    if len(inv.args) > 1:
-        raise UserError("Usage: `/incident ack [#id]`")
-    incident = await incidents.find_incident(
-        deps, channel_id=inv.channel_id, ref=inv.args[0] if inv.args else None
+async def _open(deps: Deps, inv: Invocation) -> Reply:
+    usage = 'Usage: `/incident open "title" [sev=P1..P4]`'
+    severity = Severity.P3
+    words: list[str] = []
+    for arg in inv.args:
+        if arg.lower().startswith("sev="):
+            severity = parse_severity(arg)
+        else:
+            words.append(arg)
+    title = " ".join(words).strip()
+    if not title:
+        raise UserError(usage)
+    if len(title) > MAX_TITLE:
+        raise UserError(f"The title is too long ({len(title)} characters, at most {MAX_TITLE}).")
+    incident = await incidents.open_incident(deps, title, severity, inv.user_id)
+    return Reply(
+        f"🚨 <@{inv.user_id}> declared incident {incident.ref} [{severity}] {kit.escape(title)} —"
+        " the channel is being created and you are its commander.",
+        in_channel=True,
     )
+
+
+async def _ack(deps: Deps, inv: Invocation) -> Reply:
+    ref, rest = ref_and_rest(inv)
+    if rest:
+        raise UserError("Usage: `/incident ack [#id]`")
+    incident = await incident_of(deps, inv, ref)
     return Reply(await incidents.acknowledge(deps, incident, inv.user_id), in_channel=True)
+
+
+async def _status(deps: Deps, inv: Invocation) -> Reply:
+    ref, rest = ref_and_rest(inv)
+    text = " ".join(rest).strip()
+    if not text:
+        raise UserError("Usage: `/incident status <what is happening now>`")
+    if len(text) > MAX_STATUS:
+        raise UserError(f"Status updates are limited to {MAX_STATUS} characters.")
+    incident = await incident_of(deps, inv, ref)
+    return Reply(await incidents.post_status(deps, incident, text, inv.user_id), in_channel=True)
+
+
+async def _sev(deps: Deps, inv: Invocation) -> Reply:
+    ref, rest = ref_and_rest(inv)
+    if len(rest) != 1:
+        raise UserError("Usage: `/incident sev P1|P2|P3|P4`")
+    severity = parse_severity(rest[0])
+    incident = await incident_of(deps, inv, ref)
+    return Reply(await incidents.set_severity(deps, incident, severity, inv.user_id), in_channel=True)
+
+
+async def _assign(deps: Deps, inv: Invocation) -> Reply:
+    usage = "Usage: `/incident assign @user [commander|scribe|comms|deputy]`"
+    ref, rest = ref_and_rest(inv)
+    if not 1 <= len(rest) <= 2:
+        raise UserError(usage)
+    user = parse_user(rest[0])
+    role = Role.COMMANDER
+    if len(rest) == 2:
+        try:
+            role = Role(rest[1].lower())
+        except ValueError:
+            raise UserError(usage) from None
+    incident = await incident_of(deps, inv, ref)
+    return Reply(await incidents.assign(deps, incident, role, user, inv.user_id), in_channel=True)
+
+
+async def _resolve(deps: Deps, inv: Invocation) -> Reply:
+    ref, rest = ref_and_rest(inv)
+    summary = " ".join(rest).strip() or None
+    incident = await incident_of(deps, inv, ref)
+    loaded = await deps.store.load_view(incident.id)
+    firing = [a for a in loaded[0].alerts if a.status is AlertStatus.FIRING] if loaded else []
+    if firing and incident.status.value != "resolved":
+        text = (
+            f"{len(firing)} alert(s) of {incident.ref} are still firing. Resolve anyway?"
+            " (Alertmanager will open a new incident if they keep firing.)"
+        )
+        value = f"{incident.id}:{summary or ''}"[: kit.MAX_BUTTON_VALUE]
+        blocks = [
+            kit.section(text),
+            kit.actions(
+                kit.button("Resolve anyway", "confirm_resolve", value, style="danger"),
+                block_id=f"confirm-resolve-{incident.id}",
+            ),
+        ]
+        return Reply(text, blocks=blocks)
+    return Reply(await incidents.resolve(deps, incident, inv.user_id, summary), in_channel=True)
+
+
+async def _reopen(deps: Deps, inv: Invocation) -> Reply:
+    ref, rest = ref_and_rest(inv)
+    if rest:
+        raise UserError("Usage: `/incident reopen [#id]`")
+    incident = await incident_of(deps, inv, ref)
+    return Reply(await incidents.reopen(deps, incident, inv.user_id), in_channel=True)
 
 
 async def _list(deps: Deps, inv: Invocation) -> Reply:
@@ -73,21 +141,66 @@ async def _list(deps: Deps, inv: Invocation) -> Reply:
         where = f"<#{inc.channel_id}>" if inc.channel_id else "(channel pending)"
         commander = f"<@{inc.commander}>" if inc.commander else "no commander"
         lines.append(
-            f"• {inc.ref} {title_line(inc)} — {inc.status.value}, {age(inc.created_at, now)} old, {commander}, {where}"
+            f"• {inc.ref} {kit.escape(title_line(inc))} — {inc.status.value}, "
+            f"{age(inc.created_at, now)} old, {commander}, {where}"
         )
-    return Reply("*Open incidents*\n" + "\n".join(lines))
+    return Reply(kit.clip("*Open incidents*\n" + "\n".join(lines), kit.MAX_SECTION_TEXT))
+
+
+async def _timeline(deps: Deps, inv: Invocation) -> Reply:
+    ref, rest = ref_and_rest(inv)
+    if rest:
+        raise UserError("Usage: `/incident timeline [#id]`")
+    incident = await incident_of(deps, inv, ref)
+    events = await deps.store.timeline(incident.id)
+    shown = events[-TIMELINE_LIMIT:]
+    lines = [f"*Timeline of {incident.ref}* ({len(events)} events, times UTC)"]
+    if len(events) > len(shown):
+        lines.append(f"_… {len(events) - len(shown)} earlier events omitted_")
+    for event in shown:
+        lines.append(f"`{event.at:%m-%d %H:%M:%S}` {kit.clip(event.text, 300)}")
+    return Reply(kit.clip("\n".join(lines), kit.MAX_SECTION_TEXT))
+
+
+async def _silence(deps: Deps, inv: Invocation) -> Reply:
+    return await lifecycle_extra.silence(deps, inv)
+
+
+async def _postmortem(deps: Deps, inv: Invocation) -> Reply:
+    return await lifecycle_extra.postmortem(deps, inv)
 
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
-    Subcommand("help", "/incident help", "this list", _help),
+    Subcommand(
+        "open", '/incident open "title" [sev=P1..P4]', "declare an incident; you become commander", _open
+    ),
     Subcommand("ack", "/incident ack [#id]", "acknowledge the incident", _ack),
+    Subcommand("status", "/incident status <text>", "post a status update (also in #incident)", _status),
+    Subcommand("sev", "/incident sev P1..P4", "change the severity", _sev),
+    Subcommand(
+        "assign", "/incident assign @user [commander|scribe|comms|deputy]", "give someone a role", _assign
+    ),
+    Subcommand("resolve", "/incident resolve [summary]", "resolve (asks first while alerts fire)", _resolve),
+    Subcommand("reopen", "/incident reopen [#id]", "reopen a resolved incident", _reopen),
     Subcommand("list", "/incident list", "open incidents with age, severity and commander", _list),
+    Subcommand("timeline", "/incident timeline [#id]", "the incident's timeline", _timeline),
+    Subcommand(
+        "silence",
+        "/incident silence <duration> [label=value ...]",
+        "silence the incident's alerts in Alertmanager",
+        _silence,
+    ),
+    Subcommand(
+        "postmortem", "/incident postmortem [#id]", "draft the incident report from the timeline", _postmortem
+    ),
+    Subcommand("help", "/incident help", "this list", _help),
 )
 
 
 def help_text(table: tuple[Subcommand, ...] = SUBCOMMANDS) -> str:
     lines = ["*`/incident` commands*"]
     lines += [f"• `{s.usage}` — {s.summary}" for s in table]
+    lines.append("Commands about one incident work inside its channel; elsewhere add `#id` or `#inc-…`.")
     return "\n".join(lines)
 
 
@@ -95,10 +208,10 @@ def lookup(name: str, table: tuple[Subcommand, ...] = SUBCOMMANDS) -> Subcommand
     for sub in table:
         if name == sub.name or name in sub.aliases:
             return sub
-    raise UserError(f"Unknown subcommand `{name}`.\n{help_text(table)}")
+    raise UserError(f"Unknown subcommand `{kit.escape(name)}`.\n{help_text(table)}")
 
 
 async def dispatch(deps: Deps, user_id: str, channel_id: str, text: str) -> Reply:
     name, args = parse(text)
     sub = lookup(name)
-    return await sub.handler(deps, Invocation(user_id=user_id, channel_id=channel_id, args=args))
+    return await sub.handler(deps, Invocation(user_id=user_id, channel_id=channel_id, args=args, raw=text))

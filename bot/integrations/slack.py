@@ -45,6 +45,7 @@ METHOD_TIERS: dict[str, tuple[float, int]] = {
     "usergroups.users.list": TIER_2,
     "conversations.invite": TIER_3,
     "conversations.info": TIER_3,
+    "conversations.history": TIER_3,
     "conversations.join": TIER_3,
     "chat.update": TIER_3,
     "users.lookupByEmail": TIER_3,
@@ -237,6 +238,14 @@ class SlackChat:
         except (SlackClientError, OSError) as exc:
             raise IntegrationError("slack", f"files_upload_v2: {exc}") from None
         self._metrics.slack_calls.labels("files_upload_v2", "ok").inc()
+
+    async def message_text(self, channel: str, ts: str) -> str | None:
+        """The text of one message (conversations.history bounded to that ts)."""
+        data = await self.call(
+            "conversations.history", channel=channel, latest=ts, oldest=ts, inclusive=True, limit=1
+        )
+        messages = data.get("messages") or []
+        return str(messages[0].get("text", "")) if messages else None
 
     async def usergroup_members(self, usergroup: str) -> list[str]:
         data = await self.call("usergroups.users.list", usergroup=usergroup)

@@ -204,6 +204,9 @@ def notification(view: IncidentView, now: datetime) -> Message:
 
 
 def announcement(event: TimelineEvent) -> Message:
-    """A timeline event worth telling the channel (alerts resolved, firing again, ...)."""
-    text = escape(event.text) if event.actor is None else event.text
-    return message(clip(event.text, 300), [section(text)])
+    """A timeline event worth telling the channel (alerts resolved, firing again, ...).
+
+    Event texts are Slack-safe mrkdwn by construction: whoever writes an event escapes the
+    alert- or user-derived parts (kit.escape) and may use mentions, so nothing is escaped here.
+    """
+    return message(clip(event.text, 300), [section(event.text)])

@@ -104,3 +104,30 @@ async def post_alert(
         headers["Authorization"] = f"Bearer {token}"
     async with session.post(bot_url(server) + "/webhooks/alertmanager", data=data, headers=headers) as resp:
         return resp.status, await resp.json()
+
+
+class FakeClock:
+    """A controllable clock for timer tests: starts at real now, moves only when told."""
+
+    def __init__(self) -> None:
+        from datetime import UTC, datetime
+
+        self.current = datetime.now(UTC)
+
+    def __call__(self) -> Any:
+        return self.current
+
+    def advance(self, **delta: float) -> None:
+        from datetime import timedelta
+
+        self.current += timedelta(**delta)
+
+
+@asynccontextmanager
+async def running_bot_with_clock(settings: Settings, clock: FakeClock) -> AsyncIterator[BotServer]:
+    server = await build(settings, clock=clock)
+    await server.start()
+    try:
+        yield server
+    finally:
+        await server.stop()
