@@ -34,8 +34,8 @@ COALESCE_S = 1.0
 LOCK_TTL_MS = 120_000
 CHANNEL_CLAIM_STALE_S = 120.0
 MAX_ROUNDS = 20
-# Hook run after an incident's channel exists (enrichment: runbook steps, graphs, proposals).
-ChannelReadyHook = Callable[[IncidentView], Coroutine[Any, Any, None]]
+# Hook run after each successful publish (enrichment: runbook steps, graphs, proposals).
+PublishedHook = Callable[[IncidentView], Coroutine[Any, Any, None]]
 
 
 class Publisher:
@@ -61,7 +61,7 @@ class Publisher:
         self.incident_channel = incident_channel
         self.owner = owner
         self.grafana_url = grafana_url
-        self.on_channel_ready: list[ChannelReadyHook] = []
+        self.on_published: list[PublishedHook] = []
         self._incident_channel_id: str | None = None
         self._channel_lookup = asyncio.Lock()
         self._dirty: set[int] = set()
@@ -137,7 +137,6 @@ class Publisher:
     async def _sync(self, view: IncidentView, state: PublishState) -> bool:
         now = self.clock()
         inc = view.incident
-        first_time = state.channel_id is None
         if state.channel_id is None:
             channel = await self._ensure_channel(view, state)
             if channel is None:
@@ -165,9 +164,8 @@ class Publisher:
         for event_id, event in await self.store.unannounced_events(inc.id):
             ts = await self.chat.post(channel_id, cards.announcement(event))
             await self.store.mark_announced(event_id, ts)
-        if first_time:
-            for hook in self.on_channel_ready:
-                self.supervisor.spawn(hook(view), name=f"enrich-{inc.id}")
+        for hook in self.on_published:
+            self.supervisor.spawn(hook(view), name=f"enrich-{inc.id}")
         return True
 
     async def _notification_channel(self) -> str:

@@ -20,10 +20,11 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncApp
 
-from bot import timers
+from bot import enrich, timers
 from bot.app import BotServer, build_web_app
 from bot.config import Settings
 from bot.deps import Deps
+from bot.domain import IncidentView
 from bot.errors import ConfigError
 from bot.integrations.alertmanager_api import AlertmanagerSilences
 from bot.integrations.kubernetes import KubernetesCluster
@@ -188,6 +189,11 @@ async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
             await asyncio.to_thread(metrics_source.close)
 
         deps.closers.append(close_prometheus)
+
+    async def enrich_after_publish(view: IncidentView) -> None:
+        await enrich.on_published(deps, view)
+
+    publisher.on_published.append(enrich_after_publish)
 
     async def fire_timers() -> None:
         await timers.run_due(deps)

@@ -26,7 +26,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.errors import IntegrationError
 from bot.metrics import Metrics
-from bot.render.kit import Message
+from bot.render.kit import Message, message, section
 from bot.storage.redis import Coordination
 
 log = logging.getLogger("incidentbot.slack")
@@ -180,6 +180,10 @@ class SlackChat:
             args["thread_ts"] = thread_ts
         data = await self.call("chat.postMessage", channel=channel, **args)
         return str(data["ts"])
+
+    async def post_text(self, channel: str, text: str, *, thread_ts: str | None = None) -> str:
+        """A plain mrkdwn message (text is already Slack-safe)."""
+        return await self.post(channel, message(text, [section(text)]), thread_ts=thread_ts)
 
     async def update(self, channel: str, ts: str, msg: Message) -> None:
         await self.call("chat.update", channel=channel, ts=ts, text=msg.text, blocks=msg.blocks)
