@@ -149,6 +149,7 @@ async def draw(
     alert_start: datetime | None,
     now: datetime,
     lookback: timedelta | None = None,
+    templated: bool = True,
 ) -> None:
     """Query, render and upload one graph; failures become a short note in the channel."""
     assert deps.metrics_source is not None
@@ -157,7 +158,7 @@ async def draw(
     window = f"{start:%H:%M}–{now:%H:%M} UTC"
     title = graph.title
     try:
-        query = graph.render_query(labels)
+        query = graph.render_query(labels) if templated else graph.query
     except TemplateError as exc:
         await deps.chat.post_text(
             channel, graph_caption(title, graph.query, window_text=window, error=str(exc))

@@ -16,7 +16,7 @@ from bot import incidents
 from bot.deps import Deps
 from bot.errors import UserError
 from bot.render import kit
-from commands import slash
+from commands import playbook_commands, slash
 
 log = logging.getLogger("incidentbot.commands")
 PIN_REACTIONS = {"pushpin", "round_pushpin"}
@@ -82,6 +82,20 @@ def register(app: AsyncApp, deps: Deps) -> None:
             text = _error_reference("button.failed", user=user, action="confirm_resolve")
         await respond(text=text, response_type="ephemeral", replace_original=True)
 
+    async def on_show_steps(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        await ack()
+        user = str(body.get("user", {}).get("id", ""))
+        channel = str((body.get("channel") or {}).get("id", ""))
+        try:
+            text = await playbook_commands.show_all_steps(deps, str(action.get("value", "")), channel)
+        except UserError as exc:
+            text = str(exc)
+        except Exception:
+            text = _error_reference("button.failed", user=user, action="show_runbook_steps")
+        await respond(text=text, response_type="ephemeral", replace_original=False)
+
     async def on_reaction(event: dict[str, Any], body: dict[str, Any]) -> None:
         """A 📌 on a message in an incident channel adds it to the timeline."""
         if event.get("reaction") not in PIN_REACTIONS:
@@ -108,4 +122,5 @@ def register(app: AsyncApp, deps: Deps) -> None:
     app.command("/incident")(on_incident)
     app.action("ack_incident")(on_ack_button)
     app.action("confirm_resolve")(on_confirm_resolve)
+    app.action("show_runbook_steps")(on_show_steps)
     app.event("reaction_added")(on_reaction)

@@ -8,7 +8,7 @@ from bot.domain import AlertStatus, Role, Severity
 from bot.errors import UserError
 from bot.render import kit
 from bot.render.cards import age, title_line
-from commands import lifecycle_extra
+from commands import lifecycle_extra, playbook_commands
 from commands.base import (
     Invocation,
     Reply,
@@ -166,6 +166,14 @@ async def _silence(deps: Deps, inv: Invocation) -> Reply:
     return await lifecycle_extra.silence(deps, inv)
 
 
+async def _runbook(deps: Deps, inv: Invocation) -> Reply:
+    return await playbook_commands.runbook(deps, inv)
+
+
+async def _graph(deps: Deps, inv: Invocation) -> Reply:
+    return await playbook_commands.graph(deps, inv)
+
+
 async def _postmortem(deps: Deps, inv: Invocation) -> Reply:
     return await lifecycle_extra.postmortem(deps, inv)
 
@@ -193,6 +201,8 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand(
         "postmortem", "/incident postmortem [#id]", "draft the incident report from the timeline", _postmortem
     ),
+    Subcommand("runbook", "/incident runbook [name]", "show a playbook (without a name: the list)", _runbook),
+    Subcommand("graph", "/incident graph <promql> [range]", "graph any query into the channel", _graph),
     Subcommand("help", "/incident help", "this list", _help),
 )
 

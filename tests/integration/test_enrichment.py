@@ -158,3 +158,57 @@ async def test_unmatched_alert_uses_the_generic_playbook(slack, http, database_d
         assert generic
         # No PROMETHEUS_URL: graphs are off, and the channel says so.
         await slack.wait_for(lambda s: any("PROMETHEUS_URL" in t for t in _texts(s, channel.id)))
+
+
+async def test_runbook_and_graph_commands_and_show_all_steps(
+    slack, http, database_dsn, redis_url, prometheus, tmp_path
+):
+    from sandbox.slack import SlackDriver
+    from tests.integration.rig import SIGNING_SECRET, bot_url
+
+    settings = bot_settings(
+        slack, database_dsn, redis_url, prometheus_url=prometheus.url, playbooks_dir=_playbooks(tmp_path)
+    )
+    async with running_bot(settings) as bot:
+        driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
+        # HighLatency matches the SkillMeat playbook, whose 8 steps are collapsed to 6 + a button.
+        await post_alert(http, bot, group_payload("skillmeat", [("h1", "firing")], alertname="HighLatency"))
+        channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
+        collapsed = await slack.wait_for(
+            lambda s: next(
+                (m for m in s.messages(channel.id) if "show_runbook_steps" in json.dumps(m.blocks)), None
+            )
+        )
+        before = len(slack.messages(channel.id))
+        resp = await driver.click(
+            "show_runbook_steps", user_id="U_ALICE", channel_id=channel.id, message_ts=collapsed.ts
+        )
+        assert resp.status == 200
+        await slack.wait_for(lambda s: len(s.messages(channel.id)) > before)
+
+        await driver.slash_command("/incident", "runbook", user_id="U_ALICE", channel_id=channel.id)
+        listing = await slack.wait_for(
+            lambda s: next((r for r in s.responses if "onquota" in json.dumps(r.blocks or [])), None)
+        )
+        assert listing.response_type == "ephemeral"
+        await driver.slash_command(
+            "/incident", "runbook onquota-high-cpu-usage", user_id="U_ALICE", channel_id=channel.id
+        )
+        await slack.wait_for(lambda s: any("CPU" in t for t in _texts(s, channel.id)[before:]))
+        await driver.slash_command(
+            "/incident", "runbook no-such-playbook", user_id="U_ALICE", channel_id=channel.id
+        )
+        await slack.wait_for(lambda s: any("No playbook `no-such-playbook`" in r.text for r in s.responses))
+
+        await driver.slash_command(
+            "/incident", "graph checkout_queue_depth 30m", user_id="U_ALICE", channel_id=channel.id
+        )
+        drawn = await slack.wait_for(
+            lambda s: next((f for f in s.files.values() if f.title == "checkout_queue_depth"), None),
+            timeout=20,
+        )
+        assert drawn.data.startswith(PNG)
+        await driver.slash_command(
+            "/incident", "graph 'rate(x[5m]'", user_id="U_ALICE", channel_id=channel.id
+        )
+        await slack.wait_for(lambda s: any("bad_data" in t for t in _texts(s, channel.id)), timeout=20)
