@@ -59,6 +59,7 @@ def build_web_app(deps: Deps, bolt: AsyncApp) -> web.Application:
         return await to_aiohttp_response(bolt_response)
 
     app.router.add_post("/webhooks/alertmanager", handlers.alertmanager)
+    app.router.add_post("/webhooks/pagerduty", handlers.pagerduty)
     app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)

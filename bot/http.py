@@ -13,6 +13,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from bot.alertmanager import PayloadError, parse_payload
 from bot.deps import Deps
+from bot.pagerduty import (
+    SIGNATURE_HEADER,
+    WEBHOOK_ID_HEADER,
+    PagerDutyWebhookError,
+    parse_webhook,
+    verify_signature,
+)
 
 log = logging.getLogger("incidentbot.http")
 READY_TIMEOUT_S = 2.0
@@ -60,6 +67,41 @@ class Handlers:
         metrics.webhooks_received.labels("alertmanager").inc()
         self.deps.pipeline.wake()
         return web.json_response({"status": "accepted", "id": inbox_id})
+
+    async def pagerduty(self, request: web.Request) -> web.Response:
+        """PagerDuty V3 webhook: signature first, then a durable insert deduplicated on the
+        X-Webhook-Id (PagerDuty retries for 48 h), then 202."""
+        metrics = self.deps.metrics
+        secret = self.deps.settings.pagerduty_webhook_secret
+        try:
+            raw = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            metrics.webhooks_rejected.labels("pagerduty", "too_large").inc()
+            return _json_error(413, "body too large")
+        secrets_list = [s.strip() for s in secret.get_secret_value().split(",")] if secret else []
+        if not secrets_list or not verify_signature(secrets_list, raw, request.headers.get(SIGNATURE_HEADER)):
+            metrics.webhooks_rejected.labels("pagerduty", "unauthorized").inc()
+            return _json_error(401, "missing or invalid X-PagerDuty-Signature")
+        try:
+            parse_webhook(raw)
+        except PagerDutyWebhookError as exc:
+            metrics.webhooks_rejected.labels("pagerduty", "invalid").inc()
+            # PagerDuty drops 4xx without retrying; a malformed body would never get better.
+            return _json_error(400, str(exc))
+        webhook_id = request.headers.get(WEBHOOK_ID_HEADER) or None
+        try:
+            inbox_id = await self.deps.store.insert_delivery("pagerduty", raw.decode("utf-8"), webhook_id)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+            log.error(
+                "webhook.store_failed", extra={"source": "pagerduty", "error": f"{type(exc).__name__}: {exc}"}
+            )
+            metrics.webhooks_rejected.labels("pagerduty", "storage").inc()
+            return _json_error(503, "storage unavailable, retry later")
+        metrics.webhooks_received.labels("pagerduty").inc()
+        self.deps.pipeline.wake()
+        return web.json_response(
+            {"status": "accepted", "id": inbox_id, "duplicate": inbox_id is None}, status=202
+        )
 
     async def healthz(self, request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

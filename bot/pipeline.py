@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from bot.alertmanager import AMPayload
@@ -36,6 +36,7 @@ log = logging.getLogger("incidentbot.pipeline")
 Clock = Callable[[], datetime]
 GroupKeyFn = Callable[[AMPayload], str]
 SeverityFn = Callable[[dict[str, str]], Severity]
+SourceHandler = Callable[[InboxRow, IntakeTx], Awaitable[list[int]]]
 MAX_ATTEMPTS = 10
 
 
@@ -93,6 +94,8 @@ class Pipeline:
         self.group_key = group_key
         self.policy = policy or Policy()
         self._wake: asyncio.Queue[None] = asyncio.Queue()
+        # Other webhook sources (PagerDuty), registered by the wiring at start-up.
+        self.handlers: dict[str, SourceHandler] = {}
 
     def wake(self) -> None:
         self._wake.put_nowait(None)
@@ -141,6 +144,8 @@ class Pipeline:
         if row.source == "alertmanager":
             payload = AMPayload.model_validate(row.body)
             touched = await self.apply_alertmanager(tx, payload, row.id)
+        elif row.source in self.handlers:
+            touched = await self.handlers[row.source](row, tx)
         else:
             log.warning("delivery.unknown_source", extra={"source": row.source, "inbox_id": row.id})
             touched = []

@@ -20,7 +20,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncApp
 
-from bot import enrich, timers
+from bot import enrich, pagerduty_sync, timers
 from bot.app import BotServer, build_web_app
 from bot.config import Settings
 from bot.deps import Deps
@@ -38,7 +38,7 @@ from bot.publisher import Publisher
 from bot.storage import redis as redis_store
 from bot.storage.lifecycle import LifecycleStore
 from bot.storage.migrate import apply_migrations
-from bot.storage.postgres import PostgresStore, create_pool
+from bot.storage.postgres import InboxRow, IntakeTx, PostgresStore, create_pool
 from bot.supervisor import Supervisor
 from commands.register import register
 
@@ -193,7 +193,15 @@ async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
     async def enrich_after_publish(view: IncidentView) -> None:
         await enrich.on_published(deps, view)
 
+    async def pagerduty_after_publish(view: IncidentView) -> None:
+        await pagerduty_sync.after_publish(deps, view.incident)
+
+    async def apply_pagerduty(row: InboxRow, tx: IntakeTx) -> list[int]:
+        return await pagerduty_sync.apply(deps, row, tx)
+
     publisher.on_published.append(enrich_after_publish)
+    publisher.on_published.append(pagerduty_after_publish)
+    pipeline.handlers["pagerduty"] = apply_pagerduty
 
     async def fire_timers() -> None:
         await timers.run_due(deps)

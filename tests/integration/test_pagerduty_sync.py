@@ -1,0 +1,130 @@
+"""PagerDuty both ways against the TLS sandbox PagerDuty: webhooks in, REST calls out, no echo."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import asyncpg
+import pytest
+
+from sandbox.pagerduty import DEFAULT_API_TOKEN, DEFAULT_WEBHOOK_SECRET, PagerDutySandbox
+from sandbox.slack import SlackDriver
+from tests.integration.rig import SIGNING_SECRET, bot_settings, bot_url, running_bot
+
+NEW_SECRET = "rotated-pagerduty-secret"
+
+
+@pytest.fixture
+async def pd() -> AsyncIterator[PagerDutySandbox]:
+    async with PagerDutySandbox(webhook_secrets=(DEFAULT_WEBHOOK_SECRET,)) as sandbox:
+        yield sandbox
+
+
+def _settings(slack, pd, dsn, redis_url):
+    return bot_settings(
+        slack,
+        dsn,
+        redis_url,
+        pagerduty_api_token=DEFAULT_API_TOKEN,
+        pagerduty_api_url=pd.base_url,
+        pagerduty_from_email="alice@example.com",
+        pagerduty_webhook_secret=f"{DEFAULT_WEBHOOK_SECRET},{NEW_SECRET}",
+        pagerduty_ca_bundle=str(pd.ca_path),
+    )
+
+
+async def _rows(dsn, sql):
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetch(sql)
+    finally:
+        await conn.close()
+
+
+async def test_pagerduty_incident_opens_channel_and_invites_oncall(slack, http, database_dsn, redis_url, pd):
+    async with running_bot(_settings(slack, pd, database_dsn, redis_url)) as bot:
+        url = bot_url(bot) + "/webhooks/pagerduty"
+        pd.webhook_url = url
+        pd_incident = pd.create_incident("Checkout API 5xx", service="PS00001", urgency="high")
+        assert await pd.send_webhook(url, "incident.triggered", pd_incident.id) == 202
+        channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
+        assert "checkout-api-5xx" in channel.name
+        # The on-call of the escalation policy, found by email, is invited.
+        await slack.wait_for(lambda s: "U_ALICE" in s.channels[channel.id].members)
+        await slack.wait_for(
+            lambda s: any("On-call from PagerDuty invited" in m.text for m in s.messages(channel.id))
+        )
+        rows = await _rows(database_dsn, "SELECT source, pagerduty_incident_id, severity FROM incidents")
+        assert [(r["source"], r["pagerduty_incident_id"], r["severity"]) for r in rows] == [
+            ("pagerduty", pd_incident.id, "P2")
+        ]
+
+
+async def test_ack_and_status_in_slack_reach_pagerduty_without_echo(slack, http, database_dsn, redis_url, pd):
+    async with running_bot(_settings(slack, pd, database_dsn, redis_url)) as bot:
+        url = bot_url(bot) + "/webhooks/pagerduty"
+        pd.webhook_url = url  # the sandbox emits webhooks back for changes made through its API
+        pd_incident = pd.create_incident("Payments latency", service="PS00002")
+        await pd.send_webhook(url, "incident.triggered", pd_incident.id)
+        channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
+        driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
+        await driver.slash_command("/incident", "ack", user_id="U_BOB", channel_id=channel.id)
+        await pd.wait_for(lambda: pd.incidents[pd_incident.id].status == "acknowledged")
+        # PagerDuty's own webhook for that change comes back and is absorbed.
+        await pd.wait_for(
+            lambda: any(w.event_type == "incident.acknowledged" and w.status == 202 for w in pd.webhooks)
+        )
+        await driver.slash_command(
+            "/incident", "status failing over to the replica", user_id="U_BOB", channel_id=channel.id
+        )
+        await pd.wait_for(
+            lambda: any("failing over" in n.content for n in pd.incidents[pd_incident.id].notes)
+        )
+        puts = pd.requests_to("PUT", f"/incidents/{pd_incident.id}")
+        assert len(puts) == 1
+        assert puts[0].headers.get("From") == "alice@example.com"
+        events = await _rows(database_dsn, "SELECT kind FROM timeline_events ORDER BY id")
+        assert [e["kind"] for e in events].count("acknowledged") == 1
+
+
+async def test_resolve_in_pagerduty_resolves_in_slack_and_is_not_sent_back(
+    slack, http, database_dsn, redis_url, pd
+):
+    async with running_bot(_settings(slack, pd, database_dsn, redis_url)) as bot:
+        url = bot_url(bot) + "/webhooks/pagerduty"
+        pd_incident = pd.create_incident("Disk full on db-1")
+        await pd.send_webhook(url, "incident.triggered", pd_incident.id)
+        channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
+        await pd.send_webhook(url, "incident.acknowledged", pd_incident.id, agent="bob@example.com")
+        await pd.send_webhook(url, "incident.resolved", pd_incident.id, agent="bob@example.com")
+        await slack.wait_for(
+            lambda s: any(
+                "Resolved" in json.dumps(m.blocks, ensure_ascii=False)
+                for m in s.messages(s.incident_channel.id)
+                if m.blocks
+            )
+        )
+        rows = await _rows(database_dsn, "SELECT status, acknowledged_by FROM incidents")
+        assert rows[0]["status"] == "resolved" and "(PagerDuty)" in rows[0]["acknowledged_by"]
+        assert pd.requests_to("PUT", f"/incidents/{pd_incident.id}") == []
+        assert channel.id
+
+
+async def test_signatures_rotation_and_replays(slack, http, database_dsn, redis_url, pd):
+    async with running_bot(_settings(slack, pd, database_dsn, redis_url)) as bot:
+        url = bot_url(bot) + "/webhooks/pagerduty"
+        pd_incident = pd.create_incident("Queue backlog")
+        assert (
+            await pd.send_webhook(url, "incident.triggered", pd_incident.id, secrets=["wrong-secret"]) == 401
+        )
+        assert await pd.send_webhook(url, "incident.triggered", pd_incident.id, secrets=[]) == 401
+        # During rotation PagerDuty signs with the new secret (and the old): either is accepted.
+        assert await pd.send_webhook(url, "incident.triggered", pd_incident.id, secrets=[NEW_SECRET]) == 202
+        sent = pd.webhooks[-1]
+        assert await pd.resend(sent) == 202  # a retry of the same X-Webhook-Id
+        await slack.wait_for(lambda s: s.find_channel("inc-"))
+        rows = await _rows(database_dsn, "SELECT count(*) AS n FROM webhook_inbox WHERE source = 'pagerduty'")
+        assert rows[0]["n"] == 1
+        async with http.post(url, data=b"{}", headers={"X-PagerDuty-Signature": "v1=" + "0" * 64}) as resp:
+            assert resp.status == 401
