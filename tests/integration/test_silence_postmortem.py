@@ -1,0 +1,103 @@
+"""`/incident silence` against the real Alertmanager API, and the postmortem draft."""
+
+from __future__ import annotations
+
+import asyncio
+
+import aiohttp
+
+from sandbox.services import AlertmanagerServer
+from sandbox.slack import SlackDriver
+from tests.integration.rig import (
+    AM_TOKEN,
+    SIGNING_SECRET,
+    bot_settings,
+    bot_url,
+    group_payload,
+    post_alert,
+    running_bot,
+)
+
+
+async def _silences(url: str) -> list[dict]:
+    async with aiohttp.ClientSession() as http, http.get(url + "/api/v2/silences") as resp:
+        return await resp.json()
+
+
+async def test_silence_is_created_recorded_and_expired_on_resolve(
+    slack, http, database_dsn, redis_url, services_dir
+):
+    am = await asyncio.to_thread(
+        AlertmanagerServer.start, services_dir, "http://127.0.0.1:9/unused", AM_TOKEN
+    )
+    try:
+        settings = bot_settings(slack, database_dsn, redis_url, alertmanager_url=am.url)
+        async with running_bot(settings) as bot:
+            driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
+            await post_alert(http, bot, group_payload("shop", [("s1", "firing"), ("s2", "firing")]))
+            channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
+            await driver.slash_command("/incident", "silence 2h", user_id="U_ALICE", channel_id=channel.id)
+            reply = await slack.wait_for(
+                lambda s: next((r for r in s.responses if "silenced" in r.text), None)
+            )
+            assert "alertname" in reply.text and "namespace" in reply.text
+            silences = await _silences(am.url)
+            active = [s for s in silences if s["status"]["state"] == "active"]
+            assert len(active) == 1
+            matchers = {(m["name"], m["value"]) for m in active[0]["matchers"]}
+            assert ("alertname", "HighErrorRate") in matchers and ("namespace", "shop") in matchers
+            assert active[0]["createdBy"] == "slack:U_ALICE"
+
+            await driver.slash_command(
+                "/incident", "silence 30m pod=~pod-s.* team!=db", user_id="U_ALICE", channel_id=channel.id
+            )
+            await slack.wait_for(lambda s: sum("silenced" in r.text for r in s.responses) == 2)
+            await driver.slash_command(
+                "/incident", "silence 1h bad-matcher", user_id="U_ALICE", channel_id=channel.id
+            )
+            await slack.wait_for(lambda s: any("is not a matcher" in r.text for r in s.responses))
+
+            # Resolving expires the incident's silences.
+            await driver.slash_command("/incident", "resolve", user_id="U_ALICE", channel_id=channel.id)
+            await slack.wait_for(lambda s: any("still firing" in r.text for r in s.responses))
+            from tests.integration.test_lifecycle import _confirm_payload
+
+            await driver.post(
+                _confirm_payload(slack, channel.id, "U_ALICE"), "application/x-www-form-urlencoded"
+            )
+            async with asyncio.timeout(10):
+                while any(s["status"]["state"] == "active" for s in await _silences(am.url)):
+                    await asyncio.sleep(0.1)
+            await driver.slash_command("/incident", "timeline", user_id="U_ALICE", channel_id=channel.id)
+            timeline = await slack.wait_for(
+                lambda s: next((r for r in s.responses if "Timeline of" in r.text), None)
+            )
+            assert "silenced" in timeline.text and "expired on resolve" in timeline.text
+    finally:
+        await asyncio.to_thread(am.stop)
+
+
+async def test_postmortem_draft_matches_the_stored_timeline(slack, http, database_dsn, redis_url):
+    async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
+        driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
+        await post_alert(http, bot, group_payload("shop", [("p1", "firing")]))
+        channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
+        for text in ("ack", "status cache flushed, errors dropping", "sev P2"):
+            await driver.slash_command("/incident", text, user_id="U_BOB", channel_id=channel.id)
+        await slack.wait_for(lambda s: s.channels[channel.id].topic.startswith("[P2]"))
+        await driver.slash_command("/incident", "postmortem", user_id="U_BOB", channel_id=channel.id)
+        draft = await slack.wait_for(
+            lambda s: next((f for f in s.files.values() if f.name.startswith("postmortem-incident-1")), None)
+        )
+        text = draft.data.decode()
+        for heading in ("Summary", "Timeline", "Root Cause", "Resolution", "Action Items"):
+            assert heading in text, heading
+        assert (
+            text.index("Summary")
+            < text.index("Timeline")
+            < text.index("Root Cause")
+            < text.index("Resolution")
+        )
+        for needle in ("cache flushed, errors dropping", "HighErrorRate", "@U_BOB"):
+            assert needle in text, needle
+        assert any(draft.id in m.files for m in slack.messages(channel.id))
