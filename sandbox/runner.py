@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import tempfile
 from collections.abc import Callable
@@ -18,12 +19,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 
 from bot import logs
-from bot.config import Settings, sandbox_environment
+from bot.config import BUNDLED_PLAYBOOKS, Settings, sandbox_environment
 from bot.errors import ConfigError
 from bot.testalert import build_payload
 from bot.wiring import build
+from sandbox.kubernetes import KubeSandbox
+from sandbox.pagerduty import DEFAULT_API_TOKEN, DEFAULT_WEBHOOK_SECRET, PagerDutySandbox
 from sandbox.services import PostgresServer, RedisServer, ServiceError
 from sandbox.slack import SlackSandbox
 from sandbox.textview import blocks_to_text
@@ -32,21 +36,42 @@ SANDBOX_TOKEN = "sandbox-alertmanager-token"
 SANDBOX_SIGNING_SECRET = "sandbox-signing-secret"
 DEMO_ALERTS: list[tuple[str, dict[str, str], str]] = [
     (
-        "SkillQuestAPIDown",
-        {"namespace": "skillquest", "job": "skillquest-api", "severity": "critical"},
+        "APIDown",
+        {"namespace": "skillquest", "job": "skillquest-api", "service": "api", "severity": "critical"},
         "SkillQuest API is down",
     ),
     (
-        "BirthdaySchedulerHighErrorRate",
-        {"namespace": "birthday-scheduler", "deployment": "birthday-scheduler-api", "severity": "critical"},
-        "Birthday Scheduler API error rate above 5%",
+        "ServiceDown",
+        {"namespace": "birthday-scheduler", "job": "birthday-scheduler-api", "severity": "critical"},
+        "Birthday Scheduler API is down",
     ),
     (
-        "SearchAPIHighLatency",
-        {"namespace": "api", "deployment": "search-api", "severity": "warning"},
-        "search-api p99 latency above 1s",
+        "SkillForgeLatencyP95High",
+        {"namespace": "api", "service": "search", "deployment": "search-api", "severity": "critical"},
+        "search-api p95 latency above the SLO",
     ),
 ]
+# Sandbox users in the policy's roles, so approvals can be tried out.
+SANDBOX_ROLES: dict[str, dict[str, list[str]]] = {
+    "sre": {"users": ["U_ALICE", "U_BOB"], "usergroups": []},
+    "oncall": {"users": [], "usergroups": ["S_SRE"]},
+    "dba": {"users": ["U_CAROL"], "usergroups": []},
+    "escalation": {"users": [], "usergroups": ["S_SRE"]},
+}
+
+
+def sandbox_playbooks(base: Path) -> Path:
+    """The bundled playbooks with a policy whose roles name the sandbox users."""
+    target = base / "playbooks"
+    shutil.copytree(BUNDLED_PLAYBOOKS, target)
+    policy = yaml.safe_load((target / "policy.yaml").read_text(encoding="utf-8"))
+    policy["roles"] = SANDBOX_ROLES
+    (target / "policy.yaml").write_text(
+        "# Sandbox policy: the bundled one with the sandbox users in its roles.\n"
+        + yaml.safe_dump(policy, sort_keys=False),
+        encoding="utf-8",
+    )
+    return target
 
 
 class ConversationPrinter:
@@ -153,7 +178,21 @@ async def _sandbox(port: int, demo: bool, exit_after_demo: bool) -> None:
         slack = SlackSandbox(incident_channel="incident")
         await slack.start()
         stack.push_async_callback(slack.stop)
+        kube = KubeSandbox()
+        kube.seed_demo()
+        await kube.start()
+        stack.push_async_callback(kube.stop)
+        kubeconfig = kube.write_kubeconfig(base / "kubeconfig")
+        pagerduty = PagerDutySandbox()
+        await stack.enter_async_context(pagerduty)
         values: dict[str, Any] = {
+            "kubeconfig": str(kubeconfig),
+            "playbooks_dir": sandbox_playbooks(base),
+            "pagerduty_api_token": DEFAULT_API_TOKEN,
+            "pagerduty_api_url": pagerduty.base_url,
+            "pagerduty_from_email": "alice@example.com",
+            "pagerduty_webhook_secret": DEFAULT_WEBHOOK_SECRET,
+            "pagerduty_ca_bundle": str(pagerduty.ca_path),
             "slack_bot_token": slack.bot_token,
             "slack_signing_secret": SANDBOX_SIGNING_SECRET,
             "slack_api_url": slack.api_url,
@@ -168,6 +207,7 @@ async def _sandbox(port: int, demo: bool, exit_after_demo: bool) -> None:
         await server.start()
         stack.push_async_callback(server.stop)
         url = f"http://127.0.0.1:{server.port}"
+        pagerduty.webhook_url = url + "/webhooks/pagerduty"
         print(f"sandbox: bot on {url} · sandbox Slack API on {slack.api_url}", flush=True)
         print(
             f"sandbox: try `incidentbot send-test-alert MyAlert --url {url} --token {SANDBOX_TOKEN}`",
