@@ -100,18 +100,24 @@ class Pipeline:
     def wake(self) -> None:
         self._wake.put_nowait(None)
 
-    async def worker(self, stop: asyncio.Event, poll_interval: float) -> None:
-        """Process deliveries until stop is set; finishes the delivery in hand first."""
+    async def worker(self, stop: asyncio.Event, poll_interval: float, drain_s: float = 10.0) -> None:
+        """Process deliveries until stop is set, then drain what was accepted before the
+        shutdown (bounded), so a SIGTERM leaves nothing half done."""
         while not stop.is_set():
-            try:
-                progressed = await self.process_one()
-            except Exception:
-                log.exception("worker.error")
-                progressed = False
-            if progressed:
+            if await self._step():
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.get(), timeout=poll_interval)
+        deadline = asyncio.get_running_loop().time() + drain_s
+        while asyncio.get_running_loop().time() < deadline and await self._step():
+            pass
+
+    async def _step(self) -> bool:
+        try:
+            return await self.process_one()
+        except Exception:
+            log.exception("worker.error")
+            return False
 
     async def process_one(self) -> bool:
         """Claim and apply one stored delivery; False when there is none ready."""

@@ -174,7 +174,7 @@ def incident_card(view: IncidentView, now: datetime) -> Message:
     if buttons:
         blocks.append(actions(*buttons, block_id=f"incident-{inc.id}"))
     blocks.append(context(f"incidentbot · {inc.source.value} · updated {when(now)}"))
-    return message(f"{title_line(inc)} ({inc.status.value})", blocks)
+    return message(f"{escape(title_line(inc))} ({inc.status.value})", blocks)
 
 
 def _lifecycle_buttons(inc: Incident) -> list[Block]:
@@ -200,7 +200,7 @@ def notification(view: IncidentView, now: datetime) -> Message:
     buttons = _lifecycle_buttons(inc)
     if buttons:
         blocks.append(actions(*buttons, block_id=f"notify-{inc.id}"))
-    return message(f"{title_line(inc)} — {inc.status.value}", blocks)
+    return message(f"{escape(title_line(inc))} — {inc.status.value}", blocks)
 
 
 def announcement(event: TimelineEvent) -> Message:

@@ -41,7 +41,8 @@ def escape(text: str) -> str:
 
 
 def link(url: str, label: str) -> str:
-    if not url or len(url) > MAX_URL or any(c in url for c in "<>| \n"):
+    # Only web links: a generatorURL or annotation is alert data, never a javascript: link.
+    if not url.startswith(("http://", "https://")) or len(url) > MAX_URL or any(c in url for c in "<>| \n"):
         return escape(label)
     return f"<{url}|{escape(label).replace('|', '¦')}>"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import subprocess
@@ -221,3 +222,70 @@ def test_every_subcommand_has_help():
         result = _run_cli(*args, env=dict(os.environ))
         assert result.returncode == 0, (args, result.stderr)
         assert "usage: incidentbot" in result.stdout
+
+
+async def test_sigterm_finishes_in_flight_work(slack, http, database_dsn, redis_url):
+    from sandbox.services import free_port
+
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        env=_bot_env(slack.api_url, database_dsn, redis_url, port),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        cwd=ROOT,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        async with asyncio.timeout(20):
+            while True:
+                try:
+                    async with http.get(url + "/readyz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                await asyncio.sleep(0.05)
+        for group in ("a", "b", "c"):
+            async with http.post(
+                url + "/webhooks/alertmanager",
+                json=group_payload(group, [(f"{group}1", "firing")]),
+                headers={"Authorization": f"Bearer {AM_TOKEN}"},
+            ) as resp:
+                assert resp.status == 200
+        proc.send_signal(signal.SIGTERM)
+        code = await asyncio.to_thread(proc.wait, 30)
+        stderr = proc.stderr.read().decode()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        proc.stderr.close()
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    conn = await asyncpg.connect(database_dsn)
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL") == 0
+        assert await conn.fetchval("SELECT count(*) FROM incidents") == 3
+    finally:
+        await conn.close()
+    assert len(slack.channels_with_prefix("inc-")) == 3
+
+
+async def test_updates_within_a_second_coalesce(slack, http, database_dsn, redis_url):
+    async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
+        await post_alert(http, bot, group_payload("burst", [("b1", "firing")]))
+        channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
+        await slack.wait_for(lambda s: s.messages(channel.id) and s.messages(s.incident_channel.id))
+        before = len(slack.calls_to("chat.update"))
+        for n in range(2, 12):
+            await post_alert(
+                http, bot, group_payload("burst", [(f"b{i}", "firing") for i in range(1, n + 1)])
+            )
+        await slack.wait_for(lambda s: "11 firing / 11 total" in json.dumps(s.messages(channel.id)[0].blocks))
+        await slack.wait_for(
+            lambda s: "11 firing / 11 total" in json.dumps(s.messages(s.incident_channel.id)[0].blocks)
+        )
+        updates = len(slack.calls_to("chat.update")) - before
+        # Ten deliveries, two messages each: without coalescing 20 updates; with it a few rounds.
+        assert updates <= 6, updates
