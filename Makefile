@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: sandbox test lint provision install bench clean
+.PHONY: sandbox test lint provision install tools bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "incidentbot needs Python >= 3.11")'
@@ -15,6 +15,9 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: provision $(STAMP)
+
+tools:
+	bash scripts/install-tools.sh
 
 provision:
 	bash scripts/provision.sh
@@ -27,7 +30,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy bot commands
 
-test: install lint
+test: install tools lint
 	$(BIN)/incidentbot playbooks validate
 	$(BIN)/pytest -q -p no:cacheprovider
 

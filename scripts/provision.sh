@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Install the service binaries the tests and the sandbox run as plain processes:
-# PostgreSQL 15, Redis, Prometheus, Alertmanager (+ unzip). Idempotent: installs only what is
-# missing, then stops and disables the system services those packages auto-start, so they do not
-# hold the default ports (tests start their own instances on random 127.0.0.1 ports).
+# PostgreSQL 15, Redis, Prometheus, Alertmanager (+ unzip), and Debian's Chromium for the web
+# view's end-to-end tests (Playwright drives /usr/bin/chromium; it never downloads a browser).
+# Idempotent: installs only what is missing, then stops and disables the system services those
+# packages auto-start, so they do not hold the default ports (tests start their own instances on
+# random 127.0.0.1 ports).
 # Usage: scripts/provision.sh [--dry-run]
 set -euo pipefail
 
@@ -43,11 +45,12 @@ have_cmd redis-server || missing+=(redis-server)
 have_cmd prometheus || missing+=(prometheus)
 have_cmd prometheus-alertmanager || missing+=(prometheus-alertmanager)
 have_cmd unzip || missing+=(unzip)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
 # Debian splits venv support out of python3; the Makefile creates .venv with it.
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    log "all present: postgresql redis-server prometheus prometheus-alertmanager unzip"
+    log "all present: postgresql redis-server prometheus prometheus-alertmanager unzip chromium"
     exit 0
 fi
 
@@ -87,4 +90,5 @@ have_postgres || { log "postgresql binaries still missing after install" >&2; ex
 for b in redis-server prometheus prometheus-alertmanager unzip; do
     have_cmd "$b" || { log "$b still missing after install" >&2; exit 1; }
 done
+[[ -x /usr/bin/chromium ]] || { log "/usr/bin/chromium still missing after install" >&2; exit 1; }
 log "done"
