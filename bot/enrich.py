@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
 from bot.deps import Deps
+from bot.diagnostics import run_diagnostic
 from bot.domain import Alert, IncidentView
 from bot.errors import IntegrationError
 from bot.playbooks import Graph, Playbook, alert_expression_graph
@@ -87,8 +88,17 @@ async def _post_playbook(
         },
     )
     await post_graphs(deps, view, playbook, alert)
+    await post_diagnostics(deps, channel, playbook, labels)
     if propose is not None and playbook.remediations:
         await propose(deps, incident.id, labels, playbook)
+
+
+async def post_diagnostics(deps: Deps, channel: str, playbook: Playbook, labels: dict[str, str]) -> None:
+    """The playbook's read-only Kubernetes views (pods, events, history, logs)."""
+    if deps.cluster is None or not playbook.diagnostics:
+        return
+    for diag in playbook.diagnostics:
+        await deps.chat.post(channel, await run_diagnostic(deps.cluster, diag, labels))
 
 
 async def evaluate_checks(deps: Deps, playbook: Playbook, labels: dict[str, str]) -> dict[int, CheckOutcome]:

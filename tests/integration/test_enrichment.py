@@ -212,3 +212,29 @@ async def test_runbook_and_graph_commands_and_show_all_steps(
             "/incident", "graph 'rate(x[5m]'", user_id="U_ALICE", channel_id=channel.id
         )
         await slack.wait_for(lambda s: any("bad_data" in t for t in _texts(s, channel.id)), timeout=20)
+
+
+async def test_diagnostics_from_the_sandbox_cluster(slack, http, database_dsn, redis_url, tmp_path):
+    from sandbox.kubernetes import KubeSandbox
+
+    kube = KubeSandbox()
+    kube.seed_demo()
+    await kube.start()
+    try:
+        settings = bot_settings(
+            slack, database_dsn, redis_url, kubeconfig=str(kube.write_kubeconfig(tmp_path / "kc"))
+        )
+        async with running_bot(settings) as bot:
+            body = group_payload("skillquest", [("d1", "firing")], alertname="HighAPILatency")
+            await post_alert(http, bot, body)
+            channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
+            pods = await slack.wait_for(
+                lambda s: next(
+                    (t for t in _texts(s, channel.id) if "pods: skillquest/skillquest-api" in t), None
+                )
+            )
+            assert "skillquest-api-" in pods and "Running" in pods
+        # Diagnostics only read: no mutating request reached the cluster.
+        assert not [r for r in kube.requests if r.method in ("PATCH", "POST", "PUT", "DELETE")]
+    finally:
+        await kube.stop()
