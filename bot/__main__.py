@@ -47,6 +47,12 @@ def _parser() -> argparse.ArgumentParser:
     sandbox = sub.add_parser("sandbox", help="run the bot against local sandbox Slack/Kubernetes/PagerDuty")
     sandbox.add_argument("--port", type=int, default=8080, help="bot HTTP port (default 8080)")
     sandbox.add_argument("--no-demo", action="store_true", help="do not fire the sample alerts")
+    sandbox.add_argument(
+        "--web-port",
+        type=int,
+        default=8090,
+        help="web view port on 127.0.0.1 (default 8090; 0 = any free port)",
+    )
     sandbox.add_argument("--exit-after-demo", action="store_true", help="stop once the demo story has played")
     return parser
 
@@ -139,7 +145,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             from sandbox.runner import run_sandbox
 
             return int(
-                run_sandbox(port=args.port, demo=not args.no_demo, exit_after_demo=args.exit_after_demo)
+                run_sandbox(
+                    port=args.port,
+                    demo=not args.no_demo,
+                    exit_after_demo=args.exit_after_demo,
+                    web_port=args.web_port,
+                )
             )
     except ConfigError as exc:
         print(f"incidentbot: {exc}", file=sys.stderr)

@@ -60,7 +60,9 @@ def build_web_app(deps: Deps, bolt: AsyncApp) -> web.Application:
 
     app.router.add_post("/webhooks/alertmanager", handlers.alertmanager)
     app.router.add_post("/webhooks/pagerduty", handlers.pagerduty)
-    app.router.add_post("/slack/events", slack_events)
+    # In Socket Mode Bolt skips signature checks, so the HTTP route must not exist at all.
+    if not deps.settings.socket_mode:
+        app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_get("/metrics", handlers.metrics)

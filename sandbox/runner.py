@@ -2,7 +2,11 @@
 
 Starts throwaway PostgreSQL and Redis (unless DATABASE_URL/REDIS_URL are set), the sandbox
 Slack server, and the bot wired to them on 127.0.0.1; fires sample alerts from the seed
-systems and prints the Slack conversation as it happens.
+systems and prints the Slack conversation as it happens. The web view (sandbox/webview.py)
+shows the same workspace and the sandbox cluster in a browser, live.
+
+``sandbox_stack`` starts all of it as one async context manager, shared by the CLI and the
+end-to-end tests.
 """
 
 from __future__ import annotations
@@ -12,8 +16,9 @@ import json
 import shutil
 import signal
 import tempfile
-from collections.abc import Callable
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,7 @@ import aiohttp
 import yaml
 
 from bot import logs
+from bot.app import BotServer
 from bot.config import BUNDLED_PLAYBOOKS, Settings, sandbox_environment
 from bot.errors import ConfigError
 from bot.testalert import build_payload
@@ -31,9 +37,11 @@ from sandbox.pagerduty import DEFAULT_API_TOKEN, DEFAULT_WEBHOOK_SECRET, PagerDu
 from sandbox.services import PostgresServer, RedisServer, ServiceError
 from sandbox.slack import SlackSandbox
 from sandbox.textview import blocks_to_text
+from sandbox.webview import DemoAlert, WebView
 
 SANDBOX_TOKEN = "sandbox-alertmanager-token"
 SANDBOX_SIGNING_SECRET = "sandbox-signing-secret"
+DEFAULT_WEB_PORT = 8090
 DEMO_ALERTS: list[tuple[str, dict[str, str], str]] = [
     (
         "APIDown",
@@ -160,21 +168,63 @@ async def _fire(
         return resp.status
 
 
-async def _sandbox(port: int, demo: bool, exit_after_demo: bool) -> None:
-    env = sandbox_environment()
-    logs.configure(env.get("log_format", "console"))
+@dataclass
+class SandboxStack:
+    """Everything ``sandbox_stack`` started: the sandboxes, the bot and (maybe) the web view."""
+
+    slack: SlackSandbox
+    kube: KubeSandbox
+    pagerduty: PagerDutySandbox
+    server: BotServer
+    bot_url: str
+    session: aiohttp.ClientSession
+    webview: WebView | None = None
+    web_url: str | None = None
+    #: when each demo alert (index into DEMO_ALERTS) started firing, kept for its resolve
+    started: dict[int, datetime] = field(default_factory=dict)
+
+    async def fire(self, index: int, resolve: bool = False) -> int:
+        """Fire (or resolve) ``DEMO_ALERTS[index]``; return the bot's HTTP status."""
+        alertname, labels, summary = DEMO_ALERTS[index]
+        if resolve:
+            started = self.started.pop(index, None) or datetime.now(UTC) - timedelta(minutes=3)
+        else:
+            started = self.started.setdefault(index, datetime.now(UTC) - timedelta(minutes=3))
+        return await _fire(
+            self.session, self.bot_url, alertname, labels, summary, started=started, resolve=resolve
+        )
+
+
+@asynccontextmanager
+async def sandbox_stack(
+    base: Path,
+    *,
+    port: int = 0,
+    web_port: int | None = 0,
+    env: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    say: Callable[[str], None] | None = None,
+) -> AsyncIterator[SandboxStack]:
+    """Start Postgres/Redis (unless ``env`` names them), the sandbox Slack, Kubernetes (seeded)
+    and PagerDuty, the bot on ``port`` and the web view on ``web_port`` (None: no web view;
+    0: any free port), all on 127.0.0.1, with working files under ``base``.
+
+    ``env`` holds sandbox_environment()-style settings (``database_url``, ``redis_url``, …);
+    ``overrides`` are further bot settings applied last.
+    """
+    values_env = dict(env or {})
+    note = say or (lambda _text: None)
     async with AsyncExitStack() as stack:
-        base = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="incidentbot-sandbox-")))
-        if "database_url" not in env:
-            print("sandbox: starting PostgreSQL …", flush=True)
+        if "database_url" not in values_env:
+            note("sandbox: starting PostgreSQL …")
             pg = await asyncio.to_thread(PostgresServer.start, base)
             stack.callback(pg.stop)
-            env["database_url"] = pg.dsn
-        if "redis_url" not in env:
-            print("sandbox: starting Redis …", flush=True)
+            values_env["database_url"] = pg.dsn
+        if "redis_url" not in values_env:
+            note("sandbox: starting Redis …")
             rd = await asyncio.to_thread(RedisServer.start, base)
             stack.callback(rd.stop)
-            env["redis_url"] = rd.url
+            values_env["redis_url"] = rd.url
         slack = SlackSandbox(incident_channel="incident")
         await slack.start()
         stack.push_async_callback(slack.stop)
@@ -200,7 +250,8 @@ async def _sandbox(port: int, demo: bool, exit_after_demo: bool) -> None:
             "http_host": "127.0.0.1",
             "http_port": port,
             "incident_channel": "incident",
-            **env,
+            **values_env,
+            **(overrides or {}),
         }
         settings = Settings(**values)
         server = await build(settings)
@@ -208,50 +259,93 @@ async def _sandbox(port: int, demo: bool, exit_after_demo: bool) -> None:
         stack.push_async_callback(server.stop)
         url = f"http://127.0.0.1:{server.port}"
         pagerduty.webhook_url = url + "/webhooks/pagerduty"
-        print(f"sandbox: bot on {url} · sandbox Slack API on {slack.api_url}", flush=True)
-        print(
-            f"sandbox: try `incidentbot send-test-alert MyAlert --url {url} --token {SANDBOX_TOKEN}`",
-            flush=True,
+        session = await stack.enter_async_context(aiohttp.ClientSession())
+        result = SandboxStack(
+            slack=slack, kube=kube, pagerduty=pagerduty, server=server, bot_url=url, session=session
         )
-        printer = ConversationPrinter(slack)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        follower = asyncio.create_task(printer.follow(stop))
-        if demo:
-            started = datetime.now(UTC) - timedelta(minutes=3)
-            async with aiohttp.ClientSession() as session:
-                for alertname, labels, summary in DEMO_ALERTS:
-                    print(f"\nsandbox: firing {alertname} ({labels['namespace']})", flush=True)
-                    await _fire(session, url, alertname, labels, summary, started=started)
-                await slack.wait_for(
-                    lambda s: (
-                        len([c for c in s.channels.values() if c.name.startswith("inc-")]) >= len(DEMO_ALERTS)
-                        and len(s.messages(s.incident_channel.id if s.incident_channel else ""))
-                        >= len(DEMO_ALERTS)
-                    ),
-                    timeout=60,
-                )
-                alertname, labels, summary = DEMO_ALERTS[0]
-                print(f"\nsandbox: resolving {alertname}", flush=True)
-                await _fire(session, url, alertname, labels, summary, started=started, resolve=True)
-                await slack.wait_for(
-                    lambda s: any("have resolved" in m.text for c in s.channels.values() for m in c.messages),
-                    timeout=30,
-                )
-        if exit_after_demo:
-            stop.set()
-        await stop.wait()
-        follower.cancel()
-        await asyncio.gather(follower, return_exceptions=True)
-        printer.print_changes()
-        print("\nsandbox: stopping", flush=True)
+        if web_port is not None:
+            webview = WebView(
+                slack,
+                kube,
+                url,
+                SANDBOX_SIGNING_SECRET,
+                fire=result.fire,
+                alerts=[
+                    DemoAlert(name=name, system=labels["namespace"], summary=summary)
+                    for name, labels, summary in DEMO_ALERTS
+                ],
+            )
+            try:
+                bound = await webview.start(web_port)
+            except OSError as exc:
+                raise ServiceError(
+                    f"web view: cannot listen on 127.0.0.1:{web_port} ({exc.strerror or exc}); "
+                    "choose another port with --web-port"
+                ) from None
+            stack.push_async_callback(webview.stop)
+            result.webview = webview
+            result.web_url = f"http://127.0.0.1:{bound}/"
+        yield result
 
 
-def run_sandbox(*, port: int, demo: bool, exit_after_demo: bool) -> int:
+async def _sandbox(port: int, demo: bool, exit_after_demo: bool, web_port: int | None) -> None:
+    env = sandbox_environment()
+    logs.configure(env.get("log_format", "console"))
+    with tempfile.TemporaryDirectory(prefix="incidentbot-sandbox-") as tmp:
+        async with sandbox_stack(
+            Path(tmp), port=port, web_port=web_port, env=env, say=lambda t: print(t, flush=True)
+        ) as sb:
+            await _play(sb, demo, exit_after_demo)
+
+
+async def _play(sb: SandboxStack, demo: bool, exit_after_demo: bool) -> None:
+    slack, url = sb.slack, sb.bot_url
+    print(f"sandbox: bot on {url} · sandbox Slack API on {slack.api_url}", flush=True)
+    if sb.web_url is not None:
+        print(f"sandbox: web view on {sb.web_url} (open it in a browser)", flush=True)
+    print(
+        f"sandbox: try `incidentbot send-test-alert MyAlert --url {url} --token {SANDBOX_TOKEN}`",
+        flush=True,
+    )
+    printer = ConversationPrinter(slack)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    follower = asyncio.create_task(printer.follow(stop))
+    if demo:
+        for index, (alertname, labels, _summary) in enumerate(DEMO_ALERTS):
+            print(f"\nsandbox: firing {alertname} ({labels['namespace']})", flush=True)
+            await sb.fire(index)
+        await slack.wait_for(
+            lambda s: (
+                len([c for c in s.channels.values() if c.name.startswith("inc-")]) >= len(DEMO_ALERTS)
+                and len(s.messages(s.incident_channel.id if s.incident_channel else "")) >= len(DEMO_ALERTS)
+            ),
+            timeout=60,
+        )
+        alertname, _labels, _summary = DEMO_ALERTS[0]
+        print(f"\nsandbox: resolving {alertname}", flush=True)
+        await sb.fire(0, resolve=True)
+        await slack.wait_for(
+            lambda s: any("have resolved" in m.text for c in s.channels.values() for m in c.messages),
+            timeout=30,
+        )
+    if exit_after_demo:
+        stop.set()
+    await stop.wait()
+    follower.cancel()
+    await asyncio.gather(follower, return_exceptions=True)
+    printer.print_changes()
+    print("\nsandbox: stopping", flush=True)
+
+
+def run_sandbox(
+    *, port: int, demo: bool, exit_after_demo: bool, web_port: int | None = DEFAULT_WEB_PORT
+) -> int:
+    """``incidentbot sandbox``; ``web_port`` None runs without the web view."""
     try:
-        asyncio.run(_sandbox(port, demo, exit_after_demo))
+        asyncio.run(_sandbox(port, demo, exit_after_demo, web_port))
     except ServiceError as exc:
         raise ConfigError(str(exc)) from None
     return 0

@@ -10,6 +10,15 @@ workspace model (users, user groups, channels, messages, files, views).
 ``block_actions`` (built from a message stored in the sandbox), ``view_submission`` payloads and
 Events API envelopes to the bot's ``/slack/events`` URL.
 
+Socket Mode (protocols C.8): ``apps.connections.open`` takes the app-level token (``xapp-``) and
+returns a one-time ``ws://127.0.0.1:PORT/socket/<ticket>`` URL; the sandbox serves that WebSocket,
+greets with ``hello``, answers pings, and ``send_envelope`` delivers ``slash_commands`` /
+``interactive`` / ``events_api`` envelopes and waits (bounded, 3 s like Slack) for the ack with the
+same ``envelope_id``. ``SocketModeDriver`` is ``SlackDriver``'s counterpart over that socket: the same
+commands, clicks, view submissions and events, built the same way, delivered as envelopes.
+Envelopes, acks and connections are recorded (``socket_envelopes``, ``socket_acks``,
+``socket_connections``) and wake ``wait_for``. ``stop()`` sends ``disconnect`` before closing.
+
 Everything lives on the instances; there is no module-level mutable state.
 
 Rate limits (see protocols C.4) are token buckets per method per workspace. A tiered method's
@@ -24,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import copy
 import hashlib
 import hmac
@@ -36,6 +46,7 @@ import secrets
 import string
 import time
 import urllib.parse
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar, cast
@@ -53,6 +64,9 @@ __all__ = [
     "SandboxFile",
     "SlackDriver",
     "SlackSandbox",
+    "SocketConnection",
+    "SocketEnvelope",
+    "SocketModeDriver",
     "User",
     "Usergroup",
     "View",
@@ -116,6 +130,12 @@ MAX_PURPOSE: Final = 250
 RESPONSE_URL_MAX_USES: Final = 5
 RESPONSE_URL_TTL: Final = 30 * 60.0
 VIEW_STACK_LIMIT: Final = 3
+#: Slack expects a Socket Mode envelope to be acknowledged within 3 seconds.
+SOCKET_ACK_TIMEOUT: Final = 3.0
+#: How long an ``apps.connections.open`` URL may wait to be used (sandbox choice; it is one-time).
+SOCKET_TICKET_TTL: Final = 30.0
+#: Methods that take the app-level token (``xapp-``) instead of the bot token.
+APP_LEVEL_METHODS: Final = frozenset({"apps.connections.open"})
 
 _CHANNEL_NAME_RE: Final = re.compile(r"^[a-z0-9_-]+$")
 _EMOJI_NAME_RE: Final = re.compile(r"^[a-z0-9_+'-]+(::skin-tone-[2-6])?$")
@@ -791,6 +811,55 @@ class _Bucket:
         return (1.0 - self.tokens) / self.per_second
 
 
+@dataclass
+class SocketConnection:
+    """One Socket Mode WebSocket a client opened with a ticket from ``apps.connections.open``."""
+
+    id: str
+    ticket: str
+    opened: float
+    closed: float | None = None
+    #: every frame the client sent that is not an ack (parsed JSON, or ``{"raw": ...}``)
+    received: list[JSON] = field(default_factory=list)
+    _ws: web.WebSocketResponse | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def is_open(self) -> bool:
+        return self.closed is None and self._ws is not None and not self._ws.closed
+
+
+@dataclass
+class SocketEnvelope:
+    """An envelope the sandbox sent over Socket Mode, and what came back."""
+
+    envelope_id: str
+    type: str
+    payload: JSON
+    accepts_response_payload: bool
+    connection_id: str | None
+    sent: float
+    retry_attempt: int | None = None
+    retry_reason: str | None = None
+    acked: bool = False
+    ack_payload: JSON | None = None
+    ack_time: float | None = None
+    #: why no ack arrived: ``no_connection``, ``ack_timeout``, ``connection_closed``, ``send_failed``
+    error: str | None = None
+
+    def message(self) -> JSON:
+        """The frame as Slack sends it."""
+        d: JSON = {
+            "envelope_id": self.envelope_id,
+            "type": self.type,
+            "payload": self.payload,
+            "accepts_response_payload": self.accepts_response_payload,
+        }
+        if self.retry_attempt is not None:
+            d["retry_attempt"] = self.retry_attempt
+            d["retry_reason"] = self.retry_reason or ""
+        return d
+
+
 class _Fail(Exception):
     def __init__(self, error: str, *, messages: Iterable[str] = (), **extra: Any) -> None:
         super().__init__(error)
@@ -931,11 +1000,20 @@ class SlackSandbox:
         self._triggers: dict[str, _Trigger] = {}
         self._view_stacks: dict[str, list[str]] = {}
         self._uploads: dict[str, str] = {}
+        #: Socket Mode: connections (open and closed), envelopes sent, raw ack frames received
+        self.socket_connections: list[SocketConnection] = []
+        self.socket_envelopes: list[SocketEnvelope] = []
+        self.socket_acks: list[JSON] = []
+        self._socket_tickets: dict[str, float] = {}
+        self._socket_pending: dict[str, asyncio.Future[None]] = {}
+        self._socket_next = 0
+        self._stopping = False
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self._base_url = ""
         self._methods: dict[str, _Handler] = {
             "auth.test": self._auth_test,
+            "apps.connections.open": self._apps_connections_open,
             "team.info": self._team_info,
             "conversations.archive": self._conversations_archive,
             "conversations.create": self._conversations_create,
@@ -997,6 +1075,7 @@ class SlackSandbox:
         app.router.add_post("/response/{rid}", self._handle_response_url)
         app.router.add_get("/files/{file_id}/{name}", self._handle_file_download)
         app.router.add_get("/snapshot", self._handle_snapshot)
+        app.router.add_get("/socket/{ticket}", self._handle_socket)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, host, port)
@@ -1012,8 +1091,13 @@ class SlackSandbox:
 
     async def stop(self) -> None:
         if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+            self._stopping = True
+            try:
+                await self.disconnect_sockets("link_disabled", close=True)
+                await self._runner.cleanup()
+            finally:
+                self._runner = None
+                self._stopping = False
 
     async def __aenter__(self) -> SlackSandbox:
         await self.start()
@@ -1294,6 +1378,25 @@ class SlackSandbox:
                 {"method": c.method, "time": c.time, "status": c.status, "ok": c.ok, "error": c.error}
                 for c in self.calls
             ],
+            "socket_mode": {
+                "connections": [
+                    {"id": c.id, "opened": c.opened, "closed": c.closed, "open": c.is_open}
+                    for c in self.socket_connections
+                ],
+                "envelopes": [
+                    {
+                        **e.message(),
+                        "payload": copy.deepcopy(e.payload),
+                        "connection_id": e.connection_id,
+                        "sent": e.sent,
+                        "acked": e.acked,
+                        "ack_payload": copy.deepcopy(e.ack_payload),
+                        "ack_time": e.ack_time,
+                        "error": e.error,
+                    }
+                    for e in self.socket_envelopes
+                ],
+            },
         }
 
     async def wait_for(self, predicate: Callable[[SlackSandbox], T | bool | None], timeout: float = 10) -> T:
@@ -1320,6 +1423,87 @@ class SlackSandbox:
                 if result:
                     return cast(T, result)
                 raise TimeoutError(self._timeout_report(predicate, timeout)) from None
+
+    # -- Socket Mode ----------------------------------------------------------------------------
+
+    @property
+    def connected_sockets(self) -> list[SocketConnection]:
+        """Open Socket Mode connections, oldest first."""
+        return [c for c in self.socket_connections if c.is_open]
+
+    async def send_envelope(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        *,
+        accepts_response_payload: bool = False,
+        retry_attempt: int | None = None,
+        retry_reason: str | None = None,
+        timeout: float = SOCKET_ACK_TIMEOUT,
+    ) -> SocketEnvelope:
+        """Send a ``slash_commands`` / ``interactive`` / ``events_api`` envelope and wait for its ack.
+
+        Waits up to ``timeout`` in all for an open connection and the ack; connections take
+        envelopes in turn. Never raises for a missing ack: the returned (and recorded) envelope has
+        ``acked`` False and ``error`` set to ``no_connection``, ``ack_timeout``,
+        ``connection_closed`` or ``send_failed``.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        envelope = SocketEnvelope(
+            envelope_id=str(uuid.uuid4()),
+            type=kind,
+            payload=copy.deepcopy(dict(payload)),
+            accepts_response_payload=accepts_response_payload,
+            connection_id=None,
+            sent=time.time(),
+            retry_attempt=retry_attempt,
+            retry_reason=retry_reason,
+        )
+        try:
+            open_now: list[SocketConnection] = await self.wait_for(lambda s: s.connected_sockets, timeout)
+        except TimeoutError:
+            envelope.error = "no_connection"
+            self.socket_envelopes.append(envelope)
+            self._notify()
+            return envelope
+        conn = open_now[self._socket_next % len(open_now)]
+        self._socket_next += 1
+        envelope.connection_id = conn.id
+        pending: asyncio.Future[None] = loop.create_future()
+        self._socket_pending[envelope.envelope_id] = pending
+        self.socket_envelopes.append(envelope)
+        self._notify()
+        try:
+            assert conn._ws is not None
+            try:
+                await conn._ws.send_str(json.dumps(envelope.message()))
+            except (ConnectionError, RuntimeError):
+                envelope.error = "send_failed"
+                return envelope
+            await asyncio.wait({pending}, timeout=max(0.0, deadline - loop.time()))
+            if not envelope.acked and envelope.error is None:
+                envelope.error = "ack_timeout"
+            return envelope
+        finally:
+            self._socket_pending.pop(envelope.envelope_id, None)
+            self._notify()
+
+    async def disconnect_sockets(self, reason: str = "refresh_requested", *, close: bool = False) -> None:
+        """Send ``{"type": "disconnect", "reason": ...}`` to every open connection, as Slack does
+        before refreshing (``warning``, ``refresh_requested``) or disabling (``link_disabled``) the
+        link. With ``close`` the sandbox then closes the sockets itself (going away); otherwise the
+        client is expected to reconnect and close the old socket."""
+        message = {"type": "disconnect", "reason": reason, "debug_info": {"host": "applink-sandbox"}}
+        conns = self.connected_sockets
+        for conn in conns:
+            assert conn._ws is not None
+            with contextlib.suppress(ConnectionError, RuntimeError):
+                await conn._ws.send_json(message)
+        if close:
+            for conn in conns:
+                assert conn._ws is not None
+                await conn._ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=reason.encode())
 
     def issue_trigger_id(self, user_id: str) -> str:
         """A fresh ``trigger_id`` (valid for ``trigger_ttl`` seconds, usable once)."""
@@ -1388,6 +1572,14 @@ class SlackSandbox:
             lines.append(f"response_url posts ({len(self.responses)}):")
             for r in self.responses[-10:]:
                 lines.append(f"  {r.via} {r.kind} [{r.status}] {_shorten(r.body, 160)}")
+        if self.socket_connections or self.socket_envelopes:
+            lines.append(
+                f"socket mode: {len(self.connected_sockets)} open of {len(self.socket_connections)} connections,"
+                f" {len(self.socket_envelopes)} envelopes"
+            )
+            for e in self.socket_envelopes[-10:]:
+                outcome = f"ack {_shorten(e.ack_payload, 120)}" if e.acked else f"error={e.error}"
+                lines.append(f"  {e.type} {e.envelope_id} -> {outcome}")
         return "\n".join(lines)
 
     # -- internals: HTTP ----------------------------------------------------------------------
@@ -1448,9 +1640,14 @@ class SlackSandbox:
             return 200, {"ok": False, "error": "unknown_method"}, {}
         if not token:
             return 200, {"ok": False, "error": "not_authed"}, {}
+        app_level = method in APP_LEVEL_METHODS
         if self.app_token is not None and token == self.app_token:
-            return 200, {"ok": False, "error": "not_allowed_token_type"}, {}
-        if token != self.bot_token:
+            if not app_level:
+                return 200, {"ok": False, "error": "not_allowed_token_type"}, {}
+        elif token == self.bot_token:
+            if app_level:
+                return 200, {"ok": False, "error": "not_allowed_token_type"}, {}
+        else:
             return 200, {"ok": False, "error": "invalid_auth"}, {}
         retry_after = self._rate_check(method, args)
         if retry_after is not None:
@@ -1789,6 +1986,13 @@ class SlackSandbox:
             "bot_id": self.bot_id,
             "is_enterprise_install": False,
         }
+
+    def _apps_connections_open(self, args: JSON) -> JSON:
+        """A one-time WebSocket URL for Socket Mode (the app-level token was checked by _dispatch)."""
+        ticket = secrets.token_urlsafe(18)
+        self._socket_tickets[ticket] = time.monotonic()
+        ws_base = "ws://" + self.base_url.removeprefix("http://")
+        return {"url": f"{ws_base}/socket/{ticket}"}
 
     def _team_info(self, args: JSON) -> JSON:
         return {"team": {"id": self.team_id, "name": self.team_name, "domain": self.team_domain}}
@@ -2397,6 +2601,70 @@ class SlackSandbox:
         ru.uses += 1
         return self._record_response(ru, body, 200, None)
 
+    async def _handle_socket(self, request: web.Request) -> web.StreamResponse:
+        """The Socket Mode WebSocket: ``hello`` on connect, then acks (and anything else) in."""
+        ticket = request.match_info["ticket"]
+        issued = self._socket_tickets.pop(ticket, None)
+        if issued is None or time.monotonic() - issued > SOCKET_TICKET_TTL:
+            return web.Response(status=401, text="invalid_ticket")
+        if self._stopping:
+            return web.Response(status=503, text="shutting_down")
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        conn = SocketConnection(id=f"WS{next(self._ids):08d}", ticket=ticket, opened=time.time(), _ws=ws)
+        try:
+            await ws.send_json(
+                {
+                    "type": "hello",
+                    "num_connections": len(self.connected_sockets) + 1,
+                    "debug_info": {
+                        "host": "applink-sandbox",
+                        "build_number": 1,
+                        "approximate_connection_time": 18060,
+                    },
+                    "connection_info": {"app_id": self.app_id},
+                }
+            )
+            self.socket_connections.append(conn)
+            self._notify()
+            async for frame in ws:
+                if frame.type == aiohttp.WSMsgType.TEXT:
+                    self._on_socket_text(conn, frame.data)
+                elif frame.type == aiohttp.WSMsgType.BINARY:
+                    conn.received.append({"binary": base64.b64encode(frame.data).decode()})
+                    self._notify()
+        finally:
+            conn.closed = time.time()
+            for envelope in self.socket_envelopes:
+                pending = self._socket_pending.get(envelope.envelope_id)
+                if envelope.connection_id == conn.id and pending is not None and not pending.done():
+                    envelope.error = "connection_closed"
+                    pending.set_result(None)
+            self._notify()
+        return ws
+
+    def _on_socket_text(self, conn: SocketConnection, data: str) -> None:
+        try:
+            frame = json.loads(data)
+        except ValueError:
+            frame = None
+        if not isinstance(frame, dict):
+            conn.received.append({"raw": data})
+        elif "envelope_id" in frame and "type" not in frame:
+            self.socket_acks.append(frame)
+            envelope_id = frame.get("envelope_id")
+            pending = self._socket_pending.get(envelope_id) if isinstance(envelope_id, str) else None
+            envelope = next((e for e in self.socket_envelopes if e.envelope_id == envelope_id), None)
+            if envelope is not None and not envelope.acked and pending is not None and not pending.done():
+                payload = frame.get("payload")
+                envelope.acked = True
+                envelope.ack_payload = payload if isinstance(payload, dict) else None
+                envelope.ack_time = time.time()
+                pending.set_result(None)
+        else:
+            conn.received.append(frame)
+        self._notify()
+
     def _record_response(
         self, ru: _ResponseUrl, body: JSON, status: int, error: str | None, *, via: str = "response_url"
     ) -> web.Response:
@@ -2523,52 +2791,36 @@ def _interactive_elements(block: Mapping[str, Any]) -> Iterator[JSON]:
 
 @dataclass
 class DriverResponse:
+    """What the bot answered: the HTTP response, or (Socket Mode) the ack as a 200 with the ack
+    payload as a JSON body (empty without payload); a missing ack is a 504 whose body names why."""
+
     status: int
     body: str
     headers: dict[str, str]
+    #: Socket Mode only: the envelope sent, with its ack
+    envelope: SocketEnvelope | None = None
 
     def json(self) -> Any:
         return json.loads(self.body) if self.body else None
 
 
-class SlackDriver:
-    """Sends signed Slack requests (commands, interactions, events) to a bot's ``/slack/events``."""
+class _SlackSide:
+    """Builds what Slack sends to a bot (commands, interactions, events) from the sandbox's state
+    and applies acks as Slack does; subclasses deliver it (signed HTTP or Socket Mode)."""
 
-    def __init__(
-        self, sandbox: SlackSandbox, url: str, signing_secret: str, session: aiohttp.ClientSession
-    ) -> None:
-        self.sandbox = sandbox
-        self.url = url
-        self.signing_secret = signing_secret
-        self.session = session
-        self.verification_token = "sandbox-verification-token"
+    sandbox: SlackSandbox
+    verification_token: str = "sandbox-verification-token"
 
-    async def post(
-        self,
-        body: bytes,
-        content_type: str,
-        *,
-        timestamp: int | None = None,
-        signature: str | None = None,
-        headers: Mapping[str, str] | None = None,
+    async def _deliver_command(self, fields: dict[str, str]) -> DriverResponse:
+        raise NotImplementedError
+
+    async def _deliver_interactive(self, payload: JSON) -> DriverResponse:
+        raise NotImplementedError
+
+    async def _deliver_event(
+        self, envelope: JSON, retry_num: int | None, retry_reason: str | None
     ) -> DriverResponse:
-        """POST a raw body signed as Slack does (override ``timestamp``/``signature`` to test rejection)."""
-        ts = int(time.time()) if timestamp is None else timestamp
-        sent = {
-            "Content-Type": content_type,
-            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
-            **sign(self.signing_secret, body, ts),
-        }
-        if signature is not None:
-            sent["X-Slack-Signature"] = signature
-        sent.update(headers or {})
-        async with self.session.post(self.url, data=body, headers=sent) as resp:
-            text = await resp.text()
-            return DriverResponse(status=resp.status, body=text, headers=dict(resp.headers))
-
-    async def _post_form(self, fields: Mapping[str, str]) -> DriverResponse:
-        body = urllib.parse.urlencode(fields).encode()
-        return await self.post(body, "application/x-www-form-urlencoded")
+        raise NotImplementedError
 
     def _user(self, user_id: str) -> User:
         user = self.sandbox.users.get(user_id)
@@ -2603,7 +2855,7 @@ class SlackDriver:
             "response_url": sb.new_response_url("command", user_id=user.id, channel_id=channel.id),
             "trigger_id": sb.issue_trigger_id(user.id),
         }
-        result = await self._post_form(fields)
+        result = await self._deliver_command(fields)
         if result.status == 200 and result.body.strip():
             try:
                 parsed = json.loads(result.body)
@@ -2715,7 +2967,7 @@ class SlackDriver:
         }
         if isinstance(msg, Message):
             payload["message"] = sb.message_json(msg)
-        return await self._post_form({"payload": json.dumps(payload)})
+        return await self._deliver_interactive(payload)
 
     async def submit_view(
         self,
@@ -2744,7 +2996,7 @@ class SlackDriver:
             "enterprise": None,
             "is_enterprise_install": False,
         }
-        result = await self._post_form({"payload": json.dumps(payload)})
+        result = await self._deliver_interactive(payload)
         if result.status == 200:
             _apply_view_ack(sb, view, result.body)
         return result
@@ -2779,11 +3031,7 @@ class SlackDriver:
             "is_ext_shared_channel": False,
             "event_context": secrets.token_hex(16),
         }
-        headers: dict[str, str] = {}
-        if retry_num is not None:
-            headers["X-Slack-Retry-Num"] = str(retry_num)
-            headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
-        return await self.post(json.dumps(envelope).encode(), "application/json", headers=headers)
+        return await self._deliver_event(envelope, retry_num, retry_reason)
 
     async def reaction_added(
         self, reaction: str, *, channel_id: str, ts: str, user_id: str = DEFAULT_USER
@@ -2826,6 +3074,116 @@ class SlackDriver:
         if thread_ts is not None:
             event["thread_ts"] = thread_ts
         return await self.send_event(event)
+
+
+class SlackDriver(_SlackSide):
+    """Sends signed Slack requests (commands, interactions, events) to a bot's ``/slack/events``."""
+
+    def __init__(
+        self, sandbox: SlackSandbox, url: str, signing_secret: str, session: aiohttp.ClientSession
+    ) -> None:
+        self.sandbox = sandbox
+        self.url = url
+        self.signing_secret = signing_secret
+        self.session = session
+        self.verification_token = "sandbox-verification-token"
+
+    async def post(
+        self,
+        body: bytes,
+        content_type: str,
+        *,
+        timestamp: int | None = None,
+        signature: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> DriverResponse:
+        """POST a raw body signed as Slack does (override ``timestamp``/``signature`` to test rejection)."""
+        ts = int(time.time()) if timestamp is None else timestamp
+        sent = {
+            "Content-Type": content_type,
+            "User-Agent": "Slackbot 1.0 (+https://api.slack.com/robots)",
+            **sign(self.signing_secret, body, ts),
+        }
+        if signature is not None:
+            sent["X-Slack-Signature"] = signature
+        sent.update(headers or {})
+        async with self.session.post(self.url, data=body, headers=sent) as resp:
+            text = await resp.text()
+            return DriverResponse(status=resp.status, body=text, headers=dict(resp.headers))
+
+    async def _post_form(self, fields: Mapping[str, str]) -> DriverResponse:
+        body = urllib.parse.urlencode(fields).encode()
+        return await self.post(body, "application/x-www-form-urlencoded")
+
+    async def _deliver_command(self, fields: dict[str, str]) -> DriverResponse:
+        return await self._post_form(fields)
+
+    async def _deliver_interactive(self, payload: JSON) -> DriverResponse:
+        return await self._post_form({"payload": json.dumps(payload)})
+
+    async def _deliver_event(
+        self, envelope: JSON, retry_num: int | None, retry_reason: str | None
+    ) -> DriverResponse:
+        headers: dict[str, str] = {}
+        if retry_num is not None:
+            headers["X-Slack-Retry-Num"] = str(retry_num)
+            headers["X-Slack-Retry-Reason"] = retry_reason or "http_timeout"
+        return await self.post(json.dumps(envelope).encode(), "application/json", headers=headers)
+
+
+class SocketModeDriver(_SlackSide):
+    """``SlackDriver`` over Socket Mode: the same commands, clicks, view submissions and events,
+    sent as envelopes on the bot's WebSocket (no signatures), each waiting up to ``ack_timeout``
+    for its ack. Slash command acks with text/blocks are rendered and recorded as responses and
+    view_submission acks applied to the modal, as Slack does; block_actions and events_api ack
+    payloads are only recorded on the envelope (Slack ignores them)."""
+
+    def __init__(self, sandbox: SlackSandbox, *, ack_timeout: float = SOCKET_ACK_TIMEOUT) -> None:
+        self.sandbox = sandbox
+        self.ack_timeout = ack_timeout
+        self.verification_token = "sandbox-verification-token"
+
+    async def _send(
+        self,
+        kind: str,
+        payload: JSON,
+        *,
+        accepts_response_payload: bool,
+        retry_attempt: int | None = None,
+        retry_reason: str | None = None,
+    ) -> DriverResponse:
+        envelope = await self.sandbox.send_envelope(
+            kind,
+            payload,
+            accepts_response_payload=accepts_response_payload,
+            retry_attempt=retry_attempt,
+            retry_reason=retry_reason,
+            timeout=self.ack_timeout,
+        )
+        if not envelope.acked:
+            return DriverResponse(
+                status=504, body=envelope.error or "ack_timeout", headers={}, envelope=envelope
+            )
+        body = json.dumps(envelope.ack_payload) if envelope.ack_payload is not None else ""
+        return DriverResponse(status=200, body=body, headers={}, envelope=envelope)
+
+    async def _deliver_command(self, fields: dict[str, str]) -> DriverResponse:
+        return await self._send("slash_commands", dict(fields), accepts_response_payload=True)
+
+    async def _deliver_interactive(self, payload: JSON) -> DriverResponse:
+        accepts = payload.get("type") in ("view_submission", "block_suggestion")
+        return await self._send("interactive", payload, accepts_response_payload=accepts)
+
+    async def _deliver_event(
+        self, envelope: JSON, retry_num: int | None, retry_reason: str | None
+    ) -> DriverResponse:
+        return await self._send(
+            "events_api",
+            envelope,
+            accepts_response_payload=False,
+            retry_attempt=retry_num if retry_num is not None else 0,
+            retry_reason=(retry_reason or "http_timeout") if retry_num is not None else "",
+        )
 
 
 def _state_values(view: View, values: Mapping[str, Mapping[str, Any]]) -> JSON:

@@ -31,11 +31,12 @@ from bot.storage.redis import Coordination
 
 log = logging.getLogger("incidentbot.slack")
 
-# (calls per minute, burst) per Slack tier.
+# (calls per minute, burst) per Slack tier: a token bucket that may spend a minute's worth at
+# once ("20+ per minute", bursts tolerated) and then refills at the tier's rate.
 TIER_1 = (1.0, 1)
-TIER_2 = (20.0, 5)
-TIER_3 = (50.0, 10)
-TIER_4 = (100.0, 20)
+TIER_2 = (20.0, 20)
+TIER_3 = (50.0, 50)
+TIER_4 = (100.0, 100)
 METHOD_TIERS: dict[str, tuple[float, int]] = {
     "conversations.create": TIER_2,
     "conversations.setTopic": TIER_2,
@@ -55,7 +56,9 @@ METHOD_TIERS: dict[str, tuple[float, int]] = {
     "files.completeUploadExternal": TIER_4,
     "views.open": TIER_4,
 }
-POST_INTERVAL_MS = 1000
+# chat.postMessage: about one per second per channel, short bursts tolerated.
+POST_PER_SECOND = 1.0
+POST_BURST = 3
 
 
 class NameTakenError(IntegrationError):
@@ -121,7 +124,9 @@ class SlackChat:
             if wait > 0:
                 await asyncio.sleep(wait)
         if method == "chat.postMessage" and channel:
-            wait = await self._coord.pace("slack-post:" + channel, int(POST_INTERVAL_MS / self._rate_scale))
+            wait = await self._coord.take_token(
+                "slack-post:" + channel, POST_PER_SECOND * self._rate_scale, POST_BURST
+            )
             if wait > 0:
                 await asyncio.sleep(wait)
 

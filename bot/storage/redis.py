@@ -1,4 +1,4 @@
-"""Redis coordination: short locks, pacing slots and rate-limit buckets shared by replicas.
+"""Redis coordination: short locks, rate-limit buckets and first-time keys shared by replicas.
 
 Redis holds no state of record. Losing it can cost a duplicate Slack update (two publishers
 at once) but never an alert: Postgres decides what exists.
@@ -17,16 +17,6 @@ PREFIX = "incidentbot:"
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
-"""
-
-# Reserve the next slot of a per-key schedule with a minimum spacing; returns ms to wait.
-_PACE = """
-local t = redis.call('time')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local next_at = tonumber(redis.call('get', KEYS[1]) or '0')
-local slot = math.max(now, next_at)
-redis.call('set', KEYS[1], slot + tonumber(ARGV[1]), 'PX', tonumber(ARGV[1]) + 60000)
-return slot - now
 """
 
 # Token bucket reservation: capacity ARGV[2], refill ARGV[1] tokens/s. Takes a token now or
@@ -55,7 +45,6 @@ class Coordination:
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
         self._release = client.register_script(_RELEASE)
-        self._pace = client.register_script(_PACE)
         self._bucket = client.register_script(_BUCKET)
 
     async def ping(self) -> None:
@@ -69,11 +58,6 @@ class Coordination:
 
     async def release(self, name: str, token: str) -> None:
         await self._release(keys=[PREFIX + "lock:" + name], args=[token])
-
-    async def pace(self, key: str, interval_ms: int) -> float:
-        """Reserve the next slot at least interval_ms after the previous one; seconds to wait."""
-        wait_ms = await self._pace(keys=[PREFIX + "pace:" + key], args=[interval_ms])
-        return int(wait_ms) / 1000
 
     async def take_token(self, bucket: str, rate_per_s: float, burst: int) -> float:
         """Token-bucket reservation shared by every replica; seconds to wait before the call."""
