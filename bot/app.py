@@ -14,6 +14,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
+from bot import logs
 from bot.deps import Deps
 from bot.http import Handlers
 
@@ -27,7 +28,8 @@ async def request_context(request: web.Request, handler: Any) -> web.StreamRespo
     request_id = request.headers.get("X-Request-Id") or secrets.token_hex(6)
     started = time.perf_counter()
     try:
-        response: web.StreamResponse = await handler(request)
+        with logs.context(request_id=request_id):
+            response: web.StreamResponse = await handler(request)
     except web.HTTPException:
         raise
     except Exception:

@@ -56,6 +56,9 @@ class Settings(BaseSettings):
     # sandbox benchmark changes it (the sandbox server applies the same factor).
     slack_rate_scale: float = Field(default=1.0, gt=0)
     replica_name: str | None = None
+    # After a remediation: how long to keep re-checking the playbook checks / the alert's
+    # expression for recovery before reporting "not recovered".
+    remediation_verify_seconds: float = Field(default=300.0, ge=0, le=3600)
     # Archive a resolved incident's channel after this long (0 = never).
     archive_after_seconds: float = Field(default=24 * 3600, ge=0)
     # Events API v2 routing key used to page when a P1/P2 is not acknowledged in time.

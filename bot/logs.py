@@ -8,14 +8,33 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import Any
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
+# Request id, incident id and Slack user of the work in progress; asyncio tasks inherit it, so
+# every line logged while handling a request or an incident carries them.
+_CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("incidentbot_log_context", default=None)
+
+
+@contextmanager
+def context(**fields: Any) -> Iterator[None]:
+    """Add fields to every log line written inside the block (and in tasks it starts)."""
+    merged = {**(_CONTEXT.get() or {}), **{k: v for k, v in fields.items() if v is not None}}
+    token = _CONTEXT.set(merged)
+    try:
+        yield
+    finally:
+        _CONTEXT.reset(token)
 
 
 def _fields(record: logging.LogRecord) -> dict[str, Any]:
-    return {k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")}
+    found = dict(_CONTEXT.get() or {})
+    found.update({k: v for k, v in record.__dict__.items() if k not in _STANDARD and not k.startswith("_")})
+    return found
 
 
 class JsonFormatter(logging.Formatter):

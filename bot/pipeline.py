@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
+from bot import logs
 from bot.alertmanager import AMPayload
 from bot.domain import (
     AlertStatus,
@@ -147,6 +148,10 @@ class Pipeline:
         return True
 
     async def _apply(self, row: InboxRow, tx: IntakeTx) -> list[int]:
+        with logs.context(inbox_id=row.id, source=row.source):
+            return await self._apply_row(row, tx)
+
+    async def _apply_row(self, row: InboxRow, tx: IntakeTx) -> list[int]:
         if row.source == "alertmanager":
             payload = AMPayload.model_validate(row.body)
             touched = await self.apply_alertmanager(tx, payload, row.id)

@@ -18,6 +18,7 @@ from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
+from bot import logs
 from bot.domain import IncidentView, channel_name
 from bot.errors import IntegrationError
 from bot.integrations.slack import NameTakenError, SlackChat
@@ -82,7 +83,8 @@ class Publisher:
 
     async def _run(self, incident_id: int) -> None:
         try:
-            await self.publish(incident_id)
+            with logs.context(incident_id=incident_id):
+                await self.publish(incident_id)
             self._failures.pop(incident_id, None)
             self._retry_at.pop(incident_id, None)
         except Exception as exc:

@@ -12,7 +12,7 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from bot import incidents
+from bot import incidents, logs
 from bot.deps import Deps
 from bot.errors import UserError
 from bot.render import kit
@@ -33,9 +33,10 @@ def register(app: AsyncApp, deps: Deps) -> None:
         await ack()
         user = str(command.get("user_id", ""))
         try:
-            reply = await slash.dispatch(
-                deps, user, str(command.get("channel_id", "")), str(command.get("text", ""))
-            )
+            with logs.context(slack_user=user, command=str(command.get("text", "")).split(" ", 1)[0]):
+                reply = await slash.dispatch(
+                    deps, user, str(command.get("channel_id", "")), str(command.get("text", ""))
+                )
         except UserError as exc:
             await respond(text=str(exc), response_type="ephemeral")
             return

@@ -1,0 +1,242 @@
+"""Remediation from Slack: the approve/reject buttons and `/incident run`. Thin glue over
+`bot.remediation.engine`.
+
+Handlers ack first, reload the run by the button's opaque token and let the engine re-check
+everything on the server; a refusal is answered ephemerally with its reason. Deps arrive
+through the closure, never through Bolt's context.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+
+from bot import incidents
+from bot.deps import Deps
+from bot.domain import Incident
+from bot.errors import UserError
+from bot.playbooks import Playbook
+from bot.remediation import engine
+from bot.remediation.authz import NODE_ACTIONS, UsergroupResolver
+from bot.remediation.params import PARAMS_BY_ACTION, ActionName
+from bot.remediation.runs import ActionRun
+from bot.render.kit import escape
+from bot.render.proposals import APPROVE_ACTION, REJECT_ACTION
+
+log = logging.getLogger("incidentbot.commands.remediation")
+
+# The explicit table: how `/incident run <action> <target> [k=v ...]` reads each action.
+# (target parameter, usage of the k=v part)
+TARGET_PARAM: dict[ActionName, str] = {
+    ActionName.ROLLOUT_RESTART: "deployment",
+    ActionName.SCALE: "deployment",
+    ActionName.ROLLOUT_UNDO: "deployment",
+    ActionName.SET_ENV: "deployment",
+    ActionName.SET_RESOURCES: "deployment",
+    ActionName.DELETE_POD: "pod",
+    ActionName.CORDON: "node",
+    ActionName.UNCORDON: "node",
+    ActionName.DRAIN: "node",
+    ActionName.CREATE_JOB_FROM_CRONJOB: "cronjob",
+    ActionName.EXEC: "pod",
+}
+ACTION_USAGE: dict[ActionName, str] = {
+    ActionName.ROLLOUT_RESTART: "rollout_restart <namespace>/<deployment>",
+    ActionName.SCALE: "scale <namespace>/<deployment> replicas=<n>",
+    ActionName.ROLLOUT_UNDO: "rollout_undo <namespace>/<deployment> [to_revision=<n>]",
+    ActionName.SET_ENV: "set_env <namespace>/<deployment> NAME=value [...] [container=<name>]",
+    ActionName.SET_RESOURCES: (
+        "set_resources <namespace>/<deployment> [requests.cpu=500m] [requests.memory=1Gi]"
+        " [limits.cpu=1] [limits.memory=2Gi] [container=<name>]"
+    ),
+    ActionName.DELETE_POD: "delete_pod <namespace>/<pod> [grace_period_seconds=<s>]",
+    ActionName.CORDON: "cordon <node>",
+    ActionName.UNCORDON: "uncordon <node>",
+    ActionName.DRAIN: "drain <node> [timeout_seconds=<s>] [grace_period_seconds=<s>] [delete_emptydir_data=true]",
+    ActionName.CREATE_JOB_FROM_CRONJOB: "create_job_from_cronjob <namespace>/<cronjob> [job_name=<name>]",
+    ActionName.EXEC: "exec <namespace>/<pod> template=<allow-listed template> [arg=value ...] [container=<name>]",
+}
+# Actions whose free-form keys go into a dict parameter (env names, exec template arguments).
+FREE_KEYS: dict[ActionName, str] = {ActionName.SET_ENV: "env", ActionName.EXEC: "args"}
+
+USAGE = (
+    "Usage: `/incident run <action> <namespace>/<name> [key=value ...]`, e.g. "
+    "`/incident run scale api/search-api replicas=9`, "
+    "`/incident run rollout_restart skillquest/skillquest-api`, `/incident run cordon worker-1`.\n"
+    "Actions: " + ", ".join(f"`{a.value}`" for a in ActionName)
+)
+
+
+def action_usage(action: ActionName) -> str:
+    return f"Usage: `/incident run {ACTION_USAGE[action]}`"
+
+
+def _error_reference(event: str, **fields: Any) -> str:
+    ref = secrets.token_hex(4)
+    log.exception(event, extra={"ref": ref, **fields})
+    return f"Something went wrong on our side (reference `{ref}`). The error is logged; try again or ask an admin."
+
+
+# --------------------------------------------------------------------------- /incident run
+
+
+def _assign(data: dict[str, Any], action: ActionName, key: str, value: str) -> None:
+    model = PARAMS_BY_ACTION[action]
+    head, _, rest = key.partition(".")
+    if head in (TARGET_PARAM[action], "namespace"):
+        raise UserError(
+            f"`{escape(head)}` comes from the target argument, not from `{escape(key)}=`.\n{action_usage(action)}"
+        )
+    if rest:
+        nested = data.setdefault(head, {})
+        if not isinstance(nested, dict):
+            raise UserError(f"`{escape(head)}` is given twice.\n{action_usage(action)}")
+        nested[rest] = value
+        return
+    if key not in model.model_fields and action in FREE_KEYS:
+        free = data.setdefault(FREE_KEYS[action], {})
+        free[key] = value
+        return
+    if key in data:
+        raise UserError(f"`{escape(key)}` is given twice.\n{action_usage(action)}")
+    data[key] = value
+
+
+def _field_problem(exc: ValidationError, action: ActionName) -> str:
+    error = exc.errors()[0]
+    where = ".".join(str(p) for p in error["loc"] if not str(p).startswith("[")) or "parameters"
+    message = str(error["msg"]).removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown parameter for this action"
+    elif error["type"] == "missing":
+        message = "missing"
+    return f"Invalid `{escape(where)}`: {escape(message)}.\n{action_usage(action)}"
+
+
+def parse_run_args(args: list[str]) -> tuple[ActionName, BaseModel]:
+    """`<action> <target> [k=v ...]` → (action, validated parameters); UserError with usage."""
+    if len(args) < 2:
+        raise UserError(USAGE)
+    name = args[0].strip().lower().replace("-", "_")
+    try:
+        action = ActionName(name)
+    except ValueError:
+        raise UserError(f"Unknown action `{escape(args[0])}`.\n{USAGE}") from None
+    target = args[1].strip()
+    data: dict[str, Any] = {}
+    if action in NODE_ACTIONS:
+        if "/" in target:
+            raise UserError(
+                f"`{action.value}` takes a node name, not `{escape(target)}`.\n{action_usage(action)}"
+            )
+        data["node"] = target
+    else:
+        namespace, sep, obj = target.partition("/")
+        if not sep or not namespace or not obj:
+            raise UserError(
+                f"`{action.value}` needs `<namespace>/<{TARGET_PARAM[action]}>`, not `{escape(target)}`.\n"
+                f"{action_usage(action)}"
+            )
+        data["namespace"] = namespace
+        data[TARGET_PARAM[action]] = obj
+    for pair in args[2:]:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise UserError(f"`{escape(pair)}` is not `key=value`.\n{action_usage(action)}")
+        _assign(data, action, key.strip(), value)
+    try:
+        params = PARAMS_BY_ACTION[action].model_validate(data)
+    except ValidationError as exc:
+        raise UserError(_field_problem(exc, action)) from None
+    return action, params
+
+
+def _proposed_text(run: ActionRun) -> str:
+    needed = f"{run.approvals_needed} approval(s)"
+    return (
+        f"Proposed “{run.title}” (run {run.id}): {needed} needed, expires at {run.expires_at:%H:%M} UTC. "
+        "The proposal with its preview and buttons is in this channel."
+    )
+
+
+async def run_subcommand(deps: Deps, user_id: str, channel_id: str, args: list[str]) -> str:
+    """`/incident run <action> <namespace>/<name> [k=v ...]`: propose an action ad hoc."""
+    action, params = parse_run_args(args)
+    incident = await incidents.find_incident(deps, channel_id=channel_id, ref=None)
+    run = await engine.propose(deps, incident, action, params, requested_by=user_id)
+    if run is None:  # only playbook proposals are deduplicated
+        raise UserError("This was already proposed.")
+    return _proposed_text(run)
+
+
+async def propose_from_playbook(
+    deps: Deps, incident_id: int, labels: dict[str, str], playbook: Playbook
+) -> None:
+    """`bot.enrich.ProposeFn`: propose the playbook's remediations for one alert of the incident
+    (the alert's generatorURL is looked up for verification)."""
+    loaded = await deps.store.load_view(incident_id)
+    if loaded is None:
+        return
+    view = loaded[0]
+    generator_url = next((a.generator_url for a in view.alerts if a.labels == labels), "")
+    await engine.propose_playbook_remediations(
+        deps, view.incident, labels, playbook, generator_url=generator_url
+    )
+
+
+async def propose_playbook_remediations(
+    deps: Deps,
+    incident: Incident,
+    alert_labels: Mapping[str, str],
+    playbook: Playbook,
+    *,
+    generator_url: str = "",
+) -> list[ActionRun]:
+    """Propose the playbook's remediations for the alert (notes for those not proposed)."""
+    runs, _notes = await engine.propose_playbook_remediations(
+        deps, incident, alert_labels, playbook, generator_url=generator_url
+    )
+    return runs
+
+
+# --------------------------------------------------------------------------- buttons
+
+
+def register_remediation(app: AsyncApp, deps: Deps) -> None:
+    resolver = UsergroupResolver(deps.chat, deps.coord)
+
+    async def on_approve(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        await ack()
+        user = str((body.get("user") or {}).get("id", ""))
+        try:
+            outcome = await engine.approve(deps, str(action.get("value") or ""), user, resolver=resolver)
+            text = outcome.text
+        except UserError as exc:
+            text = str(exc)
+        except Exception:
+            text = _error_reference("button.failed", user=user, action=APPROVE_ACTION)
+        await respond(text=text, response_type="ephemeral", replace_original=False)
+
+    async def on_reject(
+        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        await ack()
+        user = str((body.get("user") or {}).get("id", ""))
+        try:
+            outcome = await engine.reject(deps, str(action.get("value") or ""), user, resolver=resolver)
+            text = outcome.text
+        except UserError as exc:
+            text = str(exc)
+        except Exception:
+            text = _error_reference("button.failed", user=user, action=REJECT_ACTION)
+        await respond(text=text, response_type="ephemeral", replace_original=False)
+
+    app.action(APPROVE_ACTION)(on_approve)
+    app.action(REJECT_ACTION)(on_reject)
