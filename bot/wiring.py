@@ -35,12 +35,14 @@ from bot.metrics import Metrics
 from bot.pipeline import Pipeline, playbook_group_key, playbook_severity
 from bot.playbooks import PlaybookError, PlaybookSet, load_playbooks
 from bot.publisher import Publisher
+from bot.remediation import engine as remediation_engine
 from bot.storage import redis as redis_store
 from bot.storage.lifecycle import LifecycleStore
 from bot.storage.migrate import apply_migrations
 from bot.storage.postgres import InboxRow, IntakeTx, PostgresStore, create_pool
 from bot.supervisor import Supervisor
 from commands.register import register
+from commands.remediation import propose_from_playbook
 
 CONNECT_TIMEOUT_S = 10.0
 
@@ -191,7 +193,7 @@ async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
         deps.closers.append(close_prometheus)
 
     async def enrich_after_publish(view: IncidentView) -> None:
-        await enrich.on_published(deps, view)
+        await enrich.on_published(deps, view, propose=propose_from_playbook)
 
     async def pagerduty_after_publish(view: IncidentView) -> None:
         await pagerduty_sync.after_publish(deps, view.incident)
@@ -206,7 +208,11 @@ async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
     async def fire_timers() -> None:
         await timers.run_due(deps)
 
+    async def remediation_sweep() -> None:
+        await remediation_engine.expire_due(deps)
+
     deps.sweep_tasks.append(fire_timers)
+    deps.sweep_tasks.append(remediation_sweep)
 
     bolt = AsyncApp(
         client=slack_client,

@@ -11,6 +11,7 @@ from bot.errors import IntegrationError, UserError
 from bot.integrations.alertmanager_api import Matcher
 from bot.postmortem import AuditEntry, postmortem_markdown
 from bot.render import kit
+from bot.storage.remediation import RemediationStore
 from commands.base import Invocation, Reply, incident_of, ref_and_rest
 
 MATCHER = re.compile(r"^([a-zA-Z_][a-zA-Z0-9_]*)(=~|!~|!=|=)(.*)$")
@@ -82,6 +83,25 @@ async def silence(deps: Deps, inv: Invocation) -> Reply:
     return Reply(text, in_channel=True)
 
 
+async def remediation_audit(deps: Deps, incident_id: int) -> list[AuditEntry]:
+    """The incident's remediation runs, as the postmortem's Resolution section lists them."""
+    runs = await RemediationStore(deps.store.pool).for_incident(incident_id)
+    return [
+        AuditEntry(
+            requested_by=run.requested_by or f"playbook {run.playbook or ''}".strip(),
+            approved_by=[a.user_id for a in run.approvals],
+            action=run.action.value,
+            target=run.target,
+            params=dict(run.params),
+            result=run.status.value + (f" — {run.verification}" if run.verification else ""),
+            started_at=run.started_at or run.created_at,
+            finished_at=run.finished_at,
+            error=run.error,
+        )
+        for run in runs
+    ]
+
+
 async def postmortem(deps: Deps, inv: Invocation) -> Reply:
     ref, rest = ref_and_rest(inv)
     if rest:
@@ -92,7 +112,7 @@ async def postmortem(deps: Deps, inv: Invocation) -> Reply:
         raise UserError(f"No incident {incident.ref}.")
     view, _ = loaded
     events = await deps.store.timeline(incident.id)
-    audit: list[AuditEntry] = []  # filled from the remediation audit log once it is wired
+    audit = await remediation_audit(deps, incident.id)
     now = deps.clock()
     markdown = postmortem_markdown(view, events, audit, now)
     channel = incident.channel_id or inv.channel_id

@@ -17,6 +17,7 @@ from bot.deps import Deps
 from bot.errors import UserError
 from bot.render import kit
 from commands import playbook_commands, slash
+from commands.remediation import register_remediation
 
 log = logging.getLogger("incidentbot.commands")
 PIN_REACTIONS = {"pushpin", "round_pushpin"}
@@ -120,6 +121,7 @@ def register(app: AsyncApp, deps: Deps) -> None:
             data={"ts": item.get("ts"), "author": item.get("user") or event.get("item_user")},
         )
 
+    register_remediation(app, deps)
     app.command("/incident")(on_incident)
     app.action("ack_incident")(on_ack_button)
     app.action("confirm_resolve")(on_confirm_resolve)

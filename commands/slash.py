@@ -8,7 +8,7 @@ from bot.domain import AlertStatus, Role, Severity
 from bot.errors import UserError
 from bot.render import kit
 from bot.render.cards import age, title_line
-from commands import lifecycle_extra, playbook_commands
+from commands import lifecycle_extra, playbook_commands, remediation
 from commands.base import (
     Invocation,
     Reply,
@@ -174,6 +174,10 @@ async def _graph(deps: Deps, inv: Invocation) -> Reply:
     return await playbook_commands.graph(deps, inv)
 
 
+async def _run(deps: Deps, inv: Invocation) -> Reply:
+    return Reply(await remediation.run_subcommand(deps, inv.user_id, inv.channel_id, inv.args))
+
+
 async def _postmortem(deps: Deps, inv: Invocation) -> Reply:
     return await lifecycle_extra.postmortem(deps, inv)
 
@@ -203,6 +207,12 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     ),
     Subcommand("runbook", "/incident runbook [name]", "show a playbook (without a name: the list)", _runbook),
     Subcommand("graph", "/incident graph <promql> [range]", "graph any query into the channel", _graph),
+    Subcommand(
+        "run",
+        "/incident run <action> <namespace>/<name> [key=value ...]",
+        "propose a remediation (preview, then approval buttons)",
+        _run,
+    ),
     Subcommand("help", "/incident help", "this list", _help),
 )
 

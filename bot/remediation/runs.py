@@ -131,6 +131,7 @@ class ActionRun:
     undo_of: int | None = None
     approvals: tuple[Approval, ...] = ()
     version: int = 1
+    shown_version: int = 0
 
     @property
     def approvers(self) -> tuple[str, ...]:

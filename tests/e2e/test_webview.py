@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import re
 import time
-from typing import Any, Literal
+from typing import Any
 
 from matplotlib.figure import Figure
 from playwright.async_api import Locator, Page, expect
@@ -23,19 +23,6 @@ from tests.e2e.conftest import Shots
 
 WAIT = 30_000  # ms, for anything that goes through the bot
 QUICK = 10_000  # ms, for what the page does by itself
-
-# ---------------------------------------------------------------------------------------------
-# FOR THE LEAD: the approval steps of the journey.
-# When this test was written, the remediation engine (commands/remediation.py, bot/remediation/)
-# was not wired into the bot yet: `register_remediation` was not called by commands/register.py,
-# bot.enrich's `propose` callback (commands.remediation.propose_from_playbook) was not passed by
-# bot/wiring.py, and `/incident run` was not in commands/slash.py. So the journey stops before
-# the approval. Both approval paths below were run by hand through this page against the engine
-# wired in by the test (restart: revision 2 -> 3; scale: 6/6 -> 9/9). To enable one:
-#   APPROVAL = "proposal"  # the playbook's rollout_restart proposal, approved by @bob
-#   APPROVAL = "command"   # `/incident run scale api/search-api replicas=9` by @alice, @bob approves
-APPROVAL: Literal["proposal", "command"] | None = None
-# ---------------------------------------------------------------------------------------------
 
 
 def deployment_row(page: Page, namespace: str, name: str) -> Locator:
@@ -152,11 +139,10 @@ async def test_incident_journey_in_the_browser(page: Page, stack: SandboxStack, 
     await act_as(page, "U_ALICE")
     await expect(reply).to_have_count(0)
 
-    # Approving a remediation and watching the deployment panel change (see APPROVAL above).
-    if APPROVAL == "proposal":
-        await approve_proposal(page, stack, shots)
-    elif APPROVAL == "command":
-        await approve_scale_command(page, stack, shots)
+    # Approving remediations and watching the deployment panel change: the playbook's restart
+    # proposal, then an ad-hoc `/incident run scale ...` typed in the command box.
+    await approve_proposal(page, stack, shots)
+    await approve_scale_command(page, stack, shots)
 
     # The cluster panel follows the cluster live, whoever changes it: a restart from outside.
     row = deployment_row(page, "skillquest", "skillquest-api")

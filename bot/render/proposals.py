@@ -1,0 +1,211 @@
+"""Pure message builders for remediation proposals: (run, rule, now) -> Message. No I/O, no clock.
+
+The proposal message shows what will change (the server-side dry run's before → after lines),
+where (cluster, target), who may approve and how many approvals are still needed, when the
+proposal expires, and its status; once a run is final it shows the result and verification.
+Buttons carry the run's opaque token only; the handler reloads the run and re-checks.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from bot.policy import EVERYONE, ApprovalRule, Policy
+from bot.remediation.runs import ActionRun, RunStatus
+from bot.render.cards import age, when
+from bot.render.kit import (
+    MAX_SECTION_TEXT,
+    Block,
+    Message,
+    actions,
+    button,
+    clip,
+    context,
+    divider,
+    escape,
+    header,
+    message,
+    section,
+)
+
+APPROVE_ACTION = "approve_action"
+REJECT_ACTION = "reject_action"
+
+STATUS_HEADER = {
+    RunStatus.PROPOSED: "🛠️ Remediation proposed",
+    RunStatus.APPROVED: "👍 Remediation approved",
+    RunStatus.RUNNING: "⏳ Remediation running",
+    RunStatus.SUCCEEDED: "✅ Remediation succeeded",
+    RunStatus.FAILED: "❌ Remediation failed",
+    RunStatus.REJECTED: "🚫 Remediation rejected",
+    RunStatus.EXPIRED: "⌛ Remediation proposal expired",
+    RunStatus.CANCELLED: "⛔ Remediation not executed",
+}
+MAX_PREVIEW_LINES = 15
+MAX_PARAMS_TEXT = 600
+MAX_LINE = 500
+
+
+def _plain(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_plain(v)}" for k, v in value.items())
+    return str(value)
+
+
+def params_text(params: dict[str, Any]) -> str:
+    """`k=v` pairs of the parameters that matter to a reader (the target is shown apart)."""
+    shown = {
+        k: v for k, v in params.items() if k not in ("namespace", "deployment", "pod", "node", "cronjob")
+    }
+    parts = [f"{k}={_plain(v)}" for k, v in shown.items() if v not in (None, {}, [])]
+    return clip(escape(" ".join(parts)), MAX_PARAMS_TEXT) if parts else "—"
+
+
+def role_mentions(policy: Policy | None, roles: list[str]) -> str:
+    """Roles as Slack mentions of their users and user groups."""
+    if not roles:
+        return "_nobody (no role listed in policy.yaml)_"
+    parts: list[str] = []
+    for name in roles:
+        if name == EVERYONE:
+            parts.append("anyone")
+            continue
+        role = policy.roles.get(name) if policy is not None else None
+        members = [f"<@{u}>" for u in role.users] if role else []
+        for group in role.usergroups if role else []:
+            members.append(
+                f"<!subteam^{group}>" if group.startswith("S") and group.isupper() else f"@{group}"
+            )
+        parts.append(f"`{name}` ({', '.join(members) if members else 'empty'})")
+    return "; ".join(parts)
+
+
+def _expiry(run: ActionRun, now: datetime) -> str:
+    if run.status is RunStatus.PROPOSED:
+        if run.expires_at <= now:
+            return f"{when(run.expires_at)} (expired)"
+        return f"{when(run.expires_at)} (in {age(now, run.expires_at)})"
+    return when(run.expires_at)
+
+
+def _approvals(run: ActionRun) -> str:
+    who = ", ".join(f"<@{u}>" for u in run.approvers)
+    count = f"{len(run.approvers)} of {run.approvals_needed}"
+    return f"{count}: {who}" if who else count
+
+
+FENCE = "`" * 3
+
+
+def code_block(lines: list[str] | tuple[str, ...], budget: int) -> str:
+    """Lines as a code block of at most `budget` characters: fences kept, "… N more" when cut."""
+    out: list[str] = []
+    used = 2 * len(FENCE)
+    for index, raw in enumerate(lines):
+        line = clip(escape(raw).replace(FENCE, "'" * 3), MAX_LINE)
+        if index >= MAX_PREVIEW_LINES or used + len(line) + 1 > budget - 20:
+            out.append(f"… {len(lines) - index} more")
+            break
+        out.append(line)
+        used += len(line) + 1
+    return FENCE + ("\n".join(out) or "(nothing)") + FENCE
+
+
+def _preview_block(run: ActionRun) -> Block:
+    preview = run.preview
+    if preview.dry_run_ok:
+        title = "*Preview* (server-side dry run passed)"
+    else:
+        title = f"*Preview*: ⚠️ {clip(escape(preview.problem or 'the dry run did not pass'), MAX_LINE)}"
+    return section(f"{title}\n{code_block(preview.summary_lines, MAX_SECTION_TEXT - len(title) - 1)}")
+
+
+def _result_blocks(run: ActionRun) -> list[Block]:
+    blocks: list[Block] = []
+    result = run.result or {}
+    changes = [str(c) for c in result.get("changes") or []]
+    if changes:
+        blocks.append(section(f"*Result*\n{code_block(changes, MAX_SECTION_TEXT - 12)}"))
+    output = result.get("output")
+    if output:
+        tail = str(output).splitlines()[-MAX_PREVIEW_LINES:]
+        blocks.append(section(f"*Output*\n{code_block(tail, MAX_SECTION_TEXT - 12)}"))
+    if run.error:
+        label = "Not executed" if run.status is RunStatus.CANCELLED else "Error"
+        blocks.append(section(f"*{label}*: {escape(run.error)}"))
+    if run.verification:
+        blocks.append(section(f"*Verification*: {escape(run.verification)}"))
+    return blocks
+
+
+def _timing(run: ActionRun) -> str:
+    parts = [f"run {run.id}", f"proposed {when(run.created_at)}"]
+    if run.started_at:
+        parts.append(f"started {when(run.started_at)}")
+    if run.finished_at and run.started_at and run.status in (RunStatus.SUCCEEDED, RunStatus.FAILED):
+        parts.append(f"took {(run.finished_at - run.started_at).total_seconds():.1f}s")
+    if run.undo_of:
+        parts.append(f"undoes run {run.undo_of}")
+    return " · ".join(parts)
+
+
+def can_approve_now(run: ActionRun, now: datetime) -> bool:
+    """Whether the approve button is offered (the handler re-checks everything anyway)."""
+    return run.status is RunStatus.PROPOSED and run.expires_at > now and run.preview.dry_run_ok
+
+
+def proposal_message(
+    run: ActionRun,
+    rule: ApprovalRule,
+    now: datetime,
+    *,
+    policy: Policy | None = None,
+    warnings: list[str] | None = None,
+) -> Message:
+    """The proposal message for `run` under `rule`; `warnings` (kill switch, no cluster) are
+    shown above the buttons."""
+    approvers = [r for r in rule.approvers if r != EVERYONE]
+    blocks: list[Block] = [header(STATUS_HEADER[run.status])]
+    blocks.append(section(f"*{clip(run.title, 300)}*" + (f"\n{clip(run.why, 1500)}" if run.why else "")))
+    requirement = f"{run.approvals_needed} approval(s)"
+    if not rule.requester_may_approve and run.requested_by:
+        requirement += ", not the requester"
+    fields = [
+        f"*Action*\n`{run.action.value}`",
+        f"*Target*\n`{escape(run.target)}`",
+        f"*Parameters*\n{params_text(run.params)}",
+        f"*Cluster*\n{escape(run.preview.cluster or 'not configured')}",
+        f"*Requested by*\n{run.requester_text}",
+        f"*Who may approve*\n{role_mentions(policy, approvers)} · {requirement}",
+        f"*Approvals*\n{_approvals(run)}",
+        f"*Expires*\n{_expiry(run, now)}",
+    ]
+    blocks.append(section(f"*Status*: {run.status.value}", fields=fields))
+    blocks.append(_preview_block(run))
+    blocks.extend(_result_blocks(run))
+    notes = [f"⚠️ {escape(w)}" for w in warnings or []]
+    if notes:
+        blocks.append(context(*notes))
+    blocks.append(context(_timing(run)))
+    if run.status is RunStatus.PROPOSED and run.expires_at > now:
+        buttons: list[Block] = []
+        if can_approve_now(run, now):
+            buttons.append(button("Approve", APPROVE_ACTION, run.token, style="primary"))
+        buttons.append(button("Reject", REJECT_ACTION, run.token, style="danger"))
+        blocks.append(divider())
+        blocks.append(actions(*buttons, block_id=f"run-{run.id}"))
+    text = f"{STATUS_HEADER[run.status]}: {run.title} ({run.action.value} on {run.target})"
+    return message(text, blocks)
+
+
+def thread_note(text: str) -> Message:
+    """A short reply in the proposal's thread (results, errors, verification)."""
+    return message(text, [section(text)])
+
+
+def not_proposed_message(notes: list[str]) -> Message:
+    """Playbook remediations that were not proposed, with the reason for each."""
+    lines = "\n".join(f"• {n}" for n in notes)
+    text = "Some runbook remediations were not proposed"
+    return message(text, [section(f"*{text}*\n{lines}")])
