@@ -109,7 +109,8 @@ async def test_runbook_checks_and_graph_from_real_prometheus(
         assert "❌" in runbook and "✅" in runbook
         assert "12" in runbook
         upload = await slack.wait_for(
-            lambda s: next((f for f in s.files.values() if f.title == "Queue depth"), None), timeout=20
+            lambda s: next((f for f in s.files.values() if f.title == "Queue depth" and f.completed), None),
+            timeout=20,
         )
         assert upload.data.startswith(PNG)
         width, height = int.from_bytes(upload.data[16:20], "big"), int.from_bytes(upload.data[20:24], "big")
@@ -204,7 +205,9 @@ async def test_runbook_and_graph_commands_and_show_all_steps(
             "/incident", "graph checkout_queue_depth 30m", user_id="U_ALICE", channel_id=channel.id
         )
         drawn = await slack.wait_for(
-            lambda s: next((f for f in s.files.values() if f.title == "checkout_queue_depth"), None),
+            lambda s: next(
+                (f for f in s.files.values() if f.title == "checkout_queue_depth" and f.completed), None
+            ),
             timeout=20,
         )
         assert drawn.data.startswith(PNG)

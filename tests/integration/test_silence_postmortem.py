@@ -87,7 +87,10 @@ async def test_postmortem_draft_matches_the_stored_timeline(slack, http, databas
         await slack.wait_for(lambda s: s.channels[channel.id].topic.startswith("[P2]"))
         await driver.slash_command("/incident", "postmortem", user_id="U_BOB", channel_id=channel.id)
         draft = await slack.wait_for(
-            lambda s: next((f for f in s.files.values() if f.name.startswith("postmortem-incident-1")), None)
+            lambda s: next(
+                (f for f in s.files.values() if f.name.startswith("postmortem-incident-1") and f.completed),
+                None,
+            )
         )
         text = draft.data.decode()
         for heading in ("Summary", "Timeline", "Root Cause", "Resolution", "Action Items"):
