@@ -46,6 +46,8 @@ have_cmd prometheus || missing+=(prometheus)
 have_cmd prometheus-alertmanager || missing+=(prometheus-alertmanager)
 have_cmd unzip || missing+=(unzip)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+# Emoji in the sandbox web view's screenshots (status marks, severities).
+[[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]] || missing+=(fonts-noto-color-emoji)
 # Debian splits venv support out of python3; the Makefile creates .venv with it.
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
 
