@@ -45,6 +45,21 @@ class Metrics:
         self.inbox_oldest_age = Gauge(
             "incidentbot_inbox_oldest_pending_seconds", "Age of the oldest unprocessed webhook", registry=r
         )
+        self.remediations = Counter(
+            "incidentbot_remediations_total",
+            "Remediation runs that ended, by action and result",
+            ["action", "result"],
+            registry=r,
+        )
+        self.approval_wait = Histogram(
+            "incidentbot_approval_wait_seconds",
+            "Time from a remediation proposal to its last approval",
+            buckets=(5, 15, 30, 60, 120, 300, 600, 900, 1800, 3600),
+            registry=r,
+        )
+        self.timers_fired = Counter(
+            "incidentbot_timers_fired_total", "Durable timers fired", ["kind", "outcome"], registry=r
+        )
         self.delivery_failures = Counter(
             "incidentbot_delivery_failures_total", "Webhook processing attempts that failed", registry=r
         )

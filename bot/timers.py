@@ -71,6 +71,7 @@ async def run_due(deps: Deps) -> int:
             )
             continue
         await deps.lifecycle.finish_timer(timer.id, outcome, deps.clock())
+        deps.metrics.timers_fired.labels(timer.kind, outcome).inc()
         log.info(
             "timer.fired", extra={"timer": timer.kind, "incident_id": timer.incident_id, "outcome": outcome}
         )

@@ -521,6 +521,7 @@ async def approve(deps: Deps, token: str, user: str, *, resolver: UsergroupResol
     run = result.run
     match result.outcome:
         case ApproveOutcome.COMPLETE:
+            deps.metrics.approval_wait.observe(max(0.0, (now - run.created_at).total_seconds()))
             deps.supervisor.spawn(execute(deps, run.id, hint=run), name=f"run-{run.id}")
             _spawn_refresh(deps, run.id)
             log.info("remediation.approved", extra={"run_id": run.id, "user": user})
@@ -571,6 +572,7 @@ async def reject(deps: Deps, token: str, user: str, *, resolver: UsergroupResolv
     if rejected is None:
         current = await store.get(run.id)
         raise await _refuse(deps, store, current or run, user, "reject", _status_reason(current or run))
+    deps.metrics.remediations.labels(run.action.value, RunStatus.REJECTED.value).inc()
     _spawn_refresh(deps, run.id)
     return Outcome(f"Rejected “{rejected.title}”.", rejected)
 
@@ -712,6 +714,7 @@ async def _finish_refused(
         error=reason,
         timeline=f"“{run.title}” was not executed: {reason}",
     )
+    deps.metrics.remediations.labels(run.action.value, RunStatus.CANCELLED.value).inc()
     log.info("remediation.refused_at_execution", extra={"run_id": run.id, "reason": reason})
     await _note(deps, run, f"⛔ Not executed: {escape(reason)}")
     _spawn_refresh(deps, run.id)
@@ -732,6 +735,7 @@ async def _finish_failed(
         timeline=f"“{run.title}” failed: {error}",
         details={"http_status": status},
     )
+    deps.metrics.remediations.labels(run.action.value, RunStatus.FAILED.value).inc()
     log.warning("remediation.failed", extra={"run_id": run.id, "error": error})
     await _note(deps, run, f"❌ `{run.action.value}` on {escape(run.target)} failed: {escape(error)}")
     _spawn_refresh(deps, run.id)
@@ -775,6 +779,8 @@ async def _finish_done(
             timeline=f"“{run.title}” failed: {error}",
         )
         await _note(deps, run, f"❌ `{run.action.value}` on {escape(run.target)}: {escape(error)}")
+    result_label = RunStatus.SUCCEEDED.value if ok else RunStatus.FAILED.value
+    deps.metrics.remediations.labels(run.action.value, result_label).inc()
     log.info("remediation.executed", extra={"run_id": run.id, "complete": ok, "seconds": round(took, 3)})
     _spawn_refresh(deps, run.id)
     if done is not None and (ok or run.action in UNDOABLE):
@@ -976,6 +982,7 @@ async def expire_due(deps: Deps) -> None:
     store = store_of(deps)
     now = deps.clock()
     for run in await store.expire_due(now):
+        deps.metrics.remediations.labels(run.action.value, RunStatus.EXPIRED.value).inc()
         log.info("remediation.expired", extra={"run_id": run.id})
         _spawn_refresh(deps, run.id)
     for run in await store.interrupted(now):

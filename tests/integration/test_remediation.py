@@ -27,6 +27,7 @@ import asyncpg
 import pytest
 import yaml
 from aiohttp import web
+from prometheus_client import generate_latest
 
 from bot.app import BotServer
 from bot.config import Settings
@@ -430,6 +431,9 @@ async def test_propose_approve_execute_once_and_verify_without_prometheus(env: E
         kinds = [e.kind for e in await bot.deps.store.timeline(incident.id)]
         for kind in ("requested", "approved", "claimed", "succeeded", "verified"):
             assert f"remediation_{kind}" in kinds
+        exposition = generate_latest(bot.deps.metrics.registry).decode()
+        assert 'incidentbot_remediations_total{action="scale",result="succeeded"} 1.0' in exposition
+        assert "incidentbot_approval_wait_seconds_count 1.0" in exposition
         # The audit log is append-only.
         for statement in ("UPDATE audit_log SET actor = 'U_MALLORY'", "DELETE FROM audit_log"):
             with pytest.raises(asyncpg.RaiseError, match="append-only"):
