@@ -241,3 +241,54 @@ def _policy_with_escalation(tmp_path):
     policy = policy.replace("roles:\n", "roles:\n  escalation:\n    users: []\n    usergroups: [S_SRE]\n", 1)
     (target / "policy.yaml").write_text(policy)
     return target
+
+
+async def test_resolved_channel_is_archived_after_the_delay(slack, http, database_dsn, redis_url):
+    clock = FakeClock()
+    settings = bot_settings(slack, database_dsn, redis_url, archive_after_seconds=3600)
+    async with running_bot_with_clock(settings, clock) as bot:
+        driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
+        channel = await _declare(slack, driver)
+        await driver.slash_command("/incident", "resolve fixed", user_id="U_ALICE", channel_id=channel.id)
+        await slack.wait_for(_reply(slack, "resolved by"))
+        clock.advance(minutes=59)
+        await _wait_timers_done(database_dsn, kinds=("ack_reminder",))
+        assert not slack.channels[channel.id].is_archived
+        clock.advance(minutes=2)
+        await slack.wait_for(lambda s: s.channels[channel.id].is_archived, timeout=10)
+        rows = await _db(database_dsn, "SELECT archived_at FROM incidents")
+        assert rows[0]["archived_at"] is not None
+
+
+async def test_unacknowledged_p1_pages_through_pagerduty(slack, http, database_dsn, redis_url, tmp_path):
+    from sandbox.pagerduty import DEFAULT_API_TOKEN, PagerDutySandbox
+
+    clock = FakeClock()
+    async with PagerDutySandbox() as pd:
+        routing_key = next(iter(pd.services.values())).integration_key
+        settings = bot_settings(
+            slack,
+            database_dsn,
+            redis_url,
+            pagerduty_api_token=DEFAULT_API_TOKEN,
+            pagerduty_api_url=pd.base_url,
+            pagerduty_events_url=pd.base_url,
+            pagerduty_from_email="alice@example.com",
+            pagerduty_ca_bundle=str(pd.ca_path),
+            pagerduty_routing_key=routing_key,
+        )
+        async with running_bot_with_clock(settings, clock) as bot:
+            await post_alert(http, bot, group_payload("pay", [("p1", "firing")], severity="critical"))
+            channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
+            clock.advance(minutes=15, seconds=1)
+            await slack.wait_for(
+                lambda s: any("not been acknowledged" in m.text for m in s.messages(channel.id))
+            )
+            clock.advance(minutes=15, seconds=1)
+            await slack.wait_for(
+                lambda s: any("paged the on-call" in m.text for m in s.messages(channel.id)), timeout=15
+            )
+            await pd.wait_for(lambda: len(pd.events) == 1)
+            event = pd.events[0]
+            assert event["event_action"] == "trigger" and event["dedup_key"] == "incidentbot-1"
+            assert "not acknowledged" in event["payload"]["summary"]
