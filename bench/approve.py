@@ -59,16 +59,16 @@ from bot.remediation.params import ActionName, ScaleParams
 from bot.remediation.runs import ActionRun, RunStatus
 from bot.storage.remediation import RemediationStore
 from bot.wiring import build
-from commands import register as commands_register
-from commands import remediation as commands_remediation
 from sandbox.kubernetes import KubeSandbox, RecordedRequest
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.slack import SlackDriver, SlackSandbox
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sections import markers, write_section
+
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_MD = BENCH_DIR / "RESULTS.md"
-START = "<!-- bench/approve.py:start -->"
-END = "<!-- bench/approve.py:end -->"
+START, END = markers("approve.py")
 TOKEN = "bench-alertmanager-token"
 SIGNING_SECRET = "bench-signing-secret-0123456789"
 SCALE_PATH = "/apis/apps/v1/namespaces/api/deployments/search-api/scale"
@@ -248,8 +248,6 @@ async def measure(args: argparse.Namespace, dsn: str, redis_url: str, figures: F
             remediation_verify_seconds=0,
         )
         bot = await build(settings)
-        if not hasattr(commands_register, "register_remediation"):
-            commands_remediation.register_remediation(bot.bolt, bot.deps)
         await bot.start()
         try:
             driver = SlackDriver(slack, f"http://127.0.0.1:{bot.port}/slack/events", SIGNING_SECRET, http)
@@ -354,18 +352,6 @@ def section(figures: Figures, args: argparse.Namespace, command: str, elapsed: f
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, text: str) -> None:
-    """Replace this benchmark's section (between the markers) or append it; keep the rest."""
-    current = path.read_text(encoding="utf-8") if path.exists() else ""
-    if START in current and END in current:
-        before, rest = current.split(START, 1)
-        after = rest.split(END, 1)[1].lstrip("\n")
-        updated = before + text + (("\n" + after) if after else "")
-    else:
-        updated = current.rstrip("\n") + ("\n\n" if current.strip() else "") + text
-    path.write_text(updated, encoding="utf-8")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=50, help="measured runs (default 50)")
@@ -391,7 +377,7 @@ def main() -> int:
     text = section(figures, args, command, time.monotonic() - started)
     print(text)
     if not args.no_write:
-        write_section(args.results, text)
+        write_section(args.results, "approve.py", text)
         print(f"updated {args.results}")
     once = figures.concurrent_patches == 1 and figures.concurrent_claims == 1
     return 0 if pct(figures.latencies, 95) < TARGET_P95_S and once else 1

@@ -40,9 +40,7 @@ from bot.remediation.params import ActionName, ExecParams, RolloutRestartParams,
 from bot.remediation.runs import ActionRun, AuditEvent, RunStatus
 from bot.storage.remediation import RemediationStore
 from bot.wiring import build
-from commands import register as commands_register
 from commands import remediation as commands_remediation
-from commands import slash
 from sandbox.kubernetes import KubeSandbox
 from sandbox.services import PrometheusServer
 from sandbox.slack import SlackDriver, SlackSandbox
@@ -221,10 +219,6 @@ async def running(
     settings: Settings, clock: Callable[[], datetime] | None = None
 ) -> AsyncIterator[BotServer]:
     server = await build(settings, clock=clock) if clock is not None else await build(settings)
-    if not hasattr(commands_register, "register_remediation"):
-        # Until the lead wires the buttons into commands/register.py (a second registration
-        # would be harmless: Bolt runs the first matching listener only).
-        commands_remediation.register_remediation(server.bolt, server.deps)
     await server.start()
     try:
         yield server
@@ -928,19 +922,13 @@ async def test_verification_not_recovered_offers_undo_and_undo_skips_the_cooldow
         await wait_scraped(exporter, bot, 0.36)
         incident = await open_incident(env, bot, SEARCH_ALERT)
         assert incident.channel_id is not None
-        if any(s.name == "run" for s in slash.SUBCOMMANDS):  # wired into /incident by the lead
-            await env.driver(bot).slash_command(
-                "/incident",
-                "run scale api/search-api replicas=8",
-                user_id="U_ALICE",
-                channel_id=incident.channel_id,
-            )
-            await wait_response(env, "U_ALICE", "Proposed")
-        else:
-            reply = await commands_remediation.run_subcommand(
-                bot.deps, "U_ALICE", incident.channel_id, ["scale", "api/search-api", "replicas=8"]
-            )
-            assert "Proposed" in reply
+        await env.driver(bot).slash_command(
+            "/incident",
+            "run scale api/search-api replicas=8",
+            user_id="U_ALICE",
+            channel_id=incident.channel_id,
+        )
+        await wait_response(env, "U_ALICE", "Proposed")
         mine = [r for r in await store(bot).for_incident(incident.id) if r.requested_by == "U_ALICE"]
         assert len(mine) == 1
         run = await posted(bot, mine[0])
