@@ -21,6 +21,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
+import platform
 import shutil
 import statistics
 import sys
@@ -38,6 +40,9 @@ from bot.config import BUNDLED_PLAYBOOKS, Settings
 from bot.wiring import build
 from sandbox.services import PostgresServer, PrometheusServer, RedisServer
 from sandbox.slack import SlackDriver, SlackSandbox, sign
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from sections import RESULTS_MD, write_section
 
 TOKEN = "bench-token"
 SECRET = "bench-signing-secret"
@@ -322,7 +327,7 @@ async def main() -> None:
         await asyncio.to_thread(pg.stop)
         shutil.rmtree(base, ignore_errors=True)
     print(json.dumps({"enrichment": enrich, "commands": cmds, "escalation": esc}, indent=2))
-    print(f"""
+    table = f"""
 | measure | p50 | p95/p99 | target | result |
 |---|---|---|---|---|
 | webhook → incident card ({enrich["n"]} incidents) | {enrich["card_p50"] * 1000:.0f} ms | p95 {enrich["card_p95"] * 1000:.0f} ms | < 1 s | {"PASS" if enrich["card_p95"] < 1 else "FAIL"} |
@@ -332,7 +337,20 @@ async def main() -> None:
 | bare signed handler (baseline, same run) | {cmds["bare_p50"] * 1000:.1f} ms | p99 {cmds["bare_p99"] * 1000:.1f} ms | — | ratio p99 {cmds["bot_p99"] / cmds["bare_p99"]:.1f}x |
 | ack reminder after its due time (2 replicas) | {esc["reminder_s"]:.2f} s | — | < 5 s | {"PASS" if esc["reminder_s"] < 5 else "FAIL"} |
 | escalation after its due time (2 replicas) | {esc["escalation_s"]:.2f} s | — | < 5 s, once | {"PASS" if esc["escalation_s"] < 5 and esc["escalation_messages"] == 1 else "FAIL"} ({esc["escalation_messages"]} message) |
-""")
+"""
+    print(table)
+    command = ".venv/bin/python bench/response.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
+    write_section(
+        RESULTS_MD,
+        "response.py",
+        f"## Responsiveness (bench/response.py)\n\n"
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores, Python {platform.python_version()}:"
+        f" `{command}`\n\n"
+        "Real PostgreSQL, Redis and Prometheus (scraping a test exporter) on 127.0.0.1, the sandbox Slack"
+        " (times are its recorded call times, same clock as the sender); the slash-command baseline is a"
+        " bare aiohttp handler answering signed requests in the same run; escalation uses two replicas"
+        " sharing Postgres/Redis and a controllable clock jumped past the deadlines.\n" + table,
+    )
 
 
 if __name__ == "__main__":
