@@ -60,12 +60,14 @@ def _parser() -> argparse.ArgumentParser:
 async def _run() -> None:
     from bot import logs
     from bot.config import load_settings
+    from bot.runtime import tune_gc
     from bot.wiring import build
 
     settings = load_settings()
     logs.configure(settings.log_format)
     server = await build(settings)
     await server.start()
+    tune_gc()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
