@@ -43,6 +43,10 @@ class Handlers:
         self._token = deps.settings.alertmanager_webhook_token.get_secret_value()
 
     async def alertmanager(self, request: web.Request) -> web.Response:
+        with self.deps.pipeline.intake():
+            return await self._alertmanager(request)
+
+    async def _alertmanager(self, request: web.Request) -> web.Response:
         metrics = self.deps.metrics
         if not bearer_ok(request.headers.get("Authorization"), self._token):
             metrics.webhooks_rejected.labels("alertmanager", "unauthorized").inc()

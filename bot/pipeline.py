@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 
 from bot import logs
@@ -39,6 +39,7 @@ GroupKeyFn = Callable[[AMPayload], str]
 SeverityFn = Callable[[dict[str, str]], Severity]
 SourceHandler = Callable[[InboxRow, IntakeTx], Awaitable[list[int]]]
 MAX_ATTEMPTS = 10
+GIVE_WAY_S = 0.02
 
 
 def default_group_key(payload: AMPayload) -> str:
@@ -97,9 +98,33 @@ class Pipeline:
         self._wake: asyncio.Queue[None] = asyncio.Queue()
         # Other webhook sources (PagerDuty), registered by the wiring at start-up.
         self.handlers: dict[str, SourceHandler] = {}
+        # Webhook requests being answered: workers give way to them (briefly) so that
+        # acknowledging Alertmanager stays fast while a burst is being stored.
+        self._intake = 0
+        self._intake_idle = asyncio.Event()
+        self._intake_idle.set()
 
     def wake(self) -> None:
         self._wake.put_nowait(None)
+
+    @contextlib.contextmanager
+    def intake(self) -> Iterator[None]:
+        """Mark a webhook request in progress (see _give_way)."""
+        self._intake += 1
+        self._intake_idle.clear()
+        try:
+            yield
+        finally:
+            self._intake -= 1
+            if self._intake == 0:
+                self._intake_idle.set()
+
+    async def _give_way(self) -> None:
+        """Let in-flight webhook requests finish first, for at most GIVE_WAY_S: processing is
+        delayed by milliseconds during a burst, never starved."""
+        if not self._intake_idle.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._intake_idle.wait(), GIVE_WAY_S)
 
     async def worker(self, stop: asyncio.Event, poll_interval: float, drain_s: float = 10.0) -> None:
         """Process deliveries until stop is set, then drain what was accepted before the
@@ -114,6 +139,7 @@ class Pipeline:
             pass
 
     async def _step(self) -> bool:
+        await self._give_way()
         try:
             return await self.process_one()
         except Exception:

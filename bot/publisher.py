@@ -35,6 +35,8 @@ COALESCE_S = 1.0
 LOCK_TTL_MS = 120_000
 CHANNEL_CLAIM_STALE_S = 120.0
 MAX_ROUNDS = 20
+UPDATES_PER_ROUND = 2
+RELOAD_AFTER_WAIT_S = 0.05
 # Hook run after each successful publish (enrichment: runbook steps, graphs, proposals).
 PublishedHook = Callable[[IncidentView], Coroutine[Any, Any, None]]
 
@@ -112,31 +114,46 @@ class Publisher:
                 if since < COALESCE_S:
                     await asyncio.sleep(COALESCE_S - since)
                 self._dirty.discard(incident_id)
-                loaded = await self.store.load_view(incident_id)
+                loaded = await self._load_if_behind(incident_id)
                 if loaded is None:
                     return
+                prepaid = 0
+                if incident_id in self._last_run:
+                    # Updating what is already on Slack: wait for the chat.update tokens (card,
+                    # notification) first and render after, so the update sent is the newest.
+                    prepaid = UPDATES_PER_ROUND
+                    if await self.chat.reserve("chat.update", prepaid) > RELOAD_AFTER_WAIT_S:
+                        self._dirty.discard(incident_id)
+                        loaded = await self._load_if_behind(incident_id) or loaded
                 view, state = loaded
-                announcements = await self.store.unannounced_events(incident_id)
-                log.debug(
-                    "publish.round",
-                    extra={
-                        "incident_id": incident_id,
-                        "version": state.version,
-                        "published": state.published_version,
-                    },
-                )
-                if state.version <= state.published_version and not announcements:
-                    return
                 started = time.monotonic()
                 self._last_run[incident_id] = started
-                if not await self._sync(replace(view, grafana_url=self.grafana_url), state):
+                if not await self._sync(replace(view, grafana_url=self.grafana_url), state, prepaid):
                     return
                 await self.store.mark_published(incident_id, state.version, self.clock())
                 self.metrics.publish_latency.observe(time.monotonic() - started)
         finally:
             await self.coord.release(f"publish:{incident_id}", token)
 
-    async def _sync(self, view: IncidentView, state: PublishState) -> bool:
+    async def _load_if_behind(self, incident_id: int) -> tuple[IncidentView, PublishState] | None:
+        """The stored view when Slack is behind it (or has announcements to post), else None."""
+        loaded = await self.store.load_view(incident_id)
+        if loaded is None:
+            return None
+        _, state = loaded
+        log.debug(
+            "publish.round",
+            extra={
+                "incident_id": incident_id,
+                "version": state.version,
+                "published": state.published_version,
+            },
+        )
+        if state.version <= state.published_version and not await self.store.unannounced_events(incident_id):
+            return None
+        return loaded
+
+    async def _sync(self, view: IncidentView, state: PublishState, prepaid: int = 0) -> bool:
         now = self.clock()
         inc = view.incident
         if state.channel_id is None:
@@ -155,14 +172,17 @@ class Publisher:
             ts = await self.chat.post(channel_id, card)
             await self.store.set_card_ts(inc.id, ts)
         else:
-            await self.chat.update(channel_id, state.card_ts, card)
+            await self.chat.update(channel_id, state.card_ts, card, prepaid=prepaid > 0)
+            prepaid -= 1
         note = cards.notification(view, now)
         if state.notification_ts is None or state.notification_channel_id is None:
             target = await self._notification_channel()
             ts = await self.chat.post(target, note)
             await self.store.set_notification(inc.id, target, ts)
         else:
-            await self.chat.update(state.notification_channel_id, state.notification_ts, note)
+            await self.chat.update(
+                state.notification_channel_id, state.notification_ts, note, prepaid=prepaid > 0
+            )
         for event_id, event in await self.store.unannounced_events(inc.id):
             ts = await self.chat.post(channel_id, cards.announcement(event))
             await self.store.mark_announced(event_id, ts)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +32,15 @@ from bot.storage.redis import Coordination
 
 log = logging.getLogger("incidentbot.slack")
 
-# (calls per minute, burst) per Slack tier: a token bucket that may spend a minute's worth at
-# once ("20+ per minute", bursts tolerated) and then refills at the tier's rate.
-TIER_1 = (1.0, 1)
-TIER_2 = (20.0, 20)
-TIER_3 = (50.0, 50)
-TIER_4 = (100.0, 100)
+# (calls per minute, burst) per Slack tier: a token bucket that may spend most of a minute's
+# worth at once ("20+ per minute", bursts tolerated) and then refills a little below the tier's
+# rate. The margin absorbs the jitter between our reservation and Slack's own accounting, so
+# a 429 stays the exception (it is still retried after Retry-After).
+RATE_MARGIN = 0.9
+TIER_1 = (1.0 * RATE_MARGIN, 1)
+TIER_2 = (20.0 * RATE_MARGIN, 17)
+TIER_3 = (50.0 * RATE_MARGIN, 44)
+TIER_4 = (100.0 * RATE_MARGIN, 90)
 METHOD_TIERS: dict[str, tuple[float, int]] = {
     "conversations.create": TIER_2,
     "conversations.setTopic": TIER_2,
@@ -57,7 +61,7 @@ METHOD_TIERS: dict[str, tuple[float, int]] = {
     "views.open": TIER_4,
 }
 # chat.postMessage: about one per second per channel, short bursts tolerated.
-POST_PER_SECOND = 1.0
+POST_PER_SECOND = 1.0 * RATE_MARGIN
 POST_BURST = 3
 
 
@@ -130,8 +134,20 @@ class SlackChat:
             if wait > 0:
                 await asyncio.sleep(wait)
 
-    async def call(self, method: str, *, channel: str | None = None, **kwargs: Any) -> dict[str, Any]:
-        await self._throttle(method, channel)
+    async def reserve(self, method: str, count: int) -> float:
+        """Take `count` rate-limit tokens of `method` now (waiting as needed), for calls made
+        right after with `prepaid=True`: a caller can wait first and render after, so what
+        it sends is not already stale."""
+        started = time.monotonic()
+        for _ in range(count):
+            await self._throttle(method, None)
+        return time.monotonic() - started
+
+    async def call(
+        self, method: str, *, channel: str | None = None, prepaid: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
+        if not prepaid:
+            await self._throttle(method, channel)
         if channel is not None:
             kwargs["channel"] = channel
         try:
@@ -190,8 +206,10 @@ class SlackChat:
         """A plain mrkdwn message (text is already Slack-safe)."""
         return await self.post(channel, message(text, [section(text)]), thread_ts=thread_ts)
 
-    async def update(self, channel: str, ts: str, msg: Message) -> None:
-        await self.call("chat.update", channel=channel, ts=ts, text=msg.text, blocks=msg.blocks)
+    async def update(self, channel: str, ts: str, msg: Message, *, prepaid: bool = False) -> None:
+        await self.call(
+            "chat.update", channel=channel, ts=ts, text=msg.text, blocks=msg.blocks, prepaid=prepaid
+        )
 
     async def post_ephemeral(self, channel: str, user: str, msg: Message) -> None:
         await self.call("chat.postEphemeral", channel=channel, user=user, text=msg.text, blocks=msg.blocks)
