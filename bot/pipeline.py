@@ -39,7 +39,7 @@ GroupKeyFn = Callable[[AMPayload], str]
 SeverityFn = Callable[[dict[str, str]], Severity]
 SourceHandler = Callable[[InboxRow, IntakeTx], Awaitable[list[int]]]
 MAX_ATTEMPTS = 10
-GIVE_WAY_S = 0.02
+GIVE_WAY_S = 0.05
 
 
 def default_group_key(payload: AMPayload) -> str:
@@ -109,7 +109,7 @@ class Pipeline:
 
     @contextlib.contextmanager
     def intake(self) -> Iterator[None]:
-        """Mark a webhook request in progress (see _give_way)."""
+        """Mark a webhook request in progress (see give_way)."""
         self._intake += 1
         self._intake_idle.clear()
         try:
@@ -119,7 +119,7 @@ class Pipeline:
             if self._intake == 0:
                 self._intake_idle.set()
 
-    async def _give_way(self) -> None:
+    async def give_way(self) -> None:
         """Let in-flight webhook requests finish first, for at most GIVE_WAY_S: processing is
         delayed by milliseconds during a burst, never starved."""
         if not self._intake_idle.is_set():
@@ -139,7 +139,7 @@ class Pipeline:
             pass
 
     async def _step(self) -> bool:
-        await self._give_way()
+        await self.give_way()
         try:
             return await self.process_one()
         except Exception:

@@ -13,7 +13,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -65,6 +65,8 @@ class Publisher:
         self.owner = owner
         self.grafana_url = grafana_url
         self.on_published: list[PublishedHook] = []
+        # Lets webhook intake go first during a burst (the pipeline's give_way), if installed.
+        self.give_way: Callable[[], Awaitable[None]] | None = None
         self._incident_channel_id: str | None = None
         self._channel_lookup = asyncio.Lock()
         self._dirty: set[int] = set()
@@ -113,6 +115,8 @@ class Publisher:
                 since = time.monotonic() - self._last_run.get(incident_id, 0.0)
                 if since < COALESCE_S:
                     await asyncio.sleep(COALESCE_S - since)
+                if self.give_way is not None:
+                    await self.give_way()
                 self._dirty.discard(incident_id)
                 loaded = await self._load_if_behind(incident_id)
                 if loaded is None:

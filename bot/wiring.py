@@ -156,6 +156,7 @@ async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
         group_key=playbook_group_key(playbooks),
         policy=playbooks.policy,
     )
+    publisher.give_way = pipeline.give_way
     cluster, kube_api = await build_cluster(settings)
     metrics_source = PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else None
     silences = (
