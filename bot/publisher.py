@@ -37,7 +37,8 @@ CHANNEL_CLAIM_STALE_S = 120.0
 MAX_ROUNDS = 20
 UPDATES_PER_ROUND = 2
 RELOAD_AFTER_WAIT_S = 0.05
-# Hook run after each successful publish (enrichment: runbook steps, graphs, proposals).
+# Hook run once the card is up to date in each publish (enrichment: runbook steps, graphs,
+# proposals, the PagerDuty on-call invite).
 PublishedHook = Callable[[IncidentView], Coroutine[Any, Any, None]]
 
 
@@ -178,6 +179,10 @@ class Publisher:
         else:
             await self.chat.update(channel_id, state.card_ts, card, prepaid=prepaid > 0)
             prepaid -= 1
+        # The channel and its card exist: enrichment starts now, not after the notification
+        # in #incident (which is paced with every other incident's).
+        for hook in self.on_published:
+            self.supervisor.spawn(hook(view), name=f"enrich-{inc.id}")
         note = cards.notification(view, now)
         if state.notification_ts is None or state.notification_channel_id is None:
             target = await self._notification_channel()
@@ -190,8 +195,6 @@ class Publisher:
         for event_id, event in await self.store.unannounced_events(inc.id):
             ts = await self.chat.post(channel_id, cards.announcement(event))
             await self.store.mark_announced(event_id, ts)
-        for hook in self.on_published:
-            self.supervisor.spawn(hook(view), name=f"enrich-{inc.id}")
         return True
 
     async def _notification_channel(self) -> str:
