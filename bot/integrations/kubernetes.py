@@ -47,7 +47,6 @@ from bot.remediation.params import (
     ActionName,
     CreateJobFromCronJobParams,
     DeletePodParams,
-    DeploymentTarget,
     DrainParams,
     ExecParams,
     NodeParams,
@@ -57,6 +56,7 @@ from bot.remediation.params import (
     ScaleParams,
     SetEnvParams,
     SetResourcesParams,
+    target_of,
 )
 
 log = logging.getLogger("bot.integrations.kubernetes")
@@ -502,24 +502,12 @@ class KubernetesCluster:
             problem=problem,
         )
 
-    @staticmethod
-    def _target(action: ActionName, params: Any) -> str:
-        if isinstance(params, DeploymentTarget):
-            return f"deployment {params.namespace}/{params.deployment}"
-        if isinstance(params, DeletePodParams | ExecParams):
-            return f"pod {params.namespace}/{params.pod}"
-        if isinstance(params, NodeParams):
-            return f"node {params.node}"
-        if isinstance(params, CreateJobFromCronJobParams):
-            return f"cronjob {params.namespace}/{params.cronjob}"
-        return str(action)
-
     # ------------------------------------------------------------------ public: preview / execute
 
     async def preview(self, action: ActionName, params: Any, *, argv: Sequence[str] | None = None) -> Preview:
         """Dry-run `action` and describe it. API refusals (4xx) and refusals of the action itself come
         back as `dry_run_ok=False` with `problem`; only 5xx/transport failures raise."""
-        target = self._target(action, params)
+        target = target_of(action, params)
         try:
             match action:
                 case ActionName.ROLLOUT_RESTART:

@@ -61,14 +61,13 @@ from bot.remediation.authz import (
 from bot.remediation.params import (
     PARAMS_BY_ACTION,
     ActionName,
-    CreateJobFromCronJobParams,
-    DeletePodParams,
     DeploymentTarget,
     DrainParams,
     ExecParams,
     NodeParams,
     RolloutUndoParams,
     ScaleParams,
+    target_of,
 )
 from bot.remediation.runs import ActionRun, AuditEvent, NewRun, PreviewInfo, RunStatus
 from bot.render.graph import evaluate_check_all
@@ -120,18 +119,6 @@ def store_of(deps: Deps) -> RemediationStore:
 
 def rule_of(deps: Deps, run: ActionRun) -> ApprovalRule:
     return deps.policy.rule_for(run.action, run.approval_rule)
-
-
-def target_of(action: ActionName, params: BaseModel) -> str:
-    if isinstance(params, DeploymentTarget):
-        return f"deployment {params.namespace}/{params.deployment}"
-    if isinstance(params, DeletePodParams | ExecParams):
-        return f"pod {params.namespace}/{params.pod}"
-    if isinstance(params, NodeParams):
-        return f"node {params.node}"
-    if isinstance(params, CreateJobFromCronJobParams):
-        return f"cronjob {params.namespace}/{params.cronjob}"
-    return action.value
 
 
 def default_title(action: ActionName, params: BaseModel) -> str:

@@ -132,3 +132,16 @@ PARAMS_BY_ACTION: dict[ActionName, type[_Params]] = {
     ActionName.CREATE_JOB_FROM_CRONJOB: CreateJobFromCronJobParams,
     ActionName.EXEC: ExecParams,
 }
+
+
+def target_of(action: ActionName, params: BaseModel) -> str:
+    """What an action touches, for people: `deployment api/search-api`, `node node-1`, ..."""
+    if isinstance(params, DeploymentTarget):
+        return f"deployment {params.namespace}/{params.deployment}"
+    if isinstance(params, DeletePodParams | ExecParams):
+        return f"pod {params.namespace}/{params.pod}"
+    if isinstance(params, NodeParams):
+        return f"node {params.node}"
+    if isinstance(params, CreateJobFromCronJobParams):
+        return f"cronjob {params.namespace}/{params.cronjob}"
+    return action.value

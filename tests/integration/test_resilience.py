@@ -67,6 +67,19 @@ async def test_two_replicas_racing_on_one_group_open_one_channel(slack, http, da
     assert len(slack.messages(slack.incident_channel.id)) == 1
 
 
+async def _wait_ready(http: aiohttp.ClientSession, url: str, timeout: float = 20.0) -> None:
+    """Poll /readyz of a bot started as a separate process (bounded)."""
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                async with http.get(url + "/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+
+
 def _bot_env(slack_api_url: str, database_dsn: str, redis_url: str, port: int) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PAGERDUTY_"))}
     env.update(
@@ -99,15 +112,7 @@ async def test_webhook_stored_before_a_crash_is_published_after_restart(slack, h
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        async with asyncio.timeout(20):
-            while True:
-                try:
-                    async with http.get(url + "/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
+        await _wait_ready(http, url)
         async with http.post(
             url + "/webhooks/alertmanager",
             json=payload(),
@@ -237,15 +242,7 @@ async def test_sigterm_finishes_in_flight_work(slack, http, database_dsn, redis_
     )
     try:
         url = f"http://127.0.0.1:{port}"
-        async with asyncio.timeout(20):
-            while True:
-                try:
-                    async with http.get(url + "/readyz") as resp:
-                        if resp.status == 200:
-                            break
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
+        await _wait_ready(http, url)
         for group in ("a", "b", "c"):
             async with http.post(
                 url + "/webhooks/alertmanager",
