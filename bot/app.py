@@ -38,7 +38,9 @@ async def request_context(request: web.Request, handler: Any) -> web.StreamRespo
             {"status": "error", "error": "internal error", "ref": request_id}, status=500
         )
     response.headers["X-Request-Id"] = request_id
-    if request.path.startswith("/webhooks/") or request.path == "/slack/events":
+    if log.isEnabledFor(logging.DEBUG) and (
+        request.path.startswith("/webhooks/") or request.path == "/slack/events"
+    ):
         log.debug(
             "http.request",
             extra={

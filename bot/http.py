@@ -29,18 +29,20 @@ def _json_error(status: int, reason: str) -> web.Response:
     return web.json_response({"status": "error", "error": reason}, status=status)
 
 
-def bearer_ok(header: str | None, token: str) -> bool:
+def bearer_ok(header: str | None, token: bytes) -> bool:
     """Constant-time check of `Authorization: Bearer <token>`."""
     if not header:
         return False
     scheme, _, value = header.partition(" ")
-    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token.encode())
+    return scheme.lower() == "bearer" and hmac.compare_digest(value.strip().encode(), token)
 
 
 class Handlers:
     def __init__(self, deps: Deps) -> None:
         self.deps = deps
-        self._token = deps.settings.alertmanager_webhook_token.get_secret_value()
+        self._token = deps.settings.alertmanager_webhook_token.get_secret_value().encode()
+        # Bound once: the hot path increments without a label lookup.
+        self._am_received = deps.metrics.webhooks_received.labels("alertmanager")
 
     async def alertmanager(self, request: web.Request) -> web.Response:
         with self.deps.pipeline.intake():
@@ -68,7 +70,7 @@ class Handlers:
             log.error("webhook.store_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
             metrics.webhooks_rejected.labels("alertmanager", "storage").inc()
             return _json_error(503, "storage unavailable, retry later")
-        metrics.webhooks_received.labels("alertmanager").inc()
+        self._am_received.inc()
         self.deps.pipeline.wake()
         return web.json_response({"status": "accepted", "id": inbox_id})
 
