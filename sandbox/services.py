@@ -12,6 +12,7 @@ if the Python process dies without running ``atexit``.
 
 from __future__ import annotations
 
+import abc
 import atexit
 import contextlib
 import json
@@ -118,7 +119,7 @@ class _User(NamedTuple):
     gid: int
 
 
-class _Service:
+class _Service(abc.ABC):
     """Common process handling: spawn with a log file, readiness polling, stop and kill."""
 
     name: ClassVar[str] = "service"
@@ -245,8 +246,9 @@ class _Service:
             self.stop()
             raise
 
+    @abc.abstractmethod
     def _ready(self) -> bool:
-        raise NotImplementedError
+        """True once the service answers."""
 
     def _wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
         deadline = time.monotonic() + timeout

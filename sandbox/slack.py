@@ -31,6 +31,7 @@ time runs ten times faster); burst sizes are not scaled.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import base64
 import contextlib
@@ -2804,23 +2805,26 @@ class DriverResponse:
         return json.loads(self.body) if self.body else None
 
 
-class _SlackSide:
+class _SlackSide(abc.ABC):
     """Builds what Slack sends to a bot (commands, interactions, events) from the sandbox's state
     and applies acks as Slack does; subclasses deliver it (signed HTTP or Socket Mode)."""
 
     sandbox: SlackSandbox
     verification_token: str = "sandbox-verification-token"
 
+    @abc.abstractmethod
     async def _deliver_command(self, fields: dict[str, str]) -> DriverResponse:
-        raise NotImplementedError
+        """Deliver it to the bot (signed HTTP or Socket Mode)."""
 
+    @abc.abstractmethod
     async def _deliver_interactive(self, payload: JSON) -> DriverResponse:
-        raise NotImplementedError
+        """Deliver it to the bot (signed HTTP or Socket Mode)."""
 
+    @abc.abstractmethod
     async def _deliver_event(
         self, envelope: JSON, retry_num: int | None, retry_reason: str | None
     ) -> DriverResponse:
-        raise NotImplementedError
+        """Deliver it to the bot (signed HTTP or Socket Mode)."""
 
     def _user(self, user_id: str) -> User:
         user = self.sandbox.users.get(user_id)

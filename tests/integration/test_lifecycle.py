@@ -114,7 +114,6 @@ async def test_resolve_asks_first_while_alerts_fire(slack, http, database_dsn, r
         rows = await _db(database_dsn, "SELECT status FROM incidents")
         assert rows[0]["status"] == "triggered"
         # The confirmation button is on the ephemeral reply: click it as Slack would.
-        from tests.integration.test_slack_requests import _block_actions  # noqa: F401  (payload shape reference)
 
         resp = await driver.post(
             _confirm_payload(slack, channel.id, "U_ALICE"), "application/x-www-form-urlencoded"

@@ -276,7 +276,7 @@ def test_summary_section():
     assert "- **Date:** 2025-01-30" in md
     assert "- **Duration:** 14:00 – 15:23 UTC (1h 23m)" in md
     assert "- **Severity:** P1 — Critical" in md
-    assert "- **Impact:** _TODO" in md
+    assert "- **Impact:** _Fill in" in md
     assert "- **Detection:** Alert (Alertmanager) — HighErrorRate fired at 13:58 UTC" in md
     assert "detection time: 2m" in md
     assert "- **Time to acknowledge:** 5m (by @U0ACK)" in md
@@ -333,7 +333,7 @@ def test_table_cells_escape_pipes_and_newlines():
 def test_root_cause_evidence_lists_alerts():
     md = postmortem_markdown(VIEW, EVENTS, AUDIT, NOW)
     root = md.split("## Root Cause", 1)[1].split("## Resolution", 1)[0]
-    assert "_TODO: describe what caused the incident" in root
+    assert "_Fill in: describe what caused the incident" in root
     assert "db=main" in root and "DB pool exhausted" in root
     assert "| HighLatency | firing | 14:03 | — |" in root
     assert "alertname=" not in root
@@ -373,7 +373,7 @@ def test_action_items_suggestions():
     assert "acknowledgement took 40m, above the P1 response target of 15m" in items
     assert "Investigate the failed remediation scale on deployment/worker" in items
     assert "still firing at resolution: HighLatency" in items
-    assert items.count("| [ ] | _TODO: action item_ |") == 2
+    assert items.count("| [ ] | _Fill in: action item_ |") == 2
     assert all(line.count("[ ]") == 1 for line in items.splitlines() if line.startswith("| [ ]"))
 
 
@@ -433,7 +433,7 @@ def test_human_declared_incident_without_alerts():
     assert "- **Status:** Acknowledged (still open at 16:00 UTC)" in md
     assert "_No alerts were attached to this incident._" in md
     assert "_No automated remediation actions were run._" in md
-    assert "_TODO: describe how the incident was resolved._" in md
+    assert "_Fill in: describe how the incident was resolved._" in md
     assert "Add alerting that would have detected this automatically" in md
     assert "Post regular status updates" in md
     assert "## Graphs\n\n_No graphs were posted._" in md
