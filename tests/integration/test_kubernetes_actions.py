@@ -398,7 +398,7 @@ async def test_cordon_and_uncordon(sandbox: KubeSandbox, cluster: KubernetesClus
     cordon = NodeParams(node="worker-2")
     preview = await cluster.preview(ActionName.CORDON, cordon)
     assert preview.dry_run_ok and preview.summary_lines[0] == "node worker-2: schedulable → unschedulable"
-    assert not sandbox.get("nodes", None, "worker-2")["spec"].get("unschedulable")  # type: ignore[index]
+    assert not sandbox.get("nodes", None, "worker-2")["spec"].get("unschedulable")
 
     result = await cluster.execute(ActionName.CORDON, cordon, None, expect_fingerprint=preview.fingerprint)
     assert result.changes == ["node worker-2: schedulable → unschedulable"]
@@ -438,7 +438,7 @@ async def test_drain_evicts_skips_daemonsets_and_waits_for_the_pdb(
     assert preview.summary_lines[0].startswith(f"node {node}: schedulable → unschedulable, then evict")
     assert any("DaemonSet-managed" in line for line in preview.summary_lines)
     assert any("mirror (static) pod" in line for line in preview.summary_lines)
-    assert sandbox.pods_on_node(node) and not sandbox.get("nodes", None, node)["spec"].get("unschedulable")  # type: ignore[index]
+    assert sandbox.pods_on_node(node) and not sandbox.get("nodes", None, node)["spec"].get("unschedulable")
 
     result = await cluster.execute(ActionName.DRAIN, params, None, expect_fingerprint=preview.fingerprint)
     assert result.complete and result.drain is not None
@@ -450,7 +450,7 @@ async def test_drain_evicts_skips_daemonsets_and_waits_for_the_pdb(
     assert any(r.status == 429 for r in evictions), "the PDB never blocked an eviction"
     search_attempts = [p.attempts for p in result.drain.pods if p.name.startswith("search-api")]
     assert max(search_attempts) > 1
-    assert sandbox.get("nodes", None, node)["spec"]["unschedulable"] is True  # type: ignore[index]
+    assert sandbox.get("nodes", None, node)["spec"]["unschedulable"] is True
     await sandbox.wait_for(lambda: len(sandbox.deployment_pods("api", "search-api")) == 6)
 
 
@@ -498,7 +498,7 @@ async def test_drain_refuses_pods_with_local_storage_before_cordoning(
     assert not preview.dry_run_ok and "delete_emptydir_data" in (preview.problem or "")
     with pytest.raises(UserError, match="emptyDir"):
         await cluster.execute(ActionName.DRAIN, params, None)
-    assert not sandbox.get("nodes", None, node)["spec"].get("unschedulable")  # type: ignore[index]
+    assert not sandbox.get("nodes", None, node)["spec"].get("unschedulable")
 
     result = await cluster.execute(ActionName.DRAIN, DrainParams(node=node, delete_emptydir_data=True), None)
     assert result.complete
