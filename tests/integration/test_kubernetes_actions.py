@@ -757,7 +757,7 @@ async def test_sandbox_patch_semantics(sandbox: KubeSandbox, api: ApiClient) -> 
             "search-api",
             "api",
             {"spec": {}},
-            _content_type="application/apply-patch+yaml",  # type: ignore[call-arg]
+            _content_type="application/apply-patch+yaml",
         )
     assert info.value.status == 415
 
@@ -784,7 +784,7 @@ async def test_sandbox_patch_semantics(sandbox: KubeSandbox, api: ApiClient) -> 
     with pytest.raises(ApiException) as info:
         await client.BatchV1Api(api).create_namespaced_job(
             "api",
-            {  # type: ignore[arg-type]
+            {
                 "metadata": {"name": "Bad_Name"},
                 "spec": {
                     "template": {
@@ -817,7 +817,7 @@ async def test_sandbox_patch_semantics(sandbox: KubeSandbox, api: ApiClient) -> 
         "search-api",
         "api",
         {"metadata": {"labels": {"team": "search"}}},
-        _content_type="application/merge-patch+json",  # type: ignore[call-arg]
+        _content_type="application/merge-patch+json",
     )
     assert deployment(sandbox, "api", "search-api")["metadata"]["labels"] == {
         "app": "search-api",

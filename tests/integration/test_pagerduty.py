@@ -82,7 +82,7 @@ def make_client(pd: PagerDutySandbox, **kwargs: object) -> PagerDutyClient:
     options.update(kwargs)
     api_key = str(options.pop("api_key", DEFAULT_API_TOKEN))
     from_email = str(options.pop("from_email", FROM))
-    return PagerDutyClient(api_key, from_email, **options)  # type: ignore[arg-type]
+    return PagerDutyClient(api_key, from_email, **options)
 
 
 @pytest.fixture

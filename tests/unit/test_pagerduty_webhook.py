@@ -237,7 +237,7 @@ def test_automation_has_no_agent_or_client() -> None:
 def test_models_are_frozen() -> None:
     event = parse_webhook(DOC_EXAMPLE)
     with pytest.raises(ValueError, match="frozen"):
-        event.event_type = "incident.resolved"  # type: ignore[misc]
+        event.event_type = "incident.resolved"
 
 
 @pytest.mark.parametrize(
