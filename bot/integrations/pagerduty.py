@@ -26,7 +26,7 @@ import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 from urllib.parse import quote
 
 import httpx2
@@ -136,7 +136,8 @@ class PagerDutyClient:
         self._closed = False
 
     def _tune(self, client: pagerduty.ApiClient) -> None:
-        client.timeout = self._timeout  # type: ignore[assignment]  # SDK infers int; httpx2 takes float
+        # The SDK annotates timeout as int; httpx2 takes a float.
+        cast(Any, client).timeout = self._timeout
         # 429 is retried without limit by default; bound it (the final 429 then raises).
         client.retry[429] = self._max_rate_limit_retries
         client.max_network_attempts = max(self._network_attempts - 1, 0)

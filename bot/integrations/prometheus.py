@@ -16,7 +16,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import requests
 from prometheus_api_client.exceptions import PrometheusApiClientException
@@ -229,7 +229,8 @@ class PrometheusMetrics:
             url=self.url,
             retry=_no_retry(),
             session=session,
-            timeout=timeout,  # type: ignore[arg-type]
+            # The SDK annotates timeout as int; requests takes a float.
+            timeout=cast(Any, timeout),
         )
 
     def _server_timeout(self) -> str:
