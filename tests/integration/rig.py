@@ -48,6 +48,14 @@ async def running_bot(settings: Settings) -> AsyncIterator[BotServer]:
         await server.stop()
 
 
+async def incident_channel(slack: SlackSandbox, timeout: float = 5.0) -> Any:
+    """The incident channel once the bot has claimed it and posted its card: only then does the
+    bot know the channel as the incident's, as a responder typing there would find it."""
+    return await slack.wait_for(
+        lambda s: (c := s.find_channel("inc-")) and s.messages(c.id) and c, timeout=timeout
+    )
+
+
 def bot_url(server: BotServer) -> str:
     return f"http://127.0.0.1:{server.port}"
 

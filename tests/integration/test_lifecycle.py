@@ -13,6 +13,7 @@ from tests.integration.rig import (
     bot_settings,
     bot_url,
     group_payload,
+    incident_channel,
     post_alert,
     running_bot,
     running_bot_with_clock,
@@ -107,7 +108,7 @@ async def test_resolve_asks_first_while_alerts_fire(slack, http, database_dsn, r
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         await post_alert(http, bot, group_payload("shop", [("a1", "firing")]))
-        channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
+        channel = await incident_channel(slack)
         await driver.slash_command("/incident", "resolve", user_id="U_ALICE", channel_id=channel.id)
         ask = await slack.wait_for(_reply(slack, "still firing"))
         assert "confirm_resolve" in json.dumps(ask.blocks)
@@ -202,7 +203,7 @@ async def test_acknowledged_incident_is_not_escalated(slack, http, database_dsn,
     async with running_bot_with_clock(settings, clock) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         await post_alert(http, bot, group_payload("pay", [("p1", "firing")], severity="critical"))
-        channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
+        channel = await incident_channel(slack)
         await driver.slash_command("/incident", "ack", user_id="U_BOB", channel_id=channel.id)
         await slack.wait_for(_reply(slack, "acknowledged by"))
         clock.advance(minutes=31)

@@ -15,6 +15,7 @@ from tests.integration.rig import (
     bot_settings,
     bot_url,
     group_payload,
+    incident_channel,
     post_alert,
     running_bot,
 )
@@ -43,7 +44,7 @@ async def test_a_full_run_logs_context_and_no_secrets(slack, http, database_dsn,
             )
             async with running_bot(settings) as bot:
                 await post_alert(http, bot, group_payload("ops", [("o1", "firing")]))
-                channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
+                channel = await incident_channel(slack)
                 driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
                 await driver.slash_command(
                     "/incident", "status looking", user_id="U_BOB", channel_id=channel.id

@@ -10,7 +10,7 @@ import pytest
 
 from sandbox.pagerduty import DEFAULT_API_TOKEN, DEFAULT_WEBHOOK_SECRET, PagerDutySandbox
 from sandbox.slack import SlackDriver
-from tests.integration.rig import SIGNING_SECRET, bot_settings, bot_url, running_bot
+from tests.integration.rig import SIGNING_SECRET, bot_settings, bot_url, incident_channel, running_bot
 
 NEW_SECRET = "rotated-pagerduty-secret"
 
@@ -67,7 +67,7 @@ async def test_ack_and_status_in_slack_reach_pagerduty_without_echo(slack, http,
         pd.webhook_url = url  # the sandbox emits webhooks back for changes made through its API
         pd_incident = pd.create_incident("Payments latency", service="PS00002")
         await pd.send_webhook(url, "incident.triggered", pd_incident.id)
-        channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
+        channel = await incident_channel(slack)
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         await driver.slash_command("/incident", "ack", user_id="U_BOB", channel_id=channel.id)
         await pd.wait_for(lambda: pd.incidents[pd_incident.id].status == "acknowledged")

@@ -14,6 +14,7 @@ from tests.integration.rig import (
     bot_settings,
     bot_url,
     group_payload,
+    incident_channel,
     post_alert,
     running_bot,
 )
@@ -35,7 +36,7 @@ async def test_silence_is_created_recorded_and_expired_on_resolve(
         async with running_bot(settings) as bot:
             driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
             await post_alert(http, bot, group_payload("shop", [("s1", "firing"), ("s2", "firing")]))
-            channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
+            channel = await incident_channel(slack)
             await driver.slash_command("/incident", "silence 2h", user_id="U_ALICE", channel_id=channel.id)
             reply = await slack.wait_for(
                 lambda s: next((r for r in s.responses if "silenced" in r.text), None)
@@ -81,7 +82,7 @@ async def test_postmortem_draft_matches_the_stored_timeline(slack, http, databas
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         await post_alert(http, bot, group_payload("shop", [("p1", "firing")]))
-        channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
+        channel = await incident_channel(slack)
         for text in ("ack", "status cache flushed, errors dropping", "sev P2"):
             await driver.slash_command("/incident", text, user_id="U_BOB", channel_id=channel.id)
         await slack.wait_for(lambda s: s.channels[channel.id].topic.startswith("[P2]"))
