@@ -22,6 +22,7 @@ from bot.domain import (
     Severity,
     TimelineEvent,
 )
+from bot.storage.inbox_writer import InboxWriter
 
 Record = Any  # asyncpg ships no type information
 
@@ -298,6 +299,7 @@ class PostgresStore:
 
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
+        self.inbox = InboxWriter(pool)
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
@@ -305,15 +307,9 @@ class PostgresStore:
     # --- inbox --------------------------------------------------------------------------
 
     async def insert_delivery(self, source: str, body: str, delivery_id: str | None = None) -> int | None:
-        """Durably store a webhook body; None when this delivery id was stored before."""
-        inbox_id: int | None = await self.pool.fetchval(
-            "INSERT INTO webhook_inbox (source, delivery_id, body) VALUES ($1, $2, $3::text::jsonb)"
-            " ON CONFLICT (source, delivery_id) WHERE delivery_id IS NOT NULL DO NOTHING RETURNING id",
-            source,
-            delivery_id,
-            body,
-        )
-        return inbox_id
+        """Durably store a webhook body (committed on return, batched with concurrent
+        deliveries); None when this delivery id was stored before."""
+        return await self.inbox.insert(source, body, delivery_id)
 
     @asynccontextmanager
     async def claim_delivery(self) -> AsyncIterator[tuple[InboxRow, IntakeTx] | None]:
