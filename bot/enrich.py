@@ -53,7 +53,7 @@ async def on_published(deps: Deps, view: IncidentView, propose: ProposeFn | None
     """Called after each publish: post the playbooks of alert names not covered yet."""
     if not view.incident.channel_id or not view.alerts:
         return
-    await deps.pipeline.give_way()
+    await deps.pipeline.gate.turn()
     store = EnrichmentStore(deps.store.pool)
     posted = await store.posted(view.incident.id)
     for playbook, alert in playbooks_for(deps, view):

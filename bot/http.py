@@ -45,7 +45,7 @@ class Handlers:
         self._am_received = deps.metrics.webhooks_received.labels("alertmanager")
 
     async def alertmanager(self, request: web.Request) -> web.Response:
-        with self.deps.pipeline.intake():
+        with self.deps.pipeline.gate.request():
             return await self._alertmanager(request)
 
     async def _alertmanager(self, request: web.Request) -> web.Response:
@@ -77,6 +77,10 @@ class Handlers:
     async def pagerduty(self, request: web.Request) -> web.Response:
         """PagerDuty V3 webhook: signature first, then a durable insert deduplicated on the
         X-Webhook-Id (PagerDuty retries for 48 h), then 202."""
+        with self.deps.pipeline.gate.request():
+            return await self._pagerduty(request)
+
+    async def _pagerduty(self, request: web.Request) -> web.Response:
         metrics = self.deps.metrics
         secret = self.deps.settings.pagerduty_webhook_secret
         try:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from bot import logs
@@ -25,6 +25,7 @@ from bot.domain import (
     incident_title,
     map_severity,
 )
+from bot.intake_gate import BACKGROUND, IntakeGate
 from bot.metrics import Metrics
 from bot.playbooks import PlaybookSet
 from bot.policy import Policy
@@ -39,7 +40,6 @@ GroupKeyFn = Callable[[AMPayload], str]
 SeverityFn = Callable[[dict[str, str]], Severity]
 SourceHandler = Callable[[InboxRow, IntakeTx], Awaitable[list[int]]]
 MAX_ATTEMPTS = 10
-GIVE_WAY_S = 0.05
 
 
 def default_group_key(payload: AMPayload) -> str:
@@ -87,6 +87,7 @@ class Pipeline:
         severity: SeverityFn = default_severity,
         group_key: GroupKeyFn = default_group_key,
         policy: Policy | None = None,
+        gate: IntakeGate | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
@@ -98,37 +99,16 @@ class Pipeline:
         self._wake: asyncio.Queue[None] = asyncio.Queue()
         # Other webhook sources (PagerDuty), registered by the wiring at start-up.
         self.handlers: dict[str, SourceHandler] = {}
-        # Webhook requests being answered: workers give way to them (briefly) so that
-        # acknowledging Alertmanager stays fast while a burst is being stored.
-        self._intake = 0
-        self._intake_idle = asyncio.Event()
-        self._intake_idle.set()
+        # Webhook requests being answered go first (see bot.intake_gate).
+        self.gate = gate or IntakeGate()
 
     def wake(self) -> None:
         self._wake.put_nowait(None)
 
-    @contextlib.contextmanager
-    def intake(self) -> Iterator[None]:
-        """Mark a webhook request in progress (see give_way)."""
-        self._intake += 1
-        self._intake_idle.clear()
-        try:
-            yield
-        finally:
-            self._intake -= 1
-            if self._intake == 0:
-                self._intake_idle.set()
-
-    async def give_way(self) -> None:
-        """Let in-flight webhook requests finish first, for at most GIVE_WAY_S: processing is
-        delayed by milliseconds during a burst, never starved."""
-        if not self._intake_idle.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._intake_idle.wait(), GIVE_WAY_S)
-
     async def worker(self, stop: asyncio.Event, poll_interval: float, drain_s: float = 10.0) -> None:
         """Process deliveries until stop is set, then drain what was accepted before the
         shutdown (bounded), so a SIGTERM leaves nothing half done."""
+        BACKGROUND.set(True)
         while not stop.is_set():
             if await self._step():
                 continue
@@ -139,7 +119,7 @@ class Pipeline:
             pass
 
     async def _step(self) -> bool:
-        await self.give_way()
+        await self.gate.turn()
         try:
             return await self.process_one()
         except Exception:

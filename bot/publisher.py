@@ -13,7 +13,7 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
@@ -21,6 +21,7 @@ from typing import Any
 from bot import logs
 from bot.domain import IncidentView, channel_name
 from bot.errors import IntegrationError
+from bot.intake_gate import BACKGROUND, IntakeGate
 from bot.integrations.slack import NameTakenError, SlackChat
 from bot.metrics import Metrics
 from bot.render import cards
@@ -55,6 +56,7 @@ class Publisher:
         incident_channel: str,
         owner: str,
         grafana_url: str | None = None,
+        gate: IntakeGate | None = None,
     ) -> None:
         self.store = store
         self.chat = chat
@@ -66,8 +68,8 @@ class Publisher:
         self.owner = owner
         self.grafana_url = grafana_url
         self.on_published: list[PublishedHook] = []
-        # Lets webhook intake go first during a burst (the pipeline's give_way), if installed.
-        self.give_way: Callable[[], Awaitable[None]] | None = None
+        # Webhook intake goes first during a burst (bot.intake_gate).
+        self.gate = gate or IntakeGate()
         self._incident_channel_id: str | None = None
         self._channel_lookup = asyncio.Lock()
         self._dirty: set[int] = set()
@@ -87,6 +89,7 @@ class Publisher:
         self.supervisor.spawn(self._run(incident_id), name=f"publish-{incident_id}")
 
     async def _run(self, incident_id: int) -> None:
+        BACKGROUND.set(True)  # this task's Slack calls (and its hooks') give way to intake
         try:
             with logs.context(incident_id=incident_id):
                 await self.publish(incident_id)
@@ -116,8 +119,7 @@ class Publisher:
                 since = time.monotonic() - self._last_run.get(incident_id, 0.0)
                 if since < COALESCE_S:
                     await asyncio.sleep(COALESCE_S - since)
-                if self.give_way is not None:
-                    await self.give_way()
+                await self.gate.turn()
                 self._dirty.discard(incident_id)
                 loaded = await self._load_if_behind(incident_id)
                 if loaded is None:

@@ -26,6 +26,7 @@ from bot.config import Settings
 from bot.deps import Deps
 from bot.domain import IncidentView
 from bot.errors import ConfigError
+from bot.intake_gate import IntakeGate
 from bot.integrations.alertmanager_api import AlertmanagerSilences
 from bot.integrations.kubernetes import KubernetesCluster
 from bot.integrations.pagerduty import PagerDutyClient
@@ -134,7 +135,10 @@ async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
     slack_client = build_client(
         settings.slack_bot_token.get_secret_value(), settings.slack_api_url, metrics, session=http_session
     )
-    chat = SlackChat(slack_client, coord, metrics, rate_scale=settings.slack_rate_scale)
+    gate = IntakeGate()
+    chat = SlackChat(
+        slack_client, coord, metrics, rate_scale=settings.slack_rate_scale, pace=gate.background_turn
+    )
     owner = settings.replica_name or f"{socket.gethostname()}-{os.getpid()}-{id(store):x}"
     publisher = Publisher(
         store,
@@ -146,6 +150,7 @@ async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
         incident_channel=settings.incident_channel,
         owner=owner,
         grafana_url=settings.grafana_url,
+        gate=gate,
     )
     pipeline = Pipeline(
         store,
@@ -155,8 +160,8 @@ async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
         severity=playbook_severity(playbooks),
         group_key=playbook_group_key(playbooks),
         policy=playbooks.policy,
+        gate=gate,
     )
-    publisher.give_way = pipeline.give_way
     cluster, kube_api = await build_cluster(settings)
     metrics_source = PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else None
     silences = (

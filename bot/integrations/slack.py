@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -113,12 +114,20 @@ class Channel:
 
 class SlackChat:
     def __init__(
-        self, client: AsyncWebClient, coordination: Coordination, metrics: Metrics, rate_scale: float = 1.0
+        self,
+        client: AsyncWebClient,
+        coordination: Coordination,
+        metrics: Metrics,
+        rate_scale: float = 1.0,
+        *,
+        pace: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.client = client
         self._coord = coordination
         self._metrics = metrics
         self._rate_scale = rate_scale
+        # Awaited before every call: background calls give way to webhook intake (bot.intake_gate).
+        self._pace = pace
 
     async def _throttle(self, method: str, channel: str | None) -> None:
         tier = METHOD_TIERS.get(method)
@@ -146,6 +155,8 @@ class SlackChat:
     async def call(
         self, method: str, *, channel: str | None = None, prepaid: bool = False, **kwargs: Any
     ) -> dict[str, Any]:
+        if self._pace is not None:
+            await self._pace()
         if not prepaid:
             await self._throttle(method, channel)
         if channel is not None:
