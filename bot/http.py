@@ -59,12 +59,14 @@ class Handlers:
             metrics.webhooks_rejected.labels("alertmanager", "too_large").inc()
             return _json_error(413, f"body larger than {self.deps.settings.max_body_bytes} bytes")
         try:
-            parse_payload(raw)
+            payload = parse_payload(raw)
         except PayloadError as exc:
             metrics.webhooks_rejected.labels("alertmanager", "invalid").inc()
             return _json_error(400, str(exc))
         try:
-            inbox_id = await self.deps.store.insert_delivery("alertmanager", raw.decode("utf-8"))
+            inbox_id = await self.deps.store.insert_delivery(
+                "alertmanager", raw.decode("utf-8"), subject=payload.group_key
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             # Not stored: a 5xx makes Alertmanager retry the delivery.
             log.error("webhook.store_failed", extra={"error": f"{type(exc).__name__}: {exc}"})
@@ -93,14 +95,16 @@ class Handlers:
             metrics.webhooks_rejected.labels("pagerduty", "unauthorized").inc()
             return _json_error(401, "missing or invalid X-PagerDuty-Signature")
         try:
-            parse_webhook(raw)
+            event = parse_webhook(raw)
         except PagerDutyWebhookError as exc:
             metrics.webhooks_rejected.labels("pagerduty", "invalid").inc()
             # PagerDuty drops 4xx without retrying; a malformed body would never get better.
             return _json_error(400, str(exc))
         webhook_id = request.headers.get(WEBHOOK_ID_HEADER) or None
         try:
-            inbox_id = await self.deps.store.insert_delivery("pagerduty", raw.decode("utf-8"), webhook_id)
+            inbox_id = await self.deps.store.insert_delivery(
+                "pagerduty", raw.decode("utf-8"), webhook_id, subject=event.incident_id
+            )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
             log.error(
                 "webhook.store_failed", extra={"source": "pagerduty", "error": f"{type(exc).__name__}: {exc}"}

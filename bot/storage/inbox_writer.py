@@ -25,11 +25,12 @@ log = logging.getLogger(__name__)
 BATCH_INSERT = """
 WITH input AS MATERIALIZED (
     SELECT nextval(pg_get_serial_sequence('webhook_inbox', 'id')) AS id, t.ord, t.source,
-           t.delivery_id, t.body
-    FROM unnest($1::text[], $2::text[], $3::text[]) WITH ORDINALITY AS t(source, delivery_id, body, ord)
+           t.delivery_id, t.order_key, t.body
+    FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+         WITH ORDINALITY AS t(source, delivery_id, order_key, body, ord)
 ), inserted AS (
-    INSERT INTO webhook_inbox (id, source, delivery_id, body)
-    SELECT id, source, delivery_id, body::jsonb FROM input ORDER BY ord
+    INSERT INTO webhook_inbox (id, source, delivery_id, order_key, body)
+    SELECT id, source, delivery_id, order_key, body::jsonb FROM input ORDER BY ord
     ON CONFLICT (source, delivery_id) WHERE delivery_id IS NOT NULL DO NOTHING
     RETURNING id
 )
@@ -41,6 +42,7 @@ SELECT input.ord, inserted.id FROM input LEFT JOIN inserted USING (id) ORDER BY 
 class _Pending:
     source: str
     delivery_id: str | None
+    order_key: str | None
     body: str
     done: asyncio.Future[int | None]
 
@@ -59,11 +61,14 @@ class InboxWriter:
         self._queue: deque[_Pending] = deque()
         self._flushers: set[asyncio.Task[None]] = set()
 
-    async def insert(self, source: str, body: str, delivery_id: str | None = None) -> int | None:
+    async def insert(
+        self, source: str, body: str, delivery_id: str | None = None, order_key: str | None = None
+    ) -> int | None:
         """Store one delivery durably; its id, or None when the delivery id was stored before.
+        Deliveries with the same ``order_key`` are processed in the order stored.
         Raises what the database raised when the row could not be committed."""
         done: asyncio.Future[int | None] = asyncio.get_running_loop().create_future()
-        self._queue.append(_Pending(source, delivery_id, body, done))
+        self._queue.append(_Pending(source, delivery_id, order_key, body, done))
         if len(self._flushers) < self._parallel:
             task = asyncio.create_task(self._flush_while_pending())
             self._flushers.add(task)
@@ -120,6 +125,7 @@ class InboxWriter:
             BATCH_INSERT,
             [item.source for item in batch],
             [item.delivery_id for item in batch],
+            [item.order_key for item in batch],
             [item.body for item in batch],
         )
         return [row["id"] for row in rows]

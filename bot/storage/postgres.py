@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -306,10 +307,14 @@ class PostgresStore:
 
     # --- inbox --------------------------------------------------------------------------
 
-    async def insert_delivery(self, source: str, body: str, delivery_id: str | None = None) -> int | None:
+    async def insert_delivery(
+        self, source: str, body: str, delivery_id: str | None = None, subject: str | None = None
+    ) -> int | None:
         """Durably store a webhook body (committed on return, batched with concurrent
-        deliveries); None when this delivery id was stored before."""
-        return await self.inbox.insert(source, body, delivery_id)
+        deliveries); None when this delivery id was stored before. Deliveries about the same
+        ``subject`` (e.g. one Alertmanager group) are processed in the order they arrived."""
+        order_key = hashlib.sha256(f"{source}\0{subject}".encode()).hexdigest()[:32] if subject else None
+        return await self.inbox.insert(source, body, delivery_id, order_key)
 
     @asynccontextmanager
     async def claim_delivery(self) -> AsyncIterator[tuple[InboxRow, IntakeTx] | None]:
@@ -317,8 +322,12 @@ class PostgresStore:
         workers and replicas each take a different one); commit on clean exit."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
-                "SELECT id, source, body, received_at, attempts FROM webhook_inbox"
+                "SELECT id, source, body, received_at, attempts FROM webhook_inbox w"
                 " WHERE processed_at IS NULL AND next_attempt_at <= now()"
+                # Not while an older delivery about the same subject waits or is being applied
+                # by another worker: each subject's deliveries are applied in arrival order.
+                " AND NOT EXISTS (SELECT 1 FROM webhook_inbox o WHERE o.order_key = w.order_key"
+                " AND o.processed_at IS NULL AND o.id < w.id)"
                 " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
             )
             if row is None:
