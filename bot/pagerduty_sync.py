@@ -22,6 +22,16 @@ from bot.schedule import opening_timers
 from bot.storage.postgres import InboxRow, IntakeTx
 
 log = logging.getLogger("incidentbot.pagerduty")
+# Events that set the incident's state: applied only when newer than the last one applied.
+STATE_EVENTS = frozenset(
+    {
+        "incident.acknowledged",
+        "incident.resolved",
+        "incident.reopened",
+        "incident.unacknowledged",
+        "incident.priority_updated",
+    }
+)
 PRIORITY = re.compile(r"^\s*(?:P|SEV)?\s*([0-4])\b", re.IGNORECASE)
 OUR_DEDUP_PREFIX = "incidentbot-"
 
@@ -119,6 +129,16 @@ async def _update(deps: Deps, incident: Incident, event: PagerDutyEvent) -> None
     who = _agent(event)
     kind = event.event_type
     data = event.incident
+    if kind in STATE_EVENTS and not await deps.lifecycle.advance_pagerduty_clock(
+        incident.id, event.occurred_at
+    ):
+        await deps.lifecycle.add_event(
+            incident.id,
+            "pagerduty_stale",
+            f"Ignored PagerDuty {escape(kind)} of {event.occurred_at:%H:%M:%S} UTC: a newer change was applied",
+            now=now,
+        )
+        return
     if kind == "incident.acknowledged":
         if incident.status is IncidentStatus.TRIGGERED:
             await incidents.acknowledge(deps, incident, who, from_pagerduty=True)

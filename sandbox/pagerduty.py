@@ -445,6 +445,7 @@ class PagerDutySandbox:
         *,
         webhook_id: str | None = None,
         secrets: Sequence[str] | None = None,
+        occurred_at: datetime | None = None,
     ) -> int:
         """POST a signed V3 webhook about an incident to ``url``; return the HTTP status.
 
@@ -454,13 +455,16 @@ class PagerDutySandbox:
         ``agent`` is a user id or email (None: automation). ``incident.annotated`` needs a
         note on the incident. ``webhook_id`` lets a test redeliver the same webhook;
         ``secrets`` overrides the signing secrets (``[]``: no signature header).
+        ``occurred_at`` sends an event PagerDuty recorded earlier and delivers only now
+        (webhooks are not delivered in order): the stored incident is left as it is.
         """
         incident = self.incidents.get(incident_id)
         if incident is None:
             raise KeyError(f"unknown incident {incident_id}")
         user = self._agent(agent)
-        self._apply_implied_status(incident, event_type, user)
-        body = self._webhook_body(event_type, incident, user)
+        if occurred_at is None:
+            self._apply_implied_status(incident, event_type, user)
+        body = self._webhook_body(event_type, incident, user, occurred_at=occurred_at)
         sent = await self._post_webhook(
             url, event_type, incident.id, body, webhook_id=webhook_id, secrets=secrets, emitted=False
         )
@@ -607,7 +611,9 @@ class PagerDutySandbox:
             "id": str(uuid.uuid4()),
             "event_type": event_type,
             "resource_type": "incident",
-            "occurred_at": _now().isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+            "occurred_at": (extra.get("occurred_at") or _now())
+            .isoformat(timespec="milliseconds")
+            .replace("+00:00", "Z"),
             "agent": self._user_ref(user) if user is not None else None,
             "client": {"name": "PagerDuty"} if user is None else None,
             "data": data,

@@ -190,6 +190,16 @@ class LifecycleStore:
         row = await self.pool.fetchrow("SELECT * FROM incidents WHERE pagerduty_incident_id = $1", pd_id)
         return _incident(row) if row else None
 
+    async def advance_pagerduty_clock(self, incident_id: int, occurred_at: datetime) -> bool:
+        """Record a PagerDuty state change as applied; False when a newer one already was."""
+        row = await self.pool.fetchval(
+            "UPDATE incidents SET pagerduty_event_at = $2 WHERE id = $1"
+            " AND (pagerduty_event_at IS NULL OR pagerduty_event_at <= $2) RETURNING id",
+            incident_id,
+            occurred_at,
+        )
+        return row is not None
+
     async def escalation_policy(self, incident_id: int) -> str | None:
         value: str | None = await self.pool.fetchval(
             "SELECT pagerduty_escalation_policy FROM incidents WHERE id = $1", incident_id

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 
 import asyncpg
 import pytest
@@ -32,6 +34,18 @@ def _settings(slack, pd, dsn, redis_url):
         pagerduty_webhook_secret=f"{DEFAULT_WEBHOOK_SECRET},{NEW_SECRET}",
         pagerduty_ca_bundle=str(pd.ca_path),
     )
+
+
+async def _wait_rows(dsn, sql, timeout=5.0):
+    """The rows of ``sql`` once there are any (the bot applies deliveries asynchronously)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with asyncio.timeout(timeout):
+            while not (rows := await conn.fetch(sql)):
+                await asyncio.sleep(0.05)
+        return rows
+    finally:
+        await conn.close()
 
 
 async def _rows(dsn, sql):
@@ -109,6 +123,29 @@ async def test_resolve_in_pagerduty_resolves_in_slack_and_is_not_sent_back(
         assert rows[0]["status"] == "resolved" and "(PagerDuty)" in rows[0]["acknowledged_by"]
         assert pd.requests_to("PUT", f"/incidents/{pd_incident.id}") == []
         assert channel.id
+
+
+async def test_a_late_older_pagerduty_change_is_not_applied_over_a_newer_one(
+    slack, http, database_dsn, redis_url, pd
+):
+    async with running_bot(_settings(slack, pd, database_dsn, redis_url)) as bot:
+        url = bot_url(bot) + "/webhooks/pagerduty"
+        pd_incident = pd.create_incident("Cache evictions")
+        await pd.send_webhook(url, "incident.triggered", pd_incident.id)
+        await incident_channel(slack)
+        before_resolve = datetime.now(UTC) - timedelta(seconds=1)
+        await pd.send_webhook(url, "incident.resolved", pd_incident.id, agent="bob@example.com")
+        # PagerDuty recorded an unacknowledge before the resolve but delivers it only now.
+        assert (
+            await pd.send_webhook(url, "incident.unacknowledged", pd_incident.id, occurred_at=before_resolve)
+            == 202
+        )
+        stale = await _wait_rows(
+            database_dsn, "SELECT text FROM timeline_events WHERE kind = 'pagerduty_stale'"
+        )
+        assert "incident.unacknowledged" in stale[0]["text"]
+        rows = await _rows(database_dsn, "SELECT status FROM incidents")
+        assert rows[0]["status"] == "resolved"
 
 
 async def test_signatures_rotation_and_replays(slack, http, database_dsn, redis_url, pd):
