@@ -26,6 +26,9 @@ from bot.domain import (
 from bot.storage.inbox_writer import InboxWriter
 
 Record = Any  # asyncpg ships no type information
+# Deliveries one claim may pass over (each waiting for an older one of its subject) before it
+# reports nothing ready; whoever finishes an older one claims again right after.
+MAX_PASSED_OVER = 32
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
@@ -319,17 +322,34 @@ class PostgresStore:
     @asynccontextmanager
     async def claim_delivery(self) -> AsyncIterator[tuple[InboxRow, IntakeTx] | None]:
         """Lock the oldest unprocessed delivery for this transaction (SKIP LOCKED, so
-        workers and replicas each take a different one); commit on clean exit."""
+        workers and replicas each take a different one); commit on clean exit.
+
+        Deliveries about one subject are applied in arrival order: a delivery with an older
+        one of its subject still unprocessed (being applied by another worker, or backing off
+        after a failure) is passed over, and stays locked by this transaction until it ends,
+        which is harmless: it is not due before the older one anyway."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(
-                "SELECT id, source, body, received_at, attempts FROM webhook_inbox w"
-                " WHERE processed_at IS NULL AND next_attempt_at <= now()"
-                # Not while an older delivery about the same subject waits or is being applied
-                # by another worker: each subject's deliveries are applied in arrival order.
-                " AND NOT EXISTS (SELECT 1 FROM webhook_inbox o WHERE o.order_key = w.order_key"
-                " AND o.processed_at IS NULL AND o.id < w.id)"
-                " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED"
-            )
+            passed_over: list[int] = []
+            row = None
+            for _ in range(MAX_PASSED_OVER + 1):
+                row = await conn.fetchrow(
+                    "SELECT id, source, body, received_at, attempts, order_key FROM webhook_inbox"
+                    " WHERE processed_at IS NULL AND next_attempt_at <= now() AND id <> ALL($1::bigint[])"
+                    " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
+                    passed_over,
+                )
+                if row is None or row["order_key"] is None:
+                    break
+                older_pending = await conn.fetchval(
+                    "SELECT EXISTS (SELECT 1 FROM webhook_inbox WHERE order_key = $1"
+                    " AND processed_at IS NULL AND id < $2)",
+                    row["order_key"],
+                    row["id"],
+                )
+                if not older_pending:
+                    break
+                passed_over.append(row["id"])
+                row = None
             if row is None:
                 yield None
                 return
