@@ -36,6 +36,14 @@ def _settings(slack, pd, dsn, redis_url):
     )
 
 
+async def _triggered(bot, pd, slack, title):
+    """A PagerDuty incident triggered, its webhook delivered and the incident channel up."""
+    url = bot_url(bot) + "/webhooks/pagerduty"
+    pd_incident = pd.create_incident(title)
+    await pd.send_webhook(url, "incident.triggered", pd_incident.id)
+    return url, pd_incident, await incident_channel(slack)
+
+
 async def _wait_rows(dsn, sql, timeout=5.0):
     """The rows of ``sql`` once there are any (the bot applies deliveries asynchronously)."""
     conn = await asyncpg.connect(dsn)
@@ -106,10 +114,7 @@ async def test_resolve_in_pagerduty_resolves_in_slack_and_is_not_sent_back(
     slack, http, database_dsn, redis_url, pd
 ):
     async with running_bot(_settings(slack, pd, database_dsn, redis_url)) as bot:
-        url = bot_url(bot) + "/webhooks/pagerduty"
-        pd_incident = pd.create_incident("Disk full on db-1")
-        await pd.send_webhook(url, "incident.triggered", pd_incident.id)
-        channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
+        url, pd_incident, channel = await _triggered(bot, pd, slack, "Disk full on db-1")
         await pd.send_webhook(url, "incident.acknowledged", pd_incident.id, agent="bob@example.com")
         await pd.send_webhook(url, "incident.resolved", pd_incident.id, agent="bob@example.com")
         await slack.wait_for(
@@ -129,10 +134,7 @@ async def test_a_late_older_pagerduty_change_is_not_applied_over_a_newer_one(
     slack, http, database_dsn, redis_url, pd
 ):
     async with running_bot(_settings(slack, pd, database_dsn, redis_url)) as bot:
-        url = bot_url(bot) + "/webhooks/pagerduty"
-        pd_incident = pd.create_incident("Cache evictions")
-        await pd.send_webhook(url, "incident.triggered", pd_incident.id)
-        await incident_channel(slack)
+        url, pd_incident, _ = await _triggered(bot, pd, slack, "Cache evictions")
         before_resolve = datetime.now(UTC) - timedelta(seconds=1)
         await pd.send_webhook(url, "incident.resolved", pd_incident.id, agent="bob@example.com")
         # PagerDuty recorded an unacknowledge before the resolve but delivers it only now.
