@@ -38,6 +38,7 @@ from bot.playbooks import PlaybookError, PlaybookSet, load_playbooks
 from bot.publisher import Publisher
 from bot.remediation import engine as remediation_engine
 from bot.storage import redis as redis_store
+from bot.storage.inbox_writer import INTAKE_BATCHES_IN_FLIGHT
 from bot.storage.lifecycle import LifecycleStore
 from bot.storage.migrate import apply_migrations
 from bot.storage.postgres import InboxRow, IntakeTx, PostgresStore, create_pool
@@ -48,14 +49,28 @@ from commands.remediation import propose_from_playbook
 CONNECT_TIMEOUT_S = 10.0
 
 
+# Connections of the intake pool: one per group-commit batch in flight (bot.storage.inbox_writer).
+INTAKE_CONNECTIONS = INTAKE_BATCHES_IN_FLIGHT
+
+
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _connect_postgres(dsn: str) -> asyncpg.Pool:
+async def _connect_postgres(dsn: str) -> tuple[asyncpg.Pool, asyncpg.Pool]:
+    """The main pool, and a small one of its own for storing webhook deliveries: acknowledging
+    a webhook never waits for a connection behind background work."""
     try:
         await asyncio.wait_for(apply_migrations(dsn), CONNECT_TIMEOUT_S * 3)
-        return await asyncio.wait_for(create_pool(dsn), CONNECT_TIMEOUT_S)
+        pool = await asyncio.wait_for(create_pool(dsn), CONNECT_TIMEOUT_S)
+        try:
+            intake = await asyncio.wait_for(
+                create_pool(dsn, min_size=INTAKE_CONNECTIONS, max_size=INTAKE_CONNECTIONS), CONNECT_TIMEOUT_S
+            )
+        except BaseException:
+            await pool.close()
+            raise
+        return pool, intake
     except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
         raise ConfigError(f"PostgreSQL unreachable at DATABASE_URL: {type(exc).__name__}: {exc}") from None
 
@@ -123,14 +138,14 @@ async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
         await redis_client.aclose()
         raise ConfigError(f"Redis unreachable at REDIS_URL: {type(exc).__name__}: {exc}") from None
     try:
-        pool = await _connect_postgres(settings.database_url.get_secret_value())
+        pool, intake_pool = await _connect_postgres(settings.database_url.get_secret_value())
     except ConfigError:
         await redis_client.aclose()
         raise
 
     metrics = Metrics()
     supervisor = Supervisor()
-    store = PostgresStore(pool)
+    store = PostgresStore(pool, intake_pool=intake_pool)
     http_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     slack_client = build_client(
         settings.slack_bot_token.get_secret_value(), settings.slack_api_url, metrics, session=http_session
@@ -186,7 +201,7 @@ async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
         cluster=cluster,
         metrics_source=metrics_source,
     )
-    deps.closers.extend([pool.close, coord.aclose, http_session.close])
+    deps.closers.extend([pool.close, intake_pool.close, coord.aclose, http_session.close])
     if pager is not None:
         deps.closers.append(pager.aclose)
     if kube_api is not None:

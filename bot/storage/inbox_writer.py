@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import asyncpg
 
 log = logging.getLogger(__name__)
+INTAKE_BATCHES_IN_FLIGHT = 2
 
 # Ids are taken from the sequence in the materialised CTE so each input row's position maps
 # to its id without relying on the order of RETURNING; conflicting delivery ids (a replayed
@@ -52,7 +53,12 @@ class InboxWriter:
     a time (so intake never holds more than that many pool connections)."""
 
     def __init__(
-        self, pool: asyncpg.Pool, *, parallel: int = 2, max_rows: int = 64, max_bytes: int = 8 << 20
+        self,
+        pool: asyncpg.Pool,
+        *,
+        parallel: int = INTAKE_BATCHES_IN_FLIGHT,
+        max_rows: int = 64,
+        max_bytes: int = 8 << 20,
     ) -> None:
         self._pool = pool
         self._parallel = parallel

@@ -301,9 +301,10 @@ class IntakeTx:
 class PostgresStore:
     """Queries outside the intake transaction: inbox, views, publishing state, lifecycle."""
 
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, intake_pool: asyncpg.Pool | None = None) -> None:
         self.pool = pool
-        self.inbox = InboxWriter(pool)
+        # Webhook deliveries are stored through their own connections when given (wiring does).
+        self.inbox = InboxWriter(intake_pool or pool)
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
