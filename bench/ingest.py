@@ -1105,8 +1105,8 @@ METHOD_NOTES = [
     " resulting incidents to the rate-limited sandbox Slack in the background), so the ingest figures"
     " include that competing work. 0 lost = every id returned with a 200 is a row of webhook_inbox.",
     "What keeps the durable p99 near the bare one: deliveries that arrive together are written by one"
-    " multi-row INSERT and one commit (`bot/storage/inbox_writer.py`, at most 2 batches in flight, each"
-    " request answered after its own row is committed), and background work (worker steps, publish"
+    " multi-row INSERT and one commit (`bot/storage/inbox_writer.py`, at most 2 batches in flight, on 2"
+    " connections of their own, each request answered after its own row is committed), and background work (worker steps, publish"
     " rounds, background Slack calls) yields to in-flight webhooks one unit at a time, each after at most"
     " 50 ms, until intake has been quiet for 10 ms (`bot/intake_gate.py`). Without the gate the"
     " publishing of the warm-up's incidents alone doubled the first 200 ms of each round's latencies.",
