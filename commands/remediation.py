@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ValidationError
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
@@ -207,36 +207,34 @@ async def propose_playbook_remediations(
 # --------------------------------------------------------------------------- buttons
 
 
+class Decision(Protocol):
+    async def __call__(
+        self, deps: Deps, token: str, user: str, *, resolver: UsergroupResolver | None = None
+    ) -> engine.Outcome: ...
+
+
 def register_remediation(app: AsyncApp, deps: Deps) -> None:
     resolver = UsergroupResolver(deps.chat, deps.coord)
 
-    async def on_approve(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
-    ) -> None:
-        await ack()
-        user = str((body.get("user") or {}).get("id", ""))
-        try:
-            outcome = await engine.approve(deps, str(action.get("value") or ""), user, resolver=resolver)
-            text = outcome.text
-        except UserError as exc:
-            text = str(exc)
-        except Exception:
-            text = _error_reference("button.failed", user=user, action=APPROVE_ACTION)
-        await respond(text=text, response_type="ephemeral", replace_original=False)
+    def on_click(name: str, decide: Decision) -> Callable[..., Awaitable[None]]:
+        """Approve or reject: the button value is only the run's opaque token; the engine
+        re-checks everything on the server and the clicker gets an ephemeral answer."""
 
-    async def on_reject(
-        ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
-    ) -> None:
-        await ack()
-        user = str((body.get("user") or {}).get("id", ""))
-        try:
-            outcome = await engine.reject(deps, str(action.get("value") or ""), user, resolver=resolver)
-            text = outcome.text
-        except UserError as exc:
-            text = str(exc)
-        except Exception:
-            text = _error_reference("button.failed", user=user, action=REJECT_ACTION)
-        await respond(text=text, response_type="ephemeral", replace_original=False)
+        async def handler(
+            ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
+        ) -> None:
+            await ack()
+            user = str((body.get("user") or {}).get("id", ""))
+            try:
+                outcome = await decide(deps, str(action.get("value") or ""), user, resolver=resolver)
+                text = outcome.text
+            except UserError as exc:
+                text = str(exc)
+            except Exception:
+                text = _error_reference("button.failed", user=user, action=name)
+            await respond(text=text, response_type="ephemeral", replace_original=False)
 
-    app.action(APPROVE_ACTION)(on_approve)
-    app.action(REJECT_ACTION)(on_reject)
+        return handler
+
+    app.action(APPROVE_ACTION)(on_click(APPROVE_ACTION, engine.approve))
+    app.action(REJECT_ACTION)(on_click(REJECT_ACTION, engine.reject))
