@@ -49,16 +49,16 @@ from urllib.parse import urlencode
 import aiohttp
 import yaml
 
-from bot import logs
-from bot.app import BotServer
-from bot.config import Settings
-from bot.domain import Incident
-from bot.playbooks import DEFAULT_PLAYBOOKS_DIR
-from bot.remediation import engine
-from bot.remediation.params import ActionName, ScaleParams
-from bot.remediation.runs import ActionRun, RunStatus
-from bot.storage.remediation import RemediationStore
-from bot.wiring import build
+from bot.app import build
+from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR
+from bot.config.settings import Settings
+from bot.core.actions import ActionName, ScaleParams
+from bot.core.incident import Incident
+from bot.core.runs import ActionRun, RunStatus
+from bot.flows.remediation import engine
+from bot.obs import logs
+from bot.store.remediation import RemediationStore
+from bot.web.server import BotServer
 from sandbox.kubernetes import KubeSandbox, RecordedRequest
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.slack import SlackDriver, SlackSandbox

@@ -5,7 +5,7 @@ time-to-first-message, all against real PostgreSQL/Redis and the sandbox Slack o
     .venv/bin/python bench/ingest.py --quick    # smoke test (< 1 min), writes no markdown
     .venv/bin/python bench/ingest.py --real-rates   # storm at Slack's real rates (S=1, ~8-10 min storm)
 
-The bot is started as `incidentbot run` starts it, including bot.runtime.tune_gc() (start-up
+The bot is started as `incidentbot run` starts it, including bot.obs.runtime.tune_gc() (start-up
 objects frozen out of the garbage collector). `--what-if` adds an extra ingest run for
 comparison; it is off by default.
 
@@ -48,12 +48,12 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from bot import logs
-from bot.app import BotServer
-from bot.config import Settings
-from bot.integrations.slack import METHOD_TIERS as BOT_METHOD_TIERS
-from bot.runtime import tune_gc
-from bot.wiring import build
+from bot.app import build
+from bot.clients.slack import METHOD_TIERS as BOT_METHOD_TIERS
+from bot.config.settings import Settings
+from bot.obs import logs
+from bot.obs.runtime import tune_gc
+from bot.web.server import BotServer
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.slack import RecordedCall, SlackSandbox
 
@@ -1079,7 +1079,7 @@ def write_markdown(report: Report, command: str, elapsed: float, out: Path) -> N
 
 METHOD_NOTES = [
     "Processes: PostgreSQL 15 (fsync and synchronous_commit on, the defaults) and Redis (AOF everysec)"
-    " are separate processes started by `sandbox/services.py` in a temp dir. The bot (`bot.wiring.build`"
+    " are separate processes started by `sandbox/services.py` in a temp dir. The bot (`bot.app.build`"
     " + `BotServer.start`, 4 intake workers, logging at WARNING), the sandbox Slack and the bare baseline"
     " handler share this process's event loop, as they would share a pod. The load for phases 1-3 comes from"
     " `bench/loadgen.py` in a child process (one aiohttp ClientSession, connector limit = concurrency), so"

@@ -36,9 +36,9 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from bot import logs
-from bot.config import BUNDLED_PLAYBOOKS, Settings
-from bot.wiring import build
+from bot.app import build
+from bot.config.settings import BUNDLED_PLAYBOOKS, Settings
+from bot.obs import logs
 from sandbox.services import PostgresServer, PrometheusServer, RedisServer
 from sandbox.slack import SlackDriver, SlackSandbox, sign
 

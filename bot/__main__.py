@@ -12,7 +12,7 @@ import urllib.request
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from bot.errors import ConfigError
+from bot.core.errors import ConfigError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -58,10 +58,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _run() -> None:
-    from bot import logs
-    from bot.config import load_settings
-    from bot.runtime import tune_gc
-    from bot.wiring import build
+    from bot.app import build
+    from bot.config.settings import load_settings
+    from bot.obs import logs
+    from bot.obs.runtime import tune_gc
 
     settings = load_settings()
     logs.configure(settings.log_format)
@@ -77,16 +77,16 @@ async def _run() -> None:
 
 
 async def _migrate() -> None:
-    from bot.config import load_settings
-    from bot.wiring import migrate
+    from bot.app import migrate
+    from bot.config.settings import load_settings
 
     applied = await migrate(load_settings(http_mode_required=False))
     print(f"applied {len(applied)} migration(s)" + (": " + ", ".join(applied) if applied else ""))
 
 
 def _send_test_alert(args: argparse.Namespace) -> int:
-    from bot.config import load_settings
-    from bot.testalert import build_payload
+    from bot.config.settings import load_settings
+    from bot.tools.testalert import build_payload
 
     labels: dict[str, str] = {}
     for item in args.label:
@@ -140,7 +140,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "send-test-alert":
             return _send_test_alert(args)
         if args.command == "playbooks":
-            from bot.cli_playbooks import run_playbooks_command
+            from bot.tools.playbooks_cli import run_playbooks_command
 
             return int(run_playbooks_command(args))
         if args.command == "sandbox":

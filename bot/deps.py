@@ -6,21 +6,21 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot.config import Settings
-from bot.integrations.alertmanager_api import AlertmanagerSilences
-from bot.integrations.kubernetes import KubernetesCluster
-from bot.integrations.pagerduty import PagerDutyClient
-from bot.integrations.prometheus import PrometheusMetrics
-from bot.integrations.slack import SlackChat
-from bot.metrics import Metrics
-from bot.pipeline import Pipeline
-from bot.playbooks import PlaybookSet
-from bot.policy import Policy
-from bot.publisher import Publisher
-from bot.storage.lifecycle import LifecycleStore
-from bot.storage.postgres import PostgresStore
-from bot.storage.redis import Coordination
-from bot.supervisor import Supervisor
+from bot.clients.alertmanager import AlertmanagerSilences
+from bot.clients.kubernetes import KubernetesCluster
+from bot.clients.pagerduty import PagerDutyClient
+from bot.clients.prometheus import PrometheusMetrics
+from bot.clients.slack import SlackChat
+from bot.config.settings import Settings
+from bot.core.playbooks import PlaybookSet
+from bot.core.policy import Policy
+from bot.flows.intake import Pipeline
+from bot.flows.publish import Publisher
+from bot.flows.supervisor import Supervisor
+from bot.obs.metrics import Metrics
+from bot.store.coordination import Coordination
+from bot.store.incidents import PostgresStore
+from bot.store.lifecycle import LifecycleStore
 
 
 @dataclass(frozen=True, slots=True)

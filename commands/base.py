@@ -7,11 +7,11 @@ import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
-from bot import incidents
+from bot.core import blockkit as kit
+from bot.core.errors import UserError
+from bot.core.incident import Incident, Severity
 from bot.deps import Deps
-from bot.domain import Incident, Severity
-from bot.errors import UserError
-from bot.render import kit
+from bot.flows import incidents
 
 MENTION = re.compile(r"^<@([UW][A-Z0-9_]+)(?:\|[^>]*)?>$")
 USER_ID = re.compile(r"^[UW][A-Z0-9_]{2,}$")

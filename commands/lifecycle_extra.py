@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import re
 
-from bot import incidents
+from bot.clients.alertmanager import Matcher
+from bot.core import blockkit as kit
+from bot.core.errors import IntegrationError, UserError
+from bot.core.postmortem import AuditEntry, postmortem_markdown
 from bot.deps import Deps
-from bot.errors import IntegrationError, UserError
-from bot.integrations.alertmanager_api import Matcher
-from bot.postmortem import AuditEntry, postmortem_markdown
-from bot.render import kit
-from bot.storage.remediation import RemediationStore
+from bot.flows import incidents
+from bot.store.remediation import RemediationStore
 from commands.base import Invocation, Reply, incident_of, ref_and_rest
 
 MATCHER = re.compile(r"^([a-zA-Z_][a-zA-Z0-9_]*)(=~|!~|!=|=)(.*)$")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from bot import enrich, incidents
+from bot.core import blockkit as kit
+from bot.core.errors import UserError
+from bot.core.incident import Incident
+from bot.core.playbooks import Graph
 from bot.deps import Deps
-from bot.domain import Incident
-from bot.errors import UserError
-from bot.playbooks import Graph
-from bot.render import kit
+from bot.flows import enrich, incidents
 from bot.render.runbook import playbook_list_message, runbook_messages
 from commands.base import Invocation, Reply
 

@@ -12,10 +12,11 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from bot import incidents, logs
+from bot.core import blockkit as kit
+from bot.core.errors import UserError
 from bot.deps import Deps
-from bot.errors import UserError
-from bot.render import kit
+from bot.flows import incidents
+from bot.obs import logs
 from commands import playbook_commands, slash
 from commands.remediation import register_remediation
 

@@ -1,5 +1,5 @@
 """Remediation from Slack: the approve/reject buttons and `/incident run`. Thin glue over
-`bot.remediation.engine`.
+`bot.flows.remediation.engine`.
 
 Handlers ack first, reload the run by the button's opaque token and let the engine re-check
 everything on the server; a refusal is answered ephemerally with its reason. Deps arrive
@@ -16,16 +16,16 @@ from typing import Any, Protocol
 from pydantic import BaseModel, ValidationError
 from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
-from bot import incidents
+from bot.core.actions import PARAMS_BY_ACTION, ActionName
+from bot.core.blockkit import escape
+from bot.core.errors import UserError
+from bot.core.incident import Incident
+from bot.core.playbooks import Playbook
+from bot.core.runs import ActionRun
 from bot.deps import Deps
-from bot.domain import Incident
-from bot.errors import UserError
-from bot.playbooks import Playbook
-from bot.remediation import engine
-from bot.remediation.authz import NODE_ACTIONS, UsergroupResolver
-from bot.remediation.params import PARAMS_BY_ACTION, ActionName
-from bot.remediation.runs import ActionRun
-from bot.render.kit import escape
+from bot.flows import incidents
+from bot.flows.remediation import engine
+from bot.flows.remediation.authz import NODE_ACTIONS, UsergroupResolver
 from bot.render.proposals import APPROVE_ACTION, REJECT_ACTION
 
 log = logging.getLogger("incidentbot.commands.remediation")
@@ -177,7 +177,7 @@ async def run_subcommand(deps: Deps, user_id: str, channel_id: str, args: list[s
 async def propose_from_playbook(
     deps: Deps, incident_id: int, labels: dict[str, str], playbook: Playbook
 ) -> None:
-    """`bot.enrich.ProposeFn`: propose the playbook's remediations for one alert of the incident
+    """`bot.flows.enrich.ProposeFn`: propose the playbook's remediations for one alert of the incident
     (the alert's generatorURL is looked up for verification)."""
     loaded = await deps.store.load_view(incident_id)
     if loaded is None:

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from bot import incidents
+from bot.core import blockkit as kit
+from bot.core.errors import UserError
+from bot.core.incident import AlertStatus, Role, Severity
 from bot.deps import Deps
-from bot.domain import AlertStatus, Role, Severity
-from bot.errors import UserError
-from bot.render import kit
+from bot.flows import incidents
 from bot.render.cards import age, title_line
 from commands import lifecycle_extra, playbook_commands, remediation
 from commands.base import (

@@ -6,8 +6,7 @@ from collections import defaultdict
 from datetime import datetime
 from urllib.parse import quote
 
-from bot.domain import Alert, AlertStatus, Incident, IncidentStatus, IncidentView, Severity, TimelineEvent
-from bot.render.kit import (
+from bot.core.blockkit import (
     Block,
     Message,
     actions,
@@ -20,6 +19,15 @@ from bot.render.kit import (
     link,
     message,
     section,
+)
+from bot.core.incident import (
+    Alert,
+    AlertStatus,
+    Incident,
+    IncidentStatus,
+    IncidentView,
+    Severity,
+    TimelineEvent,
 )
 
 SEVERITY_EMOJI = {Severity.P1: "🔴", Severity.P2: "🟠", Severity.P3: "🟡", Severity.P4: "🔵"}

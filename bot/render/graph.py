@@ -1,22 +1,20 @@
-"""Graph PNGs of Prometheus range queries, and runbook step checks.
+"""Graph PNGs of Prometheus range queries.
 
 Pure apart from CPU: no I/O, no clock (`now` is passed in). Drawing uses matplotlib's
 object API (`Figure` + `FigureCanvasAgg`) and never pyplot, so there is no global figure
-state and separate renders may run in separate threads; `render_graph_async` runs the
-render in a worker thread to keep the event loop free.
+state and separate renders may run in separate threads (the enrichment flow renders in a
+worker thread to keep the event loop free).
 
 Series are anything with `labels` and `points` (see `SeriesLike`), e.g.
-`bot.integrations.prometheus.Series`; this module does not import the integration.
+`bot.clients.prometheus.Series`; this module does not import the integration.
 """
 
 from __future__ import annotations
 
-import asyncio
 import io
 import math
-import operator
 import unicodedata
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
@@ -29,6 +27,8 @@ from matplotlib.figure import Figure
 from matplotlib.font_manager import FontProperties, findfont, get_font
 from matplotlib.ticker import FuncFormatter
 from numpy.typing import NDArray
+
+from bot.core.checks import axis_scale, format_value, plain_number
 
 # matplotlib.dates ships no type information; used through this one untyped name.
 mdates: Any = _mdates
@@ -72,80 +72,6 @@ class GraphSpec:
     query: str
     unit: str = ""
     threshold: float | None = None
-
-
-# --------------------------------------------------------------------------- units
-
-_SI: tuple[tuple[float, str], ...] = ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"))
-_BINARY: tuple[tuple[float, str], ...] = (
-    (2.0**50, "PiB"),
-    (2.0**40, "TiB"),
-    (2.0**30, "GiB"),
-    (2.0**20, "MiB"),
-    (2.0**10, "KiB"),
-)
-_DURATIONS: tuple[tuple[float, float, str], ...] = (
-    # (use when magnitude >= this many seconds, divisor, suffix)
-    (2 * 86400.0, 86400.0, "d"),
-    (2 * 3600.0, 3600.0, "h"),
-    (120.0, 60.0, "min"),
-    (1.0, 1.0, "s"),
-    (1e-3, 1e-3, "ms"),
-    (0.0, 1e-6, "µs"),
-)
-
-
-def _number(x: float) -> str:
-    if x == 0:
-        return "0"  # also turns -0.0 into "0"
-    if x == int(x) and abs(x) < 1e15:
-        return str(int(x))
-    return f"{x:.4g}"
-
-
-def axis_scale(unit: str, magnitude: float) -> tuple[float, str]:
-    """(divisor, suffix) to show values of about `magnitude` in `unit`: value/divisor + suffix.
-
-    >>> axis_scale("bytes", 3 * 2**30)
-    (1073741824.0, ' GiB')
-    """
-    magnitude = abs(magnitude) if math.isfinite(magnitude) else 0.0
-    key = unit.strip()
-    lowered = key.lower()
-    if lowered in {"%", "percent"}:
-        return 1.0, "%"
-    if lowered in {"ratio", "percentunit"}:
-        return 0.01, "%"
-    if lowered in {"s", "sec", "seconds", "ms"}:
-        base = 1e-3 if lowered == "ms" else 1.0
-        seconds = magnitude * base
-        if seconds == 0:
-            return 1.0, " ms" if lowered == "ms" else " s"
-        for at_least, divisor, suffix in _DURATIONS:
-            if seconds >= at_least:
-                return divisor / base, f" {suffix}"
-        return 1.0 / base, " s"
-    if lowered in {"bytes", "b", "bytes/s", "b/s", "bps"}:
-        per_second = "/s" if lowered in {"bytes/s", "b/s", "bps"} else ""
-        for divisor, suffix in _BINARY:
-            if magnitude >= divisor:
-                return divisor, f" {suffix}{per_second}"
-        return 1.0, f" B{per_second}"
-    suffix_unit = f" {key}" if key else ""
-    for divisor, prefix in _SI:
-        if magnitude >= divisor:
-            return divisor, f"{prefix}{suffix_unit}"
-    return 1.0, suffix_unit
-
-
-def format_value(value: float, unit: str) -> str:
-    """One value with its unit, scaled for its own size: 0.0042 s -> "4.2 ms"."""
-    if math.isnan(value):
-        return "NaN"
-    if math.isinf(value):
-        return "+Inf" if value > 0 else "-Inf"
-    divisor, suffix = axis_scale(unit, value)
-    return f"{_number(value / divisor)}{suffix}"
 
 
 # --------------------------------------------------------------------------- legend
@@ -216,68 +142,6 @@ def top_series(series: Sequence[S], limit: int = MAX_SERIES) -> list[S]:
         return list(series)
     ranked = sorted(series, key=lambda s: _finite_max(s.points), reverse=True)
     return ranked[:limit]
-
-
-# --------------------------------------------------------------------------- checks
-
-_OPS: dict[str, Callable[[float, float], bool]] = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
-CHECK_OPS: frozenset[str] = frozenset(_OPS)
-
-
-@dataclass(frozen=True, slots=True)
-class CheckOutcome:
-    """Result of a runbook step check: passed True/False, or None when there is no value."""
-
-    passed: bool | None
-    text: str
-
-
-def evaluate_check(op: str, threshold: float, value: float | None) -> CheckOutcome:
-    """Compare a query's value with a threshold: `value <op> threshold`.
-
-    `op` is one of `CHECK_OPS` (anything else raises ValueError; validate playbooks at load).
-    No value gives passed=None "no data"; NaN gives passed=None as well.
-    """
-    compare = _OPS.get(op)
-    if compare is None:
-        raise ValueError(f"unknown check operator {op!r}; use one of {' '.join(sorted(CHECK_OPS))}")
-    if value is None:
-        return CheckOutcome(None, "no data")
-    if math.isnan(value):
-        return CheckOutcome(None, "value is NaN")
-    shown_value = format_value(value, "")
-    shown_threshold = format_value(threshold, "")
-    if compare(value, threshold):
-        return CheckOutcome(True, f"{shown_value} {op} {shown_threshold}")
-    return CheckOutcome(False, f"{shown_value} is not {op} {shown_threshold}")
-
-
-def evaluate_check_all(op: str, threshold: float, values: Sequence[float]) -> CheckOutcome:
-    """A check over every sample a query returned: all must satisfy `value <op> threshold`.
-
-    No samples gives passed=None "no data". Otherwise the first failing (or NaN) sample decides,
-    e.g. "2 of 3 values fail: 7 is not < 5"; if all pass, the text shows the first value.
-    """
-    if not values:
-        return evaluate_check(op, threshold, None)
-    outcomes = [evaluate_check(op, threshold, value) for value in values]
-    failed = [o for o in outcomes if o.passed is False]
-    unknown = [o for o in outcomes if o.passed is None]
-    if failed:
-        prefix = f"{len(failed)} of {len(outcomes)} values fail: " if len(outcomes) > 1 else ""
-        return CheckOutcome(False, prefix + failed[0].text)
-    if unknown:
-        prefix = f"{len(unknown)} of {len(outcomes)} values unknown: " if len(outcomes) > 1 else ""
-        return CheckOutcome(None, prefix + unknown[0].text)
-    suffix = f" (all {len(outcomes)} values)" if len(outcomes) > 1 else ""
-    return CheckOutcome(True, outcomes[0].text + suffix)
 
 
 # --------------------------------------------------------------------------- drawing
@@ -410,7 +274,7 @@ def render_graph(
         pad = span * 0.08 if span > 0 else (abs(high) * 0.1 or 1.0)
         bottom = 0.0 if low >= 0 else low - pad
         ax.set_ylim(bottom, high + pad)
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{_number(y)}{suffix}"))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda y, _pos: f"{plain_number(y)}{suffix}"))
     else:
         ax.set_yticks([])
 
@@ -470,19 +334,4 @@ def _mark_alert(ax: Axes, alert_start: datetime, start: datetime, end: datetime)
         fontsize=8,
         color=_ALERT_COLOR,
         bbox={"boxstyle": "round,pad=0.2", "facecolor": "white", "edgecolor": "none", "alpha": 0.8},
-    )
-
-
-async def render_graph_async(
-    spec: GraphSpec,
-    series: Sequence[SeriesLike],
-    *,
-    start: datetime,
-    end: datetime,
-    alert_start: datetime | None,
-    now: datetime,
-) -> bytes:
-    """`render_graph` in a worker thread, off the event loop."""
-    return await asyncio.to_thread(
-        render_graph, spec, series, start=start, end=end, alert_start=alert_start, now=now
     )

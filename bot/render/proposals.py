@@ -11,10 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.policy import EVERYONE, ApprovalRule, Policy
-from bot.remediation.runs import ActionRun, RunStatus
-from bot.render.cards import age, when
-from bot.render.kit import (
+from bot.core.blockkit import (
     MAX_SECTION_TEXT,
     Block,
     Message,
@@ -28,6 +25,9 @@ from bot.render.kit import (
     message,
     section,
 )
+from bot.core.policy import EVERYONE, ApprovalRule, Policy
+from bot.core.runs import ActionRun, RunStatus
+from bot.render.cards import age, when
 
 APPROVE_ACTION = "approve_action"
 REJECT_ACTION = "reject_action"

@@ -1,7 +1,7 @@
 """Runbook messages: a playbook's steps for one alert, graph captions, the playbook list and
 read-only diagnostics output. Pure builders: no I/O, no clock.
 
-Everything goes through `bot.render.kit`, and every section's text is kept within Slack's
+Everything goes through `bot.core.blockkit`, and every section's text is kept within Slack's
 limit here already (so kit never has to cut one, which could cut a code block's closing
 fence). Label values are data: before rendering they are made inert for Slack's mrkdwn
 (control characters become spaces, ``*``/``~``/backtick become look-alikes, long values are
@@ -18,9 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from bot.playbooks import Check, Playbook, Step
-from bot.render.graph import CheckOutcome, format_value
-from bot.render.kit import (
+from bot.core.blockkit import (
     MAX_BLOCKS,
     MAX_HEADER,
     MAX_SECTION_TEXT,
@@ -37,7 +35,9 @@ from bot.render.kit import (
     message,
     section,
 )
-from bot.templating import TemplateError, render_plain, render_text, template_variables
+from bot.core.checks import CheckOutcome, format_value
+from bot.core.playbooks import Check, Playbook, Step
+from bot.core.templating import TemplateError, render_plain, render_text, template_variables
 
 __all__ = [
     "COLLAPSED_STEPS",

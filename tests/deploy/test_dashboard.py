@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from bot.metrics import Metrics
+from bot.obs.metrics import Metrics
 from tests.deploy.conftest import CHART
 
 DASHBOARD = CHART / "dashboards" / "incidentbot.json"

@@ -13,7 +13,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bot.config import Settings
+from bot.config.settings import Settings
 from tests.deploy.conftest import (
     CHART,
     FULL_VALUES,

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.remediation.params import ActionName
+from bot.core.actions import ActionName
 from tests.deploy.conftest import FULL_VALUES, NAMESPACE, RELEASE, ROOT, Manifest, Render, of_kind
 
 Grant = tuple[str, str, str]  # (apiGroup, resource, verb)

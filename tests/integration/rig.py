@@ -10,9 +10,9 @@ from typing import Any
 
 import aiohttp
 
-from bot.app import BotServer
-from bot.config import Settings
-from bot.wiring import build
+from bot.app import build
+from bot.config.settings import Settings
+from bot.web.server import BotServer
 from sandbox.slack import SlackSandbox
 
 SIGNING_SECRET = "test-signing-secret-0123456789"

@@ -14,8 +14,8 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.errors import IntegrationError
-from bot.integrations.alertmanager_api import AlertmanagerSilences, Matcher
+from bot.clients.alertmanager import AlertmanagerSilences, Matcher
+from bot.core.errors import IntegrationError
 from sandbox.services import AlertmanagerServer, free_port
 
 WAIT = 30.0

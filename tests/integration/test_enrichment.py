@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.config import BUNDLED_PLAYBOOKS
+from bot.config.settings import BUNDLED_PLAYBOOKS
 from sandbox.services import PrometheusServer
 from tests.integration.rig import bot_settings, group_payload, post_alert, running_bot
 

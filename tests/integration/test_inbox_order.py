@@ -7,8 +7,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.storage.migrate import apply_migrations
-from bot.storage.postgres import PostgresStore, create_pool
+from bot.store.db import apply_migrations
+from bot.store.incidents import PostgresStore, create_pool
 
 
 @pytest.fixture

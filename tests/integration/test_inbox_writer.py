@@ -9,9 +9,9 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from bot.storage.inbox_writer import InboxWriter
-from bot.storage.migrate import apply_migrations
-from bot.storage.postgres import create_pool
+from bot.store.db import apply_migrations
+from bot.store.inbox_writer import InboxWriter
+from bot.store.incidents import create_pool
 
 
 @pytest.fixture

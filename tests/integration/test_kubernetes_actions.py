@@ -13,13 +13,12 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from bot.errors import IntegrationError, UserError
-from bot.integrations.kubernetes import (
+from bot.clients.kubernetes import (
     KubernetesCluster,
     PodOutcome,
     RolloutState,
 )
-from bot.remediation.params import (
+from bot.core.actions import (
     ActionName,
     CreateJobFromCronJobParams,
     DeletePodParams,
@@ -33,6 +32,7 @@ from bot.remediation.params import (
     SetEnvParams,
     SetResourcesParams,
 )
+from bot.core.errors import IntegrationError, UserError
 from sandbox.kubernetes import REVISION, KubeSandbox
 
 pytestmark = pytest.mark.timeout(60)

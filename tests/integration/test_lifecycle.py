@@ -233,7 +233,7 @@ async def _wait_timers_done(dsn, kinds=("ack_reminder", "escalate"), timeout=10.
 def _policy_with_escalation(tmp_path):
     import shutil
 
-    from bot.config import BUNDLED_PLAYBOOKS
+    from bot.config.settings import BUNDLED_PLAYBOOKS
 
     target = tmp_path / "playbooks"
     shutil.copytree(BUNDLED_PLAYBOOKS, target)

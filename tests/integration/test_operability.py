@@ -6,7 +6,7 @@ import io
 import json
 import logging
 
-from bot.logs import JsonFormatter
+from bot.obs.logs import JsonFormatter
 from sandbox.pagerduty import DEFAULT_API_TOKEN, DEFAULT_WEBHOOK_SECRET, PagerDutySandbox
 from sandbox.slack import SlackDriver
 from tests.integration.rig import (

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from aiohttp import web
 
-from bot.errors import ConfigError, IntegrationError
-from bot.integrations.pagerduty import OnCallUser, PagerDutyClient
-from bot.pagerduty import EventType, IncidentStatus, parse_webhook, verify_signature
+from bot.clients.pagerduty import OnCallUser, PagerDutyClient
+from bot.core.errors import ConfigError, IntegrationError
+from bot.sources.pagerduty import EventType, IncidentStatus, parse_webhook, verify_signature
 from sandbox.pagerduty import ACCEPT_V2, DEFAULT_API_TOKEN, DEFAULT_WEBHOOK_SECRET, PagerDutySandbox
 
 FROM = "alice@example.com"

@@ -16,16 +16,10 @@ import pytest
 from aiohttp import web
 from prometheus_api_client.exceptions import PrometheusApiClientException
 
-from bot.errors import IntegrationError
-from bot.integrations.prometheus import MAX_POINTS, PrometheusMetrics, Series, choose_step, error_from_sdk
-from bot.render.graph import (
-    HEIGHT_PX,
-    WIDTH_PX,
-    GraphSpec,
-    evaluate_check,
-    plan_graph,
-    render_graph_async,
-)
+from bot.clients.prometheus import MAX_POINTS, PrometheusMetrics, Series, choose_step, error_from_sdk
+from bot.core.checks import evaluate_check
+from bot.core.errors import IntegrationError
+from bot.render.graph import HEIGHT_PX, WIDTH_PX, GraphSpec, plan_graph, render_graph
 from sandbox.services import PrometheusServer
 
 WAIT = 30.0
@@ -200,7 +194,8 @@ async def test_graph_of_a_real_range_query_is_a_png_of_the_expected_size(metrics
     query = 'rate(http_requests_total{service="api"}[5s])'
     series = await metrics.query_range(query, start, end)
     assert len(series) == 2
-    png = await render_graph_async(
+    png = await asyncio.to_thread(
+        render_graph,
         GraphSpec("Request rate", query, "req/s", 4.0),
         series,
         start=start,
@@ -221,7 +216,7 @@ async def test_many_series_graph_shows_top_10_of_15(metrics: PrometheusMetrics) 
     plan = plan_graph(spec, series)
     assert plan.title == "Many (top 10 of 15)"
     assert sorted(plan.names) == [f"idx={i:02d}" for i in range(5, 15)]
-    png = await render_graph_async(spec, series, start=start, end=end, alert_start=None, now=end)
+    png = await asyncio.to_thread(render_graph, spec, series, start=start, end=end, alert_start=None, now=end)
     assert png_size(png) == (WIDTH_PX, HEIGHT_PX)
     assert png_title(png) == "Many (top 10 of 15)"
 

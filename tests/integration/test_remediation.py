@@ -29,17 +29,17 @@ import yaml
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from bot.app import BotServer
-from bot.config import Settings
-from bot.domain import Incident
-from bot.errors import UserError
-from bot.playbooks import DEFAULT_PLAYBOOKS_DIR
-from bot.remediation import engine
-from bot.remediation.authz import UsergroupResolver
-from bot.remediation.params import ActionName, ExecParams, RolloutRestartParams, ScaleParams
-from bot.remediation.runs import ActionRun, AuditEvent, RunStatus
-from bot.storage.remediation import RemediationStore
-from bot.wiring import build
+from bot.app import build
+from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR
+from bot.config.settings import Settings
+from bot.core.actions import ActionName, ExecParams, RolloutRestartParams, ScaleParams
+from bot.core.errors import UserError
+from bot.core.incident import Incident
+from bot.core.runs import ActionRun, AuditEvent, RunStatus
+from bot.flows.remediation import engine
+from bot.flows.remediation.authz import UsergroupResolver
+from bot.store.remediation import RemediationStore
+from bot.web.server import BotServer
 from commands import remediation as commands_remediation
 from sandbox.kubernetes import KubeSandbox
 from sandbox.services import PrometheusServer

@@ -13,7 +13,7 @@ from pathlib import Path
 import aiohttp
 import asyncpg
 
-from bot.storage.migrate import apply_migrations
+from bot.store.db import apply_migrations
 from sandbox.services import AlertmanagerServer
 from tests.integration.rig import (
     AM_TOKEN,

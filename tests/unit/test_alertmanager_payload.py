@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from bot.alertmanager import PayloadError, parse_payload
-from bot.domain import AlertStatus
+from bot.core.incident import AlertStatus
+from bot.sources.alertmanager import PayloadError, parse_payload
 
 DATA = Path(__file__).parent.parent / "data" / "am_payload_v4.json"
 

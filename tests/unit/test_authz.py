@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from bot.errors import UserError
-from bot.policy import Policy
-from bot.remediation.authz import (
+from bot.core.actions import ActionName, DrainParams, ExecParams, NodeParams, ScaleParams
+from bot.core.errors import UserError
+from bot.core.policy import Policy
+from bot.flows.remediation.authz import (
     exec_argv,
     may_approve,
     may_reject,
@@ -18,7 +19,6 @@ from bot.remediation.authz import (
     parameter_problem,
     role_usergroups,
 )
-from bot.remediation.params import ActionName, DrainParams, ExecParams, NodeParams, ScaleParams
 
 POLICY = Policy.model_validate(
     {

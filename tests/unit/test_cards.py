@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain import (
+from bot.core.incident import (
     Alert,
     AlertStatus,
     Incident,

@@ -3,7 +3,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bot.domain import Severity, channel_name, highest_severity, map_severity, slugify
+from bot.core.incident import Severity, channel_name, highest_severity, map_severity, slugify
 
 SLACK_NAME = re.compile(r"^[a-z0-9_-]{1,80}$")
 

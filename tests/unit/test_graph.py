@@ -10,19 +10,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.integrations.prometheus import MAX_POINTS, Series, choose_step
+from bot.clients.prometheus import MAX_POINTS, Series, choose_step
+from bot.core.checks import CHECK_OPS, axis_scale, evaluate_check, evaluate_check_all, format_value
 from bot.render.graph import (
-    CHECK_OPS,
     HEIGHT_PX,
     WIDTH_PX,
     GraphSpec,
-    axis_scale,
-    evaluate_check,
-    evaluate_check_all,
-    format_value,
     plan_graph,
     render_graph,
-    render_graph_async,
     series_names,
     top_series,
 )
@@ -258,7 +253,8 @@ def test_render_graph_size_title_and_odd_input() -> None:
 
 
 async def test_render_graph_async_no_data() -> None:
-    png = await render_graph_async(
+    png = await asyncio.to_thread(
+        render_graph,
         GraphSpec("Nothing", "absent_metric", "s", None),
         [],
         start=NOW - timedelta(minutes=30),
@@ -274,7 +270,7 @@ async def test_concurrent_renders_in_threads_are_identical() -> None:
     spec = GraphSpec("Parallel", "x", "s", 5.0)
     pngs = await asyncio.gather(
         *(
-            render_graph_async(spec, _series(12), start=start, end=NOW, alert_start=NOW, now=NOW)
+            asyncio.to_thread(render_graph, spec, _series(12), start=start, end=NOW, alert_start=NOW, now=NOW)
             for _ in range(6)
         )
     )

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.importer import import_playbooks, import_runbook, kubectl_proposal
-from bot.playbooks import DEFAULT_PLAYBOOKS_DIR, Playbook, load_playbooks, validate_dir
+from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, load_playbooks, validate_dir
+from bot.core.playbooks import Playbook
+from bot.tools.importer import import_playbooks, import_runbook, kubectl_proposal
 
 REPO = Path(__file__).resolve().parents[2]
 RUNBOOKS = REPO / "tests" / "data" / "runbooks"

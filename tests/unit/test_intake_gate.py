@@ -6,7 +6,7 @@ import asyncio
 import contextvars
 import time
 
-from bot.intake_gate import BACKGROUND, IntakeGate
+from bot.flows.gate import BACKGROUND, IntakeGate
 
 
 async def _spin(rounds: int = 20) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from bot.pagerduty import (
+from bot.sources.pagerduty import (
     INCIDENT_EVENT_TYPES,
     EventType,
     GenericData,

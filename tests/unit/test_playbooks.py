@@ -10,27 +10,23 @@ import jsonschema
 import pytest
 import yaml
 
-from bot.domain import Severity
-from bot.playbooks import (
-    DEFAULT_PLAYBOOKS_DIR,
+from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, PlaybookError, load_playbooks, main, validate_dir
+from bot.core.actions import ActionName, ExecParams, ScaleParams
+from bot.core.incident import Severity
+from bot.core.playbooks import (
     Graph,
     Match,
     Playbook,
-    PlaybookError,
     PlaybookSet,
     alert_expression_graph,
     generic_playbook,
-    load_playbooks,
-    main,
     parse_duration,
     playbook_json_schema,
     policy_json_schema,
     split_threshold,
-    validate_dir,
 )
-from bot.policy import Policy
-from bot.remediation.params import ActionName, ExecParams, ScaleParams
-from bot.templating import TemplateError, render_promql, render_text
+from bot.core.policy import Policy
+from bot.core.templating import TemplateError, render_promql, render_text
 
 
 def matched(playbooks: PlaybookSet, labels: dict[str, str]) -> str:
@@ -57,7 +53,7 @@ def test_schema_files_are_up_to_date() -> None:
         ("policy.schema.json", policy_json_schema()),
     ):
         committed = json.loads((DEFAULT_PLAYBOOKS_DIR / name).read_text(encoding="utf-8"))
-        assert committed == schema, f"{name} is stale: run python -m bot.playbooks --write-schema"
+        assert committed == schema, f"{name} is stale: run python -m bot.config.playbooks --write-schema"
 
 
 def test_bundled_files_satisfy_the_json_schemas() -> None:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bot.domain import Severity
-from bot.playbooks import DEFAULT_PLAYBOOKS_DIR, load_playbooks, validate_dir
-from bot.policy import DEFAULT_SEVERITY_MAPPING, ApprovalRule, ExecTemplate, Policy, map_severity
-from bot.remediation.params import ActionName
+from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, load_playbooks, validate_dir
+from bot.core.actions import ActionName
+from bot.core.incident import Severity
+from bot.core.policy import DEFAULT_SEVERITY_MAPPING, ApprovalRule, ExecTemplate, Policy, map_severity
 
 
 def line_of(text: str, needle: str) -> int:

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from bot.domain import (
+from bot.core.incident import (
     Alert,
     AlertStatus,
     Incident,
@@ -17,7 +17,7 @@ from bot.domain import (
     Severity,
     TimelineEvent,
 )
-from bot.postmortem import (
+from bot.core.postmortem import (
     MAX_RESOLUTION_SUMMARY,
     AuditEntry,
     format_duration,

@@ -8,10 +8,10 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from bot.policy import Policy
-from bot.remediation.params import ActionName
-from bot.remediation.runs import ActionRun, Approval, PreviewInfo, RunStatus
-from bot.render.kit import MAX_BLOCKS, Message
+from bot.core.actions import ActionName
+from bot.core.blockkit import MAX_BLOCKS, Message
+from bot.core.policy import Policy
+from bot.core.runs import ActionRun, Approval, PreviewInfo, RunStatus
 from bot.render.proposals import (
     APPROVE_ACTION,
     REJECT_ACTION,

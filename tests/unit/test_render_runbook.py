@@ -8,10 +8,12 @@ from collections.abc import Mapping
 
 import pytest
 
-from bot.playbooks import Check, Link, Playbook, PlaybookSet, Remediation, Step, load_playbooks
-from bot.remediation.params import ActionName
-from bot.render.graph import CheckOutcome
-from bot.render.kit import MAX_BLOCKS, MAX_BUTTON_VALUE, MAX_SECTION_TEXT, Message
+from bot.config.playbooks import load_playbooks
+from bot.core.actions import ActionName
+from bot.core.blockkit import MAX_BLOCKS, MAX_BUTTON_VALUE, MAX_SECTION_TEXT, Message
+from bot.core.checks import CheckOutcome
+from bot.core.playbooks import Check, Link, Playbook, PlaybookSet, Remediation, Step
+from bot.core.templating import escape_slack, render_plain, sample_label_sets
 from bot.render.runbook import (
     COLLAPSED_STEPS,
     MESSAGE_CHAR_BUDGET,
@@ -22,7 +24,6 @@ from bot.render.runbook import (
     playbook_list_message,
     runbook_messages,
 )
-from bot.templating import escape_slack, render_plain, sample_label_sets
 from sandbox.slack import validate_message_blocks
 
 PLAYBOOKS: PlaybookSet = load_playbooks()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.templating import (
+from bot.core.templating import (
     Context,
     TemplateError,
     check_template,

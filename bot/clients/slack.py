@@ -1,0 +1,299 @@
+"""Slack adapter: the real slack_sdk AsyncWebClient behind a narrow, rate-aware interface.
+
+Two layers keep us inside Slack's limits with several replicas: a shared token bucket per
+method (the published tiers, protocols.md C.4) and ≤1 chat.postMessage per second per
+channel, both in Redis; a 429 that still happens is retried after Retry-After by slack_sdk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError, SlackClientError
+from slack_sdk.http_retry.async_handler import AsyncRetryHandler
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+)
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.core.blockkit import Message, message, section
+from bot.core.errors import IntegrationError
+from bot.core.ports import TokenBucket
+from bot.obs.metrics import Metrics
+
+log = logging.getLogger("incidentbot.slack")
+
+# (calls per minute, burst) per Slack tier: a token bucket that may spend most of a minute's
+# worth at once ("20+ per minute", bursts tolerated) and then refills a little below the tier's
+# rate. The margin absorbs the jitter between our reservation and Slack's own accounting, so
+# a 429 stays the exception (it is still retried after Retry-After).
+RATE_MARGIN = 0.9
+TIER_1 = (1.0 * RATE_MARGIN, 1)
+TIER_2 = (20.0 * RATE_MARGIN, 17)
+TIER_3 = (50.0 * RATE_MARGIN, 44)
+TIER_4 = (100.0 * RATE_MARGIN, 90)
+METHOD_TIERS: dict[str, tuple[float, int]] = {
+    "conversations.create": TIER_2,
+    "conversations.setTopic": TIER_2,
+    "conversations.setPurpose": TIER_2,
+    "conversations.archive": TIER_2,
+    "conversations.list": TIER_2,
+    "usergroups.users.list": TIER_2,
+    "conversations.invite": TIER_3,
+    "conversations.info": TIER_3,
+    "conversations.history": TIER_3,
+    "conversations.join": TIER_3,
+    "chat.update": TIER_3,
+    "users.lookupByEmail": TIER_3,
+    "chat.postEphemeral": TIER_4,
+    "users.info": TIER_4,
+    "files.getUploadURLExternal": TIER_4,
+    "files.completeUploadExternal": TIER_4,
+    "views.open": TIER_4,
+}
+# chat.postMessage: about one per second per channel, short bursts tolerated.
+POST_PER_SECOND = 1.0 * RATE_MARGIN
+POST_BURST = 3
+
+
+class NameTakenError(IntegrationError):
+    def __init__(self, name: str) -> None:
+        super().__init__("slack", f"channel name {name} is taken")
+
+
+class _CountingRateLimitHandler(AsyncRateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler (sleeps Retry-After), counting each 429 in /metrics."""
+
+    def __init__(self, metrics: Metrics, max_retry_count: int) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self._metrics = metrics
+
+    async def prepare_for_next_attempt_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> None:
+        method = request.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+        self._metrics.slack_ratelimited.labels(method).inc()
+        log.warning("slack.ratelimited", extra={"method": method})
+        await super().prepare_for_next_attempt_async(
+            state=state, request=request, response=response, error=error
+        )
+
+
+def build_client(
+    token: str, base_url: str, metrics: Metrics, session: aiohttp.ClientSession | None = None
+) -> AsyncWebClient:
+    handlers: list[AsyncRetryHandler] = [
+        AsyncConnectionErrorRetryHandler(max_retry_count=2),
+        _CountingRateLimitHandler(metrics, max_retry_count=5),
+    ]
+    return AsyncWebClient(
+        token=token, base_url=base_url, retry_handlers=handlers, timeout=15, session=session
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Channel:
+    id: str
+    name: str
+
+
+class SlackChat:
+    def __init__(
+        self,
+        client: AsyncWebClient,
+        coordination: TokenBucket,
+        metrics: Metrics,
+        rate_scale: float = 1.0,
+        *,
+        pace: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.client = client
+        self._coord = coordination
+        self._metrics = metrics
+        self._rate_scale = rate_scale
+        # Awaited before every call: background calls give way to webhook intake (bot.flows.gate).
+        self._pace = pace
+
+    async def _throttle(self, method: str, channel: str | None) -> None:
+        tier = METHOD_TIERS.get(method)
+        if tier is not None:
+            per_minute, burst = tier
+            wait = await self._coord.take_token("slack:" + method, per_minute * self._rate_scale / 60, burst)
+            if wait > 0:
+                await asyncio.sleep(wait)
+        if method == "chat.postMessage" and channel:
+            wait = await self._coord.take_token(
+                "slack-post:" + channel, POST_PER_SECOND * self._rate_scale, POST_BURST
+            )
+            if wait > 0:
+                await asyncio.sleep(wait)
+
+    async def reserve(self, method: str, count: int) -> float:
+        """Take `count` rate-limit tokens of `method` now (waiting as needed), for calls made
+        right after with `prepaid=True`: a caller can wait first and render after, so what
+        it sends is not already stale."""
+        started = time.monotonic()
+        for _ in range(count):
+            await self._throttle(method, None)
+        return time.monotonic() - started
+
+    async def call(
+        self, method: str, *, channel: str | None = None, prepaid: bool = False, **kwargs: Any
+    ) -> dict[str, Any]:
+        if self._pace is not None:
+            await self._pace()
+        if not prepaid:
+            await self._throttle(method, channel)
+        if channel is not None:
+            kwargs["channel"] = channel
+        try:
+            if method in ("chat.postMessage", "chat.update", "chat.postEphemeral"):
+                response = await self.client.api_call(method, json=kwargs)
+            else:
+                response = await self.client.api_call(method, params=kwargs)
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", "unknown_error"))
+            self._metrics.slack_calls.labels(method, error).inc()
+            if error == "name_taken":
+                raise NameTakenError(str(kwargs.get("name"))) from None
+            detail = exc.response.get("errors") or exc.response.get("response_metadata") or ""
+            raise IntegrationError(
+                "slack", f"{method}: {error} {detail}".strip(), status=exc.response.status_code
+            ) from None
+        except (SlackClientError, TimeoutError, OSError) as exc:
+            self._metrics.slack_calls.labels(method, "transport").inc()
+            raise IntegrationError("slack", f"{method}: {type(exc).__name__}: {exc}") from None
+        self._metrics.slack_calls.labels(method, "ok").inc()
+        data: dict[str, Any] = response.data if isinstance(response.data, dict) else {}
+        return data
+
+    async def create_channel(self, name: str) -> Channel:
+        data = await self.call("conversations.create", name=name, is_private=False)
+        return Channel(data["channel"]["id"], data["channel"]["name"])
+
+    async def find_channel(self, name: str) -> Channel | None:
+        """Find a public channel by exact name (used to adopt a channel created by a publisher
+        that died before recording it)."""
+        cursor: str | None = None
+        for _ in range(50):
+            args: dict[str, Any] = {"types": "public_channel", "exclude_archived": True, "limit": 1000}
+            if cursor:
+                args["cursor"] = cursor
+            data = await self.call("conversations.list", **args)
+            for ch in data.get("channels", []):
+                if ch.get("name") == name:
+                    return Channel(ch["id"], ch["name"])
+            cursor = (data.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                break
+        return None
+
+    async def set_topic(self, channel: str, topic: str) -> None:
+        await self.call("conversations.setTopic", channel=channel, topic=topic)
+
+    async def post(self, channel: str, msg: Message, *, thread_ts: str | None = None) -> str:
+        args: dict[str, Any] = {"text": msg.text, "blocks": msg.blocks, "unfurl_links": False}
+        if thread_ts:
+            args["thread_ts"] = thread_ts
+        data = await self.call("chat.postMessage", channel=channel, **args)
+        return str(data["ts"])
+
+    async def post_text(self, channel: str, text: str, *, thread_ts: str | None = None) -> str:
+        """A plain mrkdwn message (text is already Slack-safe)."""
+        return await self.post(channel, message(text, [section(text)]), thread_ts=thread_ts)
+
+    async def update(self, channel: str, ts: str, msg: Message, *, prepaid: bool = False) -> None:
+        await self.call(
+            "chat.update", channel=channel, ts=ts, text=msg.text, blocks=msg.blocks, prepaid=prepaid
+        )
+
+    async def post_ephemeral(self, channel: str, user: str, msg: Message) -> None:
+        await self.call("chat.postEphemeral", channel=channel, user=user, text=msg.text, blocks=msg.blocks)
+
+    async def invite(self, channel: str, users: list[str]) -> None:
+        if not users:
+            return
+        try:
+            await self.call("conversations.invite", channel=channel, users=",".join(users))
+        except IntegrationError as exc:
+            if "already_in_channel" not in exc.message and "cant_invite_self" not in exc.message:
+                raise
+
+    async def archive(self, channel: str) -> None:
+        try:
+            await self.call("conversations.archive", channel=channel)
+        except IntegrationError as exc:
+            if "already_archived" not in exc.message:
+                raise
+
+    async def resolve_channel_id(self, channel: str) -> str:
+        """Turn a configured channel name into its id (chat.update needs the id)."""
+        if channel.startswith(("C", "G")) and channel.isupper():
+            return channel
+        found = await self.find_channel(channel.lstrip("#"))
+        if found is None:
+            raise IntegrationError("slack", f"channel #{channel.lstrip('#')} not found; invite the bot to it")
+        return found.id
+
+    async def upload_file(
+        self,
+        channel: str,
+        content: bytes,
+        filename: str,
+        title: str,
+        *,
+        thread_ts: str | None = None,
+        comment: str | None = None,
+    ) -> None:
+        await self._throttle("files.getUploadURLExternal", None)
+        try:
+            await self.client.files_upload_v2(
+                channel=channel,
+                content=content,
+                filename=filename,
+                title=title,
+                thread_ts=thread_ts,
+                initial_comment=comment,
+            )
+        except SlackApiError as exc:
+            self._metrics.slack_calls.labels("files_upload_v2", str(exc.response.get("error"))).inc()
+            raise IntegrationError("slack", f"files_upload_v2: {exc.response.get('error')}") from None
+        except (SlackClientError, OSError) as exc:
+            raise IntegrationError("slack", f"files_upload_v2: {exc}") from None
+        self._metrics.slack_calls.labels("files_upload_v2", "ok").inc()
+
+    async def message_text(self, channel: str, ts: str) -> str | None:
+        """The text of one message (conversations.history bounded to that ts)."""
+        data = await self.call(
+            "conversations.history", channel=channel, latest=ts, oldest=ts, inclusive=True, limit=1
+        )
+        messages = data.get("messages") or []
+        return str(messages[0].get("text", "")) if messages else None
+
+    async def usergroup_members(self, usergroup: str) -> list[str]:
+        data = await self.call("usergroups.users.list", usergroup=usergroup)
+        return [str(u) for u in data.get("users", [])]
+
+    async def lookup_by_email(self, email: str) -> str | None:
+        try:
+            data = await self.call("users.lookupByEmail", email=email)
+        except IntegrationError as exc:
+            if "users_not_found" in exc.message:
+                return None
+            raise
+        return str(data["user"]["id"])

@@ -1,0 +1,126 @@
+"""Settings from the environment: the only module that reads it (interface.md lists the names)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.core.errors import ConfigError
+
+BUNDLED_PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+
+
+class Settings(BaseSettings):
+    """Everything configurable. Secrets are SecretStr so they never reach a log by accident."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore", frozen=True)
+
+    slack_bot_token: SecretStr
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+    incident_channel: str = "incident"
+
+    database_url: SecretStr
+    redis_url: SecretStr
+
+    prometheus_url: str | None = None
+    grafana_url: str | None = None
+    alertmanager_url: str | None = None
+    alertmanager_webhook_token: SecretStr
+
+    pagerduty_api_token: SecretStr | None = None
+    pagerduty_api_url: str = "https://api.pagerduty.com"
+    pagerduty_from_email: str | None = None
+    pagerduty_webhook_secret: SecretStr | None = None
+    # Not in the public contract: lets tests trust the sandbox PagerDuty's TLS certificate.
+    pagerduty_ca_bundle: str | None = None
+
+    kubeconfig: str | None = None
+    # Set by Kubernetes in every pod: use the service account when no KUBECONFIG is given.
+    kubernetes_service_host: str | None = None
+    playbooks_dir: Path = BUNDLED_PLAYBOOKS
+
+    http_host: str = "0.0.0.0"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    log_format: Literal["json", "console"] = "json"
+
+    # Tuning knobs beyond the contract, with production defaults.
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    worker_count: int = Field(default=4, ge=1, le=64)
+    sweep_interval_seconds: float = Field(default=2.0, gt=0)
+    # Multiplies Slack's published per-method rates in our limiter; only a time-compressed
+    # sandbox benchmark changes it (the sandbox server applies the same factor).
+    slack_rate_scale: float = Field(default=1.0, gt=0)
+    replica_name: str | None = None
+    # After a remediation: how long to keep re-checking the playbook checks / the alert's
+    # expression for recovery before reporting "not recovered".
+    remediation_verify_seconds: float = Field(default=300.0, ge=0, le=3600)
+    # Archive a resolved incident's channel after this long (0 = never).
+    archive_after_seconds: float = Field(default=24 * 3600, ge=0)
+    # Events API v2 routing key used to page when a P1/P2 is not acknowledged in time.
+    pagerduty_routing_key: SecretStr | None = None
+    pagerduty_events_url: str = "https://events.pagerduty.com"
+    # Read only to refuse them: Bolt switches to OAuth on its own when both are set.
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _pagerduty_needs_from(self) -> Settings:
+        if self.pagerduty_api_token is not None and not self.pagerduty_from_email:
+            raise ValueError("PAGERDUTY_FROM_EMAIL is required when PAGERDUTY_API_TOKEN is set")
+        return self
+
+    @model_validator(mode="after")
+    def _no_oauth(self) -> Settings:
+        if self.slack_client_id and self.slack_client_secret is not None:
+            raise ValueError(
+                "SLACK_CLIENT_ID/SLACK_CLIENT_SECRET are set: incidentbot is a single-workspace app and"
+                " Bolt would switch to OAuth; unset them"
+            )
+        return self
+
+    @property
+    def in_cluster(self) -> bool:
+        return self.kubernetes_service_host is not None
+
+    @property
+    def socket_mode(self) -> bool:
+        return self.slack_app_token is not None
+
+
+def playbooks_dir_from_env() -> Path:
+    """PLAYBOOKS_DIR for commands that need no other configuration (validate)."""
+    import os
+
+    value = os.environ.get("PLAYBOOKS_DIR")
+    return Path(value) if value else BUNDLED_PLAYBOOKS
+
+
+def sandbox_environment() -> dict[str, str]:
+    """Variables the sandbox mode honours from the environment (own Postgres/Redis, port)."""
+    import os
+
+    names = ("DATABASE_URL", "REDIS_URL", "PROMETHEUS_URL", "GRAFANA_URL", "LOG_FORMAT")
+    return {name.lower(): os.environ[name] for name in names if os.environ.get(name)}
+
+
+def load_settings(*, http_mode_required: bool = True) -> Settings:
+    """Read the environment; any problem becomes one ConfigError line naming the variable."""
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            name = ".".join(str(p) for p in err["loc"]).upper() or "settings"
+            if err["type"] == "missing":
+                problems.append(f"{name} is required")
+            else:
+                problems.append(f"{name}: {err['msg']}")
+        raise ConfigError("configuration: " + "; ".join(problems)) from None
+    if http_mode_required and not settings.socket_mode and settings.slack_signing_secret is None:
+        raise ConfigError("configuration: SLACK_SIGNING_SECRET is required (or set SLACK_APP_TOKEN)")
+    return settings

@@ -1,0 +1,385 @@
+"""The access and response policy (``playbooks/policy.yaml``): pure pydantic models.
+
+- `severity_mapping`: alert ``severity`` label value -> P1..P4, merged over the built-in
+  defaults (critical/page -> P1, error/high/warning -> P2, medium -> P3, low/info -> P4,
+  p0..p4 / sev0..sev4 / 0..4 with P0 folded into P1). Keys compare case-insensitively.
+- `severity_policy`: per severity, the acknowledgement target, when to escalate an
+  unacknowledged incident, the status-update cadence and whether to page. Defaults come
+  from the seed runbooks (P1: ack 15 min, escalate after 15; P2: 30/60; P3: 120/240;
+  P4: next business day, no escalation).
+- `roles`: name -> Slack users and user groups. The built-in role ``everyone`` is anybody.
+- `approvals`: rules keyed by an action name (``scale``), ``default``, or a custom name a
+  playbook remediation refers to with ``approval: <name>``. Who may request, who may
+  approve, how many approvals, whether the requester counts, namespaces allowed/denied
+  (shell-style globs, deny wins), replica bounds, expiry and cooldown.
+- `exec_templates`: the only commands ``exec`` may run: an argv list with ``{arg}``
+  placeholders, each argument constrained by a full-match regex. Never a shell.
+- `kill_switch`: when true, no remediation executes.
+
+Safe defaults: with no policy file (or an empty one) nobody may approve anything, no
+namespace is allowed and no exec template exists, so nothing mutates the cluster.
+
+This module does no I/O; `bot.config.playbooks` loads and validates the file with line numbers.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
+
+from bot.core.actions import ActionName
+from bot.core.incident import Severity
+
+__all__ = [
+    "DEFAULT_SEVERITY_MAPPING",
+    "DEFAULT_SEVERITY_POLICY",
+    "EVERYONE",
+    "ApprovalRule",
+    "ExecArg",
+    "ExecTemplate",
+    "Policy",
+    "Role",
+    "Severity",
+    "SeverityPolicy",
+    "map_severity",
+    "normalize_severity_key",
+]
+
+EVERYONE = "everyone"
+
+RoleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]
+RuleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]
+ArgName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+TemplateName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+SlackUserId = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9_]{2,}$")]
+# A user group ID (S0123ABC) or its handle (sre-team).
+SlackUsergroup = Annotated[str, StringConstraints(pattern=r"^(S[A-Z0-9_]{2,}|[a-z0-9][a-z0-9._-]*)$")]
+NamespaceGlob = Annotated[str, StringConstraints(pattern=r"^[a-z0-9*?\[\]-]+$", max_length=63)]
+
+
+def _compile_regex(pattern: str) -> str:
+    try:
+        re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
+    return pattern
+
+
+Regex = Annotated[str, AfterValidator(_compile_regex)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --------------------------------------------------------------------------- severity
+
+_SEV_FORMS = re.compile(r"^(?:p|sev|s|severity)?([0-4])$")
+
+
+def normalize_severity_key(value: str) -> str:
+    """Lowercase, trim, and drop separators: 'SEV-1' -> 'sev1', ' Critical ' -> 'critical'."""
+    return re.sub(r"[\s_-]+", "", value.strip().lower())
+
+
+DEFAULT_SEVERITY_MAPPING: dict[str, Severity] = {
+    "critical": Severity.P1,
+    "page": Severity.P1,
+    "emergency": Severity.P1,
+    "error": Severity.P2,
+    "high": Severity.P2,
+    "warning": Severity.P2,
+    "medium": Severity.P3,
+    "low": Severity.P4,
+    "info": Severity.P4,
+    "none": Severity.P4,
+    **{f"{prefix}{n}": Severity(f"P{max(1, n)}") for prefix in ("p", "sev", "") for n in range(5)},
+}
+
+
+def map_severity(label_value: str | None, mapping: Mapping[str, Severity] | None = None) -> Severity | None:
+    """P1..P4 for an alert's ``severity`` label value, or None when it is not recognised."""
+    if not label_value:
+        return None
+    key = normalize_severity_key(label_value)
+    table = DEFAULT_SEVERITY_MAPPING if mapping is None else mapping
+    if key in table:
+        return table[key]
+    m = _SEV_FORMS.fullmatch(key)
+    if m:
+        return Severity(f"P{max(1, int(m.group(1)))}")
+    return None
+
+
+class SeverityPolicy(_Model):
+    ack_minutes: int = Field(ge=1, le=10080, description="acknowledge within this many minutes")
+    escalate_after_minutes: int | None = Field(
+        default=None, ge=1, le=10080, description="escalate if still unacknowledged after this; null: never"
+    )
+    update_every_minutes: int | None = Field(
+        default=None, ge=1, le=10080, description="remind the channel to post a status update; null: never"
+    )
+    page: bool = Field(default=False, description="page the on-call responder (PagerDuty)")
+
+
+DEFAULT_SEVERITY_POLICY: dict[Severity, SeverityPolicy] = {
+    Severity.P1: SeverityPolicy(
+        ack_minutes=15, escalate_after_minutes=15, update_every_minutes=30, page=True
+    ),
+    Severity.P2: SeverityPolicy(
+        ack_minutes=30, escalate_after_minutes=60, update_every_minutes=60, page=True
+    ),
+    Severity.P3: SeverityPolicy(ack_minutes=120, escalate_after_minutes=240, update_every_minutes=240),
+    Severity.P4: SeverityPolicy(ack_minutes=1440),
+}
+
+
+# --------------------------------------------------------------------------- roles and approvals
+
+
+class Role(_Model):
+    users: list[SlackUserId] = Field(default_factory=list, description="Slack user IDs (U.../W...)")
+    usergroups: list[SlackUsergroup] = Field(
+        default_factory=list, description="Slack user group IDs (S...) or handles"
+    )
+
+
+class ApprovalRule(_Model):
+    requesters: list[RoleName] = Field(default_factory=list, description="roles that may request")
+    approvers: list[RoleName] = Field(default_factory=list, description="roles that may approve")
+    approvals_needed: int = Field(default=1, ge=1, le=5)
+    requester_may_approve: bool = Field(
+        default=False, description="whether the requester's own approval counts towards approvals_needed"
+    )
+    namespaces_allow: list[NamespaceGlob] = Field(
+        default_factory=list, description="namespaces (globs) the action may touch; empty: none"
+    )
+    namespaces_deny: list[NamespaceGlob] = Field(
+        default_factory=lambda: ["kube-system", "kube-public", "kube-node-lease"],
+        description="namespaces (globs) never touched; wins over namespaces_allow",
+    )
+    max_replicas: int | None = Field(default=None, ge=0, le=1000, description="scale: upper bound")
+    max_scale_step: int | None = Field(
+        default=None, ge=1, le=1000, description="scale: largest change of replicas in one action"
+    )
+    expiry_minutes: int = Field(default=15, ge=1, le=1440, description="a proposal expires unapproved")
+    cooldown_minutes: int = Field(
+        default=0, ge=0, le=1440, description="minimum time between two runs on the same target"
+    )
+
+    def allows_namespace(self, namespace: str) -> bool:
+        """Deny wins; otherwise the namespace must match an allow glob."""
+        if any(fnmatch.fnmatchcase(namespace, glob) for glob in self.namespaces_deny):
+            return False
+        return any(fnmatch.fnmatchcase(namespace, glob) for glob in self.namespaces_allow)
+
+    def scale_violation(self, current: int | None, desired: int) -> str | None:
+        """Why scaling from `current` to `desired` replicas is not allowed, or None."""
+        if self.max_replicas is not None and desired > self.max_replicas:
+            return f"{desired} replicas is above the policy maximum of {self.max_replicas}"
+        if (
+            self.max_scale_step is not None
+            and current is not None
+            and abs(desired - current) > self.max_scale_step
+        ):
+            return (
+                f"changing {current} -> {desired} replicas exceeds the policy step of {self.max_scale_step}"
+            )
+        return None
+
+
+DENY_ALL = ApprovalRule()
+
+
+class ExecArg(_Model):
+    pattern: Regex = Field(description="full-match regular expression every value must satisfy")
+    description: str = ""
+
+
+_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([a-z][a-z0-9_]*)\}|[{}]")
+
+
+def _placeholders(part: str) -> list[str]:
+    names: list[str] = []
+    for m in _PLACEHOLDER.finditer(part):
+        token = m.group(0)
+        if token in ("{{", "}}"):
+            continue
+        if m.group(1) is None:
+            raise ValueError(
+                f"stray {token!r} in {part!r}: write {{name}} for an argument, {{{{ or }}}} for a brace"
+            )
+        names.append(m.group(1))
+    return names
+
+
+class ExecTemplate(_Model):
+    argv: list[str] = Field(min_length=1, max_length=64, description="command and arguments; never a shell")
+    args: dict[ArgName, ExecArg] = Field(default_factory=dict, max_length=10)
+    description: str = ""
+
+    _compiled: dict[str, re.Pattern[str]] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, data: Any) -> Any:
+        # `name: [argv...]` is shorthand for a template without arguments.
+        return {"argv": data} if isinstance(data, list) else data
+
+    @model_validator(mode="after")
+    def _check_placeholders(self) -> ExecTemplate:
+        if not self.argv[0].strip():
+            raise ValueError("argv[0] (the command) must not be empty")
+        used = {name for part in self.argv for name in _placeholders(part)}
+        undeclared = sorted(used - set(self.args))
+        if undeclared:
+            raise ValueError(
+                f"argv uses undeclared argument(s) {', '.join(undeclared)}; declare them under args"
+            )
+        unused = sorted(set(self.args) - used)
+        if unused:
+            raise ValueError(f"argument(s) {', '.join(unused)} declared but not used in argv")
+        return self
+
+    def model_post_init(self, __context: Any) -> None:
+        self._compiled = {name: re.compile(arg.pattern) for name, arg in self.args.items()}
+
+    def arg_problems(self, args: Mapping[str, str]) -> list[str]:
+        """Why these argument values cannot be used (empty list: they can)."""
+        problems = [f"missing argument {name!r}" for name in self.args if name not in args]
+        problems += [f"unknown argument {name!r}" for name in args if name not in self.args]
+        for name, value in args.items():
+            pattern = self._compiled.get(name)
+            if pattern is None:
+                continue
+            if not isinstance(value, str):
+                problems.append(f"argument {name!r} must be a string")
+            elif "\x00" in value or pattern.fullmatch(value) is None:
+                problems.append(f"argument {name!r} = {value!r} does not match {pattern.pattern!r}")
+        return problems
+
+    def render(self, args: Mapping[str, str]) -> list[str]:
+        """The argv to execute with `args` filled in; raises ValueError on any bad argument."""
+        problems = self.arg_problems(args)
+        if problems:
+            raise ValueError("; ".join(problems))
+
+        def fill(m: re.Match[str]) -> str:
+            token = m.group(0)
+            if token in ("{{", "}}"):
+                return token[0]
+            return args[m.group(1)]
+
+        return [_PLACEHOLDER.sub(fill, part) for part in self.argv]
+
+
+# --------------------------------------------------------------------------- the policy
+
+
+class Policy(_Model):
+    severity_mapping: dict[str, Severity] = Field(
+        default_factory=lambda: dict(DEFAULT_SEVERITY_MAPPING),
+        description="alert severity label value -> P1..P4, merged over the built-in defaults",
+    )
+    default_severity: Severity = Field(
+        default=Severity.P3, description="severity of an alert whose severity label is missing or unknown"
+    )
+    severity_policy: dict[Severity, SeverityPolicy] = Field(
+        default_factory=lambda: dict(DEFAULT_SEVERITY_POLICY),
+        description="per severity; severities left out keep their defaults",
+    )
+    roles: dict[RoleName, Role] = Field(default_factory=dict)
+    approvals: dict[str, ApprovalRule] = Field(
+        default_factory=dict, description='keyed by action name, "default", or a custom rule name'
+    )
+    exec_templates: dict[TemplateName, ExecTemplate] = Field(default_factory=dict)
+    kill_switch: bool = Field(default=False, description="when true, no remediation executes")
+
+    @field_validator("severity_mapping", mode="after")
+    @classmethod
+    def _merge_mapping(cls, value: dict[str, Severity]) -> dict[str, Severity]:
+        merged = dict(DEFAULT_SEVERITY_MAPPING)
+        merged.update({normalize_severity_key(k): v for k, v in value.items()})
+        return merged
+
+    @field_validator("severity_policy", mode="after")
+    @classmethod
+    def _merge_policy(cls, value: dict[Severity, SeverityPolicy]) -> dict[Severity, SeverityPolicy]:
+        return {**DEFAULT_SEVERITY_POLICY, **value}
+
+    def problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Cross-reference problems as (path in the file, message); empty when consistent."""
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        if EVERYONE in self.roles:
+            found.append(
+                (("roles", EVERYONE), f"role {EVERYONE!r} is built in (anybody); choose another name")
+            )
+        actions = {a.value for a in ActionName}
+        for key, rule in self.approvals.items():
+            if key != "default" and key not in actions and re.fullmatch(r"[a-z][a-z0-9_-]*", key) is None:
+                found.append(
+                    (
+                        ("approvals", key),
+                        f"approval rule name {key!r} must be lowercase letters, digits, - or _",
+                    )
+                )
+            for field in ("requesters", "approvers"):
+                for i, role in enumerate(getattr(rule, field)):
+                    if role != EVERYONE and role not in self.roles:
+                        found.append(
+                            (("approvals", key, field, i), f"unknown role {role!r} (define it under roles)")
+                        )
+            if EVERYONE in rule.approvers:
+                found.append(
+                    (
+                        ("approvals", key, "approvers"),
+                        f"{EVERYONE!r} may not approve; name the roles that may",
+                    )
+                )
+        return found
+
+    # ----------------------------------------------------------------- lookups
+
+    def map_severity(self, label_value: str | None) -> Severity | None:
+        return map_severity(label_value, self.severity_mapping)
+
+    def severity_for(self, label_value: str | None) -> Severity:
+        """Like map_severity, falling back to default_severity."""
+        return self.map_severity(label_value) or self.default_severity
+
+    def response(self, severity: Severity) -> SeverityPolicy:
+        return self.severity_policy[severity]
+
+    def rule_for(self, action: ActionName | str, approval: str = "default") -> ApprovalRule:
+        """The approval rule for a proposal: a named rule if the playbook names one, else the
+        rule of the action, else "default"; with none of them, a rule that allows nothing."""
+        if approval != "default":
+            return self.approvals.get(approval, DENY_ALL)
+        action_key = action.value if isinstance(action, ActionName) else action
+        return self.approvals.get(action_key) or self.approvals.get("default") or DENY_ALL
+
+    def in_roles(self, roles: Iterable[str], user_id: str, usergroups: Iterable[str] = ()) -> bool:
+        """Whether a Slack user (member of `usergroups`, IDs or handles) holds one of `roles`."""
+        groups = set(usergroups)
+        for name in roles:
+            if name == EVERYONE:
+                return True
+            role = self.roles.get(name)
+            if role is None:
+                continue
+            if user_id in role.users or groups.intersection(role.usergroups):
+                return True
+        return False

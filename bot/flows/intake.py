@@ -1,0 +1,254 @@
+"""Ingest → incident: turn stored webhook deliveries into incidents, then ask for publishing.
+
+The HTTP handler only stores the raw delivery (durable before the 2xx) and wakes a worker.
+Workers on every replica claim deliveries with SKIP LOCKED, apply each in one transaction
+(serialised per alert group by an advisory lock), and hand changed incidents to the
+publisher. A sweep picks up whatever a crash or an outage left behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+from bot.core.blockkit import escape
+from bot.core.incident import (
+    AlertStatus,
+    IncidentSource,
+    IncidentStatus,
+    Severity,
+    highest_severity,
+    incident_title,
+    map_severity,
+)
+from bot.core.playbooks import PlaybookSet
+from bot.core.policy import Policy
+from bot.core.timers import opening_timers
+from bot.flows.gate import BACKGROUND, IntakeGate
+from bot.obs import logs
+from bot.obs.metrics import Metrics
+from bot.sources.alertmanager import AMPayload
+from bot.store.incidents import InboxRow, IntakeTx, PostgresStore
+
+log = logging.getLogger("incidentbot.pipeline")
+
+Clock = Callable[[], datetime]
+GroupKeyFn = Callable[[AMPayload], str]
+SeverityFn = Callable[[dict[str, str]], Severity]
+SourceHandler = Callable[[InboxRow, IntakeTx], Awaitable[list[int]]]
+MAX_ATTEMPTS = 10
+
+
+def default_group_key(payload: AMPayload) -> str:
+    return payload.group_key
+
+
+def default_severity(labels: dict[str, str]) -> Severity:
+    return map_severity(labels.get("severity"))
+
+
+def playbook_group_key(playbooks: PlaybookSet) -> GroupKeyFn:
+    """Alertmanager's groupKey, unless the matching playbook groups by its own labels."""
+
+    def group_key(payload: AMPayload) -> str:
+        first = payload.alerts[0].labels
+        playbook = playbooks.match(first)
+        if playbook is None or not playbook.group_by:
+            return payload.group_key
+        values = ",".join(f"{name}={first.get(name, '')}" for name in playbook.group_by)
+        return f"playbook:{playbook.name}:{values}"
+
+    return group_key
+
+
+def playbook_severity(playbooks: PlaybookSet) -> SeverityFn:
+    """The matching playbook's severity override, else the policy's severity mapping."""
+
+    def severity(labels: dict[str, str]) -> Severity:
+        playbook = playbooks.match(labels)
+        if playbook is not None and playbook.severity is not None:
+            return playbook.severity
+        return playbooks.policy.severity_for(labels.get("severity"))
+
+    return severity
+
+
+class Pipeline:
+    def __init__(
+        self,
+        store: PostgresStore,
+        metrics: Metrics,
+        clock: Clock,
+        publish: Callable[[int], None],
+        *,
+        severity: SeverityFn = default_severity,
+        group_key: GroupKeyFn = default_group_key,
+        policy: Policy | None = None,
+        gate: IntakeGate | None = None,
+    ) -> None:
+        self.store = store
+        self.metrics = metrics
+        self.clock = clock
+        self.publish = publish
+        self.severity = severity
+        self.group_key = group_key
+        self.policy = policy or Policy()
+        self._wake: asyncio.Queue[None] = asyncio.Queue()
+        # Other webhook sources (PagerDuty), registered by the wiring at start-up.
+        self.handlers: dict[str, SourceHandler] = {}
+        # Webhook requests being answered go first (see bot.flows.gate).
+        self.gate = gate or IntakeGate()
+
+    def wake(self) -> None:
+        self._wake.put_nowait(None)
+
+    async def worker(self, stop: asyncio.Event, poll_interval: float, drain_s: float = 10.0) -> None:
+        """Process deliveries until stop is set, then drain what was accepted before the
+        shutdown (bounded), so a SIGTERM leaves nothing half done."""
+        BACKGROUND.set(True)
+        while not stop.is_set():
+            if await self._step():
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.get(), timeout=poll_interval)
+        deadline = asyncio.get_running_loop().time() + drain_s
+        while asyncio.get_running_loop().time() < deadline and await self._step():
+            pass
+
+    async def _step(self) -> bool:
+        await self.gate.turn()
+        try:
+            return await self.process_one()
+        except Exception:
+            log.exception("worker.error")
+            return False
+
+    async def process_one(self) -> bool:
+        """Claim and apply one stored delivery; False when there is none ready."""
+        failed: tuple[int, int, str] | None = None
+        touched: list[int] = []
+        try:
+            async with self.store.claim_delivery() as claimed:
+                if claimed is None:
+                    return False
+                row, tx = claimed
+                try:
+                    touched = await self._apply(row, tx)
+                except Exception as exc:
+                    failed = (row.id, row.attempts, f"{type(exc).__name__}: {exc}")
+                    raise
+        except Exception:
+            if failed is None:
+                raise
+            inbox_id, attempts, error = failed
+            self.metrics.delivery_failures.inc()
+            give_up = attempts + 1 >= MAX_ATTEMPTS
+            log.exception("delivery.failed", extra={"inbox_id": inbox_id, "give_up": give_up})
+            await self.store.record_delivery_failure(inbox_id, error, give_up=give_up)
+            return True
+        for incident_id in touched:
+            self.publish(incident_id)
+        return True
+
+    async def _apply(self, row: InboxRow, tx: IntakeTx) -> list[int]:
+        with logs.context(inbox_id=row.id, source=row.source):
+            return await self._apply_row(row, tx)
+
+    async def _apply_row(self, row: InboxRow, tx: IntakeTx) -> list[int]:
+        if row.source == "alertmanager":
+            payload = AMPayload.model_validate(row.body)
+            touched = await self.apply_alertmanager(tx, payload, row.id)
+        elif row.source in self.handlers:
+            touched = await self.handlers[row.source](row, tx)
+        else:
+            log.warning("delivery.unknown_source", extra={"source": row.source, "inbox_id": row.id})
+            touched = []
+        self.metrics.processing_lag.observe(max(0.0, (self.clock() - row.received_at).total_seconds()))
+        return touched
+
+    async def apply_alertmanager(self, tx: IntakeTx, payload: AMPayload, delivery_id: int) -> list[int]:
+        """Apply one group snapshot. Returns the incidents whose stored state changed."""
+        now = self.clock()
+        alerts = payload.domain_alerts()
+        key = self.group_key(payload)
+        await tx.lock_group(key)
+        firing = [a for a in alerts if a.status is AlertStatus.FIRING]
+        incident = await tx.open_incident_for(key)
+        created = False
+        if incident is None and firing:
+            severity = highest_severity([self.severity(a.labels) for a in firing]) or Severity.P3
+            incident, created = await tx.create_incident(
+                group_key=key,
+                title=incident_title(firing),
+                severity=severity,
+                source=IncidentSource.ALERTMANAGER,
+                now=now,
+                external_url=payload.external_url or None,
+            )
+            if created:
+                names = ", ".join(sorted({a.name for a in firing}))
+                await tx.add_event(
+                    incident.id,
+                    "opened",
+                    f"Incident opened by Alertmanager: {escape(names)}",
+                    at=now,
+                    data={"group_key": key, "alerts": len(firing)},
+                )
+                for kind, due_at, data in opening_timers(self.policy, incident, now):
+                    await tx.schedule_timer(incident.id, kind, due_at, data)
+                self.metrics.incidents_opened.labels("alertmanager", severity.value).inc()
+                log.info("incident.opened", extra={"incident_id": incident.id, "severity": severity.value})
+        target = incident.id if incident is not None else None
+        firing_before = 0
+        if incident is not None and not created:
+            firing_before, _ = await tx.incident_alert_counts(incident.id)
+        changes = await tx.upsert_alerts(target, alerts, delivery_id, now)
+        for change in changes:
+            self.metrics.alerts_stored.labels(change.alert.status.value).inc()
+        if incident is None:
+            return []  # resolved alerts of a group with no open incident: stored, nothing to show
+        changed = created or bool(changes)
+        for change in changes:
+            verb = "fired" if change.alert.status is AlertStatus.FIRING else "resolved"
+            await tx.add_event(
+                incident.id,
+                f"alert_{verb}",
+                f"{escape(change.alert.name)} {verb}",
+                at=now,
+                data={"fingerprint": change.alert.fingerprint, "labels": change.alert.labels},
+            )
+        if incident.status is not IncidentStatus.RESOLVED and not created:
+            firing_after, total = await tx.incident_alert_counts(incident.id)
+            if firing_before > 0 and firing_after == 0:
+                await tx.add_event(
+                    incident.id,
+                    "alerts_resolved",
+                    f"✅ All {total} alert(s) of this incident have resolved. Resolve the incident when"
+                    " you are satisfied (`/incident resolve`).",
+                    at=now,
+                    announce=True,
+                )
+            elif firing_before == 0 and firing_after > 0:
+                await tx.add_event(
+                    incident.id,
+                    "alerts_refiring",
+                    f"🔥 Alerts are firing again ({firing_after} firing).",
+                    at=now,
+                    announce=True,
+                )
+            raised = highest_severity([self.severity(a.labels) for a in firing])
+            if raised is not None and await tx.raise_severity(incident.id, raised):
+                await tx.add_event(
+                    incident.id,
+                    "severity_raised",
+                    f"Severity raised to {raised} by a new alert.",
+                    at=now,
+                    announce=True,
+                )
+                changed = True
+        if changed and not created:
+            await tx.bump_version(incident.id)
+        return [incident.id] if changed else []

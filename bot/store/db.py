@@ -1,0 +1,56 @@
+"""Numbered plain-SQL migrations, applied under a Postgres advisory lock.
+
+Several replicas may start at once: each takes the same session-level advisory lock on a
+dedicated connection, so exactly one applies a pending file while the others wait and then
+find nothing left to do. Each file runs in its own transaction with its version row.
+"""
+
+from __future__ import annotations
+
+import logging
+from importlib import resources
+
+import asyncpg
+
+log = logging.getLogger("incidentbot.migrate")
+
+# Arbitrary constant shared by every replica: "incidentbot migrations".
+MIGRATION_LOCK_KEY = 0x1_1C1D_E27B
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(version, sql) for every bundled migration, in order."""
+    folder = resources.files("bot.store") / "migrations"
+    found = sorted(
+        (entry.name.removesuffix(".sql"), entry.read_text(encoding="utf-8"))
+        for entry in folder.iterdir()
+        if entry.name.endswith(".sql")
+    )
+    return found
+
+
+async def apply_migrations(dsn: str) -> list[str]:
+    """Apply pending migrations; returns the versions applied by this call."""
+    conn = await asyncpg.connect(dsn)
+    applied: list[str] = []
+    try:
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
+            for version, sql in migration_files():
+                if version in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(sql)
+                    await conn.execute("INSERT INTO schema_migrations (version) VALUES ($1)", version)
+                applied.append(version)
+                log.info("migration.applied", extra={"version": version})
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK_KEY)
+    finally:
+        await conn.close()
+    return applied

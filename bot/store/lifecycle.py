@@ -1,0 +1,322 @@
+"""Lifecycle state changes: each is one transaction that updates the incident, writes its
+timeline event and bumps the version the publisher compares against."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+
+from bot.core.incident import Incident, Role, Severity
+from bot.store.incidents import IntakeTx, Record, _incident
+
+
+@dataclass(frozen=True, slots=True)
+class Timer:
+    id: int
+    incident_id: int
+    kind: str
+    due_at: datetime
+    data: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class SilenceRecord:
+    id: int
+    incident_id: int
+    silence_id: str
+    matchers: list[dict[str, Any]]
+    ends_at: datetime
+    expired_at: datetime | None
+
+
+def _timer(row: Record) -> Timer:
+    return Timer(row["id"], row["incident_id"], row["kind"], row["due_at"], row["data"])
+
+
+class LifecycleStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def _change(
+        self,
+        sql: str,
+        args: tuple[Any, ...],
+        *,
+        event: tuple[str, str],
+        actor: str | None,
+        now: datetime,
+        announce: bool = False,
+        data: dict[str, Any] | None = None,
+    ) -> Incident | None:
+        """Run one guarded UPDATE ... RETURNING *; on success add the event and bump version."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(sql, *args)
+            if row is None:
+                return None
+            incident = _incident(row)
+            tx = IntakeTx(conn)
+            await tx.add_event(
+                incident.id, event[0], event[1], at=now, actor=actor, announce=announce, data=data
+            )
+            await tx.bump_version(incident.id)
+            return incident
+
+    async def set_severity(
+        self, incident_id: int, severity: Severity, actor: str, now: datetime
+    ) -> Incident | None:
+        return await self._change(
+            "UPDATE incidents SET severity = $2 WHERE id = $1 AND severity <> $2 RETURNING *",
+            (incident_id, severity.value),
+            event=("severity_changed", f"<@{actor}> set severity to {severity}"),
+            actor=actor,
+            now=now,
+            announce=True,
+        )
+
+    async def post_status(self, incident_id: int, text: str, actor: str, now: datetime) -> Incident | None:
+        return await self._change(
+            "UPDATE incidents SET last_status_update = $2, status_updated_at = $3 WHERE id = $1 RETURNING *",
+            (incident_id, text, now),
+            event=("status_update", text),
+            actor=actor,
+            now=now,
+        )
+
+    async def assign(
+        self, incident_id: int, role: Role, user: str, actor: str, now: datetime
+    ) -> Incident | None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO incident_roles (incident_id, role, user_id, assigned_at, assigned_by)"
+                " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (incident_id, role) DO UPDATE SET"
+                " user_id = EXCLUDED.user_id, assigned_at = EXCLUDED.assigned_at, assigned_by = EXCLUDED.assigned_by",
+                incident_id,
+                role.value,
+                user,
+                now,
+                actor,
+            )
+            if role is Role.COMMANDER:
+                await conn.execute("UPDATE incidents SET commander = $2 WHERE id = $1", incident_id, user)
+            tx = IntakeTx(conn)
+            await tx.add_event(
+                incident_id,
+                "role_assigned",
+                f"<@{actor}> made <@{user}> {role.value}",
+                at=now,
+                actor=actor,
+                announce=True,
+                data={"role": role.value, "user": user},
+            )
+            await tx.bump_version(incident_id)
+            row = await conn.fetchrow("SELECT * FROM incidents WHERE id = $1", incident_id)
+            return _incident(row) if row else None
+
+    async def resolve(
+        self, incident_id: int, actor: str, summary: str | None, now: datetime
+    ) -> Incident | None:
+        text = f"Resolved by <@{actor}>" + (f": {summary}" if summary else "")
+        return await self._change(
+            "UPDATE incidents SET status = 'resolved', open_marker = NULL, resolved_at = $2, resolved_by = $3,"
+            " resolution_summary = $4 WHERE id = $1 AND open_marker RETURNING *",
+            (incident_id, now, actor, summary),
+            event=("resolved", text),
+            actor=actor,
+            now=now,
+        )
+
+    async def reopen(self, incident_id: int, actor: str, now: datetime) -> Incident | None:
+        """Resolved → triggered; raises UniqueViolationError when the group has a newer
+        open incident (the caller tells the user which)."""
+        return await self._change(
+            "UPDATE incidents SET status = 'triggered', open_marker = TRUE, resolved_at = NULL,"
+            " resolved_by = NULL, acknowledged_at = NULL, acknowledged_by = NULL,"
+            # An archived channel cannot take messages (bots cannot unarchive): open a new one.
+            " channel_id = CASE WHEN archived_at IS NULL THEN channel_id END,"
+            " channel_name = CASE WHEN archived_at IS NULL THEN channel_name END,"
+            " card_ts = CASE WHEN archived_at IS NULL THEN card_ts END,"
+            " channel_topic = CASE WHEN archived_at IS NULL THEN channel_topic END,"
+            " channel_claimed_by = CASE WHEN archived_at IS NULL THEN channel_claimed_by END,"
+            " archived_at = NULL"
+            " WHERE id = $1 AND open_marker IS NULL RETURNING *",
+            (incident_id,),
+            event=("reopened", f"Reopened by <@{actor}>"),
+            actor=actor,
+            now=now,
+            announce=True,
+        )
+
+    async def mark_archived(self, incident_id: int, now: datetime) -> None:
+        await self.pool.execute("UPDATE incidents SET archived_at = $2 WHERE id = $1", incident_id, now)
+
+    async def add_event(
+        self,
+        incident_id: int,
+        kind: str,
+        text: str,
+        *,
+        now: datetime,
+        actor: str | None = None,
+        data: dict[str, Any] | None = None,
+        announce: bool = False,
+        bump: bool = False,
+    ) -> int:
+        async with self.pool.acquire() as conn, conn.transaction():
+            tx = IntakeTx(conn)
+            event_id = await tx.add_event(
+                incident_id, kind, text, at=now, actor=actor, data=data, announce=announce
+            )
+            if bump or announce:
+                await tx.bump_version(incident_id)
+            return event_id
+
+    async def link_pagerduty(
+        self, incident_id: int, pd_id: str, url: str | None, service: str | None, policy: str | None
+    ) -> None:
+        await self.pool.execute(
+            "UPDATE incidents SET pagerduty_incident_id = $2, pagerduty_url = $3, pagerduty_service = $4,"
+            " pagerduty_escalation_policy = $5, version = version + 1 WHERE id = $1",
+            incident_id,
+            pd_id,
+            url,
+            service,
+            policy,
+        )
+
+    async def by_pagerduty(self, pd_id: str) -> Incident | None:
+        row = await self.pool.fetchrow("SELECT * FROM incidents WHERE pagerduty_incident_id = $1", pd_id)
+        return _incident(row) if row else None
+
+    async def advance_pagerduty_clock(self, incident_id: int, occurred_at: datetime) -> bool:
+        """Record a PagerDuty state change as applied; False when a newer one already was."""
+        row = await self.pool.fetchval(
+            "UPDATE incidents SET pagerduty_event_at = $2 WHERE id = $1"
+            " AND (pagerduty_event_at IS NULL OR pagerduty_event_at <= $2) RETURNING id",
+            incident_id,
+            occurred_at,
+        )
+        return row is not None
+
+    async def escalation_policy(self, incident_id: int) -> str | None:
+        value: str | None = await self.pool.fetchval(
+            "SELECT pagerduty_escalation_policy FROM incidents WHERE id = $1", incident_id
+        )
+        return value
+
+    async def roles(self, incident_id: int) -> dict[Role, str]:
+        rows = await self.pool.fetch(
+            "SELECT role, user_id FROM incident_roles WHERE incident_id = $1", incident_id
+        )
+        return {Role(r["role"]): r["user_id"] for r in rows}
+
+    # --- timers -------------------------------------------------------------------------
+
+    async def schedule(
+        self,
+        incident_id: int,
+        kind: str,
+        due_at: datetime,
+        data: dict[str, Any] | None = None,
+        *,
+        replace: bool = False,
+    ) -> None:
+        async with self.pool.acquire() as conn, conn.transaction():
+            if replace:
+                await conn.execute(
+                    "UPDATE timers SET done_at = now(), outcome = 'replaced'"
+                    " WHERE incident_id = $1 AND kind = $2 AND done_at IS NULL",
+                    incident_id,
+                    kind,
+                )
+            await conn.execute(
+                "INSERT INTO timers (incident_id, kind, due_at, data) VALUES ($1, $2, $3, $4)",
+                incident_id,
+                kind,
+                due_at,
+                data or {},
+            )
+
+    async def cancel_timers(self, incident_id: int, kinds: list[str] | None = None) -> None:
+        if kinds is None:
+            await self.pool.execute(
+                "UPDATE timers SET done_at = now(), outcome = 'cancelled' WHERE incident_id = $1 AND done_at IS NULL",
+                incident_id,
+            )
+        else:
+            await self.pool.execute(
+                "UPDATE timers SET done_at = now(), outcome = 'cancelled'"
+                " WHERE incident_id = $1 AND done_at IS NULL AND kind = ANY($2::text[])",
+                incident_id,
+                kinds,
+            )
+
+    async def claim_due(self, now: datetime, owner: str, lease_s: float, limit: int = 20) -> list[Timer]:
+        """Claim due timers (compare-and-set with a lease): each fires on one replica."""
+        rows = await self.pool.fetch(
+            """
+            UPDATE timers SET claimed_by = $2, claimed_at = $1
+            WHERE id IN (
+                SELECT id FROM timers
+                WHERE done_at IS NULL AND due_at <= $1
+                  AND (claimed_at IS NULL OR claimed_at < $1::timestamptz - make_interval(secs => $3::float8))
+                ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+            RETURNING *
+            """,
+            now,
+            owner,
+            lease_s,
+            limit,
+        )
+        return [_timer(r) for r in rows]
+
+    async def finish_timer(self, timer_id: int, outcome: str, now: datetime) -> None:
+        await self.pool.execute(
+            "UPDATE timers SET done_at = $3, outcome = $2 WHERE id = $1", timer_id, outcome[:500], now
+        )
+
+    async def pending_timers(self, incident_id: int) -> list[Timer]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM timers WHERE incident_id = $1 AND done_at IS NULL ORDER BY due_at", incident_id
+        )
+        return [_timer(r) for r in rows]
+
+    # --- silences -----------------------------------------------------------------------
+
+    async def add_silence(
+        self,
+        incident_id: int,
+        silence_id: str,
+        matchers: list[dict[str, Any]],
+        actor: str,
+        now: datetime,
+        ends_at: datetime,
+    ) -> None:
+        await self.pool.execute(
+            "INSERT INTO silences (incident_id, silence_id, matchers, created_by, created_at, ends_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6)",
+            incident_id,
+            silence_id,
+            matchers,
+            actor,
+            now,
+            ends_at,
+        )
+
+    async def active_silences(self, incident_id: int, now: datetime) -> list[SilenceRecord]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM silences WHERE incident_id = $1 AND expired_at IS NULL AND ends_at > $2 ORDER BY id",
+            incident_id,
+            now,
+        )
+        return [
+            SilenceRecord(
+                r["id"], r["incident_id"], r["silence_id"], r["matchers"], r["ends_at"], r["expired_at"]
+            )
+            for r in rows
+        ]
+
+    async def mark_silence_expired(self, record_id: int, now: datetime) -> None:
+        await self.pool.execute("UPDATE silences SET expired_at = $2 WHERE id = $1", record_id, now)
