@@ -40,9 +40,9 @@ from bot.flows.remediation import engine as remediation_engine
 from bot.flows.supervisor import Supervisor
 from bot.obs.metrics import Metrics
 from bot.store import coordination as redis_store
-from bot.store.db import apply_migrations
-from bot.store.inbox_writer import INTAKE_BATCHES_IN_FLIGHT
-from bot.store.incidents import InboxRow, IntakeTx, PostgresStore, create_pool
+from bot.store.db import apply_migrations, create_pool
+from bot.store.inbox import INTAKE_BATCHES_IN_FLIGHT, Inbox, InboxRow
+from bot.store.incidents import IntakeTx, PostgresStore
 from bot.store.lifecycle import LifecycleStore
 from bot.web.server import BotServer, build_web_app
 from commands.register import register
@@ -51,7 +51,7 @@ from commands.remediation import propose_from_playbook
 CONNECT_TIMEOUT_S = 10.0
 
 
-# Connections of the intake pool: one per group-commit batch in flight (bot.store.inbox_writer).
+# Connections of the intake pool: one per group-commit batch in flight (bot.store.inbox).
 INTAKE_CONNECTIONS = INTAKE_BATCHES_IN_FLIGHT
 
 
@@ -147,7 +147,7 @@ async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
 
     metrics = Metrics()
     supervisor = Supervisor()
-    store = PostgresStore(pool, intake_pool=intake_pool)
+    store = PostgresStore(pool)
     http_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     slack_client = build_client(
         settings.slack_bot_token.get_secret_value(), settings.slack_api_url, metrics, session=http_session
@@ -170,7 +170,7 @@ async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) 
         gate=gate,
     )
     pipeline = Pipeline(
-        store,
+        Inbox(pool, intake_pool=intake_pool),
         metrics,
         clock,
         publisher.request,

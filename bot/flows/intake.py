@@ -31,7 +31,8 @@ from bot.flows.gate import BACKGROUND, IntakeGate
 from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.sources.alertmanager import AMPayload
-from bot.store.incidents import InboxRow, IntakeTx, PostgresStore
+from bot.store.inbox import Inbox, InboxRow
+from bot.store.incidents import IntakeTx
 
 log = logging.getLogger("incidentbot.pipeline")
 
@@ -79,7 +80,7 @@ def playbook_severity(playbooks: PlaybookSet) -> SeverityFn:
 class Pipeline:
     def __init__(
         self,
-        store: PostgresStore,
+        inbox: Inbox,
         metrics: Metrics,
         clock: Clock,
         publish: Callable[[int], None],
@@ -89,7 +90,7 @@ class Pipeline:
         policy: Policy | None = None,
         gate: IntakeGate | None = None,
     ) -> None:
-        self.store = store
+        self.inbox = inbox
         self.metrics = metrics
         self.clock = clock
         self.publish = publish
@@ -131,7 +132,7 @@ class Pipeline:
         failed: tuple[int, int, str] | None = None
         touched: list[int] = []
         try:
-            async with self.store.claim_delivery() as claimed:
+            async with self.inbox.claim_delivery() as claimed:
                 if claimed is None:
                     return False
                 row, tx = claimed
@@ -147,7 +148,7 @@ class Pipeline:
             self.metrics.delivery_failures.inc()
             give_up = attempts + 1 >= MAX_ATTEMPTS
             log.exception("delivery.failed", extra={"inbox_id": inbox_id, "give_up": give_up})
-            await self.store.record_delivery_failure(inbox_id, error, give_up=give_up)
+            await self.inbox.record_delivery_failure(inbox_id, error, give_up=give_up)
             return True
         for incident_id in touched:
             self.publish(incident_id)

@@ -19,7 +19,8 @@ from bot.core.timers import opening_timers
 from bot.deps import Deps
 from bot.flows import incidents, timers
 from bot.sources.pagerduty import IncidentData, PagerDutyEvent, parse_webhook
-from bot.store.incidents import InboxRow, IntakeTx
+from bot.store.inbox import InboxRow
+from bot.store.incidents import IntakeTx
 
 log = logging.getLogger("incidentbot.pagerduty")
 # Events that set the incident's state: applied only when newer than the last one applied.

@@ -1,4 +1,4 @@
-"""Numbered plain-SQL migrations, applied under a Postgres advisory lock.
+"""Connection pools, and numbered plain-SQL migrations applied under a Postgres advisory lock.
 
 Several replicas may start at once: each takes the same session-level advisory lock on a
 dedicated connection, so exactly one applies a pending file while the others wait and then
@@ -7,6 +7,7 @@ find nothing left to do. Each file runs in its own transaction with its version 
 
 from __future__ import annotations
 
+import json
 import logging
 from importlib import resources
 
@@ -16,6 +17,26 @@ log = logging.getLogger("incidentbot.migrate")
 
 # Arbitrary constant shared by every replica: "incidentbot migrations".
 MIGRATION_LOCK_KEY = 0x1_1C1D_E27B
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    """json and jsonb values travel as Python values, in both directions."""
+    for type_name in ("json", "jsonb"):
+        await conn.set_type_codec(type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+async def _no_reset(conn: asyncpg.Connection) -> None:
+    """The pool keeps no session state (no session advisory locks, LISTEN, cursors or SET:
+    migrations lock on their own connection), so the default reset query on every release
+    would only cost a round trip. asyncpg still rolls back an open transaction itself."""
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+    pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30, reset=_no_reset
+    )
+    assert pool is not None
+    return pool
 
 
 def migration_files() -> list[tuple[str, str]]:

@@ -1,9 +1,8 @@
-"""PostgreSQL storage (asyncpg): the source of truth. SQL lives beside the code that uses it."""
+"""Incidents in PostgreSQL (asyncpg), the source of truth: the intake transaction, views and
+publishing state. SQL lives beside the code that uses it."""
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -23,40 +22,8 @@ from bot.core.incident import (
     Severity,
     TimelineEvent,
 )
-from bot.store.inbox_writer import InboxWriter
 
 Record = Any  # asyncpg ships no type information
-# Deliveries one claim may pass over (each waiting for an older one of its subject) before it
-# reports nothing ready; whoever finishes an older one claims again right after.
-MAX_PASSED_OVER = 32
-
-
-async def _init_connection(conn: asyncpg.Connection) -> None:
-    for type_name in ("json", "jsonb"):
-        await conn.set_type_codec(type_name, encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
-
-
-async def _no_reset(conn: asyncpg.Connection) -> None:
-    """The pool keeps no session state (no session advisory locks, LISTEN, cursors or SET:
-    migrations lock on their own connection), so the default reset query on every release
-    would only cost a round trip. asyncpg still rolls back an open transaction itself."""
-
-
-async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
-    pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30, reset=_no_reset
-    )
-    assert pool is not None
-    return pool
-
-
-@dataclass(frozen=True, slots=True)
-class InboxRow:
-    id: int
-    source: str
-    body: dict[str, Any]
-    received_at: datetime
-    attempts: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,7 +87,7 @@ def _alert(row: Record) -> Alert:
 
 
 class IntakeTx:
-    """Statements of one intake transaction; the use case in pipeline.py decides which."""
+    """Statements of one intake transaction; the use case in bot/flows/intake.py decides which."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -299,84 +266,13 @@ class IntakeTx:
 
 
 class PostgresStore:
-    """Queries outside the intake transaction: inbox, views, publishing state, lifecycle."""
+    """Queries outside the intake transaction: views, publishing state, lifecycle."""
 
-    def __init__(self, pool: asyncpg.Pool, *, intake_pool: asyncpg.Pool | None = None) -> None:
+    def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
-        # Webhook deliveries are stored through their own connections when given (wiring does).
-        self.inbox = InboxWriter(intake_pool or pool)
 
     async def ping(self) -> None:
         await self.pool.fetchval("SELECT 1")
-
-    # --- inbox --------------------------------------------------------------------------
-
-    async def insert_delivery(
-        self, source: str, body: str, delivery_id: str | None = None, subject: str | None = None
-    ) -> int | None:
-        """Durably store a webhook body (committed on return, batched with concurrent
-        deliveries); None when this delivery id was stored before. Deliveries about the same
-        ``subject`` (e.g. one Alertmanager group) are processed in the order they arrived."""
-        order_key = hashlib.sha256(f"{source}\0{subject}".encode()).hexdigest()[:32] if subject else None
-        return await self.inbox.insert(source, body, delivery_id, order_key)
-
-    @asynccontextmanager
-    async def claim_delivery(self) -> AsyncIterator[tuple[InboxRow, IntakeTx] | None]:
-        """Lock the oldest unprocessed delivery for this transaction (SKIP LOCKED, so
-        workers and replicas each take a different one); commit on clean exit.
-
-        Deliveries about one subject are applied in arrival order: a delivery with an older
-        one of its subject still unprocessed (being applied by another worker, or backing off
-        after a failure) is passed over, and stays locked by this transaction until it ends,
-        which is harmless: it is not due before the older one anyway."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            passed_over: list[int] = []
-            row = None
-            for _ in range(MAX_PASSED_OVER + 1):
-                row = await conn.fetchrow(
-                    "SELECT id, source, body, received_at, attempts, order_key FROM webhook_inbox"
-                    " WHERE processed_at IS NULL AND next_attempt_at <= now() AND id <> ALL($1::bigint[])"
-                    " ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED",
-                    passed_over,
-                )
-                if row is None or row["order_key"] is None:
-                    break
-                older_pending = await conn.fetchval(
-                    "SELECT EXISTS (SELECT 1 FROM webhook_inbox WHERE order_key = $1"
-                    " AND processed_at IS NULL AND id < $2)",
-                    row["order_key"],
-                    row["id"],
-                )
-                if not older_pending:
-                    break
-                passed_over.append(row["id"])
-                row = None
-            if row is None:
-                yield None
-                return
-            inbox = InboxRow(row["id"], row["source"], row["body"], row["received_at"], row["attempts"])
-            yield inbox, IntakeTx(conn)
-            await conn.execute("UPDATE webhook_inbox SET processed_at = now() WHERE id = $1", inbox.id)
-
-    async def record_delivery_failure(self, inbox_id: int, error: str, *, give_up: bool) -> None:
-        await self.pool.execute(
-            "UPDATE webhook_inbox SET attempts = attempts + 1, last_error = $2,"
-            " processed_at = CASE WHEN $3 THEN now() ELSE NULL END,"
-            " next_attempt_at = now() + make_interval(secs => LEAST(60, 2 ^ attempts)) WHERE id = $1",
-            inbox_id,
-            error[:2000],
-            give_up,
-        )
-
-    async def pending_deliveries(self) -> int:
-        count: int = await self.pool.fetchval("SELECT count(*) FROM webhook_inbox WHERE processed_at IS NULL")
-        return count
-
-    async def oldest_pending_age(self, now: datetime) -> float:
-        oldest: datetime | None = await self.pool.fetchval(
-            "SELECT min(received_at) FROM webhook_inbox WHERE processed_at IS NULL"
-        )
-        return (now - oldest).total_seconds() if oldest else 0.0
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[IntakeTx]:

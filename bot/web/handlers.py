@@ -64,7 +64,7 @@ class Handlers:
             metrics.webhooks_rejected.labels("alertmanager", "invalid").inc()
             return _json_error(400, str(exc))
         try:
-            inbox_id = await self.deps.store.insert_delivery(
+            inbox_id = await self.deps.pipeline.inbox.insert_delivery(
                 "alertmanager", raw.decode("utf-8"), subject=payload.group_key
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
@@ -102,7 +102,7 @@ class Handlers:
             return _json_error(400, str(exc))
         webhook_id = request.headers.get(WEBHOOK_ID_HEADER) or None
         try:
-            inbox_id = await self.deps.store.insert_delivery(
+            inbox_id = await self.deps.pipeline.inbox.insert_delivery(
                 "pagerduty", raw.decode("utf-8"), webhook_id, subject=event.incident_id
             )
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
@@ -137,8 +137,8 @@ class Handlers:
     async def metrics(self, request: web.Request) -> web.Response:
         now = self.deps.clock()
         try:
-            self.deps.metrics.inbox_pending.set(await self.deps.store.pending_deliveries())
-            self.deps.metrics.inbox_oldest_age.set(await self.deps.store.oldest_pending_age(now))
+            self.deps.metrics.inbox_pending.set(await self.deps.pipeline.inbox.pending_deliveries())
+            self.deps.metrics.inbox_oldest_age.set(await self.deps.pipeline.inbox.oldest_pending_age(now))
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             pass  # gauges keep their last value while Postgres is away; /readyz reports it
         body = generate_latest(self.deps.metrics.registry)

@@ -7,38 +7,38 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from bot.store.db import apply_migrations
-from bot.store.incidents import PostgresStore, create_pool
+from bot.store.db import apply_migrations, create_pool
+from bot.store.inbox import Inbox
 
 
 @pytest.fixture
-async def store(database_dsn: str) -> AsyncIterator[PostgresStore]:
+async def inbox(database_dsn: str) -> AsyncIterator[Inbox]:
     await apply_migrations(database_dsn)
     pool = await create_pool(database_dsn)
     try:
-        yield PostgresStore(pool)
+        yield Inbox(pool)
     finally:
         await pool.close()
 
 
-async def test_a_newer_delivery_waits_while_an_older_one_of_its_subject_is_being_applied(store):
-    ack = await store.insert_delivery("pagerduty", '{"n": "ack"}', "W1", subject="PI1")
-    resolve = await store.insert_delivery("pagerduty", '{"n": "resolve"}', "W2", subject="PI1")
-    other = await store.insert_delivery("pagerduty", '{"n": "other"}', "W3", subject="PI2")
-    unkeyed = await store.insert_delivery("alertmanager", '{"n": "unkeyed"}')
+async def test_a_newer_delivery_waits_while_an_older_one_of_its_subject_is_being_applied(inbox):
+    ack = await inbox.insert_delivery("pagerduty", '{"n": "ack"}', "W1", subject="PI1")
+    resolve = await inbox.insert_delivery("pagerduty", '{"n": "resolve"}', "W2", subject="PI1")
+    other = await inbox.insert_delivery("pagerduty", '{"n": "other"}', "W3", subject="PI2")
+    unkeyed = await inbox.insert_delivery("alertmanager", '{"n": "unkeyed"}')
     first_claimed = asyncio.Event()
     release_first = asyncio.Event()
     seen: list[int | None] = []
 
     async def first_worker() -> None:
-        async with store.claim_delivery() as claimed:
+        async with inbox.claim_delivery() as claimed:
             assert claimed is not None
             seen.append(claimed[0].id)
             first_claimed.set()
             await release_first.wait()
 
     async def claim_and_finish() -> int | None:
-        async with store.claim_delivery() as claimed:
+        async with inbox.claim_delivery() as claimed:
             return claimed[0].id if claimed else None
 
     holder = asyncio.create_task(first_worker())
@@ -53,18 +53,18 @@ async def test_a_newer_delivery_waits_while_an_older_one_of_its_subject_is_being
     assert await claim_and_finish() == resolve
 
 
-async def test_a_failing_delivery_holds_back_its_subject_until_it_succeeds_or_is_given_up(store):
-    first = await store.insert_delivery("alertmanager", '{"n": 1}', subject="group-a")
-    second = await store.insert_delivery("alertmanager", '{"n": 2}', subject="group-a")
+async def test_a_failing_delivery_holds_back_its_subject_until_it_succeeds_or_is_given_up(inbox):
+    first = await inbox.insert_delivery("alertmanager", '{"n": 1}', subject="group-a")
+    second = await inbox.insert_delivery("alertmanager", '{"n": 2}', subject="group-a")
     assert first is not None
-    await store.record_delivery_failure(first, "boom", give_up=False)  # backing off
-    async with store.claim_delivery() as claimed:
+    await inbox.record_delivery_failure(first, "boom", give_up=False)  # backing off
+    async with inbox.claim_delivery() as claimed:
         assert claimed is None
-    await store.record_delivery_failure(first, "boom", give_up=True)
-    async with store.claim_delivery() as claimed:
+    await inbox.record_delivery_failure(first, "boom", give_up=True)
+    async with inbox.claim_delivery() as claimed:
         assert claimed is not None and claimed[0].id == second
 
 
-async def test_long_group_keys_fit(store):
+async def test_long_group_keys_fit(inbox):
     key = '{}:{alertname="' + "x" * 4000 + '"}'
-    assert await store.insert_delivery("alertmanager", '{"n": 1}', subject=key) is not None
+    assert await inbox.insert_delivery("alertmanager", '{"n": 1}', subject=key) is not None

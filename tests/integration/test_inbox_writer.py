@@ -9,9 +9,8 @@ from collections.abc import AsyncIterator
 import asyncpg
 import pytest
 
-from bot.store.db import apply_migrations
-from bot.store.inbox_writer import InboxWriter
-from bot.store.incidents import create_pool
+from bot.store.db import apply_migrations, create_pool
+from bot.store.inbox import InboxWriter
 
 
 @pytest.fixture
