@@ -49,16 +49,14 @@ from urllib.parse import urlencode
 import aiohttp
 import yaml
 
-from bot.app import build
+from bot.app import BotServer, build
 from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR
 from bot.config.settings import Settings
 from bot.core.actions import ActionName, ScaleParams
 from bot.core.incident import Incident
 from bot.core.runs import ActionRun, RunStatus
-from bot.flows.remediation import engine
+from bot.flows.remediation.propose import Request
 from bot.obs import logs
-from bot.store.remediation import RemediationStore
-from bot.web.server import BotServer
 from sandbox.kubernetes import KubeSandbox, RecordedRequest
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.slack import SlackDriver, SlackSandbox
@@ -206,16 +204,16 @@ async def open_incident(http: aiohttp.ClientSession, bot: BotServer, slack: Slac
         assert resp.status == 200, await resp.text()
     channel = await slack.wait_for(lambda s: s.find_channel("inc-"), timeout=30)
     await slack.wait_for(lambda s: s.messages(channel.id), timeout=30)
-    incident = await bot.deps.store.incident_by_channel(channel.id)
+    incident = await bot.parts.store.incident_by_channel(channel.id)
     assert incident is not None
     return incident
 
 
 async def propose(bot: BotServer, incident: Incident, replicas: int) -> ActionRun:
     params = ScaleParams(namespace="api", deployment="search-api", replicas=replicas)
-    run = await engine.propose(bot.deps, incident, ActionName.SCALE, params, requested_by="U_ALICE")
+    run = await bot.parts.flows.proposer.propose(incident, ActionName.SCALE, params, Request(requested_by="U_ALICE"))
     assert run is not None
-    stored = await RemediationStore(bot.deps.store.pool).get(run.id)
+    stored = await bot.parts.remediation_store.get(run.id)
     assert stored is not None and stored.message_ts is not None
     return stored
 
@@ -251,7 +249,7 @@ async def measure(args: argparse.Namespace, dsn: str, redis_url: str, figures: F
         await bot.start()
         try:
             driver = SlackDriver(slack, f"http://127.0.0.1:{bot.port}/slack/events", SIGNING_SECRET, http)
-            store = RemediationStore(bot.deps.store.pool)
+            store = bot.parts.remediation_store
             incident = await open_incident(http, bot, slack)
             replicas = 6
             for i in range(args.warmup + args.runs):

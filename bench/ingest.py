@@ -48,12 +48,11 @@ import aiohttp
 import asyncpg
 from aiohttp import web
 
-from bot.app import build
+from bot.app import BotServer, build
 from bot.clients.slack import METHOD_TIERS as BOT_METHOD_TIERS
 from bot.config.settings import Settings
 from bot.obs import logs
 from bot.obs.runtime import tune_gc
-from bot.web.server import BotServer
 from sandbox.services import PostgresServer, RedisServer
 from sandbox.slack import RecordedCall, SlackSandbox
 
@@ -1105,10 +1104,10 @@ METHOD_NOTES = [
     " resulting incidents to the rate-limited sandbox Slack in the background), so the ingest figures"
     " include that competing work. 0 lost = every id returned with a 200 is a row of webhook_inbox.",
     "What keeps the durable p99 near the bare one: deliveries that arrive together are written by one"
-    " multi-row INSERT and one commit (`bot/storage/inbox_writer.py`, at most 2 batches in flight, on 2"
+    " multi-row INSERT and one commit (`bot/store/inbox.py`, at most 2 batches in flight, on 2"
     " connections of their own, each request answered after its own row is committed), and background work (worker steps, publish"
     " rounds, background Slack calls) yields to in-flight webhooks one unit at a time, each after at most"
-    " 50 ms, until intake has been quiet for 10 ms (`bot/intake_gate.py`). Without the gate the"
+    " 50 ms, until intake has been quiet for 10 ms (`bot/flows/gate.py`). Without the gate the"
     " publishing of the warm-up's incidents alone doubled the first 200 ms of each round's latencies.",
     "Storm time compression: Slack's limits are per minute (conversations.create and setTopic are"
     " Tier 2, 20/min), so the storm runs with the sandbox's `rate_scale=S` and the bot's"

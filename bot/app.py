@@ -1,23 +1,33 @@
-"""Build everything once at start-up: pools, SDK clients, use cases, the Bolt app.
+"""The composition root: builds everything once at start-up and runs it.
 
-The only place SDK clients are constructed. Start-up problems (unreachable Postgres or
-Redis) become a ConfigError with one line naming what is wrong.
+The only module that constructs SDK clients and pools and hands the stores, clients and
+flows to each other. Everything opened is registered on one AsyncExitStack as soon as it
+exists, so a failure at any step of start-up (bad KUBECONFIG, unreachable Redis, invalid
+playbooks) closes what was opened so far, in reverse order, and says what is wrong in one line
+(a ConfigError).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import os
 import socket
-from collections.abc import Callable
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
 import asyncpg
+import yaml
+from aiohttp import web
 from kubernetes_asyncio import config as kube_config
 from kubernetes_asyncio.client import ApiClient, Configuration
 from redis.exceptions import RedisError
+from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
 from bot.clients.alertmanager import AlertmanagerSilences
@@ -28,53 +38,55 @@ from bot.clients.slack import SlackChat, build_client
 from bot.config.playbooks import PlaybookError, load_playbooks
 from bot.config.settings import Settings
 from bot.core.errors import ConfigError
-from bot.core.incident import IncidentView
 from bot.core.playbooks import PlaybookSet
-from bot.deps import Deps
-from bot.flows import enrich, timers
-from bot.flows import pagerduty as pagerduty_sync
+from bot.core.ports import Clock
+from bot.flows.enrich import Enricher
 from bot.flows.gate import IntakeGate
-from bot.flows.intake import Pipeline, playbook_group_key, playbook_severity
+from bot.flows.incidents import IncidentFlows
+from bot.flows.intake import Pipeline
+from bot.flows.pagerduty.inbound import PagerDutyInbound
+from bot.flows.pagerduty.oncall import OnCallInviter
+from bot.flows.pagerduty.outbound import PagerDutyMirror
+from bot.flows.pins import Pins
+from bot.flows.postmortems import Postmortems
 from bot.flows.publish import Publisher
-from bot.flows.remediation import engine as remediation_engine
+from bot.flows.remediation.authz import UsergroupResolver
+from bot.flows.remediation.common import Access
+from bot.flows.remediation.decide import Decisions
+from bot.flows.remediation.execute import Executor
+from bot.flows.remediation.messages import ProposalMessages
+from bot.flows.remediation.propose import Proposer
+from bot.flows.remediation.verify import Verifier
+from bot.flows.silences import SilenceFlow
 from bot.flows.supervisor import Supervisor
+from bot.flows.timers import Timers
 from bot.obs.metrics import Metrics
-from bot.store import coordination as redis_store
+from bot.store import coordination
 from bot.store.db import apply_migrations, create_pool
-from bot.store.inbox import INTAKE_BATCHES_IN_FLIGHT, Inbox, InboxRow
-from bot.store.incidents import IntakeTx, PostgresStore
+from bot.store.enrichment import EnrichmentStore
+from bot.store.inbox import INTAKE_BATCHES_IN_FLIGHT, Inbox
+from bot.store.incidents import PostgresStore
 from bot.store.lifecycle import LifecycleStore
-from bot.web.server import BotServer, build_web_app
+from bot.store.remediation import RemediationStore
+from bot.web.handlers import Handlers
+from bot.web.routes import build_web_app
+from commands.base import Flows
 from commands.register import register
-from commands.remediation import propose_from_playbook
+
+log = logging.getLogger("incidentbot.app")
 
 CONNECT_TIMEOUT_S = 10.0
-
-
+DRAIN_TIMEOUT_S = 20.0
 # Connections of the intake pool: one per group-commit batch in flight (bot.store.inbox).
 INTAKE_CONNECTIONS = INTAKE_BATCHES_IN_FLIGHT
+POSTGRES_ERRORS = (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError)
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
-async def _connect_postgres(dsn: str) -> tuple[asyncpg.Pool, asyncpg.Pool]:
-    """The main pool, and a small one of its own for storing webhook deliveries: acknowledging
-    a webhook never waits for a connection behind background work."""
-    try:
-        await asyncio.wait_for(apply_migrations(dsn), CONNECT_TIMEOUT_S * 3)
-        pool = await asyncio.wait_for(create_pool(dsn), CONNECT_TIMEOUT_S)
-        try:
-            intake = await asyncio.wait_for(
-                create_pool(dsn, min_size=INTAKE_CONNECTIONS, max_size=INTAKE_CONNECTIONS), CONNECT_TIMEOUT_S
-            )
-        except BaseException:
-            await pool.close()
-            raise
-        return pool, intake
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-        raise ConfigError(f"PostgreSQL unreachable at DATABASE_URL: {type(exc).__name__}: {exc}") from None
+# --------------------------------------------------------------------------- outside systems
 
 
 async def migrate(settings: Settings) -> list[str]:
@@ -82,8 +94,34 @@ async def migrate(settings: Settings) -> list[str]:
         return await asyncio.wait_for(
             apply_migrations(settings.database_url.get_secret_value()), CONNECT_TIMEOUT_S * 3
         )
-    except (OSError, TimeoutError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+    except POSTGRES_ERRORS as exc:
         raise ConfigError(f"PostgreSQL unreachable at DATABASE_URL: {type(exc).__name__}: {exc}") from None
+
+
+async def _postgres(dsn: str, stack: AsyncExitStack) -> tuple[asyncpg.Pool, asyncpg.Pool]:
+    """The main pool, and a small one of its own for storing webhook deliveries: acknowledging
+    a webhook never waits for a connection behind background work."""
+    try:
+        await asyncio.wait_for(apply_migrations(dsn), CONNECT_TIMEOUT_S * 3)
+        pool = await asyncio.wait_for(create_pool(dsn), CONNECT_TIMEOUT_S)
+        stack.push_async_callback(pool.close)
+        intake = await asyncio.wait_for(
+            create_pool(dsn, min_size=INTAKE_CONNECTIONS, max_size=INTAKE_CONNECTIONS), CONNECT_TIMEOUT_S
+        )
+        stack.push_async_callback(intake.close)
+    except POSTGRES_ERRORS as exc:
+        raise ConfigError(f"PostgreSQL unreachable at DATABASE_URL: {type(exc).__name__}: {exc}") from None
+    return pool, intake
+
+
+async def _redis(url: str, stack: AsyncExitStack) -> coordination.Coordination:
+    coord = coordination.Coordination(coordination.connect(url))
+    stack.push_async_callback(coord.aclose)
+    try:
+        await asyncio.wait_for(coord.ping(), CONNECT_TIMEOUT_S)
+    except (RedisError, OSError, TimeoutError) as exc:
+        raise ConfigError(f"Redis unreachable at REDIS_URL: {type(exc).__name__}: {exc}") from None
+    return coord
 
 
 def load_playbook_set(settings: Settings) -> PlaybookSet:
@@ -108,7 +146,7 @@ def build_pager(settings: Settings) -> PagerDutyClient | None:
     )
 
 
-async def build_cluster(settings: Settings) -> tuple[KubernetesCluster | None, ApiClient | None]:
+async def build_cluster(settings: Settings, stack: AsyncExitStack) -> KubernetesCluster | None:
     """KUBECONFIG when given, else the in-cluster service account, else no cluster (the
     remediation proposals then say that the cluster is not configured)."""
     configuration = Configuration()
@@ -120,130 +158,346 @@ async def build_cluster(settings: Settings) -> tuple[KubernetesCluster | None, A
         elif settings.in_cluster:
             cast(Any, kube_config).load_incluster_config(client_configuration=configuration)
         else:
-            return None, None
+            return None
     except (kube_config.ConfigException, OSError) as exc:
         raise ConfigError(f"KUBECONFIG: cannot load Kubernetes configuration: {exc}") from None
     api = ApiClient(configuration=configuration)
-    return KubernetesCluster(api), api
+    stack.push_async_callback(api.close)
+    return KubernetesCluster(api)
 
 
-async def build(settings: Settings, *, clock: Callable[[], datetime] = utc_now) -> BotServer:
-    playbooks = load_playbook_set(settings)
-    pager = build_pager(settings)
+def cluster_label(settings: Settings, cluster: KubernetesCluster | None) -> str:
+    """How proposals name the cluster they act on."""
+    if cluster is None:
+        return "not configured"
+    if settings.kubeconfig:
+        path = Path(settings.kubeconfig)
+        try:
+            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            return f"KUBECONFIG {path.name}"
+        context = doc.get("current-context") if isinstance(doc, dict) else None
+        return f"context `{context}` (KUBECONFIG)" if context else f"KUBECONFIG {path.name}"
+    return "in-cluster (service account)" if settings.in_cluster else "configured"
+
+
+# --------------------------------------------------------------------------- assembly
+
+
+@dataclass(frozen=True, slots=True)
+class Components:
+    """What the composition root built, by name: for the server's lifecycle, and for tests and
+    benchmarks that drive a running bot. Never handed to a flow or a handler."""
+
+    settings: Settings
+    store: PostgresStore
+    inbox: Inbox
+    lifecycle: LifecycleStore
+    remediation_store: RemediationStore
+    coord: coordination.Coordination
+    chat: SlackChat
+    metrics: Metrics
+    supervisor: Supervisor
+    gate: IntakeGate
+    pipeline: Pipeline
+    publisher: Publisher
+    timers: Timers
+    flows: Flows
+    executor: Executor
+    playbooks: PlaybookSet
+    cluster: KubernetesCluster | None
+    prometheus: PrometheusMetrics | None
+    pager: PagerDutyClient | None
+    owner: str
+
+
+@dataclass(frozen=True, slots=True)
+class _Clients:
+    coord: coordination.Coordination
+    pool: asyncpg.Pool
+    intake_pool: asyncpg.Pool
+    chat: SlackChat
+    slack_client: Any
+    pager: PagerDutyClient | None
+    cluster: KubernetesCluster | None
+    prometheus: PrometheusMetrics | None
+    silences: AlertmanagerSilences | None
+
+
+async def _open_clients(
+    settings: Settings, metrics: Metrics, gate: IntakeGate, stack: AsyncExitStack
+) -> _Clients:
     # Both stores are checked before anything is changed or logged, so a bad start-up says
     # exactly one thing.
-    redis_client = redis_store.connect(settings.redis_url.get_secret_value())
-    coord = redis_store.Coordination(redis_client)
-    try:
-        await asyncio.wait_for(coord.ping(), CONNECT_TIMEOUT_S)
-    except (RedisError, OSError, TimeoutError) as exc:
-        await redis_client.aclose()
-        raise ConfigError(f"Redis unreachable at REDIS_URL: {type(exc).__name__}: {exc}") from None
-    try:
-        pool, intake_pool = await _connect_postgres(settings.database_url.get_secret_value())
-    except ConfigError:
-        await redis_client.aclose()
-        raise
-
-    metrics = Metrics()
-    supervisor = Supervisor()
-    store = PostgresStore(pool)
+    coord = await _redis(settings.redis_url.get_secret_value(), stack)
+    pool, intake_pool = await _postgres(settings.database_url.get_secret_value(), stack)
+    pager = build_pager(settings)
+    if pager is not None:
+        stack.push_async_callback(pager.aclose)
     http_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
+    stack.push_async_callback(http_session.close)
     slack_client = build_client(
         settings.slack_bot_token.get_secret_value(), settings.slack_api_url, metrics, session=http_session
     )
-    gate = IntakeGate()
     chat = SlackChat(
         slack_client, coord, metrics, rate_scale=settings.slack_rate_scale, pace=gate.background_turn
     )
-    owner = settings.replica_name or f"{socket.gethostname()}-{os.getpid()}-{id(store):x}"
+    cluster = await build_cluster(settings, stack)
+    prometheus = PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else None
+    if prometheus is not None:
+        stack.push_async_callback(asyncio.to_thread, prometheus.close)
+    silences = (
+        AlertmanagerSilences(settings.alertmanager_url, http_session) if settings.alertmanager_url else None
+    )
+    return _Clients(coord, pool, intake_pool, chat, slack_client, pager, cluster, prometheus, silences)
+
+
+def _owner(settings: Settings, store: PostgresStore) -> str:
+    return settings.replica_name or f"{socket.gethostname()}-{os.getpid()}-{id(store):x}"
+
+
+async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> BotServer:
+    """Build every part; resources opened are closed by `stack` (in reverse order)."""
+    playbooks = load_playbook_set(settings)
+    policy = playbooks.policy
+    metrics = Metrics()
+    supervisor = Supervisor()
+    gate = IntakeGate()
+    c = await _open_clients(settings, metrics, gate, stack)
+    store, inbox = PostgresStore(c.pool), Inbox(c.pool, intake_pool=c.intake_pool)
+    lifecycle, remediation_store = LifecycleStore(c.pool), RemediationStore(c.pool)
+    owner = _owner(settings, store)
+
+    # Remediation: messages ← proposer ← verifier ← executor ← decisions.
+    messages = ProposalMessages(remediation_store, c.chat, c.coord, supervisor, policy, c.cluster, clock)
+    access = Access(policy, UsergroupResolver(c.chat, c.coord))
+    proposer = Proposer(
+        remediation_store,
+        store,
+        c.cluster,
+        cluster_label(settings, c.cluster),
+        c.chat,
+        messages,
+        access,
+        policy,
+        clock,
+    )
+    verifier = Verifier(
+        remediation_store,
+        store,
+        c.cluster,
+        c.prometheus,
+        playbooks,
+        proposer,
+        messages,
+        clock,
+        verify_seconds=settings.remediation_verify_seconds,
+    )
+    executor = Executor(
+        remediation_store,
+        c.cluster,
+        verifier,
+        messages,
+        access,
+        supervisor,
+        metrics,
+        policy,
+        clock,
+        owner=owner,
+    )
+    decisions = Decisions(remediation_store, executor, messages, access, supervisor, metrics, policy, clock)
+
+    # Publishing, and what runs after each publish.
+    enricher = Enricher(
+        EnrichmentStore(c.pool),
+        lifecycle,
+        c.chat,
+        c.prometheus,
+        c.cluster,
+        playbooks,
+        proposer,
+        gate,
+        clock,
+        owner=owner,
+    )
+    oncall = OnCallInviter(c.pager, c.chat, lifecycle, c.coord, clock)
     publisher = Publisher(
         store,
-        chat,
-        coord,
+        c.chat,
+        c.coord,
         metrics,
         supervisor,
         clock,
         incident_channel=settings.incident_channel,
         owner=owner,
+        gate=gate,
+        after_publish=(enricher.after_publish, oncall.after_publish),
         grafana_url=settings.grafana_url,
-        gate=gate,
     )
-    pipeline = Pipeline(
-        Inbox(pool, intake_pool=intake_pool),
+    publish = publisher.request
+
+    # Incidents and what changes them.
+    timers = Timers(
+        store,
+        lifecycle,
+        c.chat,
+        c.pager,
         metrics,
+        policy,
         clock,
-        publisher.request,
-        severity=playbook_severity(playbooks),
-        group_key=playbook_group_key(playbooks),
-        policy=playbooks.policy,
-        gate=gate,
-    )
-    cluster, kube_api = await build_cluster(settings)
-    metrics_source = PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else None
-    silences = (
-        AlertmanagerSilences(settings.alertmanager_url, http_session) if settings.alertmanager_url else None
-    )
-    deps = Deps(
-        settings=settings,
-        store=store,
-        coord=coord,
-        chat=chat,
-        metrics=metrics,
-        supervisor=supervisor,
-        pipeline=pipeline,
-        publisher=publisher,
-        clock=clock,
-        lifecycle=LifecycleStore(pool),
-        policy=playbooks.policy,
-        playbooks=playbooks,
+        publish,
         owner=owner,
-        pager=pager,
-        silences=silences,
-        cluster=cluster,
-        metrics_source=metrics_source,
+        archive_after_seconds=settings.archive_after_seconds,
+        pagerduty_routing_key=settings.pagerduty_routing_key,
     )
-    deps.closers.extend([pool.close, intake_pool.close, coord.aclose, http_session.close])
-    if pager is not None:
-        deps.closers.append(pager.aclose)
-    if kube_api is not None:
-        deps.closers.append(kube_api.close)
-    if metrics_source is not None:
+    silences = SilenceFlow(store, lifecycle, c.silences, clock, publish)
+    mirror = PagerDutyMirror(c.pager, lifecycle, clock, publish)
+    incidents = IncidentFlows(
+        store, lifecycle, c.chat, timers, silences, mirror, supervisor, metrics, clock, publish
+    )
+    inbound = PagerDutyInbound(store, lifecycle, incidents, timers, oncall, metrics, policy, clock, publish)
+    pipeline = Pipeline(inbox, playbooks, metrics, clock, publish, pagerduty=inbound.apply, gate=gate)
 
-        async def close_prometheus() -> None:
-            await asyncio.to_thread(metrics_source.close)
-
-        deps.closers.append(close_prometheus)
-
-    async def enrich_after_publish(view: IncidentView) -> None:
-        await enrich.on_published(deps, view, propose=propose_from_playbook)
-
-    async def pagerduty_after_publish(view: IncidentView) -> None:
-        await pagerduty_sync.after_publish(deps, view.incident)
-
-    async def apply_pagerduty(row: InboxRow, tx: IntakeTx) -> list[int]:
-        return await pagerduty_sync.apply(deps, row, tx)
-
-    publisher.on_published.append(enrich_after_publish)
-    publisher.on_published.append(pagerduty_after_publish)
-    pipeline.handlers["pagerduty"] = apply_pagerduty
-
-    async def fire_timers() -> None:
-        await timers.run_due(deps)
-
-    async def remediation_sweep() -> None:
-        await remediation_engine.expire_due(deps)
-
-    deps.sweep_tasks.append(fire_timers)
-    deps.sweep_tasks.append(remediation_sweep)
-
+    flows = Flows(
+        incidents=incidents,
+        silences=silences,
+        postmortems=Postmortems(store, remediation_store, lifecycle, c.chat, clock),
+        enrich=enricher,
+        proposer=proposer,
+        decisions=decisions,
+        pins=Pins(store, lifecycle, c.chat, c.coord, clock),
+        playbooks=playbooks,
+        supervisor=supervisor,
+        clock=clock,
+    )
     bolt = AsyncApp(
-        client=slack_client,
+        client=c.slack_client,
         signing_secret=(
             settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else ""
         ),
         request_verification_enabled=not settings.socket_mode,
         process_before_response=False,
     )
-    register(bolt, deps)
-    return BotServer(deps, bolt, build_web_app(deps, bolt))
+    register(bolt, flows)
+    handlers = Handlers(
+        inbox,
+        pipeline.wake,
+        gate,
+        metrics,
+        {"postgres": store.ping, "redis": c.coord.ping},
+        clock,
+        alertmanager_token=settings.alertmanager_webhook_token,
+        pagerduty_secret=settings.pagerduty_webhook_secret,
+        max_body_bytes=settings.max_body_bytes,
+    )
+    web_app = build_web_app(
+        handlers, bolt, max_body_bytes=settings.max_body_bytes, socket_mode=settings.socket_mode
+    )
+    components = Components(
+        settings=settings,
+        store=store,
+        inbox=inbox,
+        lifecycle=lifecycle,
+        remediation_store=remediation_store,
+        coord=c.coord,
+        chat=c.chat,
+        metrics=metrics,
+        supervisor=supervisor,
+        gate=gate,
+        pipeline=pipeline,
+        publisher=publisher,
+        timers=timers,
+        flows=flows,
+        executor=executor,
+        playbooks=playbooks,
+        cluster=c.cluster,
+        prometheus=c.prometheus,
+        pager=c.pager,
+        owner=owner,
+    )
+    return BotServer(components, bolt, web_app, stack)
+
+
+async def build(settings: Settings, *, clock: Clock = utc_now) -> BotServer:
+    """Everything, ready to `start()`; on failure everything opened so far is closed."""
+    stack = AsyncExitStack()
+    try:
+        return await assemble(settings, clock, stack)
+    except BaseException:
+        await stack.aclose()
+        raise
+
+
+# --------------------------------------------------------------------------- lifecycle
+
+
+class BotServer:
+    """One running bot: HTTP server, intake workers, the sweep, optional Socket Mode."""
+
+    def __init__(
+        self, parts: Components, bolt: AsyncApp, web_app: web.Application, stack: AsyncExitStack
+    ) -> None:
+        self.parts = parts
+        self.bolt = bolt
+        self.web_app = web_app
+        self._stack = stack
+        self._runner: web.AppRunner | None = None
+        self._stop = asyncio.Event()
+        self._loops: list[asyncio.Task[None]] = []
+        self._socket: AsyncSocketModeHandler | None = None
+        self.port: int = 0
+
+    async def start(self) -> None:
+        settings = self.parts.settings
+        self._runner = web.AppRunner(self.web_app, access_log=None, shutdown_timeout=5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
+        await site.start()
+        addresses = self._runner.addresses
+        self.port = int(addresses[0][1]) if addresses else settings.http_port
+        for i in range(settings.worker_count):
+            worker = self.parts.pipeline.worker(self._stop, settings.sweep_interval_seconds)
+            self._loops.append(asyncio.create_task(worker, name=f"worker-{i}"))
+        self._loops.append(asyncio.create_task(self._sweep(), name="sweep"))
+        if settings.slack_app_token is not None:
+            self._socket = AsyncSocketModeHandler(
+                self.bolt, app_token=settings.slack_app_token.get_secret_value()
+            )
+            await cast(Any, self._socket).connect_async()
+        log.info("bot.started", extra={"port": self.port, "socket_mode": self._socket is not None})
+
+    async def _sweep(self) -> None:
+        """Finish what a crash or an outage interrupted: stored deliveries, unpublished
+        incidents, due timers and remediation runs, checked at start and every few seconds."""
+        parts = self.parts
+        while not self._stop.is_set():
+            try:
+                parts.pipeline.wake()
+                for incident_id in await parts.store.unpublished_incidents():
+                    parts.publisher.request(incident_id)
+                await parts.timers.run_due()
+                await parts.executor.sweep()
+            except Exception:
+                log.exception("sweep.error")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=parts.settings.sweep_interval_seconds)
+
+    async def stop(self) -> None:
+        """Graceful: stop taking requests, let workers finish the delivery in hand, let
+        publishing tasks finish (bounded), then close connections."""
+        log.info("bot.stopping")
+        if self._socket is not None:
+            await cast(Any, self._socket).close_async()
+        if self._runner is not None:
+            await self._runner.shutdown()
+        self._stop.set()
+        if self._loops:
+            await asyncio.wait(self._loops, timeout=DRAIN_TIMEOUT_S)
+        await self.parts.supervisor.drain(DRAIN_TIMEOUT_S)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self._stack.aclose()
+        log.info("bot.stopped")

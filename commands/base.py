@@ -1,4 +1,5 @@
-"""Shared pieces of the /incident commands: invocation, reply, argument parsing."""
+"""Shared pieces of the /incident commands: the flows they call, invocation, reply, argument
+parsing."""
 
 from __future__ import annotations
 
@@ -6,16 +7,42 @@ import re
 import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from bot.core import blockkit as kit
 from bot.core.errors import UserError
 from bot.core.incident import Incident, Severity
-from bot.deps import Deps
-from bot.flows import incidents
+from bot.core.playbooks import PlaybookSet
+from bot.core.ports import Clock
+from bot.flows.enrich import Enricher
+from bot.flows.incidents import IncidentFlows
+from bot.flows.pins import Pins
+from bot.flows.postmortems import Postmortems
+from bot.flows.remediation.decide import Decisions
+from bot.flows.remediation.propose import Proposer
+from bot.flows.silences import SilenceFlow
+from bot.flows.supervisor import Supervisor
 
 MENTION = re.compile(r"^<@([UW][A-Z0-9_]+)(?:\|[^>]*)?>$")
 USER_ID = re.compile(r"^[UW][A-Z0-9_]{2,}$")
 SEVERITY = re.compile(r"^(?:sev=)?(p[1-4])$", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Flows:
+    """The use cases the Slack edge calls, built by the composition root (bot/app.py). Handlers
+    reach nothing else: no store, no client."""
+
+    incidents: IncidentFlows
+    silences: SilenceFlow
+    postmortems: Postmortems
+    enrich: Enricher
+    proposer: Proposer
+    decisions: Decisions
+    pins: Pins
+    playbooks: PlaybookSet
+    supervisor: Supervisor
+    clock: Clock
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,7 +60,7 @@ class Reply:
     blocks: list[kit.Block] | None = None
 
 
-Handler = Callable[[Deps, Invocation], Awaitable[Reply]]
+Handler = Callable[[Flows, Invocation], Awaitable[Reply]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,5 +107,17 @@ def ref_and_rest(inv: Invocation) -> tuple[str | None, list[str]]:
     return None, inv.args
 
 
-async def incident_of(deps: Deps, inv: Invocation, ref: str | None) -> Incident:
-    return await incidents.find_incident(deps, channel_id=inv.channel_id, ref=ref)
+async def incident_of(flows: Flows, inv: Invocation, ref: str | None) -> Incident:
+    return await flows.incidents.find(channel_id=inv.channel_id, ref=ref)
+
+
+def parse_duration(text: str) -> timedelta:
+    """`30m`, `2h`, `1d`, `90s` → timedelta (bounded to 7 days)."""
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+    value = text.strip().lower()
+    if len(value) < 2 or value[-1] not in units or not value[:-1].isdigit():
+        raise UserError(f"`{kit.escape(text)}` is not a duration; use e.g. 30m, 2h or 1d.")
+    seconds = int(value[:-1]) * units[value[-1]]
+    if not 60 <= seconds <= 7 * 86400:
+        raise UserError("Durations must be between 1m and 7d.")
+    return timedelta(seconds=seconds)

@@ -1,32 +1,25 @@
-"""Remediation from Slack: the approve/reject buttons and `/incident run`. Thin glue over
-`bot.flows.remediation.engine`.
-
-Handlers ack first, reload the run by the button's opaque token and let the engine re-check
-everything on the server; a refusal is answered ephemerally with its reason. Deps arrive
-through the closure, never through Bolt's context.
+"""Remediation from Slack: `/incident run` and the approve/reject buttons. Thin glue over
+bot.flows.remediation: a button carries only the run's opaque token, the flow reloads the run
+and re-checks everything on the server; a refusal is answered ephemerally with its reason.
 """
 
 from __future__ import annotations
 
 import logging
-import secrets
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from pydantic import BaseModel, ValidationError
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
 
 from bot.core.actions import PARAMS_BY_ACTION, ActionName
 from bot.core.blockkit import escape
 from bot.core.errors import UserError
-from bot.core.incident import Incident
-from bot.core.playbooks import Playbook
 from bot.core.runs import ActionRun
-from bot.deps import Deps
-from bot.flows import incidents
-from bot.flows.remediation import engine
-from bot.flows.remediation.authz import NODE_ACTIONS, UsergroupResolver
-from bot.render.proposals import APPROVE_ACTION, REJECT_ACTION
+from bot.flows.remediation.authz import NODE_ACTIONS
+from bot.flows.remediation.decide import Click
+from bot.flows.remediation.propose import Request
+from bot.render.proposals import APPROVE_ACTION
+from commands.base import Flows, Reply
+from commands.edge import Work
 
 log = logging.getLogger("incidentbot.commands.remediation")
 
@@ -74,12 +67,6 @@ USAGE = (
 
 def action_usage(action: ActionName) -> str:
     return f"Usage: `/incident run {ACTION_USAGE[action]}`"
-
-
-def _error_reference(event: str, **fields: Any) -> str:
-    ref = secrets.token_hex(4)
-    log.exception(event, extra={"ref": ref, **fields})
-    return f"Something went wrong on our side (reference `{ref}`). The error is logged; try again or ask an admin."
 
 
 # --------------------------------------------------------------------------- /incident run
@@ -164,77 +151,25 @@ def _proposed_text(run: ActionRun) -> str:
     )
 
 
-async def run_subcommand(deps: Deps, user_id: str, channel_id: str, args: list[str]) -> str:
+async def run_subcommand(flows: Flows, user_id: str, channel_id: str, args: list[str]) -> str:
     """`/incident run <action> <namespace>/<name> [k=v ...]`: propose an action ad hoc."""
     action, params = parse_run_args(args)
-    incident = await incidents.find_incident(deps, channel_id=channel_id, ref=None)
-    run = await engine.propose(deps, incident, action, params, requested_by=user_id)
+    incident = await flows.incidents.find(channel_id=channel_id, ref=None)
+    run = await flows.proposer.propose(incident, action, params, Request(requested_by=user_id))
     if run is None:  # only playbook proposals are deduplicated
         raise UserError("This was already proposed.")
     return _proposed_text(run)
 
 
-async def propose_from_playbook(
-    deps: Deps, incident_id: int, labels: dict[str, str], playbook: Playbook
-) -> None:
-    """`bot.flows.enrich.ProposeFn`: propose the playbook's remediations for one alert of the incident
-    (the alert's generatorURL is looked up for verification)."""
-    loaded = await deps.store.load_view(incident_id)
-    if loaded is None:
-        return
-    view = loaded[0]
-    generator_url = next((a.generator_url for a in view.alerts if a.labels == labels), "")
-    await engine.propose_playbook_remediations(
-        deps, view.incident, labels, playbook, generator_url=generator_url
-    )
-
-
-async def propose_playbook_remediations(
-    deps: Deps,
-    incident: Incident,
-    alert_labels: Mapping[str, str],
-    playbook: Playbook,
-    *,
-    generator_url: str = "",
-) -> list[ActionRun]:
-    """Propose the playbook's remediations for the alert (notes for those not proposed)."""
-    runs, _notes = await engine.propose_playbook_remediations(
-        deps, incident, alert_labels, playbook, generator_url=generator_url
-    )
-    return runs
-
-
 # --------------------------------------------------------------------------- buttons
 
 
-class Decision(Protocol):
-    async def __call__(
-        self, deps: Deps, token: str, user: str, *, resolver: UsergroupResolver | None = None
-    ) -> engine.Outcome: ...
+def decide_button(flows: Flows, action_id: str) -> Work:
+    """Approve or reject: the button value is only the run's opaque token."""
+    click = Click.APPROVE if action_id == APPROVE_ACTION else Click.REJECT
 
+    async def work(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
+        outcome = await flows.decisions.decide(click, str(action.get("value") or ""), user)
+        return Reply(outcome.text)
 
-def register_remediation(app: AsyncApp, deps: Deps) -> None:
-    resolver = UsergroupResolver(deps.chat, deps.coord)
-
-    def on_click(name: str, decide: Decision) -> Callable[..., Awaitable[None]]:
-        """Approve or reject: the button value is only the run's opaque token; the engine
-        re-checks everything on the server and the clicker gets an ephemeral answer."""
-
-        async def handler(
-            ack: AsyncAck, body: dict[str, Any], action: dict[str, Any], respond: AsyncRespond
-        ) -> None:
-            await ack()
-            user = str((body.get("user") or {}).get("id", ""))
-            try:
-                outcome = await decide(deps, str(action.get("value") or ""), user, resolver=resolver)
-                text = outcome.text
-            except UserError as exc:
-                text = str(exc)
-            except Exception:
-                text = _error_reference("button.failed", user=user, action=name)
-            await respond(text=text, response_type="ephemeral", replace_original=False)
-
-        return handler
-
-    app.action(APPROVE_ACTION)(on_click(APPROVE_ACTION, engine.approve))
-    app.action(REJECT_ACTION)(on_click(REJECT_ACTION, engine.reject))
+    return work

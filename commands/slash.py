@@ -5,11 +5,10 @@ from __future__ import annotations
 from bot.core import blockkit as kit
 from bot.core.errors import UserError
 from bot.core.incident import AlertStatus, Role, Severity
-from bot.deps import Deps
-from bot.flows import incidents
 from bot.render.cards import age, title_line
 from commands import lifecycle_extra, playbook_commands, remediation
 from commands.base import (
+    Flows,
     Invocation,
     Reply,
     Subcommand,
@@ -28,11 +27,11 @@ TIMELINE_LIMIT = 60
 # --- handlers ------------------------------------------------------------------------------
 
 
-async def _help(deps: Deps, inv: Invocation) -> Reply:
+async def _help(flows: Flows, inv: Invocation) -> Reply:
     return Reply(help_text())
 
 
-async def _open(deps: Deps, inv: Invocation) -> Reply:
+async def _open(flows: Flows, inv: Invocation) -> Reply:
     usage = 'Usage: `/incident open "title" [sev=P1..P4]`'
     severity = Severity.P3
     words: list[str] = []
@@ -46,7 +45,7 @@ async def _open(deps: Deps, inv: Invocation) -> Reply:
         raise UserError(usage)
     if len(title) > MAX_TITLE:
         raise UserError(f"The title is too long ({len(title)} characters, at most {MAX_TITLE}).")
-    incident = await incidents.open_incident(deps, title, severity, inv.user_id)
+    incident = await flows.incidents.open(title, severity, inv.user_id)
     return Reply(
         f"🚨 <@{inv.user_id}> declared incident {incident.ref} [{severity}] {kit.escape(title)} —"
         " the channel is being created and you are its commander.",
@@ -54,35 +53,35 @@ async def _open(deps: Deps, inv: Invocation) -> Reply:
     )
 
 
-async def _ack(deps: Deps, inv: Invocation) -> Reply:
+async def _ack(flows: Flows, inv: Invocation) -> Reply:
     ref, rest = ref_and_rest(inv)
     if rest:
         raise UserError("Usage: `/incident ack [#id]`")
-    incident = await incident_of(deps, inv, ref)
-    return Reply(await incidents.acknowledge(deps, incident, inv.user_id), in_channel=True)
+    incident = await incident_of(flows, inv, ref)
+    return Reply(await flows.incidents.acknowledge(incident, inv.user_id), in_channel=True)
 
 
-async def _status(deps: Deps, inv: Invocation) -> Reply:
+async def _status(flows: Flows, inv: Invocation) -> Reply:
     ref, rest = ref_and_rest(inv)
     text = " ".join(rest).strip()
     if not text:
         raise UserError("Usage: `/incident status <what is happening now>`")
     if len(text) > MAX_STATUS:
         raise UserError(f"Status updates are limited to {MAX_STATUS} characters.")
-    incident = await incident_of(deps, inv, ref)
-    return Reply(await incidents.post_status(deps, incident, text, inv.user_id), in_channel=True)
+    incident = await incident_of(flows, inv, ref)
+    return Reply(await flows.incidents.post_status(incident, text, inv.user_id), in_channel=True)
 
 
-async def _sev(deps: Deps, inv: Invocation) -> Reply:
+async def _sev(flows: Flows, inv: Invocation) -> Reply:
     ref, rest = ref_and_rest(inv)
     if len(rest) != 1:
         raise UserError("Usage: `/incident sev P1|P2|P3|P4`")
     severity = parse_severity(rest[0])
-    incident = await incident_of(deps, inv, ref)
-    return Reply(await incidents.set_severity(deps, incident, severity, inv.user_id), in_channel=True)
+    incident = await incident_of(flows, inv, ref)
+    return Reply(await flows.incidents.set_severity(incident, severity, inv.user_id), in_channel=True)
 
 
-async def _assign(deps: Deps, inv: Invocation) -> Reply:
+async def _assign(flows: Flows, inv: Invocation) -> Reply:
     usage = "Usage: `/incident assign @user [commander|scribe|comms|deputy]`"
     ref, rest = ref_and_rest(inv)
     if not 1 <= len(rest) <= 2:
@@ -94,16 +93,16 @@ async def _assign(deps: Deps, inv: Invocation) -> Reply:
             role = Role(rest[1].lower())
         except ValueError:
             raise UserError(usage) from None
-    incident = await incident_of(deps, inv, ref)
-    return Reply(await incidents.assign(deps, incident, role, user, inv.user_id), in_channel=True)
+    incident = await incident_of(flows, inv, ref)
+    return Reply(await flows.incidents.assign(incident, role, user, inv.user_id), in_channel=True)
 
 
-async def _resolve(deps: Deps, inv: Invocation) -> Reply:
+async def _resolve(flows: Flows, inv: Invocation) -> Reply:
     ref, rest = ref_and_rest(inv)
     summary = " ".join(rest).strip() or None
-    incident = await incident_of(deps, inv, ref)
-    loaded = await deps.store.load_view(incident.id)
-    firing = [a for a in loaded[0].alerts if a.status is AlertStatus.FIRING] if loaded else []
+    incident = await incident_of(flows, inv, ref)
+    view = await flows.incidents.view(incident.id)
+    firing = [a for a in view.alerts if a.status is AlertStatus.FIRING] if view else []
     if firing and incident.status.value != "resolved":
         text = (
             f"{len(firing)} alert(s) of {incident.ref} are still firing. Resolve anyway?"
@@ -118,24 +117,24 @@ async def _resolve(deps: Deps, inv: Invocation) -> Reply:
             ),
         ]
         return Reply(text, blocks=blocks)
-    return Reply(await incidents.resolve(deps, incident, inv.user_id, summary), in_channel=True)
+    return Reply(await flows.incidents.resolve(incident, inv.user_id, summary), in_channel=True)
 
 
-async def _reopen(deps: Deps, inv: Invocation) -> Reply:
+async def _reopen(flows: Flows, inv: Invocation) -> Reply:
     ref, rest = ref_and_rest(inv)
     if rest:
         raise UserError("Usage: `/incident reopen [#id]`")
-    incident = await incident_of(deps, inv, ref)
-    return Reply(await incidents.reopen(deps, incident, inv.user_id), in_channel=True)
+    incident = await incident_of(flows, inv, ref)
+    return Reply(await flows.incidents.reopen(incident, inv.user_id), in_channel=True)
 
 
-async def _list(deps: Deps, inv: Invocation) -> Reply:
+async def _list(flows: Flows, inv: Invocation) -> Reply:
     if inv.args:
         raise UserError("Usage: `/incident list`")
-    open_incidents = await deps.store.list_open()
+    open_incidents = await flows.incidents.list_open()
     if not open_incidents:
         return Reply("No open incidents. 🎉")
-    now = deps.clock()
+    now = flows.clock()
     lines = []
     for inc in open_incidents:
         where = f"<#{inc.channel_id}>" if inc.channel_id else "(channel pending)"
@@ -147,12 +146,12 @@ async def _list(deps: Deps, inv: Invocation) -> Reply:
     return Reply(kit.clip("*Open incidents*\n" + "\n".join(lines), kit.MAX_SECTION_TEXT))
 
 
-async def _timeline(deps: Deps, inv: Invocation) -> Reply:
+async def _timeline(flows: Flows, inv: Invocation) -> Reply:
     ref, rest = ref_and_rest(inv)
     if rest:
         raise UserError("Usage: `/incident timeline [#id]`")
-    incident = await incident_of(deps, inv, ref)
-    events = await deps.store.timeline(incident.id)
+    incident = await incident_of(flows, inv, ref)
+    events = await flows.incidents.timeline(incident.id)
     shown = events[-TIMELINE_LIMIT:]
     lines = [f"*Timeline of {incident.ref}* ({len(events)} events, times UTC)"]
     if len(events) > len(shown):
@@ -162,24 +161,24 @@ async def _timeline(deps: Deps, inv: Invocation) -> Reply:
     return Reply(kit.clip("\n".join(lines), kit.MAX_SECTION_TEXT))
 
 
-async def _silence(deps: Deps, inv: Invocation) -> Reply:
-    return await lifecycle_extra.silence(deps, inv)
+async def _silence(flows: Flows, inv: Invocation) -> Reply:
+    return await lifecycle_extra.silence(flows, inv)
 
 
-async def _runbook(deps: Deps, inv: Invocation) -> Reply:
-    return await playbook_commands.runbook(deps, inv)
+async def _runbook(flows: Flows, inv: Invocation) -> Reply:
+    return await playbook_commands.runbook(flows, inv)
 
 
-async def _graph(deps: Deps, inv: Invocation) -> Reply:
-    return await playbook_commands.graph(deps, inv)
+async def _graph(flows: Flows, inv: Invocation) -> Reply:
+    return await playbook_commands.graph(flows, inv)
 
 
-async def _run(deps: Deps, inv: Invocation) -> Reply:
-    return Reply(await remediation.run_subcommand(deps, inv.user_id, inv.channel_id, inv.args))
+async def _run(flows: Flows, inv: Invocation) -> Reply:
+    return Reply(await remediation.run_subcommand(flows, inv.user_id, inv.channel_id, inv.args))
 
 
-async def _postmortem(deps: Deps, inv: Invocation) -> Reply:
-    return await lifecycle_extra.postmortem(deps, inv)
+async def _postmortem(flows: Flows, inv: Invocation) -> Reply:
+    return await lifecycle_extra.postmortem(flows, inv)
 
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
@@ -231,7 +230,7 @@ def lookup(name: str, table: tuple[Subcommand, ...] = SUBCOMMANDS) -> Subcommand
     raise UserError(f"Unknown subcommand `{kit.escape(name)}`.\n{help_text(table)}")
 
 
-async def dispatch(deps: Deps, user_id: str, channel_id: str, text: str) -> Reply:
+async def dispatch(flows: Flows, user_id: str, channel_id: str, text: str) -> Reply:
     name, args = parse(text)
     sub = lookup(name)
-    return await sub.handler(deps, Invocation(user_id=user_id, channel_id=channel_id, args=args, raw=text))
+    return await sub.handler(flows, Invocation(user_id=user_id, channel_id=channel_id, args=args, raw=text))

@@ -26,12 +26,11 @@ from typing import Any
 import aiohttp
 import yaml
 
-from bot.app import build
+from bot.app import BotServer, build
 from bot.config.settings import BUNDLED_PLAYBOOKS, Settings, sandbox_environment
 from bot.core.errors import ConfigError
 from bot.obs import logs
 from bot.tools.testalert import build_payload
-from bot.web.server import BotServer
 from sandbox.kubernetes import KubeSandbox
 from sandbox.pagerduty import DEFAULT_API_TOKEN, DEFAULT_WEBHOOK_SECRET, PagerDutySandbox
 from sandbox.services import PostgresServer, RedisServer, ServiceError

@@ -16,16 +16,17 @@ from datetime import datetime
 
 from bot.core.blockkit import escape
 from bot.core.incident import (
+    Alert,
     AlertStatus,
+    Incident,
     IncidentSource,
     IncidentStatus,
     Severity,
     highest_severity,
     incident_title,
-    map_severity,
 )
 from bot.core.playbooks import PlaybookSet
-from bot.core.policy import Policy
+from bot.core.ports import Clock
 from bot.core.timers import opening_timers
 from bot.flows.gate import BACKGROUND, IntakeGate
 from bot.obs import logs
@@ -36,72 +37,57 @@ from bot.store.incidents import IntakeTx
 
 log = logging.getLogger("incidentbot.pipeline")
 
-Clock = Callable[[], datetime]
-GroupKeyFn = Callable[[AMPayload], str]
-SeverityFn = Callable[[dict[str, str]], Severity]
 SourceHandler = Callable[[InboxRow, IntakeTx], Awaitable[list[int]]]
 MAX_ATTEMPTS = 10
 
 
-def default_group_key(payload: AMPayload) -> str:
-    return payload.group_key
-
-
-def default_severity(labels: dict[str, str]) -> Severity:
-    return map_severity(labels.get("severity"))
-
-
-def playbook_group_key(playbooks: PlaybookSet) -> GroupKeyFn:
+def playbook_group_key(playbooks: PlaybookSet, payload: AMPayload) -> str:
     """Alertmanager's groupKey, unless the matching playbook groups by its own labels."""
-
-    def group_key(payload: AMPayload) -> str:
-        first = payload.alerts[0].labels
-        playbook = playbooks.match(first)
-        if playbook is None or not playbook.group_by:
-            return payload.group_key
-        values = ",".join(f"{name}={first.get(name, '')}" for name in playbook.group_by)
-        return f"playbook:{playbook.name}:{values}"
-
-    return group_key
+    first = payload.alerts[0].labels
+    playbook = playbooks.match(first)
+    if playbook is None or not playbook.group_by:
+        return payload.group_key
+    values = ",".join(f"{name}={first.get(name, '')}" for name in playbook.group_by)
+    return f"playbook:{playbook.name}:{values}"
 
 
-def playbook_severity(playbooks: PlaybookSet) -> SeverityFn:
+def playbook_severity(playbooks: PlaybookSet, labels: dict[str, str]) -> Severity:
     """The matching playbook's severity override, else the policy's severity mapping."""
-
-    def severity(labels: dict[str, str]) -> Severity:
-        playbook = playbooks.match(labels)
-        if playbook is not None and playbook.severity is not None:
-            return playbook.severity
-        return playbooks.policy.severity_for(labels.get("severity"))
-
-    return severity
+    playbook = playbooks.match(labels)
+    if playbook is not None and playbook.severity is not None:
+        return playbook.severity
+    return playbooks.policy.severity_for(labels.get("severity"))
 
 
 class Pipeline:
     def __init__(
         self,
         inbox: Inbox,
+        playbooks: PlaybookSet,
         metrics: Metrics,
         clock: Clock,
         publish: Callable[[int], None],
         *,
-        severity: SeverityFn = default_severity,
-        group_key: GroupKeyFn = default_group_key,
-        policy: Policy | None = None,
-        gate: IntakeGate | None = None,
+        pagerduty: SourceHandler,
+        gate: IntakeGate,
     ) -> None:
         self.inbox = inbox
+        self.playbooks = playbooks
+        self.policy = playbooks.policy
         self.metrics = metrics
         self.clock = clock
         self.publish = publish
-        self.severity = severity
-        self.group_key = group_key
-        self.policy = policy or Policy()
         self._wake: asyncio.Queue[None] = asyncio.Queue()
-        # Other webhook sources (PagerDuty), registered by the wiring at start-up.
-        self.handlers: dict[str, SourceHandler] = {}
+        # The other webhook source; Alertmanager deliveries are applied here.
+        self.handlers: dict[str, SourceHandler] = {"pagerduty": pagerduty}
         # Webhook requests being answered go first (see bot.flows.gate).
-        self.gate = gate or IntakeGate()
+        self.gate = gate
+
+    def severity(self, labels: dict[str, str]) -> Severity:
+        return playbook_severity(self.playbooks, labels)
+
+    def group_key(self, payload: AMPayload) -> str:
+        return playbook_group_key(self.playbooks, payload)
 
     def wake(self) -> None:
         self._wake.put_nowait(None)
@@ -180,33 +166,11 @@ class Pipeline:
         incident = await tx.open_incident_for(key)
         created = False
         if incident is None and firing:
-            severity = highest_severity([self.severity(a.labels) for a in firing]) or Severity.P3
-            incident, created = await tx.create_incident(
-                group_key=key,
-                title=incident_title(firing),
-                severity=severity,
-                source=IncidentSource.ALERTMANAGER,
-                now=now,
-                external_url=payload.external_url or None,
-            )
-            if created:
-                names = ", ".join(sorted({a.name for a in firing}))
-                await tx.add_event(
-                    incident.id,
-                    "opened",
-                    f"Incident opened by Alertmanager: {escape(names)}",
-                    at=now,
-                    data={"group_key": key, "alerts": len(firing)},
-                )
-                for kind, due_at, data in opening_timers(self.policy, incident, now):
-                    await tx.schedule_timer(incident.id, kind, due_at, data)
-                self.metrics.incidents_opened.labels("alertmanager", severity.value).inc()
-                log.info("incident.opened", extra={"incident_id": incident.id, "severity": severity.value})
-        target = incident.id if incident is not None else None
+            incident, created = await self._open(tx, key, payload, firing, now)
         firing_before = 0
         if incident is not None and not created:
             firing_before, _ = await tx.incident_alert_counts(incident.id)
-        changes = await tx.upsert_alerts(target, alerts, delivery_id, now)
+        changes = await tx.upsert_alerts(incident.id if incident else None, alerts, delivery_id, now)
         for change in changes:
             self.metrics.alerts_stored.labels(change.alert.status.value).inc()
         if incident is None:
@@ -222,34 +186,69 @@ class Pipeline:
                 data={"fingerprint": change.alert.fingerprint, "labels": change.alert.labels},
             )
         if incident.status is not IncidentStatus.RESOLVED and not created:
-            firing_after, total = await tx.incident_alert_counts(incident.id)
-            if firing_before > 0 and firing_after == 0:
-                await tx.add_event(
-                    incident.id,
-                    "alerts_resolved",
-                    f"✅ All {total} alert(s) of this incident have resolved. Resolve the incident when"
-                    " you are satisfied (`/incident resolve`).",
-                    at=now,
-                    announce=True,
-                )
-            elif firing_before == 0 and firing_after > 0:
-                await tx.add_event(
-                    incident.id,
-                    "alerts_refiring",
-                    f"🔥 Alerts are firing again ({firing_after} firing).",
-                    at=now,
-                    announce=True,
-                )
-            raised = highest_severity([self.severity(a.labels) for a in firing])
-            if raised is not None and await tx.raise_severity(incident.id, raised):
-                await tx.add_event(
-                    incident.id,
-                    "severity_raised",
-                    f"Severity raised to {raised} by a new alert.",
-                    at=now,
-                    announce=True,
-                )
-                changed = True
+            changed = await self._follow_up(tx, incident.id, firing, firing_before, now) or changed
         if changed and not created:
             await tx.bump_version(incident.id)
         return [incident.id] if changed else []
+
+    async def _open(
+        self, tx: IntakeTx, key: str, payload: AMPayload, firing: list[Alert], now: datetime
+    ) -> tuple[Incident, bool]:
+        severity = highest_severity([self.severity(a.labels) for a in firing]) or Severity.P3
+        incident, created = await tx.create_incident(
+            group_key=key,
+            title=incident_title(firing),
+            severity=severity,
+            source=IncidentSource.ALERTMANAGER,
+            now=now,
+            external_url=payload.external_url or None,
+        )
+        if created:
+            names = ", ".join(sorted({a.name for a in firing}))
+            await tx.add_event(
+                incident.id,
+                "opened",
+                f"Incident opened by Alertmanager: {escape(names)}",
+                at=now,
+                data={"group_key": key, "alerts": len(firing)},
+            )
+            for kind, due_at, data in opening_timers(self.policy, incident, now):
+                await tx.schedule_timer(incident.id, kind, due_at, data)
+            self.metrics.incidents_opened.labels("alertmanager", severity.value).inc()
+            log.info("incident.opened", extra={"incident_id": incident.id, "severity": severity.value})
+        return incident, created
+
+    async def _follow_up(
+        self, tx: IntakeTx, incident_id: int, firing: list[Alert], firing_before: int, now: datetime
+    ) -> bool:
+        """Announce all-resolved / firing-again and raise the severity for a new alert; True
+        when the severity was raised."""
+        firing_after, total = await tx.incident_alert_counts(incident_id)
+        if firing_before > 0 and firing_after == 0:
+            await tx.add_event(
+                incident_id,
+                "alerts_resolved",
+                f"✅ All {total} alert(s) of this incident have resolved. Resolve the incident when"
+                " you are satisfied (`/incident resolve`).",
+                at=now,
+                announce=True,
+            )
+        elif firing_before == 0 and firing_after > 0:
+            await tx.add_event(
+                incident_id,
+                "alerts_refiring",
+                f"🔥 Alerts are firing again ({firing_after} firing).",
+                at=now,
+                announce=True,
+            )
+        raised = highest_severity([self.severity(a.labels) for a in firing])
+        if raised is not None and await tx.raise_severity(incident_id, raised):
+            await tx.add_event(
+                incident_id,
+                "severity_raised",
+                f"Severity raised to {raised} by a new alert.",
+                at=now,
+                announce=True,
+            )
+            return True
+        return False

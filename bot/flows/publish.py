@@ -13,14 +13,14 @@ import asyncio
 import logging
 import secrets
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
-from datetime import datetime
 from typing import Any
 
 from bot.clients.slack import NameTakenError, SlackChat
 from bot.core.errors import IntegrationError
 from bot.core.incident import IncidentView, channel_name
+from bot.core.ports import Clock
 from bot.flows.gate import BACKGROUND, IntakeGate
 from bot.flows.supervisor import Supervisor
 from bot.obs import logs
@@ -31,16 +31,16 @@ from bot.store.incidents import PostgresStore, PublishState
 
 log = logging.getLogger("incidentbot.publish")
 
-Clock = Callable[[], datetime]
 COALESCE_S = 1.0
 LOCK_TTL_MS = 120_000
 CHANNEL_CLAIM_STALE_S = 120.0
 MAX_ROUNDS = 20
 UPDATES_PER_ROUND = 2
 RELOAD_AFTER_WAIT_S = 0.05
-# Hook run once the card is up to date in each publish (enrichment: runbook steps, graphs,
-# proposals, the PagerDuty on-call invite).
-PublishedHook = Callable[[IncidentView], Coroutine[Any, Any, None]]
+# Run once the card is up to date in each publish (enrichment: runbook steps, graphs,
+# proposals; the PagerDuty on-call invite). True asks for another publish: the hook changed
+# the incident (an announcement to post).
+PublishedHook = Callable[[IncidentView], Coroutine[Any, Any, bool]]
 
 
 class Publisher:
@@ -55,8 +55,9 @@ class Publisher:
         *,
         incident_channel: str,
         owner: str,
+        gate: IntakeGate,
+        after_publish: Sequence[PublishedHook],
         grafana_url: str | None = None,
-        gate: IntakeGate | None = None,
     ) -> None:
         self.store = store
         self.chat = chat
@@ -67,9 +68,9 @@ class Publisher:
         self.incident_channel = incident_channel
         self.owner = owner
         self.grafana_url = grafana_url
-        self.on_published: list[PublishedHook] = []
+        self.after_publish = tuple(after_publish)
         # Webhook intake goes first during a burst (bot.flows.gate).
-        self.gate = gate or IntakeGate()
+        self.gate = gate
         self._incident_channel_id: str | None = None
         self._channel_lookup = asyncio.Lock()
         self._dirty: set[int] = set()
@@ -183,8 +184,8 @@ class Publisher:
             prepaid -= 1
         # The channel and its card exist: enrichment starts now, not after the notification
         # in #incident (which is paced with every other incident's).
-        for hook in self.on_published:
-            self.supervisor.spawn(hook(view), name=f"enrich-{inc.id}")
+        for hook in self.after_publish:
+            self.supervisor.spawn(self._run_hook(hook, view), name=f"enrich-{inc.id}")
         note = cards.notification(view, now)
         if state.notification_ts is None or state.notification_channel_id is None:
             target = await self._notification_channel()
@@ -198,6 +199,10 @@ class Publisher:
             ts = await self.chat.post(channel_id, cards.announcement(event))
             await self.store.mark_announced(event_id, ts)
         return True
+
+    async def _run_hook(self, hook: PublishedHook, view: IncidentView) -> None:
+        if await hook(view):
+            self.request(view.incident.id)
 
     async def _notification_channel(self) -> str:
         async with self._channel_lookup:

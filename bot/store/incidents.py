@@ -87,7 +87,8 @@ def _alert(row: Record) -> Alert:
 
 
 class IntakeTx:
-    """Statements of one intake transaction; the use case in bot/flows/intake.py decides which."""
+    """Statements of one intake transaction; the flows (intake, PagerDuty, declared incidents)
+    decide which."""
 
     def __init__(self, conn: asyncpg.Connection) -> None:
         self.conn = conn
@@ -263,6 +264,36 @@ class IntakeTx:
 
     async def bump_version(self, incident_id: int) -> None:
         await self.conn.execute("UPDATE incidents SET version = version + 1 WHERE id = $1", incident_id)
+
+    async def link_pagerduty(
+        self,
+        incident_id: int,
+        *,
+        pagerduty_id: str,
+        url: str | None,
+        service: str | None,
+        escalation_policy: str | None,
+    ) -> None:
+        await self.conn.execute(
+            "UPDATE incidents SET pagerduty_incident_id = $2, pagerduty_url = $3, pagerduty_service = $4,"
+            " pagerduty_escalation_policy = $5 WHERE id = $1",
+            incident_id,
+            pagerduty_id,
+            url,
+            service,
+            escalation_policy,
+        )
+
+    async def add_role(self, incident_id: int, role: str, user_id: str, now: datetime) -> None:
+        """A role given when the incident is created (the declarer becomes its commander)."""
+        await self.conn.execute(
+            "INSERT INTO incident_roles (incident_id, role, user_id, assigned_at, assigned_by)"
+            " VALUES ($1, $2, $3, $4, $3)",
+            incident_id,
+            role,
+            user_id,
+            now,
+        )
 
 
 class PostgresStore:

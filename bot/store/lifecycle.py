@@ -173,19 +173,6 @@ class LifecycleStore:
                 await tx.bump_version(incident_id)
             return event_id
 
-    async def link_pagerduty(
-        self, incident_id: int, pd_id: str, url: str | None, service: str | None, policy: str | None
-    ) -> None:
-        await self.pool.execute(
-            "UPDATE incidents SET pagerduty_incident_id = $2, pagerduty_url = $3, pagerduty_service = $4,"
-            " pagerduty_escalation_policy = $5, version = version + 1 WHERE id = $1",
-            incident_id,
-            pd_id,
-            url,
-            service,
-            policy,
-        )
-
     async def by_pagerduty(self, pd_id: str) -> Incident | None:
         row = await self.pool.fetchrow("SELECT * FROM incidents WHERE pagerduty_incident_id = $1", pd_id)
         return _incident(row) if row else None

@@ -410,7 +410,7 @@ def test_build_stage_package_from_the_build_context(tmp_path: Path) -> None:
         entry_points = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "incidentbot = bot.__main__:main" in entry_points
     migrations = sorted(p.name for p in (ROOT / "bot" / "storage" / "migrations").glob("*.sql"))
-    assert migrations and all(f"bot/storage/migrations/{m}" in names for m in migrations)
+    assert migrations and all(f"bot/store/migrations/{m}" in names for m in migrations)
     for package in ("bot/__main__.py", "commands/__init__.py", "sandbox/__init__.py"):
         assert package in names
     # Playbooks are not package data: the image copies them and sets PLAYBOOKS_DIR.

@@ -1,6 +1,6 @@
 """The chart's RBAC grants exactly what the remediation action table and the diagnostics need.
 
-The needs are written here per `ActionName` (from the requests bot/integrations/kubernetes.py
+The needs are written here per `ActionName` (from the requests bot/clients/kubernetes/
 sends, documented in docs/rbac.md): a new action fails this test until its needs are added here and
 to helm/incidentbot/templates/rbac.yaml.
 """

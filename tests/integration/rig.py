@@ -10,9 +10,8 @@ from typing import Any
 
 import aiohttp
 
-from bot.app import build
+from bot.app import BotServer, build
 from bot.config.settings import Settings
-from bot.web.server import BotServer
 from sandbox.slack import SlackSandbox
 
 SIGNING_SECRET = "test-signing-secret-0123456789"

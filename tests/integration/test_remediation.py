@@ -29,17 +29,17 @@ import yaml
 from aiohttp import web
 from prometheus_client import generate_latest
 
-from bot.app import build
+from bot.app import BotServer, build
 from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR
 from bot.config.settings import Settings
 from bot.core.actions import ActionName, ExecParams, RolloutRestartParams, ScaleParams
 from bot.core.errors import UserError
 from bot.core.incident import Incident
+from bot.core.playbooks import Playbook
 from bot.core.runs import ActionRun, AuditEvent, RunStatus
-from bot.flows.remediation import engine
 from bot.flows.remediation.authz import UsergroupResolver
+from bot.flows.remediation.propose import Request
 from bot.store.remediation import RemediationStore
-from bot.web.server import BotServer
 from commands import remediation as commands_remediation
 from sandbox.kubernetes import KubeSandbox
 from sandbox.services import PrometheusServer
@@ -256,13 +256,28 @@ async def open_incident(env: Env, bot: BotServer, labels: dict[str, str] | None 
     assert status == 200
     channel = await env.slack.wait_for(lambda s: s.find_channel("inc-"))
     await env.slack.wait_for(lambda s: s.messages(channel.id))
-    incident = await bot.deps.store.incident_by_channel(channel.id)
+    incident = await bot.parts.store.incident_by_channel(channel.id)
     assert incident is not None
     return incident
 
 
 def store(bot: BotServer) -> RemediationStore:
-    return RemediationStore(bot.deps.store.pool)
+    return bot.parts.remediation_store
+
+
+async def propose_runs(
+    bot: BotServer,
+    incident: Incident,
+    labels: dict[str, str],
+    playbook: Playbook,
+    *,
+    generator_url: str = "",
+) -> list[ActionRun]:
+    """The playbook's proposals for one alert (as enrichment makes them), without the notes."""
+    runs, _notes = await bot.parts.flows.proposer.propose_playbook_remediations(
+        incident, labels, playbook, generator_url=generator_url
+    )
+    return runs
 
 
 def blocks_text(env: Env, channel_id: str, ts: str) -> str:
@@ -319,7 +334,7 @@ async def propose_scale(
 ) -> ActionRun:
     """Propose a scale; `by` None is a proposal by the bot (as from a playbook)."""
     params = ScaleParams(namespace=namespace, deployment=deployment, replicas=replicas)
-    run = await engine.propose(bot.deps, incident, ActionName.SCALE, params, requested_by=by)
+    run = await bot.parts.flows.proposer.propose(incident, ActionName.SCALE, params, Request(requested_by=by))
     return await posted(bot, run)
 
 
@@ -422,16 +437,16 @@ async def test_propose_approve_execute_once_and_verify_without_prometheus(env: E
         assert requested.actor == "U_ALICE" and requested.details["params"]["replicas"] == 9
         assert "replicas 6 → 9" in json.dumps(requested.details["preview"], ensure_ascii=False)
         assert succeeded.details["approved_by"] == ["U_BOB"] and succeeded.details["duration_ms"] >= 0
-        kinds = [e.kind for e in await bot.deps.store.timeline(incident.id)]
+        kinds = [e.kind for e in await bot.parts.store.timeline(incident.id)]
         for kind in ("requested", "approved", "claimed", "succeeded", "verified"):
             assert f"remediation_{kind}" in kinds
-        exposition = generate_latest(bot.deps.metrics.registry).decode()
+        exposition = generate_latest(bot.parts.metrics.registry).decode()
         assert 'incidentbot_remediations_total{action="scale",result="succeeded"} 1.0' in exposition
         assert "incidentbot_approval_wait_seconds_count 1.0" in exposition
         # The audit log is append-only.
         for statement in ("UPDATE audit_log SET actor = 'U_MALLORY'", "DELETE FROM audit_log"):
             with pytest.raises(asyncpg.RaiseError, match="append-only"):
-                await bot.deps.store.pool.execute(statement)
+                await bot.parts.store.pool.execute(statement)
 
 
 async def test_second_approver_required_and_requester_cannot_approve_own(env: Env) -> None:
@@ -444,7 +459,7 @@ async def test_second_approver_required_and_requester_cannot_approve_own(env: En
             args={"minutes": "5"},
         )
         run = await posted(
-            bot, await engine.propose(bot.deps, incident, ActionName.EXEC, params, requested_by="U_ALICE")
+            bot, await bot.parts.flows.proposer.propose(incident, ActionName.EXEC, params, Request(requested_by="U_ALICE"))
         )
         await wait_message(env, run, "0 of 2", "2 approval(s), not the requester")
         driver = env.driver(bot)
@@ -473,7 +488,7 @@ async def test_second_approver_required_and_requester_cannot_approve_own(env: En
         )
         await env.kube.wait_for(lambda: len(exec_requests()) == 1)
         request = exec_requests()[0]
-        expected = bot.deps.policy.exec_templates["pg_terminate_long_running"].render({"minutes": "5"})
+        expected = bot.parts.playbooks.policy.exec_templates["pg_terminate_long_running"].render({"minutes": "5"})
         assert request.query["command"] == expected  # an argv from the allow-listed template, no shell
         await wait_thread(env, run, "exit code 0")
         final = await wait_message(env, run, "Remediation succeeded", "2 of 2: <@U_BOB>, <@U_DAVE>")
@@ -489,9 +504,7 @@ async def test_outsider_refused_and_usergroup_member_approves(env: Env) -> None:
         params = RolloutRestartParams(namespace="skillquest", deployment="skillquest-api")
         run = await posted(
             bot,
-            await engine.propose(
-                bot.deps, incident, ActionName.ROLLOUT_RESTART, params, requested_by="U_BOB"
-            ),
+            await bot.parts.flows.proposer.propose(incident, ActionName.ROLLOUT_RESTART, params, Request(requested_by="U_BOB")),
         )
         text = await wait_message(env, run, "@sre-oncall")
         assert "revision 2 → new rollout" in text
@@ -553,7 +566,7 @@ async def test_expired_proposals_are_refused(env: Env) -> None:
         assert "expired" in await wait_response(env, "U_BOB", "expired")
         await wait_message(env, first, "Remediation proposal expired")
         # The sweep expires the other one and updates its message.
-        await engine.expire_due(bot.deps)
+        await bot.parts.executor.sweep()
         text = await wait_message(env, second, "Remediation proposal expired")
         assert "approve_action" not in text
         assert mutations(env.kube, "/scale") == []
@@ -605,9 +618,9 @@ async def test_hostile_label_values_are_not_proposed(env: Env) -> None:
     async with running(env.settings()) as bot:
         labels = {"alertname": "TestDeploymentBroken", "namespace": "api", "deployment": "x; rm -rf /"}
         incident = await open_incident(env, bot, labels)
-        playbook = bot.deps.playbooks.by_name("test-restart-from-labels")
+        playbook = bot.parts.playbooks.by_name("test-restart-from-labels")
         assert playbook is not None
-        runs = await commands_remediation.propose_playbook_remediations(bot.deps, incident, labels, playbook)
+        runs = await propose_runs(bot, incident, labels, playbook)
         assert runs == []
         assert incident.channel_id is not None
         note = await env.slack.wait_for(
@@ -620,7 +633,7 @@ async def test_hostile_label_values_are_not_proposed(env: Env) -> None:
         assert "not proposed" in blocks and "deployment" in blocks
 
         system = {"alertname": "TestDeploymentBroken", "namespace": "kube-system", "deployment": "coredns"}
-        runs, notes = await engine.propose_playbook_remediations(bot.deps, incident, system, playbook)
+        runs, notes = await bot.parts.flows.proposer.propose_playbook_remediations(incident, system, playbook)
         assert runs == [] and len(notes) == 1
         assert "kube-system" in notes[0] and "never allows" in notes[0]
 
@@ -631,7 +644,7 @@ async def test_hostile_label_values_are_not_proposed(env: Env) -> None:
             (["scale", "api/search-api", "replicas=9;reboot"], "Invalid `replicas`"),
         ):
             with pytest.raises(UserError, match=expected):
-                await commands_remediation.run_subcommand(bot.deps, "U_ALICE", incident.channel_id, args)
+                await commands_remediation.run_subcommand(bot.parts.flows, "U_ALICE", incident.channel_id, args)
         assert await store(bot).for_incident(incident.id) == []
         assert mutations(env.kube, "/deployments") == []
 
@@ -642,28 +655,26 @@ async def test_policy_bounds_namespace_and_requester_refused_at_proposal(env: En
         assert incident.channel_id is not None
         run = commands_remediation.run_subcommand
         with pytest.raises(UserError, match="above the policy maximum of 20"):
-            await run(bot.deps, "U_ALICE", incident.channel_id, ["scale", "api/search-api", "replicas=25"])
+            await run(bot.parts.flows, "U_ALICE", incident.channel_id, ["scale", "api/search-api", "replicas=25"])
         with pytest.raises(UserError, match="exceeds the policy step of 6"):
-            await run(bot.deps, "U_ALICE", incident.channel_id, ["scale", "api/search-api", "replicas=13"])
+            await run(bot.parts.flows, "U_ALICE", incident.channel_id, ["scale", "api/search-api", "replicas=13"])
         with pytest.raises(UserError, match="does not allow `scale` in namespace `monitoring`"):
-            await run(bot.deps, "U_ALICE", incident.channel_id, ["scale", "monitoring/grafana", "replicas=2"])
+            await run(bot.parts.flows, "U_ALICE", incident.channel_id, ["scale", "monitoring/grafana", "replicas=2"])
         with pytest.raises(UserError, match="You may not request `scale`"):
-            await run(bot.deps, "U_CAROL", incident.channel_id, ["scale", "api/search-api", "replicas=9"])
+            await run(bot.parts.flows, "U_CAROL", incident.channel_id, ["scale", "api/search-api", "replicas=9"])
         with pytest.raises(UserError, match="not allow-listed"):
-            await run(
-                bot.deps, "U_ALICE", incident.channel_id, ["exec", "skillquest/postgres-0", "template=rm_rf"]
+            await run(bot.parts.flows, "U_ALICE", incident.channel_id, ["exec", "skillquest/postgres-0", "template=rm_rf"]
             )
         with pytest.raises(UserError, match="does not match"):
-            await run(
-                bot.deps,
+            await run(bot.parts.flows,
                 "U_ALICE",
                 incident.channel_id,
                 ["exec", "skillquest/postgres-0", "template=pg_terminate_long_running", "minutes=5;reboot"],
             )
         with pytest.raises(UserError, match="incident channel"):
-            await run(bot.deps, "U_ALICE", "C_GENERAL", ["scale", "api/search-api", "replicas=9"])
+            await run(bot.parts.flows, "U_ALICE", "C_GENERAL", ["scale", "api/search-api", "replicas=9"])
         # A usergroup member may request (role oncall through @sre-oncall).
-        reply = await run(bot.deps, "U_ERIN", incident.channel_id, ["scale", "api/search-api", "replicas=9"])
+        reply = await run(bot.parts.flows, "U_ERIN", incident.channel_id, ["scale", "api/search-api", "replicas=9"])
         assert "Proposed" in reply
         assert mutations(env.kube, "/scale") == []
 
@@ -756,7 +767,7 @@ async def test_forbidden_request_is_reported_plainly_in_the_thread(env: Env) -> 
 async def test_without_a_cluster_nothing_mutates(env: Env) -> None:
     settings = env.settings()
     async with running(settings.model_copy(update={"kubeconfig": None})) as bot:
-        assert bot.deps.cluster is None
+        assert bot.parts.cluster is None
         incident = await open_incident(env, bot)
         run = await propose_scale(bot, incident, 9)
         text = await wait_message(env, run, "cluster is not configured")
@@ -870,7 +881,7 @@ async def prometheus(
 
 async def wait_scraped(exporter: LatencyExporter, bot: BotServer, value: float) -> None:
     """Until Prometheus answers `search_latency_p95` with `value` (re-asked after each scrape)."""
-    source = bot.deps.metrics_source
+    source = bot.parts.prometheus
     assert source is not None
     for _ in range(30):
         samples = await source.query_instant("search_latency_p95")
@@ -887,10 +898,9 @@ async def test_verification_recovered_with_prometheus_runbook_checks(
     async with running(env.settings(prometheus_url=prometheus, verify_seconds=30)) as bot:
         await wait_scraped(exporter, bot, 0.36)
         incident = await open_incident(env, bot, SEARCH_ALERT)
-        playbook = bot.deps.playbooks.match(SEARCH_ALERT)
+        playbook = bot.parts.playbooks.match(SEARCH_ALERT)
         assert playbook is not None and playbook.name == "skillforge-search-latency"
-        await commands_remediation.propose_playbook_remediations(
-            bot.deps, incident, SEARCH_ALERT, playbook, generator_url=SEARCH_EXPR_URL
+        await propose_runs(bot, incident, SEARCH_ALERT, playbook, generator_url=SEARCH_EXPR_URL
         )
         runs = await store(bot).for_incident(incident.id)
         scale = next(r for r in runs if r.action is ActionName.SCALE)
@@ -898,8 +908,7 @@ async def test_verification_recovered_with_prometheus_runbook_checks(
         assert scale.playbook == "skillforge-search-latency" and scale.requested_by is None
         scale = await posted(bot, scale)
         # Proposing again (enrichment retried, a second replica) makes no duplicates.
-        again = await commands_remediation.propose_playbook_remediations(
-            bot.deps, incident, SEARCH_ALERT, playbook
+        again = await propose_runs(bot, incident, SEARCH_ALERT, playbook
         )
         assert again == []
 
@@ -962,9 +971,7 @@ async def test_stalled_rollout_without_prometheus_offers_undo(env: Env) -> None:
         params = RolloutRestartParams(namespace="skillquest", deployment="skillquest-api")
         run = await posted(
             bot,
-            await engine.propose(
-                bot.deps, incident, ActionName.ROLLOUT_RESTART, params, requested_by="U_ALICE"
-            ),
+            await bot.parts.flows.proposer.propose(incident, ActionName.ROLLOUT_RESTART, params, Request(requested_by="U_ALICE")),
         )
         # The requester may approve their own restart (requester_may_approve), as an on-call member.
         await env.driver(bot).click(
@@ -1033,7 +1040,7 @@ def test_run_arguments_refused_with_usage_naming_the_field(args: list[str], mess
 
 async def test_usergroup_resolver_caches_in_redis(env: Env) -> None:
     async with running(env.settings()) as bot:
-        resolver = UsergroupResolver(bot.deps.chat, bot.deps.coord)
+        resolver = UsergroupResolver(bot.parts.chat, bot.parts.coord)
         before = len(env.slack.calls_to("usergroups.users.list"))
         results = await asyncio.gather(
             *(resolver.groups_of("U_ERIN", ["sre-oncall", "no-such-group"]) for _ in range(10))
@@ -1041,6 +1048,6 @@ async def test_usergroup_resolver_caches_in_redis(env: Env) -> None:
         assert all(r.groups == frozenset({"sre-oncall"}) for r in results)
         assert all("no-such-group" in " ".join(r.problems) for r in results)
         assert len(env.slack.calls_to("usergroups.users.list")) == before + 1  # one call for ten checks
-        other = UsergroupResolver(bot.deps.chat, bot.deps.coord)  # another replica: Redis cache
+        other = UsergroupResolver(bot.parts.chat, bot.parts.coord)  # another replica: Redis cache
         assert (await other.groups_of("U_CAROL", ["sre-oncall"])).groups == frozenset()
         assert len(env.slack.calls_to("usergroups.users.list")) == before + 1

@@ -34,10 +34,9 @@ LAYERS: dict[str, int] = {
     "bot": 7,  # the package's own __init__
 }
 # Debt being paid off in this refactor; each entry must still be real (see the last test).
-PENDING_UPWARD = {"bot.deps"}
+PENDING_UPWARD: set[str] = set()
 PENDING_BIG = {
     "bot/clients/kubernetes.py",
-    "bot/flows/remediation/engine.py",
     "bot/tools/importer.py",
     "sandbox/kubernetes.py",
     "sandbox/pagerduty.py",

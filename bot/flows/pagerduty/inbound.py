@@ -1,0 +1,217 @@
+"""PagerDuty → incidents: apply V3 webhook events stored in the inbox.
+
+An event that matches what we already store is a no-op, and changes that arrive from
+PagerDuty are never sent back to it, so the two directions cannot loop: when Slack acks an
+incident we tell PagerDuty; PagerDuty's resulting `incident.acknowledged` webhook finds the
+incident already acknowledged and does nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable
+
+from bot.core.blockkit import escape
+from bot.core.incident import Incident, IncidentSource, IncidentStatus, Severity
+from bot.core.policy import Policy
+from bot.core.ports import Clock
+from bot.core.timers import opening_timers
+from bot.flows.incidents import IncidentFlows
+from bot.flows.pagerduty.oncall import OnCallInviter
+from bot.flows.timers import Timers
+from bot.obs.metrics import Metrics
+from bot.sources.pagerduty import IncidentData, PagerDutyEvent, parse_webhook
+from bot.store.inbox import InboxRow
+from bot.store.incidents import IntakeTx, PostgresStore
+from bot.store.lifecycle import LifecycleStore
+
+log = logging.getLogger("incidentbot.pagerduty")
+# Events that set the incident's state: applied only when newer than the last one applied.
+STATE_EVENTS = frozenset(
+    {
+        "incident.acknowledged",
+        "incident.resolved",
+        "incident.reopened",
+        "incident.unacknowledged",
+        "incident.priority_updated",
+    }
+)
+PRIORITY = re.compile(r"^\s*(?:P|SEV)?\s*([0-4])\b", re.IGNORECASE)
+OUR_DEDUP_PREFIX = "incidentbot-"
+
+
+def severity_of(data: IncidentData) -> Severity:
+    """PagerDuty priority (P1..P5, SEV-1...) when set, else urgency: high → P2, low → P4."""
+    if data.priority is not None and data.priority.summary:
+        match = PRIORITY.match(data.priority.summary)
+        if match:
+            return Severity(f"P{min(4, max(1, int(match.group(1))))}")
+    return Severity.P2 if (data.urgency or "high") == "high" else Severity.P4
+
+
+def _agent(event: PagerDutyEvent) -> str:
+    if event.agent is None:
+        return "PagerDuty"
+    return f"{event.agent.summary or event.agent.id} (PagerDuty)"
+
+
+class PagerDutyInbound:
+    def __init__(
+        self,
+        store: PostgresStore,
+        lifecycle: LifecycleStore,
+        incidents: IncidentFlows,
+        timers: Timers,
+        oncall: OnCallInviter,
+        metrics: Metrics,
+        policy: Policy,
+        clock: Clock,
+        publish: Callable[[int], None],
+    ) -> None:
+        self.store = store
+        self.lifecycle = lifecycle
+        self.incidents = incidents
+        self.timers = timers
+        self.oncall = oncall
+        self.metrics = metrics
+        self.policy = policy
+        self.clock = clock
+        self.publish = publish
+
+    async def apply(self, row: InboxRow, tx: IntakeTx) -> list[int]:
+        """Apply one stored delivery; returns the incidents whose stored state changed."""
+        event = parse_webhook(json.dumps(row.body).encode())
+        pd_id = event.incident_id
+        if pd_id is None:
+            return []
+        incident = await self.lifecycle.by_pagerduty(pd_id)
+        data = event.incident
+        if (
+            incident is None
+            and data is not None
+            and event.event_type in ("incident.triggered", "incident.reopened")
+        ):
+            incident = await self._open_or_join(tx, data)
+            return [incident.id]
+        if incident is None:
+            log.info("pagerduty.unknown_incident", extra={"pagerduty_id": pd_id, "event": event.event_type})
+            return []
+        await self._update(incident, event)
+        return [incident.id]
+
+    async def _open_or_join(self, tx: IntakeTx, data: IncidentData) -> Incident:
+        """Join the incident this PagerDuty incident belongs to (our own escalation page, or an
+        open incident whose group key is the PagerDuty dedup key), else open a new one."""
+        now = self.clock()
+        key = data.incident_key or ""
+        joined: Incident | None = None
+        if key.startswith(OUR_DEDUP_PREFIX) and key[len(OUR_DEDUP_PREFIX) :].isdigit():
+            joined = await self.store.get_incident(int(key[len(OUR_DEDUP_PREFIX) :]))
+        elif key:
+            joined = await tx.open_incident_for(key)
+        if joined is not None and joined.status is not IncidentStatus.RESOLVED:
+            incident = joined
+            text = (
+                f"Linked to PagerDuty incident <{data.html_url or ''}|#{data.number or data.id}>"
+                if data.html_url
+                else f"Linked to PagerDuty incident {escape(data.id)}"
+            )
+            await tx.add_event(incident.id, "pagerduty_linked", text, at=now, announce=True)
+            await tx.bump_version(incident.id)
+        else:
+            incident = await self._open(tx, data)
+        await tx.link_pagerduty(
+            incident.id,
+            pagerduty_id=data.id,
+            url=data.html_url,
+            service=data.service.id if data.service else None,
+            escalation_policy=data.escalation_policy.id if data.escalation_policy else None,
+        )
+        return incident
+
+    async def _open(self, tx: IntakeTx, data: IncidentData) -> Incident:
+        now = self.clock()
+        severity = severity_of(data)
+        incident, created = await tx.create_incident(
+            group_key=f"pagerduty:{data.id}",
+            title=data.title[:200] or "PagerDuty incident",
+            severity=severity,
+            source=IncidentSource.PAGERDUTY,
+            now=now,
+        )
+        if created:
+            for kind, due_at, timer_data in opening_timers(self.policy, incident, now):
+                await tx.schedule_timer(incident.id, kind, due_at, timer_data)
+            service = data.service.summary if data.service and data.service.summary else "PagerDuty"
+            await tx.add_event(
+                incident.id,
+                "opened",
+                f"Incident opened from PagerDuty ({escape(service)})",
+                at=now,
+                data={"pagerduty_id": data.id},
+            )
+            self.metrics.incidents_opened.labels("pagerduty", severity.value).inc()
+        return incident
+
+    async def _update(self, incident: Incident, event: PagerDutyEvent) -> None:
+        kind = event.event_type
+        if kind in STATE_EVENTS and not await self.lifecycle.advance_pagerduty_clock(
+            incident.id, event.occurred_at
+        ):
+            await self.lifecycle.add_event(
+                incident.id,
+                "pagerduty_stale",
+                f"Ignored PagerDuty {escape(kind)} of {event.occurred_at:%H:%M:%S} UTC: a newer change was applied",
+                now=self.clock(),
+            )
+            return
+        if kind in STATE_EVENTS:
+            await self._apply_state(incident, event)
+        else:
+            await self._apply_activity(incident, event)
+        self.publish(incident.id)
+
+    async def _apply_state(self, incident: Incident, event: PagerDutyEvent) -> None:
+        who = _agent(event)
+        match event.event_type:
+            case "incident.acknowledged" if incident.status is IncidentStatus.TRIGGERED:
+                await self.incidents.acknowledge(incident, who, from_pagerduty=True)
+            case "incident.resolved" if incident.status is not IncidentStatus.RESOLVED:
+                await self.incidents.resolve(incident, who, "resolved in PagerDuty", from_pagerduty=True)
+            case "incident.reopened" | "incident.unacknowledged" if (
+                incident.status is IncidentStatus.RESOLVED
+            ):
+                await self.incidents.reopen(incident, who)
+            case "incident.priority_updated" if event.incident is not None:
+                severity = severity_of(event.incident)
+                changed = await self.lifecycle.set_severity(incident.id, severity, who, self.clock())
+                if changed is not None:
+                    await self.timers.reschedule_for_severity(changed)
+
+    async def _apply_activity(self, incident: Incident, event: PagerDutyEvent) -> None:
+        now = self.clock()
+        data = event.incident
+        if event.event_type == "incident.reassigned" and data is not None:
+            names = ", ".join(escape(a.summary or a.id) for a in data.assignees) or "nobody"
+            await self.lifecycle.add_event(
+                incident.id,
+                "pagerduty_reassigned",
+                f"PagerDuty reassigned to {names}",
+                now=now,
+                announce=True,
+            )
+            await self.oncall.invite(incident)
+        elif event.event_type == "incident.annotated" and event.note is not None:
+            await self.lifecycle.add_event(
+                incident.id,
+                "pagerduty_note",
+                f"📝 PagerDuty note by {escape(_agent(event))}: {escape(event.note.content[:1500])}",
+                now=now,
+                announce=True,
+            )
+        elif event.event_type == "incident.escalated":
+            await self.lifecycle.add_event(
+                incident.id, "pagerduty_escalated", "PagerDuty escalated the incident", now=now
+            )

@@ -1,0 +1,121 @@
+"""What the remediation steps share: limits, parameter parsing, the reasons nothing can run,
+user group membership for the policy's decisions, and the cooldown rule."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel
+
+from bot.clients.kubernetes import KubernetesCluster
+from bot.core.actions import PARAMS_BY_ACTION, ActionName, DrainParams, ExecParams, ScaleParams, target_of
+from bot.core.policy import ApprovalRule, Policy
+from bot.core.runs import ActionRun
+from bot.flows.remediation.authz import Membership, UsergroupResolver, needs_usergroups, role_usergroups
+from bot.store.remediation import RemediationStore
+
+TOKEN_BYTES = 8  # 16 hex characters, from the OS's CSPRNG
+EXECUTE_TIMEOUT_S = 120.0
+EXEC_TIMEOUT_S = 60.0
+DEPLOYMENT_ACTIONS = frozenset(
+    {
+        ActionName.ROLLOUT_RESTART,
+        ActionName.SCALE,
+        ActionName.ROLLOUT_UNDO,
+        ActionName.SET_ENV,
+        ActionName.SET_RESOURCES,
+    }
+)
+# The changes the bot can offer to undo.
+UNDOABLE = DEPLOYMENT_ACTIONS | {ActionName.CORDON, ActionName.DRAIN}
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What a click did, in words for the clicking user, and the run as it is now."""
+
+    text: str
+    run: ActionRun | None = None
+
+
+def default_title(action: ActionName, params: BaseModel) -> str:
+    target = target_of(action, params)
+    if isinstance(params, ScaleParams):
+        return f"Scale {target} to {params.replicas} replicas"
+    if isinstance(params, ExecParams):
+        return f"Run exec template `{params.template}` in {target}"
+    words = action.value.replace("_", " ")
+    return f"{words[:1].upper()}{words[1:]} {target}"
+
+
+def parse_params(action: ActionName, params: Mapping[str, Any]) -> BaseModel:
+    return PARAMS_BY_ACTION[action].model_validate(dict(params))
+
+
+def execute_timeout(action: ActionName, params: BaseModel) -> float:
+    if isinstance(params, DrainParams):
+        return float(params.timeout_seconds) + 60.0
+    if action is ActionName.EXEC:
+        return EXEC_TIMEOUT_S
+    return EXECUTE_TIMEOUT_S
+
+
+def blockers(policy: Policy, cluster: KubernetesCluster | None) -> list[str]:
+    """Why nothing can execute right now (shown on every proposal)."""
+    found = []
+    if policy.kill_switch:
+        found.append("The kill switch is on (policy.yaml `kill_switch: true`): nothing executes.")
+    if cluster is None:
+        found.append(
+            "The Kubernetes cluster is not configured (KUBECONFIG unset, not in a pod): nothing executes."
+        )
+    return found
+
+
+def with_problems(reason: str, membership: Membership) -> str:
+    if membership.problems:
+        return f"{reason} ({'; '.join(membership.problems)})"
+    return reason
+
+
+class Access:
+    """The user groups a decision needs, looked up only when the policy grants a role
+    through a group the user is not listed in directly."""
+
+    def __init__(self, policy: Policy, resolver: UsergroupResolver) -> None:
+        self.policy = policy
+        self.resolver = resolver
+
+    async def membership(self, user: str, roles: list[str]) -> Membership:
+        if not needs_usergroups(self.policy, roles, user):
+            return Membership(frozenset())
+        return await self.resolver.groups_of(user, role_usergroups(self.policy, roles))
+
+    def rule_of(self, run: ActionRun) -> ApprovalRule:
+        return self.policy.rule_for(run.action, run.approval_rule)
+
+
+async def cooldown_problem(
+    store: RemediationStore,
+    run_target: str,
+    rule: ApprovalRule,
+    now: datetime,
+    *,
+    exclude: list[int],
+    before: tuple[datetime, int] | None = None,
+) -> str | None:
+    if rule.cooldown_minutes <= 0:
+        return None
+    since = now - timedelta(minutes=rule.cooldown_minutes)
+    recent = await store.recent_on_target(run_target, since, exclude=exclude, before=before)
+    if recent is None:
+        return None
+    ready = recent.started_at + timedelta(minutes=rule.cooldown_minutes)
+    return (
+        f"{run_target} was changed by run {recent.id} (`{recent.action.value}`) at "
+        f"{recent.started_at:%H:%M:%S} UTC; the policy cooldown is {rule.cooldown_minutes} min, "
+        f"so the next change is possible after {ready:%H:%M:%S} UTC."
+    )

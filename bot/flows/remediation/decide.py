@@ -1,0 +1,196 @@
+"""Approve and reject clicks. Each click reloads the run by its opaque token and is re-checked
+on the server: status, expiry, that the dry run passed, that the user holds an approver role,
+that a requester does not approve their own request when the rule forbids it. The approval is
+recorded under a row lock, so of any number of simultaneous clicks exactly one completes the set.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from enum import StrEnum
+from typing import Any
+
+from bot.core.errors import UserError
+from bot.core.policy import Policy
+from bot.core.ports import Clock
+from bot.core.runs import ActionRun, RunStatus
+from bot.flows.remediation.authz import may_approve, may_reject
+from bot.flows.remediation.common import Access, Outcome, with_problems
+from bot.flows.remediation.execute import Executor
+from bot.flows.remediation.messages import ProposalMessages
+from bot.flows.supervisor import Supervisor
+from bot.obs.metrics import Metrics
+from bot.store.remediation import ApproveOutcome, RemediationStore
+
+log = logging.getLogger("incidentbot.remediation")
+
+TOKEN_RE = re.compile(r"^[0-9a-f]{16}$")
+
+
+class Click(StrEnum):
+    APPROVE = "approve"
+    REJECT = "reject"
+
+
+def status_reason(run: ActionRun) -> str:
+    match run.status:
+        case RunStatus.APPROVED | RunStatus.RUNNING:
+            return "This was already approved and is being executed."
+        case RunStatus.SUCCEEDED:
+            return "This already ran (succeeded)."
+        case RunStatus.FAILED:
+            return f"This already ran and failed: {run.error or 'see the thread'}."
+        case RunStatus.REJECTED:
+            return f"This proposal was {run.error or 'rejected'}."
+        case RunStatus.EXPIRED:
+            return (
+                f"This proposal expired at {run.expires_at:%H:%M} UTC; propose it again "
+                "(`/incident run ...`) if it is still needed."
+            )
+        case RunStatus.CANCELLED:
+            return f"This was not executed: {run.error or 'refused'}."
+    return f"This proposal is {run.status.value}."
+
+
+class Decisions:
+    def __init__(
+        self,
+        store: RemediationStore,
+        executor: Executor,
+        messages: ProposalMessages,
+        access: Access,
+        supervisor: Supervisor,
+        metrics: Metrics,
+        policy: Policy,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.executor = executor
+        self.messages = messages
+        self.access = access
+        self.supervisor = supervisor
+        self.metrics = metrics
+        self.policy = policy
+        self.clock = clock
+
+    async def decide(self, click: Click, token: str, user: str) -> Outcome:
+        if click is Click.APPROVE:
+            return await self.approve(token, user)
+        return await self.reject(token, user)
+
+    async def _refuse(
+        self, run: ActionRun | None, user: str, what: Click, reason: str, **extra: Any
+    ) -> UserError:
+        await self.store.refused(run, user, self.clock(), {"click": what.value, "reason": reason, **extra})
+        log.info(
+            "remediation.refused", extra={"run_id": run.id if run else None, "user": user, "reason": reason}
+        )
+        return UserError(reason)
+
+    async def _load(self, token: str, user: str, what: Click) -> ActionRun:
+        """The proposal behind the button, checked to still be a proposal nobody decided and
+        that has not expired."""
+        run = await self.store.by_token(token) if TOKEN_RE.fullmatch(token or "") else None
+        if run is None:
+            raise await self._refuse(
+                None,
+                user,
+                what,
+                "This button is not valid (no such proposal). Use the buttons on the proposal message.",
+                value=(token or "")[:100],
+            )
+        if run.status is not RunStatus.PROPOSED:
+            raise await self._refuse(run, user, what, status_reason(run))
+        if run.expires_at <= self.clock():
+            await self._expire_now(run)
+            reason = (
+                f"This proposal expired at {run.expires_at:%H:%M} UTC and can no longer be approved; "
+                "propose it again if it is still needed."
+                if what is Click.APPROVE
+                else "This proposal has already expired."
+            )
+            raise await self._refuse(run, user, what, reason)
+        return run
+
+    async def _expire_now(self, run: ActionRun) -> None:
+        if await self.store.expire(run.id, self.clock()) is not None:
+            self.messages.spawn_refresh(run.id)
+
+    async def approve(self, token: str, user: str) -> Outcome:
+        """One approval click, re-checked on the server. Completing the approvals starts the
+        execution (supervised task) before this returns."""
+        run = await self._load(token, user, Click.APPROVE)
+        now = self.clock()
+        if not run.preview.dry_run_ok:
+            raise await self._refuse(
+                run,
+                user,
+                Click.APPROVE,
+                f"The dry run did not pass ({run.preview.problem or 'see the proposal'}); fix that and propose it again.",
+            )
+        rule = self.access.rule_of(run)
+        membership = await self.access.membership(user, list(rule.approvers))
+        decision = may_approve(
+            self.policy,
+            rule,
+            run.action,
+            user_id=user,
+            user_groups=membership.groups,
+            requested_by=run.requested_by,
+            approvals=run.approvers,
+            needed=run.approvals_needed,
+            rule_name=run.approval_rule,
+        )
+        if not decision.allowed:
+            raise await self._refuse(run, user, Click.APPROVE, with_problems(decision.reason, membership))
+        result = await self.store.approve(run.id, user, now)
+        run = result.run
+        match result.outcome:
+            case ApproveOutcome.COMPLETE:
+                self.metrics.approval_wait.observe(max(0.0, (now - run.created_at).total_seconds()))
+                self.supervisor.spawn(self.executor.execute(run.id, hint=run), name=f"run-{run.id}")
+                self.messages.spawn_refresh(run.id)
+                log.info("remediation.approved", extra={"run_id": run.id, "user": user})
+                return Outcome(
+                    f"Approved “{run.title}”: executing it now. Follow the thread for the result.", run
+                )
+            case ApproveOutcome.RECORDED:
+                self.messages.spawn_refresh(run.id)
+                left = run.approvals_needed - len(run.approvers)
+                return Outcome(
+                    f"Approval recorded ({len(run.approvers)} of {run.approvals_needed}); "
+                    f"waiting for {left} more approver(s).",
+                    run,
+                )
+            case ApproveOutcome.ALREADY:
+                raise await self._refuse(run, user, Click.APPROVE, "You already approved this.")
+            case ApproveOutcome.EXPIRED:
+                await self._expire_now(run)
+                raise await self._refuse(run, user, Click.APPROVE, status_reason(run))
+            case ApproveOutcome.NOT_PROPOSED:
+                raise await self._refuse(run, user, Click.APPROVE, status_reason(run))
+        raise AssertionError("unreachable")
+
+    async def reject(self, token: str, user: str) -> Outcome:
+        run = await self._load(token, user, Click.REJECT)
+        rule = self.access.rule_of(run)
+        membership = await self.access.membership(user, list(rule.approvers))
+        decision = may_reject(
+            self.policy,
+            rule,
+            run.action,
+            user_id=user,
+            user_groups=membership.groups,
+            requested_by=run.requested_by,
+            rule_name=run.approval_rule,
+        )
+        if not decision.allowed:
+            raise await self._refuse(run, user, Click.REJECT, with_problems(decision.reason, membership))
+        rejected = await self.store.reject(run.id, user, self.clock())
+        if rejected is None:
+            current = await self.store.get(run.id) or run
+            raise await self._refuse(current, user, Click.REJECT, status_reason(current))
+        self.metrics.remediations.labels(run.action.value, RunStatus.REJECTED.value).inc()
+        self.messages.spawn_refresh(run.id)
+        return Outcome(f"Rejected “{rejected.title}”.", rejected)

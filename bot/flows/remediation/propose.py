@@ -1,0 +1,293 @@
+"""Propose a remediation: check the policy (requester role, namespace allow/deny, parameter
+bounds, exec template, cooldown), preview it with a server-side dry run, store the run with an
+opaque token and post the proposal message into the incident channel."""
+
+from __future__ import annotations
+
+import logging
+import secrets
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from pydantic import BaseModel, ValidationError
+
+from bot.clients.kubernetes import KubernetesCluster, Preview
+from bot.clients.slack import SlackChat
+from bot.core.actions import PARAMS_BY_ACTION, ActionName, ExecParams, ScaleParams, target_of
+from bot.core.blockkit import escape
+from bot.core.errors import IntegrationError, UserError
+from bot.core.incident import Incident, IncidentStatus
+from bot.core.playbooks import Playbook, Remediation
+from bot.core.policy import Policy
+from bot.core.ports import Clock
+from bot.core.runs import ActionRun, NewRun, PreviewInfo
+from bot.core.templating import TemplateError, render_text
+from bot.flows.remediation.authz import (
+    exec_argv,
+    may_request,
+    namespace_allowed,
+    namespace_of,
+    parameter_problem,
+)
+from bot.flows.remediation.common import TOKEN_BYTES, Access, cooldown_problem, default_title, with_problems
+from bot.flows.remediation.messages import ProposalMessages
+from bot.render.proposals import not_proposed_message
+from bot.store.incidents import PostgresStore
+from bot.store.remediation import RemediationStore
+
+log = logging.getLogger("incidentbot.remediation")
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """Where a proposal comes from and what it says, beyond the action itself."""
+
+    requested_by: str | None
+    playbook: str | None = None
+    title: str | None = None  # Slack mrkdwn that is already safe
+    why: str = ""  # Slack mrkdwn that is already safe
+    approval: str = "default"
+    labels: Mapping[str, str] | None = None
+    generator_url: str = ""
+    undo_of: int | None = None
+    dedupe_key: str | None = None
+
+
+class Proposer:
+    def __init__(
+        self,
+        store: RemediationStore,
+        incidents: PostgresStore,
+        cluster: KubernetesCluster | None,
+        cluster_label: str,
+        chat: SlackChat,
+        messages: ProposalMessages,
+        access: Access,
+        policy: Policy,
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.incidents = incidents
+        self.cluster = cluster
+        self.cluster_label = cluster_label
+        self.chat = chat
+        self.messages = messages
+        self.access = access
+        self.policy = policy
+        self.clock = clock
+
+    async def propose(
+        self, incident: Incident, action: ActionName, params: BaseModel, request: Request
+    ) -> ActionRun | None:
+        """Check the policy, preview, store and post a proposal. A refusal raises UserError with
+        the reason; None when this playbook proposal was already made for the incident. The
+        default title is built from validated names only."""
+        rule = self.policy.rule_for(action, request.approval)
+        if not isinstance(params, PARAMS_BY_ACTION[action]):
+            raise TypeError(f"{action.value} takes {PARAMS_BY_ACTION[action].__name__}")
+        await self._check_request(incident, action, params, request)
+        namespace = namespace_of(action, params)
+        argv = exec_argv(self.policy, params) if isinstance(params, ExecParams) else None
+        target = target_of(action, params)
+        now = self.clock()
+        exclude = [request.undo_of] if request.undo_of else []
+        problem = await cooldown_problem(self.store, target, rule, now, exclude=exclude)
+        if problem:
+            raise UserError(f"Not proposed: {problem}")
+        preview = await self._preview(action, params, argv)
+        bound = parameter_problem(
+            self.policy, rule, action, params, current_replicas=preview.current_replicas
+        )
+        if bound:
+            raise UserError(f"The policy refuses this {action.value}: {bound}.")
+        assert incident.channel_id is not None  # checked by _check_request
+        new = NewRun(
+            incident_id=incident.id,
+            action=action,
+            params=params.model_dump(mode="json"),
+            target=target,
+            namespace=namespace,
+            title=request.title or escape(default_title(action, params)),
+            why=request.why,
+            playbook=request.playbook,
+            requested_by=request.requested_by,
+            approval_rule=request.approval,
+            approvals_needed=rule.approvals_needed,
+            preview=preview,
+            labels=dict(request.labels or {}),
+            generator_url=request.generator_url,
+            expires_at=now + timedelta(minutes=rule.expiry_minutes),
+            channel_id=incident.channel_id,
+            undo_of=request.undo_of,
+            dedupe_key=request.dedupe_key,
+        )
+        return await self._store_and_post(incident, new, argv, now)
+
+    async def _check_request(
+        self, incident: Incident, action: ActionName, params: BaseModel, request: Request
+    ) -> None:
+        if incident.status is IncidentStatus.RESOLVED:
+            raise UserError(f"Incident {incident.ref} is resolved; remediations are not proposed any more.")
+        if incident.channel_id is None:
+            raise UserError(f"Incident {incident.ref} has no channel yet; try again in a moment.")
+        rule = self.policy.rule_for(action, request.approval)
+        if request.requested_by is not None and request.undo_of is None:
+            membership = await self.access.membership(request.requested_by, rule.requesters)
+            decision = may_request(
+                self.policy,
+                rule,
+                action,
+                user_id=request.requested_by,
+                user_groups=membership.groups,
+                rule_name=request.approval,
+            )
+            if not decision.allowed:
+                raise UserError(with_problems(decision.reason, membership))
+        namespace = namespace_of(action, params)
+        namespace_allowed(rule, action, namespace, rule_name=request.approval).require()
+
+    async def _store_and_post(
+        self, incident: Incident, new: NewRun, argv: list[str] | None, now: datetime
+    ) -> ActionRun | None:
+        playbook, requested_by = new.playbook, new.requested_by
+        who = (
+            f"<@{requested_by}>"
+            if requested_by
+            else (f"playbook `{playbook}`" if playbook else "incidentbot")
+        )
+        run = await self.store.create(
+            new,
+            secrets.token_hex(TOKEN_BYTES),
+            now,
+            timeline=(
+                f"{who} proposed “{new.title}” ({new.action.value} on {new.target}),"
+                f" {new.approvals_needed} approval(s) needed"
+            ),
+            details={"argv": argv} if argv else {},
+        )
+        if run is None:
+            return None
+        log.info(
+            "remediation.proposed",
+            extra={
+                "run_id": run.id,
+                "incident_id": incident.id,
+                "action": new.action.value,
+                "target": new.target,
+            },
+        )
+        try:
+            await self.messages.refresh(run.id)
+        except IntegrationError as err:  # stored: the sweep posts it once Slack answers
+            log.warning("remediation.post_failed", extra={"run_id": run.id, "error": str(err)})
+        return run
+
+    async def _preview(self, action: ActionName, params: BaseModel, argv: list[str] | None) -> PreviewInfo:
+        cluster, label = self.cluster, self.cluster_label
+        if cluster is None:
+            return PreviewInfo(
+                summary_lines=("no preview: the Kubernetes cluster is not configured",),
+                problem="the Kubernetes cluster is not configured, so nothing can run",
+                cluster=label,
+            )
+        try:
+            preview: Preview = await cluster.preview(action, params, argv=argv)
+        except IntegrationError as err:
+            return PreviewInfo(
+                summary_lines=(f"could not preview: {err.message}",),
+                problem=f"could not preview: {err.message}",
+                cluster=label,
+            )
+        current: int | None = None
+        if isinstance(params, ScaleParams) and preview.target_exists:
+            try:
+                status = await cluster.rollout_status(params.namespace, params.deployment)
+                current = status.desired_replicas
+            except IntegrationError:
+                current = None
+        return PreviewInfo(
+            summary_lines=tuple(preview.summary_lines),
+            dry_run_ok=preview.dry_run_ok,
+            target_exists=preview.target_exists,
+            resource_version=preview.resource_version,
+            generation=preview.generation,
+            fingerprint=preview.fingerprint,
+            problem=preview.problem,
+            current_replicas=current,
+            cluster=label,
+        )
+
+    # ------------------------------------------------------------------ from playbooks
+
+    async def propose_for_alert(self, incident_id: int, labels: dict[str, str], playbook: Playbook) -> None:
+        """Propose the playbook's remediations for one alert of the incident (the alert's
+        generatorURL is looked up for verification)."""
+        loaded = await self.incidents.load_view(incident_id)
+        if loaded is None:
+            return
+        view = loaded[0]
+        generator_url = next((a.generator_url for a in view.alerts if a.labels == labels), "")
+        await self.propose_playbook_remediations(view.incident, labels, playbook, generator_url=generator_url)
+
+    async def propose_playbook_remediations(
+        self,
+        incident: Incident,
+        alert_labels: Mapping[str, str],
+        playbook: Playbook,
+        *,
+        generator_url: str = "",
+    ) -> tuple[list[ActionRun], list[str]]:
+        """Propose each of the playbook's remediations for this alert. A remediation whose
+        parameters cannot be filled from the labels, or that the policy refuses, becomes a short
+        "not proposed: <reason>" note in the channel instead. Returns (proposals, notes)."""
+        labels = dict(alert_labels)
+        runs: list[ActionRun] = []
+        notes: list[str] = []
+        for index, rem in enumerate(playbook.remediations):
+            try:
+                run = await self._propose_one(incident, playbook, rem, index, labels, generator_url)
+            except (TemplateError, UserError, ValidationError) as err:
+                notes.append(f"{_safe_title(rem, labels)}: not proposed: {escape(str(err))}")
+                continue
+            if run is not None:
+                runs.append(run)
+        if notes and incident.channel_id:
+            try:
+                await self.chat.post(incident.channel_id, not_proposed_message(notes))
+            except IntegrationError as err:
+                log.warning("remediation.note_failed", extra={"incident_id": incident.id, "error": str(err)})
+        return runs, notes
+
+    async def _propose_one(
+        self,
+        incident: Incident,
+        playbook: Playbook,
+        rem: Remediation,
+        index: int,
+        labels: dict[str, str],
+        generator_url: str,
+    ) -> ActionRun | None:
+        params = rem.render_params(labels)
+        return await self.propose(
+            incident,
+            rem.action,
+            params,
+            Request(
+                requested_by=None,
+                playbook=playbook.name,
+                title=render_text(rem.title, labels),
+                why=render_text(rem.why, labels) if rem.why else "",
+                approval=rem.approval,
+                labels=labels,
+                generator_url=generator_url,
+                dedupe_key=f"playbook:{playbook.name}:{index}",
+            ),
+        )
+
+
+def _safe_title(rem: Remediation, labels: Mapping[str, str]) -> str:
+    try:
+        return render_text(rem.title, labels)
+    except TemplateError:
+        return escape(rem.title)
