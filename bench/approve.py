@@ -211,7 +211,9 @@ async def open_incident(http: aiohttp.ClientSession, bot: BotServer, slack: Slac
 
 async def propose(bot: BotServer, incident: Incident, replicas: int) -> ActionRun:
     params = ScaleParams(namespace="api", deployment="search-api", replicas=replicas)
-    run = await bot.parts.flows.proposer.propose(incident, ActionName.SCALE, params, Request(requested_by="U_ALICE"))
+    run = await bot.parts.flows.proposer.propose(
+        incident, ActionName.SCALE, params, Request(requested_by="U_ALICE")
+    )
     assert run is not None
     stored = await bot.parts.remediation_store.get(run.id)
     assert stored is not None and stored.message_ts is not None

@@ -459,7 +459,10 @@ async def test_second_approver_required_and_requester_cannot_approve_own(env: En
             args={"minutes": "5"},
         )
         run = await posted(
-            bot, await bot.parts.flows.proposer.propose(incident, ActionName.EXEC, params, Request(requested_by="U_ALICE"))
+            bot,
+            await bot.parts.flows.proposer.propose(
+                incident, ActionName.EXEC, params, Request(requested_by="U_ALICE")
+            ),
         )
         await wait_message(env, run, "0 of 2", "2 approval(s), not the requester")
         driver = env.driver(bot)
@@ -488,7 +491,9 @@ async def test_second_approver_required_and_requester_cannot_approve_own(env: En
         )
         await env.kube.wait_for(lambda: len(exec_requests()) == 1)
         request = exec_requests()[0]
-        expected = bot.parts.playbooks.policy.exec_templates["pg_terminate_long_running"].render({"minutes": "5"})
+        expected = bot.parts.playbooks.policy.exec_templates["pg_terminate_long_running"].render(
+            {"minutes": "5"}
+        )
         assert request.query["command"] == expected  # an argv from the allow-listed template, no shell
         await wait_thread(env, run, "exit code 0")
         final = await wait_message(env, run, "Remediation succeeded", "2 of 2: <@U_BOB>, <@U_DAVE>")
@@ -504,7 +509,9 @@ async def test_outsider_refused_and_usergroup_member_approves(env: Env) -> None:
         params = RolloutRestartParams(namespace="skillquest", deployment="skillquest-api")
         run = await posted(
             bot,
-            await bot.parts.flows.proposer.propose(incident, ActionName.ROLLOUT_RESTART, params, Request(requested_by="U_BOB")),
+            await bot.parts.flows.proposer.propose(
+                incident, ActionName.ROLLOUT_RESTART, params, Request(requested_by="U_BOB")
+            ),
         )
         text = await wait_message(env, run, "@sre-oncall")
         assert "revision 2 → new rollout" in text
@@ -644,7 +651,9 @@ async def test_hostile_label_values_are_not_proposed(env: Env) -> None:
             (["scale", "api/search-api", "replicas=9;reboot"], "Invalid `replicas`"),
         ):
             with pytest.raises(UserError, match=expected):
-                await commands_remediation.run_subcommand(bot.parts.flows, "U_ALICE", incident.channel_id, args)
+                await commands_remediation.run_subcommand(
+                    bot.parts.flows, "U_ALICE", incident.channel_id, args
+                )
         assert await store(bot).for_incident(incident.id) == []
         assert mutations(env.kube, "/deployments") == []
 
@@ -655,18 +664,31 @@ async def test_policy_bounds_namespace_and_requester_refused_at_proposal(env: En
         assert incident.channel_id is not None
         run = commands_remediation.run_subcommand
         with pytest.raises(UserError, match="above the policy maximum of 20"):
-            await run(bot.parts.flows, "U_ALICE", incident.channel_id, ["scale", "api/search-api", "replicas=25"])
+            await run(
+                bot.parts.flows, "U_ALICE", incident.channel_id, ["scale", "api/search-api", "replicas=25"]
+            )
         with pytest.raises(UserError, match="exceeds the policy step of 6"):
-            await run(bot.parts.flows, "U_ALICE", incident.channel_id, ["scale", "api/search-api", "replicas=13"])
+            await run(
+                bot.parts.flows, "U_ALICE", incident.channel_id, ["scale", "api/search-api", "replicas=13"]
+            )
         with pytest.raises(UserError, match="does not allow `scale` in namespace `monitoring`"):
-            await run(bot.parts.flows, "U_ALICE", incident.channel_id, ["scale", "monitoring/grafana", "replicas=2"])
+            await run(
+                bot.parts.flows, "U_ALICE", incident.channel_id, ["scale", "monitoring/grafana", "replicas=2"]
+            )
         with pytest.raises(UserError, match="You may not request `scale`"):
-            await run(bot.parts.flows, "U_CAROL", incident.channel_id, ["scale", "api/search-api", "replicas=9"])
+            await run(
+                bot.parts.flows, "U_CAROL", incident.channel_id, ["scale", "api/search-api", "replicas=9"]
+            )
         with pytest.raises(UserError, match="not allow-listed"):
-            await run(bot.parts.flows, "U_ALICE", incident.channel_id, ["exec", "skillquest/postgres-0", "template=rm_rf"]
+            await run(
+                bot.parts.flows,
+                "U_ALICE",
+                incident.channel_id,
+                ["exec", "skillquest/postgres-0", "template=rm_rf"],
             )
         with pytest.raises(UserError, match="does not match"):
-            await run(bot.parts.flows,
+            await run(
+                bot.parts.flows,
                 "U_ALICE",
                 incident.channel_id,
                 ["exec", "skillquest/postgres-0", "template=pg_terminate_long_running", "minutes=5;reboot"],
@@ -674,7 +696,9 @@ async def test_policy_bounds_namespace_and_requester_refused_at_proposal(env: En
         with pytest.raises(UserError, match="incident channel"):
             await run(bot.parts.flows, "U_ALICE", "C_GENERAL", ["scale", "api/search-api", "replicas=9"])
         # A usergroup member may request (role oncall through @sre-oncall).
-        reply = await run(bot.parts.flows, "U_ERIN", incident.channel_id, ["scale", "api/search-api", "replicas=9"])
+        reply = await run(
+            bot.parts.flows, "U_ERIN", incident.channel_id, ["scale", "api/search-api", "replicas=9"]
+        )
         assert "Proposed" in reply
         assert mutations(env.kube, "/scale") == []
 
@@ -900,16 +924,14 @@ async def test_verification_recovered_with_prometheus_runbook_checks(
         incident = await open_incident(env, bot, SEARCH_ALERT)
         playbook = bot.parts.playbooks.match(SEARCH_ALERT)
         assert playbook is not None and playbook.name == "skillforge-search-latency"
-        await propose_runs(bot, incident, SEARCH_ALERT, playbook, generator_url=SEARCH_EXPR_URL
-        )
+        await propose_runs(bot, incident, SEARCH_ALERT, playbook, generator_url=SEARCH_EXPR_URL)
         runs = await store(bot).for_incident(incident.id)
         scale = next(r for r in runs if r.action is ActionName.SCALE)
         assert {r.action for r in runs} == {ActionName.SCALE, ActionName.CREATE_JOB_FROM_CRONJOB}
         assert scale.playbook == "skillforge-search-latency" and scale.requested_by is None
         scale = await posted(bot, scale)
         # Proposing again (enrichment retried, a second replica) makes no duplicates.
-        again = await propose_runs(bot, incident, SEARCH_ALERT, playbook
-        )
+        again = await propose_runs(bot, incident, SEARCH_ALERT, playbook)
         assert again == []
 
         await env.driver(bot).click(
@@ -971,7 +993,9 @@ async def test_stalled_rollout_without_prometheus_offers_undo(env: Env) -> None:
         params = RolloutRestartParams(namespace="skillquest", deployment="skillquest-api")
         run = await posted(
             bot,
-            await bot.parts.flows.proposer.propose(incident, ActionName.ROLLOUT_RESTART, params, Request(requested_by="U_ALICE")),
+            await bot.parts.flows.proposer.propose(
+                incident, ActionName.ROLLOUT_RESTART, params, Request(requested_by="U_ALICE")
+            ),
         )
         # The requester may approve their own restart (requester_may_approve), as an on-call member.
         await env.driver(bot).click(
