@@ -1,11 +1,12 @@
 # The README's two commands: `make sandbox` and `make test`. Both provision what they need.
+# `make check` is the fast loop while editing: lint, types, playbooks and unit tests, no services.
 SHELL := /bin/bash
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: sandbox test lint provision install tools bench clean
+.PHONY: sandbox test check lint provision install tools bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "incidentbot needs Python >= 3.11")'
@@ -28,7 +29,11 @@ sandbox: install
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy bot commands
+	$(BIN)/mypy bot commands sandbox tests
+
+check: lint
+	$(BIN)/incidentbot playbooks validate
+	$(BIN)/pytest -q -p no:cacheprovider tests/unit
 
 test: install tools lint
 	$(BIN)/incidentbot playbooks validate

@@ -715,6 +715,44 @@ async def phase_storm(plan: Plan, report: Report, dsn: str, redis_url: str, work
 # phase 4: first message latency
 
 
+def _latencies(
+    rows: list[Any], calls: list[Any], sent: dict[str, float], acked: dict[str, float]
+) -> tuple[list[float], list[float], list[float], list[float], list[float]]:
+    """Seconds from each probe's send to: its card, its notification, its channel, its topic,
+    its 2xx."""
+    post_time = {
+        str(c.response.get("ts")): c.time for c in calls if c.method == "chat.postMessage" and c.status == 200
+    }
+    create_time = {
+        str(c.response["channel"]["id"]): c.time
+        for c in calls
+        if c.method == "conversations.create" and c.ok and "channel" in c.response
+    }
+    topic_time: dict[str, float] = {}
+    for c in calls:
+        if c.method == "conversations.setTopic" and c.ok:
+            topic_time.setdefault(str(c.args.get("channel")), c.time)
+    first_msg: list[float] = []
+    notify: list[float] = []
+    create: list[float] = []
+    topic: list[float] = []
+    ack: list[float] = []
+    for r in rows:
+        t0 = sent.get(r["group_key"])
+        if t0 is None:
+            continue
+        ack.append(acked[r["group_key"]] - t0)
+        if r["channel_id"] in create_time:
+            create.append(create_time[r["channel_id"]] - t0)
+        if r["channel_id"] in topic_time:
+            topic.append(topic_time[r["channel_id"]] - t0)
+        if r["card_ts"] in post_time:
+            first_msg.append(post_time[r["card_ts"]] - t0)
+        if r["notification_ts"] in post_time:
+            notify.append(post_time[r["notification_ts"]] - t0)
+    return first_msg, notify, create, topic, ack
+
+
 async def phase_latency(plan: Plan, report: Report, dsn: str, redis_url: str) -> None:
     sent: dict[str, float] = {}
     acked: dict[str, float] = {}
@@ -749,32 +787,7 @@ async def phase_latency(plan: Plan, report: Report, dsn: str, redis_url: str) ->
             await conn.close()
         calls = list(slack.calls)
 
-    post_time = {
-        str(c.response.get("ts")): c.time for c in calls if c.method == "chat.postMessage" and c.status == 200
-    }
-    create_time = {
-        str(c.response["channel"]["id"]): c.time
-        for c in calls
-        if c.method == "conversations.create" and c.ok and "channel" in c.response
-    }
-    topic_time: dict[str, float] = {}
-    for c in calls:
-        if c.method == "conversations.setTopic" and c.ok:
-            topic_time.setdefault(str(c.args.get("channel")), c.time)
-    first_msg, notify, create, topic, ack = [], [], [], [], []
-    for r in rows:
-        t0 = sent.get(r["group_key"])
-        if t0 is None:
-            continue
-        ack.append(acked[r["group_key"]] - t0)
-        if r["channel_id"] in create_time:
-            create.append(create_time[r["channel_id"]] - t0)
-        if r["channel_id"] in topic_time:
-            topic.append(topic_time[r["channel_id"]] - t0)
-        if r["card_ts"] in post_time:
-            first_msg.append(post_time[r["card_ts"]] - t0)
-        if r["notification_ts"] in post_time:
-            notify.append(post_time[r["notification_ts"]] - t0)
+    first_msg, notify, create, topic, ack = _latencies(rows, calls, sent, acked)
     limited = sum(1 for c in calls if c.status == 429)
     report.figures["latency"] = {
         "probes": plan.probes,

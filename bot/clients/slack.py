@@ -222,9 +222,6 @@ class SlackChat:
             "chat.update", channel=channel, ts=ts, text=msg.text, blocks=msg.blocks, prepaid=prepaid
         )
 
-    async def post_ephemeral(self, channel: str, user: str, msg: Message) -> None:
-        await self.call("chat.postEphemeral", channel=channel, user=user, text=msg.text, blocks=msg.blocks)
-
     async def invite(self, channel: str, users: list[str]) -> None:
         if not users:
             return

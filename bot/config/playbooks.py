@@ -198,9 +198,8 @@ def _validation_problems(exc: ValidationError, data: Any) -> list[tuple[Path_, s
 # --------------------------------------------------------------------------- semantic checks
 
 
-def _remediation_problems(rem: Remediation, policy: Policy | None) -> list[tuple[Path_, str]]:
-    """Params rendered with sample values must satisfy the action's model; exec templates
-    and approval rules must exist in the policy (skipped when the policy is invalid)."""
+def _param_problems(rem: Remediation) -> list[tuple[Path_, str]]:
+    """Params rendered with sample values must satisfy the action's model."""
     found: dict[tuple[Path_, str], None] = {}
     model = PARAMS_BY_ACTION[rem.action]
     leaves = list(string_leaves(rem.params, ("params",)))
@@ -208,9 +207,8 @@ def _remediation_problems(rem: Remediation, policy: Policy | None) -> list[tuple
         label_sets = sample_label_sets(*(text for _, text in leaves))
     except TemplateError as exc:
         return [(("params",), str(exc))]
-    rendered: dict[str, Any] = {}
     for labels in label_sets:
-        rendered = {}
+        rendered: dict[str, Any] = {}
         failed = False
         for key, value in rem.params.items():
             try:
@@ -226,16 +224,29 @@ def _remediation_problems(rem: Remediation, policy: Policy | None) -> list[tuple
             for error in exc.errors():
                 loc = ("params", *_data_loc(rendered, error["loc"]))
                 found[(loc, f"{error_message(error)} ({rem.action.value})")] = None
+    return list(found)
+
+
+def _policy_problems(rem: Remediation, policy: Policy) -> list[tuple[Path_, str]]:
+    """Exec templates and approval rules must exist in the policy, within its bounds."""
+    found: list[tuple[Path_, str]] = []
+    if rem.approval != "default" and rem.approval not in policy.approvals:
+        found.append((("approval",), f"approval rule {rem.approval!r} is not defined in {POLICY_FILE}"))
+    if rem.action is ActionName.EXEC:
+        found += _exec_problems(rem, policy)
+    if rem.action is ActionName.SCALE and isinstance(rem.params.get("replicas"), int):
+        rule = policy.rule_for(rem.action, rem.approval)
+        problem = rule.scale_violation(None, rem.params["replicas"])
+        if problem:
+            found.append((("params", "replicas"), f"{problem} ({POLICY_FILE})"))
+    return found
+
+
+def _remediation_problems(rem: Remediation, policy: Policy | None) -> list[tuple[Path_, str]]:
+    """Parameter problems, then policy problems (skipped when the policy is invalid)."""
+    found = dict.fromkeys(_param_problems(rem))
     if policy is not None:
-        if rem.approval != "default" and rem.approval not in policy.approvals:
-            found[(("approval",), f"approval rule {rem.approval!r} is not defined in {POLICY_FILE}")] = None
-        if rem.action is ActionName.EXEC:
-            found.update(dict.fromkeys(_exec_problems(rem, policy)))
-        if rem.action is ActionName.SCALE and isinstance(rem.params.get("replicas"), int):
-            rule = policy.rule_for(rem.action, rem.approval)
-            problem = rule.scale_violation(None, rem.params["replicas"])
-            if problem:
-                found[(("params", "replicas"), f"{problem} ({POLICY_FILE})")] = None
+        found.update(dict.fromkeys(_policy_problems(rem, policy)))
     return list(found)
 
 

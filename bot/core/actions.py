@@ -7,7 +7,6 @@ that came from alerts are data, so they pass through these models like any user 
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 from typing import Annotated
 
@@ -26,10 +25,6 @@ ContainerName = Annotated[str, StringConstraints(pattern=DNS1123_LABEL, max_leng
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME, max_length=128)]
 EnvValue = Annotated[str, StringConstraints(max_length=4096)]
 Quantity = Annotated[str, StringConstraints(pattern=QUANTITY, max_length=32)]
-
-
-def is_dns1123_subdomain(value: str) -> bool:
-    return len(value) <= 253 and re.fullmatch(DNS1123_SUBDOMAIN, value) is not None
 
 
 class ActionName(StrEnum):

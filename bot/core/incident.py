@@ -178,7 +178,3 @@ def channel_name(created_at: datetime, title: str, suffix: str = "") -> str:
     prefix = f"inc-{created_at:%Y%m%d}-"
     tail = f"-{suffix}" if suffix else ""
     return prefix + slugify(title, 80 - len(prefix) - len(tail)) + tail
-
-
-def can_acknowledge(incident: Incident) -> bool:
-    return incident.status is IncidentStatus.TRIGGERED

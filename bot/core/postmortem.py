@@ -568,12 +568,9 @@ def _resolution_section(
     return out
 
 
-def _suggestions(
-    view: IncidentView, events: Sequence[TimelineEvent], audit: Sequence[AuditEntry], facts: _Facts
-) -> list[str]:
-    inc = view.incident
+def _coverage_suggestions(view: IncidentView, facts: _Facts) -> list[str]:
     found: list[str] = []
-    if not view.alerts and inc.source is IncidentSource.HUMAN:
+    if not view.alerts and view.incident.source is IncidentSource.HUMAN:
         found.append(
             "Add alerting that would have detected this automatically (the incident was declared by a human)"
         )
@@ -585,6 +582,11 @@ def _suggestions(
             found.append(
                 f"Add runbooks for the {len(missing) - MAX_SUGGESTED_NAMES} other alerts without one"
             )
+    return found
+
+
+def _noise_suggestions(facts: _Facts) -> list[str]:
+    found: list[str] = []
     flapped = sorted(
         (
             (name, max(c.values()), sum(c.values()))
@@ -603,6 +605,14 @@ def _suggestions(
             f"Reduce alert noise: {count} alert events between {_hhmm(start)} and {_hhmm(end)} UTC"
             " — review grouping and inhibition rules"
         )
+    return found
+
+
+def _response_suggestions(
+    view: IncidentView, events: Sequence[TimelineEvent], audit: Sequence[AuditEntry]
+) -> list[str]:
+    inc = view.incident
+    found: list[str] = []
     target = RESPONSE_TARGETS.get(inc.severity)
     if target is not None and inc.acknowledged_at is not None:
         took = _utc(inc.acknowledged_at) - _utc(inc.created_at)
@@ -621,6 +631,16 @@ def _suggestions(
     if inc.severity in (Severity.P1, Severity.P2) and not any(e.kind == "status_update" for e in events):
         found.append("Post regular status updates during incidents (none were posted)")
     return found
+
+
+def _suggestions(
+    view: IncidentView, events: Sequence[TimelineEvent], audit: Sequence[AuditEntry], facts: _Facts
+) -> list[str]:
+    return [
+        *_coverage_suggestions(view, facts),
+        *_noise_suggestions(facts),
+        *_response_suggestions(view, events, audit),
+    ]
 
 
 def _action_items_section(

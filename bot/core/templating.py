@@ -240,67 +240,83 @@ def _regex_context(out: list[str]) -> bool:
     return tail.endswith(("=~", "!~"))
 
 
+def _string_end(template: str, start: int, quote_char: str) -> int:
+    """The index of the quote closing the string literal opened at `start`."""
+    j, n = start + 1, len(template)
+    while j < n and template[j] != quote_char:
+        if template[j] == "\\":
+            j += 2
+        elif template[j] == "\n":
+            raise TemplateError(f"unterminated string literal at column {start + 1}")
+        else:
+            j += 1
+    if j >= n:
+        raise TemplateError(f"unterminated string literal at column {start + 1}")
+    return j
+
+
+def _promql_string(template: str, i: int, labels: Mapping[str, str], out: list[str]) -> int:
+    """A quoted string literal: label values are escaped for it (and as a regex after =~/!~)."""
+    quote_char = template[i]
+    regex = _regex_context(out)
+    j = _string_end(template, i, quote_char)
+    out.append(quote_char)
+    for part in _scan(template, i + 1, j):
+        if isinstance(part, Variable):
+            value = _lookup(part, labels)
+            out.append(escape_promql_string(escape_regex(value) if regex else value, quote_char))
+        elif isinstance(part, int):
+            out.append("$")
+        else:
+            out.append(part)
+    out.append(quote_char)
+    return j + 1
+
+
+def _promql_raw_string(template: str, i: int, out: list[str]) -> int:
+    j = template.find("`", i + 1)
+    if j < 0:
+        raise TemplateError(f"unterminated raw string at column {i + 1}")
+    if any(isinstance(p, Variable | int) for p in _scan(template[i + 1 : j])):
+        raise TemplateError(
+            f"variable inside a raw `backtick` string at column {i + 1}: values cannot be "
+            'escaped there; use a "double-quoted" string'
+        )
+    out.append(template[i : j + 1])
+    return j + 1
+
+
+def _promql_code(template: str, i: int, out: list[str]) -> int:
+    """Code outside strings, up to the next comment, string or `$` (copied verbatim)."""
+    if template[i] == "$":
+        m = _TOKEN.match(template, i)
+        what = m.group(0) if m else "$"
+        raise TemplateError(
+            f"{what} at column {i + 1} is outside a quoted string: label values may only be "
+            f'substituted inside a string literal, e.g. {{namespace="$namespace"}}'
+        )
+    if template[i] == "#":  # a comment, to the end of the line
+        j = template.find("\n", i)
+        j = len(template) if j < 0 else j
+    else:
+        j = i + 1
+        while j < len(template) and template[j] not in "#\"'`$":
+            j += 1
+    out.append(template[i:j])
+    return j
+
+
 def _render_promql(template: str, labels: Mapping[str, str]) -> str:
     out: list[str] = []
-    i, n = 0, len(template)
-    while i < n:
+    i = 0
+    while i < len(template):
         ch = template[i]
-        if ch == "#":  # comment to end of line
-            j = template.find("\n", i)
-            j = n if j < 0 else j
-            out.append(template[i:j])
-            i = j
-        elif ch in "\"'":
-            regex = _regex_context(out)
-            j = i + 1
-            body_start = j
-            while j < n and template[j] != ch:
-                if template[j] == "\\":
-                    j += 2
-                elif template[j] == "\n":
-                    raise TemplateError(f"unterminated string literal at column {i + 1}")
-                else:
-                    j += 1
-            if j >= n:
-                raise TemplateError(f"unterminated string literal at column {i + 1}")
-            out.append(ch)
-            for part in _scan(template, body_start, j):
-                if isinstance(part, Variable):
-                    value = _lookup(part, labels)
-                    if regex:
-                        value = escape_regex(value)
-                    out.append(escape_promql_string(value, ch))
-                elif isinstance(part, int):
-                    out.append("$")
-                else:
-                    out.append(part)
-            out.append(ch)
-            i = j + 1
+        if ch in "\"'":
+            i = _promql_string(template, i, labels, out)
         elif ch == "`":
-            j = template.find("`", i + 1)
-            if j < 0:
-                raise TemplateError(f"unterminated raw string at column {i + 1}")
-            raw = template[i + 1 : j]
-            if any(isinstance(p, Variable | int) for p in _scan(raw)):
-                raise TemplateError(
-                    f"variable inside a raw `backtick` string at column {i + 1}: values cannot be "
-                    'escaped there; use a "double-quoted" string'
-                )
-            out.append(template[i : j + 1])
-            i = j + 1
-        elif ch == "$":
-            m = _TOKEN.match(template, i)
-            what = m.group(0) if m else "$"
-            raise TemplateError(
-                f"{what} at column {i + 1} is outside a quoted string: label values may only be "
-                f'substituted inside a string literal, e.g. {{namespace="$namespace"}}'
-            )
+            i = _promql_raw_string(template, i, out)
         else:
-            j = i + 1
-            while j < n and template[j] not in "#\"'`$":
-                j += 1
-            out.append(template[i:j])
-            i = j
+            i = _promql_code(template, i, out)
     return "".join(out)
 
 

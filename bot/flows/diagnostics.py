@@ -14,11 +14,6 @@ from bot.core.templating import TemplateError
 from bot.render.runbook import diagnostics_message
 
 
-def _age(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    return f"{minutes // 60}h{minutes % 60:02d}m" if minutes >= 60 else f"{minutes}m"
-
-
 async def run_diagnostic(cluster: KubernetesCluster, diag: Diagnostic, labels: dict[str, str]) -> Message:
     try:
         namespace = diag.render_namespace(labels)

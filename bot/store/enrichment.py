@@ -47,12 +47,3 @@ class EnrichmentStore:
             playbook,
             now,
         )
-
-    async def unposted_incidents(self, now: datetime, lease_s: float) -> list[int]:
-        rows = await self.pool.fetch(
-            "SELECT DISTINCT incident_id FROM incident_playbooks WHERE posted_at IS NULL"
-            " AND claimed_at < $1::timestamptz - make_interval(secs => $2::float8)",
-            now,
-            lease_s,
-        )
-        return [r["incident_id"] for r in rows]

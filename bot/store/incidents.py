@@ -103,12 +103,6 @@ class IntakeTx:
         )
         return _incident(row) if row else None
 
-    async def latest_incident_for(self, group_key: str) -> Incident | None:
-        row = await self.conn.fetchrow(
-            "SELECT * FROM incidents WHERE group_key = $1 ORDER BY id DESC LIMIT 1", group_key
-        )
-        return _incident(row) if row else None
-
     async def create_incident(
         self,
         *,
@@ -373,10 +367,6 @@ class PostgresStore:
             incident_id,
         )
         return [TimelineEvent(r["at"], r["kind"], r["text"], r["actor"], r["data"]) for r in rows]
-
-    async def count_incidents(self) -> int:
-        count: int = await self.pool.fetchval("SELECT count(*) FROM incidents")
-        return count
 
     # --- publishing state -------------------------------------------------------------------
 

@@ -264,12 +264,6 @@ class LifecycleStore:
             "UPDATE timers SET done_at = $3, outcome = $2 WHERE id = $1", timer_id, outcome[:500], now
         )
 
-    async def pending_timers(self, incident_id: int) -> list[Timer]:
-        rows = await self.pool.fetch(
-            "SELECT * FROM timers WHERE incident_id = $1 AND done_at IS NULL ORDER BY due_at", incident_id
-        )
-        return [_timer(r) for r in rows]
-
     # --- silences -----------------------------------------------------------------------
 
     async def add_silence(

@@ -37,7 +37,6 @@ LAYERS: dict[str, int] = {
 PENDING_UPWARD: set[str] = set()
 PENDING_BIG = {
     "bot/clients/kubernetes.py",
-    "bot/tools/importer.py",
     "sandbox/kubernetes.py",
     "sandbox/pagerduty.py",
     "sandbox/slack.py",
