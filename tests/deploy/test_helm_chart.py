@@ -51,7 +51,7 @@ EXISTING_SECRET = ("secrets.existingSecret=incidentbot-tokens",)
 
 
 def container(manifest: Manifest) -> dict[str, Any]:
-    containers = manifest["spec"]["template"]["spec"]["containers"]
+    containers: list[dict[str, Any]] = manifest["spec"]["template"]["spec"]["containers"]
     assert len(containers) == 1
     return containers[0]
 

@@ -113,8 +113,8 @@ def test_roles_grant_exactly_the_namespaced_needs(
         for action, needs in ACTION_NEEDS.items():
             missing = needs.get(NAMESPACED, set()) - granted
             assert not missing, f"{where} lacks {sorted(missing)} for {action}"
-        for diagnostic, needs in DIAGNOSTIC_NEEDS.items():
-            assert needs <= granted, f"{where} lacks {sorted(needs - granted)} for {diagnostic}"
+        for diagnostic, wanted in DIAGNOSTIC_NEEDS.items():
+            assert wanted <= granted, f"{where} lacks {sorted(wanted - granted)} for {diagnostic}"
     for binding in bindings:
         role_names = {
             r["metadata"]["name"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,7 @@ import aiohttp
 
 from bot.app import BotServer, build
 from bot.config.settings import Settings
-from sandbox.slack import SlackSandbox
+from sandbox.slack import Channel, SlackSandbox
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 AM_TOKEN = "test-alertmanager-token"
@@ -47,12 +48,22 @@ async def running_bot(settings: Settings) -> AsyncIterator[BotServer]:
         await server.stop()
 
 
-async def incident_channel(slack: SlackSandbox, timeout: float = 5.0) -> Any:
+async def incident_channel(slack: SlackSandbox, timeout: float = 5.0) -> Channel:
     """The incident channel once the bot has claimed it and posted its card: only then does the
     bot know the channel as the incident's, as a responder typing there would find it."""
-    return await slack.wait_for(
-        lambda s: (c := s.find_channel("inc-")) and s.messages(c.id) and c, timeout=timeout
-    )
+
+    def claimed(s: SlackSandbox) -> Channel | None:
+        c = s.find_channel("inc-")
+        return c if c is not None and s.messages(c.id) else None
+
+    return await slack.wait_for(claimed, timeout=timeout)
+
+
+def notification_channel(slack: SlackSandbox) -> Channel:
+    """The channel the bot announces incidents in (the sandbox's `incident_channel`): the `slack`
+    fixture always creates it, so its absence is a broken rig, not a finding."""
+    assert slack.incident_channel is not None
+    return slack.incident_channel
 
 
 def bot_url(server: BotServer) -> str:
@@ -117,11 +128,11 @@ class FakeClock:
     """A controllable clock for timer tests: starts at real now, moves only when told."""
 
     def __init__(self) -> None:
-        from datetime import UTC, datetime
+        from datetime import UTC
 
         self.current = datetime.now(UTC)
 
-    def __call__(self) -> Any:
+    def __call__(self) -> datetime:
         return self.current
 
     def advance(self, **delta: float) -> None:

@@ -6,6 +6,7 @@ import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -13,7 +14,8 @@ from aiohttp import web
 
 from bot.config.settings import BUNDLED_PLAYBOOKS
 from sandbox.services import PrometheusServer
-from tests.integration.rig import bot_settings, group_payload, post_alert, running_bot
+from sandbox.slack import SlackSandbox
+from tests.integration.rig import bot_settings, group_payload, notification_channel, post_alert, running_bot
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -66,7 +68,7 @@ async def exporter() -> AsyncIterator[str]:
 
 
 @pytest.fixture
-async def prometheus(exporter, services_dir) -> AsyncIterator[PrometheusServer]:
+async def prometheus(exporter: str, services_dir: Path) -> AsyncIterator[PrometheusServer]:
     server = await asyncio.to_thread(PrometheusServer.start, services_dir, [exporter])
     try:
         async with aiohttp.ClientSession() as http, asyncio.timeout(30):
@@ -82,20 +84,25 @@ async def prometheus(exporter, services_dir) -> AsyncIterator[PrometheusServer]:
         await asyncio.to_thread(server.stop)
 
 
-def _playbooks(tmp_path):
+def _playbooks(tmp_path: Path) -> Path:
     target = tmp_path / "playbooks"
     shutil.copytree(BUNDLED_PLAYBOOKS, target)
     (target / "tests.yaml").write_text(TEST_PLAYBOOK)
     return target
 
 
-def _texts(slack, channel_id):
+def _texts(slack: SlackSandbox, channel_id: str) -> list[str]:
     return [json.dumps(m.blocks, ensure_ascii=False) + m.text for m in slack.messages(channel_id)]
 
 
 async def test_runbook_checks_and_graph_from_real_prometheus(
-    slack, http, database_dsn, redis_url, prometheus, tmp_path
-):
+    slack: SlackSandbox,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+    prometheus: PrometheusServer,
+    tmp_path: Path,
+) -> None:
     settings = bot_settings(
         slack, database_dsn, redis_url, prometheus_url=prometheus.url, playbooks_dir=_playbooks(tmp_path)
     )
@@ -112,15 +119,20 @@ async def test_runbook_checks_and_graph_from_real_prometheus(
             lambda s: next((f for f in s.files.values() if f.title == "Queue depth" and f.completed), None),
             timeout=20,
         )
-        assert upload.data.startswith(PNG)
+        assert upload.data is not None and upload.data.startswith(PNG)
         width, height = int.from_bytes(upload.data[16:20], "big"), int.from_bytes(upload.data[20:24], "big")
         assert (width, height) == (1000, 450)
         assert any(upload.id in m.files for m in slack.messages(channel.id))
 
 
 async def test_seed_alert_gets_its_playbook_and_graphs_degrade_when_prometheus_is_down(
-    slack, http, database_dsn, redis_url, services_dir, exporter
-):
+    slack: SlackSandbox,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+    services_dir: Path,
+    exporter: str,
+) -> None:
     down = await asyncio.to_thread(PrometheusServer.start, services_dir, [exporter])
     url = down.url
     await asyncio.to_thread(down.stop)
@@ -139,10 +151,12 @@ async def test_seed_alert_gets_its_playbook_and_graphs_degrade_when_prometheus_i
         )
         assert "histogram_quantile" in note  # the note names the query
         # The incident itself is complete: card and notification exist.
-        assert slack.messages(slack.incident_channel.id)
+        assert slack.messages(notification_channel(slack).id)
 
 
-async def test_unmatched_alert_uses_the_generic_playbook(slack, http, database_dsn, redis_url):
+async def test_unmatched_alert_uses_the_generic_playbook(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         body = group_payload("misc", [("g1", "firing")], alertname="SomethingNobodyWroteARunbookFor")
         body["alerts"][0]["annotations"]["runbook_url"] = "https://wiki.example.com/runbooks/something"
@@ -162,8 +176,13 @@ async def test_unmatched_alert_uses_the_generic_playbook(slack, http, database_d
 
 
 async def test_runbook_and_graph_commands_and_show_all_steps(
-    slack, http, database_dsn, redis_url, prometheus, tmp_path
-):
+    slack: SlackSandbox,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+    prometheus: PrometheusServer,
+    tmp_path: Path,
+) -> None:
     from sandbox.slack import SlackDriver
     from tests.integration.rig import SIGNING_SECRET, bot_url
 
@@ -210,14 +229,16 @@ async def test_runbook_and_graph_commands_and_show_all_steps(
             ),
             timeout=20,
         )
-        assert drawn.data.startswith(PNG)
+        assert drawn.data is not None and drawn.data.startswith(PNG)
         await driver.slash_command(
             "/incident", "graph 'rate(x[5m]'", user_id="U_ALICE", channel_id=channel.id
         )
         await slack.wait_for(lambda s: any("bad_data" in t for t in _texts(s, channel.id)), timeout=20)
 
 
-async def test_diagnostics_from_the_sandbox_cluster(slack, http, database_dsn, redis_url, tmp_path):
+async def test_diagnostics_from_the_sandbox_cluster(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, tmp_path: Path
+) -> None:
     from sandbox.kubernetes import KubeSandbox
 
     kube = KubeSandbox()

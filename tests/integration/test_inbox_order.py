@@ -21,7 +21,9 @@ async def inbox(database_dsn: str) -> AsyncIterator[Inbox]:
         await pool.close()
 
 
-async def test_a_newer_delivery_waits_while_an_older_one_of_its_subject_is_being_applied(inbox):
+async def test_a_newer_delivery_waits_while_an_older_one_of_its_subject_is_being_applied(
+    inbox: Inbox,
+) -> None:
     ack = await inbox.insert_delivery("pagerduty", '{"n": "ack"}', "W1", subject="PI1")
     resolve = await inbox.insert_delivery("pagerduty", '{"n": "resolve"}', "W2", subject="PI1")
     other = await inbox.insert_delivery("pagerduty", '{"n": "other"}', "W3", subject="PI2")
@@ -53,7 +55,9 @@ async def test_a_newer_delivery_waits_while_an_older_one_of_its_subject_is_being
     assert await claim_and_finish() == resolve
 
 
-async def test_a_failing_delivery_holds_back_its_subject_until_it_succeeds_or_is_given_up(inbox):
+async def test_a_failing_delivery_holds_back_its_subject_until_it_succeeds_or_is_given_up(
+    inbox: Inbox,
+) -> None:
     first = await inbox.insert_delivery("alertmanager", '{"n": 1}', subject="group-a")
     second = await inbox.insert_delivery("alertmanager", '{"n": 2}', subject="group-a")
     assert first is not None
@@ -65,6 +69,6 @@ async def test_a_failing_delivery_holds_back_its_subject_until_it_succeeds_or_is
         assert claimed is not None and claimed[0].id == second
 
 
-async def test_long_group_keys_fit(inbox):
+async def test_long_group_keys_fit(inbox: Inbox) -> None:
     key = '{}:{alertname="' + "x" * 4000 + '"}'
     assert await inbox.insert_delivery("alertmanager", '{"n": 1}', subject=key) is not None

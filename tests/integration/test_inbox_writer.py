@@ -27,7 +27,7 @@ def _body(n: int) -> str:
     return json.dumps({"version": "4", "groupKey": f"g{n}", "n": n})
 
 
-async def test_concurrent_deliveries_share_commits_and_each_gets_its_own_row(pool):
+async def test_concurrent_deliveries_share_commits_and_each_gets_its_own_row(pool: asyncpg.Pool) -> None:
     writer = InboxWriter(pool, parallel=2, max_rows=16)
     ids = await asyncio.gather(*(writer.insert("alertmanager", _body(n)) for n in range(100)))
     assert len(set(ids)) == 100 and None not in ids
@@ -40,7 +40,7 @@ async def test_concurrent_deliveries_share_commits_and_each_gets_its_own_row(poo
     assert 7 <= transactions <= 20
 
 
-async def test_a_replayed_delivery_id_is_stored_once_even_within_one_batch(pool):
+async def test_a_replayed_delivery_id_is_stored_once_even_within_one_batch(pool: asyncpg.Pool) -> None:
     writer = InboxWriter(pool)
     first, again, other = await asyncio.gather(
         writer.insert("pagerduty", _body(1), "W1"),
@@ -52,7 +52,7 @@ async def test_a_replayed_delivery_id_is_stored_once_even_within_one_batch(pool)
     assert await pool.fetchval("SELECT count(*) FROM webhook_inbox") == 2
 
 
-async def test_a_body_postgres_rejects_fails_alone(pool):
+async def test_a_body_postgres_rejects_fails_alone(pool: asyncpg.Pool) -> None:
     writer = InboxWriter(pool)
     bad = '{"version": "4", "note": "nul \\u0000 byte"}'  # valid JSON, but jsonb refuses \u0000
     results = await asyncio.gather(
@@ -67,7 +67,7 @@ async def test_a_body_postgres_rejects_fails_alone(pool):
     assert stored == ["g1", "g2"]
 
 
-async def test_storage_errors_reach_every_waiting_request(pool):
+async def test_storage_errors_reach_every_waiting_request(pool: asyncpg.Pool) -> None:
     writer = InboxWriter(pool)
     await pool.execute("ALTER TABLE webhook_inbox RENAME TO webhook_inbox_gone")
     results = await asyncio.gather(

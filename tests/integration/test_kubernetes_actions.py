@@ -66,6 +66,19 @@ def deployment(sandbox: KubeSandbox, ns: str, name: str) -> dict[str, Any]:
     return obj
 
 
+def node_object(sandbox: KubeSandbox, name: str) -> dict[str, Any]:
+    obj = sandbox.get("nodes", None, name)
+    assert obj is not None
+    return obj
+
+
+def api_status(error: ApiException) -> dict[str, Any]:
+    """The Kubernetes Status object the API server sent with an error."""
+    assert error.body is not None
+    status: dict[str, Any] = json.loads(error.body)
+    return status
+
+
 def container(dep: dict[str, Any], index: int = 0) -> dict[str, Any]:
     result: dict[str, Any] = dep["spec"]["template"]["spec"]["containers"][index]
     return result
@@ -398,7 +411,7 @@ async def test_cordon_and_uncordon(sandbox: KubeSandbox, cluster: KubernetesClus
     cordon = NodeParams(node="worker-2")
     preview = await cluster.preview(ActionName.CORDON, cordon)
     assert preview.dry_run_ok and preview.summary_lines[0] == "node worker-2: schedulable → unschedulable"
-    assert not sandbox.get("nodes", None, "worker-2")["spec"].get("unschedulable")
+    assert not node_object(sandbox, "worker-2")["spec"].get("unschedulable")
 
     result = await cluster.execute(ActionName.CORDON, cordon, None, expect_fingerprint=preview.fingerprint)
     assert result.changes == ["node worker-2: schedulable → unschedulable"]
@@ -438,7 +451,7 @@ async def test_drain_evicts_skips_daemonsets_and_waits_for_the_pdb(
     assert preview.summary_lines[0].startswith(f"node {node}: schedulable → unschedulable, then evict")
     assert any("DaemonSet-managed" in line for line in preview.summary_lines)
     assert any("mirror (static) pod" in line for line in preview.summary_lines)
-    assert sandbox.pods_on_node(node) and not sandbox.get("nodes", None, node)["spec"].get("unschedulable")
+    assert sandbox.pods_on_node(node) and not node_object(sandbox, node)["spec"].get("unschedulable")
 
     result = await cluster.execute(ActionName.DRAIN, params, None, expect_fingerprint=preview.fingerprint)
     assert result.complete and result.drain is not None
@@ -450,7 +463,7 @@ async def test_drain_evicts_skips_daemonsets_and_waits_for_the_pdb(
     assert any(r.status == 429 for r in evictions), "the PDB never blocked an eviction"
     search_attempts = [p.attempts for p in result.drain.pods if p.name.startswith("search-api")]
     assert max(search_attempts) > 1
-    assert sandbox.get("nodes", None, node)["spec"]["unschedulable"] is True
+    assert node_object(sandbox, node)["spec"]["unschedulable"] is True
     await sandbox.wait_for(lambda: len(sandbox.deployment_pods("api", "search-api")) == 6)
 
 
@@ -498,7 +511,7 @@ async def test_drain_refuses_pods_with_local_storage_before_cordoning(
     assert not preview.dry_run_ok and "delete_emptydir_data" in (preview.problem or "")
     with pytest.raises(UserError, match="emptyDir"):
         await cluster.execute(ActionName.DRAIN, params, None)
-    assert not sandbox.get("nodes", None, node)["spec"].get("unschedulable")
+    assert not node_object(sandbox, node)["spec"].get("unschedulable")
 
     result = await cluster.execute(ActionName.DRAIN, DrainParams(node=node, delete_emptydir_data=True), None)
     assert result.complete
@@ -752,8 +765,11 @@ async def test_kubeconfig_and_bearer_token(sandbox: KubeSandbox, tmp_path: Path)
 
 async def test_sandbox_patch_semantics(sandbox: KubeSandbox, api: ApiClient) -> None:
     apps = client.AppsV1Api(api)
+    # `_content_type` and raw-dict bodies are accepted at runtime but missing from the SDK's stubs.
+    apps_any: Any = apps
+    batch_any: Any = client.BatchV1Api(api)
     with pytest.raises(ApiException) as info:
-        await apps.patch_namespaced_deployment(
+        await apps_any.patch_namespaced_deployment(
             "search-api",
             "api",
             {"spec": {}},
@@ -774,15 +790,15 @@ async def test_sandbox_patch_semantics(sandbox: KubeSandbox, api: ApiClient) -> 
             "api",
             {"metadata": {"resourceVersion": str(int(current) - 1)}, "spec": {"replicas": 2}},
         )
-    assert info.value.status == 409 and json.loads(info.value.body)["reason"] == "Conflict"
+    assert info.value.status == 409 and api_status(info.value)["reason"] == "Conflict"
 
     with pytest.raises(ApiException) as info:
         await apps.patch_namespaced_deployment_scale("search-api", "api", {"spec": {"replicas": -1}})
     assert info.value.status == 422
-    assert "must be greater than or equal to 0" in json.loads(info.value.body)["message"]
+    assert "must be greater than or equal to 0" in api_status(info.value)["message"]
 
     with pytest.raises(ApiException) as info:
-        await client.BatchV1Api(api).create_namespaced_job(
+        await batch_any.create_namespaced_job(
             "api",
             {
                 "metadata": {"name": "Bad_Name"},
@@ -793,7 +809,7 @@ async def test_sandbox_patch_semantics(sandbox: KubeSandbox, api: ApiClient) -> 
                 },
             },
         )
-    assert info.value.status == 422 and "RFC 1123" in json.loads(info.value.body)["message"]
+    assert info.value.status == 422 and "RFC 1123" in api_status(info.value)["message"]
 
     # SMP: $patch: delete removes an env entry by name; merge patch replaces lists wholesale.
     await apps.patch_namespaced_deployment(
@@ -813,7 +829,7 @@ async def test_sandbox_patch_semantics(sandbox: KubeSandbox, api: ApiClient) -> 
     )
     names = [e["name"] for e in container(deployment(sandbox, "api", "search-api"))["env"]]
     assert names == ["DATABASE_URL"]
-    await apps.patch_namespaced_deployment(
+    await apps_any.patch_namespaced_deployment(
         "search-api",
         "api",
         {"metadata": {"labels": {"team": "search"}}},

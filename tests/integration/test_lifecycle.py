@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
+from pathlib import Path
 
+import aiohttp
 import asyncpg
 
-from sandbox.slack import SlackDriver
+from sandbox.slack import Channel, Message, ResponsePost, SlackDriver, SlackSandbox
 from tests.integration.rig import (
     SIGNING_SECRET,
     FakeClock,
@@ -14,39 +17,51 @@ from tests.integration.rig import (
     bot_url,
     group_payload,
     incident_channel,
+    notification_channel,
     post_alert,
     running_bot,
     running_bot_with_clock,
 )
 
 
-def _note(s):
+def _note(s: SlackSandbox) -> Message:
     """The bot's notification in #incident (not the in-channel replies to commands)."""
-    return next(m for m in s.messages(s.incident_channel.id) if m.blocks and "opened" in json.dumps(m.blocks))
+    return next(
+        m for m in s.messages(notification_channel(s).id) if m.blocks and "opened" in json.dumps(m.blocks)
+    )
 
 
-def _reply(slack, needle):
+def _reply(slack: SlackSandbox, needle: str) -> Callable[[SlackSandbox], ResponsePost | None]:
     return lambda s: next((r for r in s.responses if needle in r.text), None)
 
 
-async def _declare(slack, driver, title="checkout errors", sev="P2", user="U_ALICE"):
+async def _declare(
+    slack: SlackSandbox,
+    driver: SlackDriver,
+    title: str = "checkout errors",
+    sev: str = "P2",
+    user: str = "U_ALICE",
+) -> Channel:
     await driver.slash_command(
         "/incident", f'open "{title}" sev={sev}', user_id=user, channel_id="C_INCIDENTS"
     )
     channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
-    await slack.wait_for(lambda s: s.messages(channel.id) and s.messages(s.incident_channel.id))
+    await slack.wait_for(lambda s: s.messages(channel.id) and s.messages(notification_channel(s).id))
     return channel
 
 
-async def _db(dsn, sql, *args):
+async def _db(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
     conn = await asyncpg.connect(dsn)
     try:
-        return await conn.fetch(sql, *args)
+        rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        return rows
     finally:
         await conn.close()
 
 
-async def test_human_incident_full_lifecycle(slack, http, database_dsn, redis_url):
+async def test_human_incident_full_lifecycle(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         channel = await _declare(slack, driver)
@@ -104,7 +119,9 @@ async def test_human_incident_full_lifecycle(slack, http, database_dsn, redis_ur
         assert (rows[0]["status"], rows[0]["severity"], rows[0]["commander"]) == ("triggered", "P1", "U_BOB")
 
 
-async def test_resolve_asks_first_while_alerts_fire(slack, http, database_dsn, redis_url):
+async def test_resolve_asks_first_while_alerts_fire(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         await post_alert(http, bot, group_payload("shop", [("a1", "firing")]))
@@ -123,7 +140,7 @@ async def test_resolve_asks_first_while_alerts_fire(slack, http, database_dsn, r
         await slack.wait_for(lambda s: "Resolved" in json.dumps(_note(s).blocks))
 
 
-def _confirm_payload(slack, channel_id, user_id):
+def _confirm_payload(slack: SlackSandbox, channel_id: str, user_id: str) -> bytes:
     import time
     from urllib.parse import urlencode
 
@@ -152,7 +169,9 @@ def _confirm_payload(slack, channel_id, user_id):
     return urlencode({"payload": json.dumps(body)}).encode()
 
 
-async def test_bad_input_gets_usage_never_a_traceback(slack, http, database_dsn, redis_url):
+async def test_bad_input_gets_usage_never_a_traceback(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         channel = await _declare(slack, driver)
@@ -176,8 +195,8 @@ async def test_bad_input_gets_usage_never_a_traceback(slack, http, database_dsn,
 
 
 async def test_ack_reminder_then_escalation_fire_once_with_two_replicas(
-    slack, http, database_dsn, redis_url, tmp_path
-):
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, tmp_path: Path
+) -> None:
     policy_dir = _policy_with_escalation(tmp_path)
     clock = FakeClock()
     settings = bot_settings(slack, database_dsn, redis_url, playbooks_dir=policy_dir)
@@ -197,7 +216,9 @@ async def test_ack_reminder_then_escalation_fire_once_with_two_replicas(
         assert sum("Escalating" in m.text for m in slack.messages(channel.id)) == 1
 
 
-async def test_acknowledged_incident_is_not_escalated(slack, http, database_dsn, redis_url, tmp_path):
+async def test_acknowledged_incident_is_not_escalated(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, tmp_path: Path
+) -> None:
     clock = FakeClock()
     settings = bot_settings(slack, database_dsn, redis_url, playbooks_dir=_policy_with_escalation(tmp_path))
     async with running_bot_with_clock(settings, clock) as bot:
@@ -215,7 +236,9 @@ async def test_acknowledged_incident_is_not_escalated(slack, http, database_dsn,
         )
 
 
-async def _wait_timers_done(dsn, kinds=("ack_reminder", "escalate"), timeout=10.0):
+async def _wait_timers_done(
+    dsn: str, kinds: tuple[str, ...] = ("ack_reminder", "escalate"), timeout: float = 10.0
+) -> None:
     import asyncio
 
     async with asyncio.timeout(timeout):
@@ -230,7 +253,7 @@ async def _wait_timers_done(dsn, kinds=("ack_reminder", "escalate"), timeout=10.
             await asyncio.sleep(0.05)
 
 
-def _policy_with_escalation(tmp_path):
+def _policy_with_escalation(tmp_path: Path) -> Path:
     import shutil
 
     from bot.config.settings import BUNDLED_PLAYBOOKS
@@ -243,7 +266,9 @@ def _policy_with_escalation(tmp_path):
     return target
 
 
-async def test_resolved_channel_is_archived_after_the_delay(slack, http, database_dsn, redis_url):
+async def test_resolved_channel_is_archived_after_the_delay(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     clock = FakeClock()
     settings = bot_settings(slack, database_dsn, redis_url, archive_after_seconds=3600)
     async with running_bot_with_clock(settings, clock) as bot:
@@ -260,7 +285,9 @@ async def test_resolved_channel_is_archived_after_the_delay(slack, http, databas
         assert rows[0]["archived_at"] is not None
 
 
-async def test_unacknowledged_p1_pages_through_pagerduty(slack, http, database_dsn, redis_url, tmp_path):
+async def test_unacknowledged_p1_pages_through_pagerduty(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, tmp_path: Path
+) -> None:
     from sandbox.pagerduty import DEFAULT_API_TOKEN, PagerDutySandbox
 
     clock = FakeClock()

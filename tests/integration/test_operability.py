@@ -6,9 +6,11 @@ import io
 import json
 import logging
 
+import aiohttp
+
 from bot.obs.logs import JsonFormatter
 from sandbox.pagerduty import DEFAULT_API_TOKEN, DEFAULT_WEBHOOK_SECRET, PagerDutySandbox
-from sandbox.slack import SlackDriver
+from sandbox.slack import SlackDriver, SlackSandbox
 from tests.integration.rig import (
     AM_TOKEN,
     SIGNING_SECRET,
@@ -21,7 +23,9 @@ from tests.integration.rig import (
 )
 
 
-async def test_a_full_run_logs_context_and_no_secrets(slack, http, database_dsn, redis_url):
+async def test_a_full_run_logs_context_and_no_secrets(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())

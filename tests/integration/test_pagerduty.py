@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import pytest
 from aiohttp import web
@@ -72,16 +74,32 @@ async def pd() -> AsyncIterator[PagerDutySandbox]:
         yield sandbox
 
 
-def make_client(pd: PagerDutySandbox, **kwargs: object) -> PagerDutyClient:
-    options: dict[str, object] = {
+class ClientOptions(TypedDict, total=False):
+    """The keyword arguments of `PagerDutyClient` (mypy checks them against its signature)."""
+
+    base_url: str
+    events_base_url: str
+    verify: bool | str | ssl.SSLContext
+    timeout: float
+    max_rate_limit_retries: int
+    network_attempts: int
+    retry_backoff: float
+
+
+def make_client(
+    pd: PagerDutySandbox,
+    *,
+    api_key: str = DEFAULT_API_TOKEN,
+    from_email: str = FROM,
+    **kwargs: Unpack[ClientOptions],
+) -> PagerDutyClient:
+    options: ClientOptions = {
         "base_url": pd.base_url,
         "events_base_url": pd.base_url,
         "verify": pd.ca_path,
         "retry_backoff": 0.01,
     }
     options.update(kwargs)
-    api_key = str(options.pop("api_key", DEFAULT_API_TOKEN))
-    from_email = str(options.pop("from_email", FROM))
     return PagerDutyClient(api_key, from_email, **options)
 
 

@@ -7,12 +7,22 @@ import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import asyncpg
 import pytest
 
-from sandbox.pagerduty import DEFAULT_API_TOKEN, DEFAULT_WEBHOOK_SECRET, PagerDutySandbox
-from sandbox.slack import SlackDriver
-from tests.integration.rig import SIGNING_SECRET, bot_settings, bot_url, incident_channel, running_bot
+from bot.app import BotServer
+from bot.config.settings import Settings
+from sandbox.pagerduty import DEFAULT_API_TOKEN, DEFAULT_WEBHOOK_SECRET, PagerDutySandbox, SandboxIncident
+from sandbox.slack import Channel, SlackDriver, SlackSandbox
+from tests.integration.rig import (
+    SIGNING_SECRET,
+    bot_settings,
+    bot_url,
+    incident_channel,
+    notification_channel,
+    running_bot,
+)
 
 NEW_SECRET = "rotated-pagerduty-secret"
 
@@ -23,7 +33,7 @@ async def pd() -> AsyncIterator[PagerDutySandbox]:
         yield sandbox
 
 
-def _settings(slack, pd, dsn, redis_url):
+def _settings(slack: SlackSandbox, pd: PagerDutySandbox, dsn: str, redis_url: str) -> Settings:
     return bot_settings(
         slack,
         dsn,
@@ -36,7 +46,9 @@ def _settings(slack, pd, dsn, redis_url):
     )
 
 
-async def _triggered(bot, pd, slack, title):
+async def _triggered(
+    bot: BotServer, pd: PagerDutySandbox, slack: SlackSandbox, title: str
+) -> tuple[str, SandboxIncident, Channel]:
     """A PagerDuty incident triggered, its webhook delivered and the incident channel up."""
     url = bot_url(bot) + "/webhooks/pagerduty"
     pd_incident = pd.create_incident(title)
@@ -44,27 +56,32 @@ async def _triggered(bot, pd, slack, title):
     return url, pd_incident, await incident_channel(slack)
 
 
-async def _wait_rows(dsn, sql, timeout=5.0):
+async def _wait_rows(dsn: str, sql: str, timeout: float = 5.0) -> list[asyncpg.Record]:
     """The rows of ``sql`` once there are any (the bot applies deliveries asynchronously)."""
     conn = await asyncpg.connect(dsn)
     try:
         async with asyncio.timeout(timeout):
-            while not (rows := await conn.fetch(sql)):
+            while True:
+                rows: list[asyncpg.Record] = await conn.fetch(sql)
+                if rows:
+                    return rows
                 await asyncio.sleep(0.05)
+    finally:
+        await conn.close()
+
+
+async def _rows(dsn: str, sql: str) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows: list[asyncpg.Record] = await conn.fetch(sql)
         return rows
     finally:
         await conn.close()
 
 
-async def _rows(dsn, sql):
-    conn = await asyncpg.connect(dsn)
-    try:
-        return await conn.fetch(sql)
-    finally:
-        await conn.close()
-
-
-async def test_pagerduty_incident_opens_channel_and_invites_oncall(slack, http, database_dsn, redis_url, pd):
+async def test_pagerduty_incident_opens_channel_and_invites_oncall(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, pd: PagerDutySandbox
+) -> None:
     async with running_bot(_settings(slack, pd, database_dsn, redis_url)) as bot:
         url = bot_url(bot) + "/webhooks/pagerduty"
         pd.webhook_url = url
@@ -83,7 +100,9 @@ async def test_pagerduty_incident_opens_channel_and_invites_oncall(slack, http, 
         ]
 
 
-async def test_ack_and_status_in_slack_reach_pagerduty_without_echo(slack, http, database_dsn, redis_url, pd):
+async def test_ack_and_status_in_slack_reach_pagerduty_without_echo(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, pd: PagerDutySandbox
+) -> None:
     async with running_bot(_settings(slack, pd, database_dsn, redis_url)) as bot:
         url = bot_url(bot) + "/webhooks/pagerduty"
         pd.webhook_url = url  # the sandbox emits webhooks back for changes made through its API
@@ -111,8 +130,8 @@ async def test_ack_and_status_in_slack_reach_pagerduty_without_echo(slack, http,
 
 
 async def test_resolve_in_pagerduty_resolves_in_slack_and_is_not_sent_back(
-    slack, http, database_dsn, redis_url, pd
-):
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, pd: PagerDutySandbox
+) -> None:
     async with running_bot(_settings(slack, pd, database_dsn, redis_url)) as bot:
         url, pd_incident, channel = await _triggered(bot, pd, slack, "Disk full on db-1")
         await pd.send_webhook(url, "incident.acknowledged", pd_incident.id, agent="bob@example.com")
@@ -120,7 +139,7 @@ async def test_resolve_in_pagerduty_resolves_in_slack_and_is_not_sent_back(
         await slack.wait_for(
             lambda s: any(
                 "Resolved" in json.dumps(m.blocks, ensure_ascii=False)
-                for m in s.messages(s.incident_channel.id)
+                for m in s.messages(notification_channel(s).id)
                 if m.blocks
             )
         )
@@ -131,8 +150,8 @@ async def test_resolve_in_pagerduty_resolves_in_slack_and_is_not_sent_back(
 
 
 async def test_a_late_older_pagerduty_change_is_not_applied_over_a_newer_one(
-    slack, http, database_dsn, redis_url, pd
-):
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, pd: PagerDutySandbox
+) -> None:
     async with running_bot(_settings(slack, pd, database_dsn, redis_url)) as bot:
         url, pd_incident, _ = await _triggered(bot, pd, slack, "Cache evictions")
         before_resolve = datetime.now(UTC) - timedelta(seconds=1)
@@ -150,7 +169,9 @@ async def test_a_late_older_pagerduty_change_is_not_applied_over_a_newer_one(
         assert rows[0]["status"] == "resolved"
 
 
-async def test_signatures_rotation_and_replays(slack, http, database_dsn, redis_url, pd):
+async def test_signatures_rotation_and_replays(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, pd: PagerDutySandbox
+) -> None:
     async with running_bot(_settings(slack, pd, database_dsn, redis_url)) as bot:
         url = bot_url(bot) + "/webhooks/pagerduty"
         pd_incident = pd.create_incident("Queue backlog")

@@ -67,7 +67,7 @@ def make_policy(*, kill_switch: bool = False) -> dict[str, Any]:
     """The bundled policy (severities, exec templates) with roles of the sandbox's users:
     `sre` by user id, `oncall` through the Slack user group @sre-oncall (S_SRE)."""
     bundled = yaml.safe_load((DEFAULT_PLAYBOOKS_DIR / "policy.yaml").read_text())
-    policy = copy.deepcopy(bundled)
+    policy: dict[str, Any] = copy.deepcopy(bundled)
     policy["roles"] = {
         "sre": {"users": ["U_ALICE", "U_BOB", "U_DAVE"], "usergroups": []},
         "oncall": {"users": [], "usergroups": ["sre-oncall"]},
@@ -381,6 +381,14 @@ async def undo_of(bot: BotServer, incident: Incident, run: ActionRun) -> ActionR
     return next((r for r in await store(bot).for_incident(incident.id) if r.undo_of == run.id), None)
 
 
+def replicas(kube: KubeSandbox, namespace: str, name: str) -> int:
+    """A deployment's `spec.replicas` as the sandbox cluster holds it now."""
+    dep = kube.get("deployments", namespace, name)
+    assert dep is not None
+    count: int = dep["spec"]["replicas"]
+    return count
+
+
 def mutations(kube: KubeSandbox, path: str, method: str = "PATCH") -> list[Any]:
     """Requests that change the cluster (dry runs left out)."""
     return [r for r in kube.requests_for(method, path) if r.param("dryRun") is None]
@@ -404,7 +412,7 @@ async def test_propose_approve_execute_once_and_verify_without_prometheus(env: E
         assert run.token in text and f'"value": "{run.id}"' not in text
         # The dry run reached the apiserver with dryRun=All and changed nothing.
         assert any(r.param("dryRun") == "All" for r in env.kube.requests_for("PATCH", "/scale"))
-        assert env.kube.get("deployments", "api", "search-api")["spec"]["replicas"] == 6
+        assert replicas(env.kube, "api", "search-api") == 6
 
         resp = await env.driver(bot).click(
             "approve_action", user_id="U_BOB", channel_id=run.channel_id, message_ts=run.message_ts
@@ -419,7 +427,7 @@ async def test_propose_approve_execute_once_and_verify_without_prometheus(env: E
         assert "approve_action" not in final and "reject_action" not in final
         assert "1 of 1: <@U_BOB>" in final
 
-        assert env.kube.get("deployments", "api", "search-api")["spec"]["replicas"] == 9
+        assert replicas(env.kube, "api", "search-api") == 9
         assert len(mutations(env.kube, "/deployments/search-api/scale")) == 1
         stored = await store(bot).get(run.id)
         assert stored is not None and stored.status is RunStatus.SUCCEEDED
@@ -743,7 +751,7 @@ async def test_kill_switch_refuses_execution_after_approval(env: Env) -> None:
         assert "kill switch" in note
         await wait_message(env, run, "Remediation not executed")
         assert mutations(env.kube, "/scale") == []
-        assert env.kube.get("deployments", "api", "search-api")["spec"]["replicas"] == 6
+        assert replicas(env.kube, "api", "search-api") == 6
         events = await audit_events(bot, run.id)
         assert events[-1] is AuditEvent.REFUSED and AuditEvent.SUCCEEDED not in events
 
@@ -982,7 +990,7 @@ async def test_verification_not_recovered_offers_undo_and_undo_skips_the_cooldow
             "approve_action", user_id="U_DAVE", channel_id=undo.channel_id, message_ts=undo.message_ts
         )
         await wait_message(env, undo, "Remediation succeeded")  # the cooldown does not block the undo
-        assert env.kube.get("deployments", "api", "search-api")["spec"]["replicas"] == 6
+        assert replicas(env.kube, "api", "search-api") == 6
         await wait_thread(env, undo, "Verification", timeout=30)
 
 

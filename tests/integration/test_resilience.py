@@ -15,11 +15,13 @@ import asyncpg
 
 from bot.store.db import apply_migrations
 from sandbox.services import AlertmanagerServer
+from sandbox.slack import SlackSandbox
 from tests.integration.rig import (
     AM_TOKEN,
     bot_settings,
     bot_url,
     group_payload,
+    notification_channel,
     payload,
     post_alert,
     running_bot,
@@ -28,7 +30,7 @@ from tests.integration.rig import (
 ROOT = Path(__file__).resolve().parents[2]
 
 
-async def test_concurrent_migrations_apply_once(database_dsn):
+async def test_concurrent_migrations_apply_once(database_dsn: str) -> None:
     results = await asyncio.gather(*(apply_migrations(database_dsn) for _ in range(4)))
     applied = [v for r in results for v in r]
     assert sorted(applied) == sorted(set(applied)) and applied, results
@@ -39,7 +41,9 @@ async def test_concurrent_migrations_apply_once(database_dsn):
         await conn.close()
 
 
-async def test_two_replicas_racing_on_one_group_open_one_channel(slack, http, database_dsn, redis_url):
+async def test_two_replicas_racing_on_one_group_open_one_channel(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     settings = bot_settings(slack, database_dsn, redis_url)
     async with running_bot(settings) as one, running_bot(settings) as two:
         bodies = [group_payload("race", [(f"f{i}", "firing") for i in range(1, n + 1)]) for n in range(1, 6)]
@@ -47,7 +51,7 @@ async def test_two_replicas_racing_on_one_group_open_one_channel(slack, http, da
         statuses = await asyncio.gather(*sends)
         assert all(status == 200 for status, _ in statuses)
         await slack.wait_for(
-            lambda s: s.find_channel("inc-") and s.messages(s.incident_channel.id), timeout=15
+            lambda s: s.find_channel("inc-") and s.messages(notification_channel(s).id), timeout=15
         )
         conn = await asyncpg.connect(database_dsn)
         try:
@@ -58,13 +62,14 @@ async def test_two_replicas_racing_on_one_group_open_one_channel(slack, http, da
             assert await conn.fetchval("SELECT count(*) FROM alerts") == 5
             # Both replicas bring Slack up to date from the same stored state.
             await slack.wait_for(
-                lambda s: "5 firing / 5 total" in str(s.messages(s.incident_channel.id)[0].blocks), timeout=15
+                lambda s: "5 firing / 5 total" in str(s.messages(notification_channel(s).id)[0].blocks),
+                timeout=15,
             )
         finally:
             await conn.close()
     assert len(slack.calls_to("conversations.create")) == 1
     assert len(slack.channels_with_prefix("inc-")) == 1
-    assert len(slack.messages(slack.incident_channel.id)) == 1
+    assert len(slack.messages(notification_channel(slack).id)) == 1
 
 
 async def _wait_ready(http: aiohttp.ClientSession, url: str, timeout: float = 20.0) -> None:
@@ -96,7 +101,9 @@ def _bot_env(slack_api_url: str, database_dsn: str, redis_url: str, port: int) -
     return env
 
 
-async def test_webhook_stored_before_a_crash_is_published_after_restart(slack, http, database_dsn, redis_url):
+async def test_webhook_stored_before_a_crash_is_published_after_restart(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     """The first process stores the webhook and is SIGKILLed while Slack is unreachable;
     a fresh process finishes the work from Postgres."""
     from sandbox.services import free_port
@@ -110,6 +117,7 @@ async def test_webhook_stored_before_a_crash_is_published_after_restart(slack, h
         stderr=subprocess.PIPE,
         cwd=ROOT,
     )
+    assert proc.stderr is not None  # stderr=PIPE
     try:
         url = f"http://127.0.0.1:{port}"
         await _wait_ready(http, url)
@@ -134,12 +142,14 @@ async def test_webhook_stored_before_a_crash_is_published_after_restart(slack, h
     async with running_bot(bot_settings(slack, database_dsn, redis_url)):
         channel = await slack.wait_for(lambda s: s.find_channel("inc-"), timeout=15)
         await slack.wait_for(
-            lambda s: s.messages(channel.id) and s.messages(s.incident_channel.id), timeout=15
+            lambda s: s.messages(channel.id) and s.messages(notification_channel(s).id), timeout=15
         )
     assert len(slack.channels_with_prefix("inc-")) == 1
 
 
-async def test_real_alertmanager_delivers_to_the_bot(slack, http, database_dsn, redis_url, services_dir):
+async def test_real_alertmanager_delivers_to_the_bot(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, services_dir: Path
+) -> None:
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         am = await asyncio.to_thread(
             AlertmanagerServer.start, services_dir, bot_url(bot) + "/webhooks/alertmanager", AM_TOKEN
@@ -161,7 +171,7 @@ async def test_real_alertmanager_delivers_to_the_bot(slack, http, database_dsn, 
             channel = await slack.wait_for(lambda s: s.find_channel("inc-"), timeout=20)
             assert "skillquest-api-is-down" in channel.name
             note = await slack.wait_for(
-                lambda s: (s.messages(s.incident_channel.id) or [None])[0], timeout=10
+                lambda s: next(iter(s.messages(notification_channel(s).id)), None), timeout=10
             )
             assert "SkillQuest API is down" in note.text
             # Alertmanager keeps re-sending the group; still one channel.
@@ -182,7 +192,7 @@ def _run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str
     )
 
 
-def test_missing_configuration_exits_with_one_line():
+def test_missing_configuration_exits_with_one_line() -> None:
     env = {
         k: v
         for k, v in os.environ.items()
@@ -196,7 +206,7 @@ def test_missing_configuration_exits_with_one_line():
     assert "Traceback" not in result.stderr
 
 
-def test_unreachable_postgres_and_redis_exit_with_one_line(redis_url, database_dsn):
+def test_unreachable_postgres_and_redis_exit_with_one_line(redis_url: str, database_dsn: str) -> None:
     from sandbox.services import free_port
 
     env = _bot_env(
@@ -214,7 +224,7 @@ def test_unreachable_postgres_and_redis_exit_with_one_line(redis_url, database_d
     assert "Redis unreachable" in result.stderr
 
 
-def test_every_subcommand_has_help():
+def test_every_subcommand_has_help() -> None:
     for args in (
         ["--help"],
         ["run", "-h"],
@@ -229,7 +239,9 @@ def test_every_subcommand_has_help():
         assert "usage: incidentbot" in result.stdout
 
 
-async def test_sigterm_finishes_in_flight_work(slack, http, database_dsn, redis_url):
+async def test_sigterm_finishes_in_flight_work(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     from sandbox.services import free_port
 
     port = free_port()
@@ -240,6 +252,7 @@ async def test_sigterm_finishes_in_flight_work(slack, http, database_dsn, redis_
         stderr=subprocess.PIPE,
         cwd=ROOT,
     )
+    assert proc.stderr is not None  # stderr=PIPE
     try:
         url = f"http://127.0.0.1:{port}"
         await _wait_ready(http, url)
@@ -269,11 +282,13 @@ async def test_sigterm_finishes_in_flight_work(slack, http, database_dsn, redis_
     assert len(slack.channels_with_prefix("inc-")) == 3
 
 
-async def test_updates_within_a_second_coalesce(slack, http, database_dsn, redis_url):
+async def test_updates_within_a_second_coalesce(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         await post_alert(http, bot, group_payload("burst", [("b1", "firing")]))
         channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
-        await slack.wait_for(lambda s: s.messages(channel.id) and s.messages(s.incident_channel.id))
+        await slack.wait_for(lambda s: s.messages(channel.id) and s.messages(notification_channel(s).id))
         before = len(slack.calls_to("chat.update"))
         for n in range(2, 12):
             await post_alert(
@@ -281,7 +296,7 @@ async def test_updates_within_a_second_coalesce(slack, http, database_dsn, redis
             )
         await slack.wait_for(lambda s: "11 firing / 11 total" in json.dumps(s.messages(channel.id)[0].blocks))
         await slack.wait_for(
-            lambda s: "11 firing / 11 total" in json.dumps(s.messages(s.incident_channel.id)[0].blocks)
+            lambda s: "11 firing / 11 total" in json.dumps(s.messages(notification_channel(s).id)[0].blocks)
         )
         updates = len(slack.calls_to("chat.update")) - before
         # Ten deliveries, two messages each: without coalescing 20 updates; with it a few rounds.

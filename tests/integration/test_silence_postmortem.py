@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 
 from sandbox.services import AlertmanagerServer
-from sandbox.slack import SlackDriver
+from sandbox.slack import SlackDriver, SlackSandbox
 from tests.integration.rig import (
     AM_TOKEN,
     SIGNING_SECRET,
@@ -20,14 +22,15 @@ from tests.integration.rig import (
 )
 
 
-async def _silences(url: str) -> list[dict]:
+async def _silences(url: str) -> list[dict[str, Any]]:
     async with aiohttp.ClientSession() as http, http.get(url + "/api/v2/silences") as resp:
-        return await resp.json()
+        silences: list[dict[str, Any]] = await resp.json()  # Alertmanager's JSON, as it sent it
+        return silences
 
 
 async def test_silence_is_created_recorded_and_expired_on_resolve(
-    slack, http, database_dsn, redis_url, services_dir
-):
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, services_dir: Path
+) -> None:
     am = await asyncio.to_thread(
         AlertmanagerServer.start, services_dir, "http://127.0.0.1:9/unused", AM_TOKEN
     )
@@ -78,7 +81,9 @@ async def test_silence_is_created_recorded_and_expired_on_resolve(
         await asyncio.to_thread(am.stop)
 
 
-async def test_postmortem_draft_matches_the_stored_timeline(slack, http, database_dsn, redis_url):
+async def test_postmortem_draft_matches_the_stored_timeline(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         await post_alert(http, bot, group_payload("shop", [("p1", "firing")]))
@@ -93,6 +98,7 @@ async def test_postmortem_draft_matches_the_stored_timeline(slack, http, databas
                 None,
             )
         )
+        assert draft.data is not None
         text = draft.data.decode()
         for heading in ("Summary", "Timeline", "Root Cause", "Resolution", "Action Items"):
             assert heading in text, heading

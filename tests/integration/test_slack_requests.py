@@ -5,29 +5,41 @@ from __future__ import annotations
 import json
 import time
 
+import aiohttp
 import asyncpg
 
-from sandbox.slack import SlackDriver
-from tests.integration.rig import SIGNING_SECRET, bot_settings, bot_url, payload, post_alert, running_bot
+from bot.app import BotServer
+from sandbox.slack import Channel, SlackDriver, SlackSandbox
+from tests.integration.rig import (
+    SIGNING_SECRET,
+    bot_settings,
+    bot_url,
+    notification_channel,
+    payload,
+    post_alert,
+    running_bot,
+)
 
 
-async def _open_incident(slack, http, bot):
+async def _open_incident(slack: SlackSandbox, http: aiohttp.ClientSession, bot: BotServer) -> Channel:
     await post_alert(http, bot, payload())
     channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
-    await slack.wait_for(lambda s: s.messages(channel.id) and s.messages(s.incident_channel.id))
+    await slack.wait_for(lambda s: s.messages(channel.id) and s.messages(notification_channel(s).id))
     return channel
 
 
-async def test_ack_button_records_who_and_updates_both_messages(slack, http, database_dsn, redis_url):
+async def test_ack_button_records_who_and_updates_both_messages(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         channel = await _open_incident(slack, http, bot)
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
-        resp = await driver.click("ack_incident", user_id="U_BOB", channel_id=slack.incident_channel.id)
+        resp = await driver.click("ack_incident", user_id="U_BOB", channel_id=notification_channel(slack).id)
         assert resp.status == 200
 
-        def acked(s):
+        def acked(s: SlackSandbox) -> bool:
             card = s.messages(channel.id)[0]
-            note = s.messages(s.incident_channel.id)[0]
+            note = s.messages(notification_channel(s).id)[0]
             both = json.dumps(card.blocks) + json.dumps(note.blocks)
             return both.count("Acknowledged") >= 2 and "<@U_BOB>" in both and "ack_incident" not in both
 
@@ -51,7 +63,7 @@ async def test_ack_button_records_who_and_updates_both_messages(slack, http, dat
         assert "U_BOB" in reply.text
 
 
-def _block_actions(slack, channel_id, user_id, value=None):
+def _block_actions(slack: SlackSandbox, channel_id: str, user_id: str, value: str | None = None) -> bytes:
     from urllib.parse import urlencode
 
     card = slack.messages(channel_id)[0]
@@ -82,7 +94,9 @@ def _block_actions(slack, channel_id, user_id, value=None):
     return urlencode({"payload": json.dumps(body)}).encode()
 
 
-async def test_forged_and_stale_signatures_are_refused(slack, http, database_dsn, redis_url):
+async def test_forged_and_stale_signatures_are_refused(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         channel = await _open_incident(slack, http, bot)
         forged = SlackDriver(slack, bot_url(bot) + "/slack/events", "not-the-secret", http)
@@ -103,7 +117,9 @@ async def test_forged_and_stale_signatures_are_refused(slack, http, database_dsn
             await conn.close()
 
 
-async def test_tampered_button_value_is_refused_politely(slack, http, database_dsn, redis_url):
+async def test_tampered_button_value_is_refused_politely(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         channel = await _open_incident(slack, http, bot)
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
@@ -122,7 +138,9 @@ async def test_tampered_button_value_is_refused_politely(slack, http, database_d
             await conn.close()
 
 
-async def test_slash_commands_ack_list_help_and_usage(slack, http, database_dsn, redis_url):
+async def test_slash_commands_ack_list_help_and_usage(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         channel = await _open_incident(slack, http, bot)
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
@@ -144,7 +162,7 @@ async def test_slash_commands_ack_list_help_and_usage(slack, http, database_dsn,
         )
         assert ack.response_type == "in_channel"
         await driver.slash_command(
-            "/incident", "ack", user_id="U_ALICE", channel_id=slack.incident_channel.id
+            "/incident", "ack", user_id="U_ALICE", channel_id=notification_channel(slack).id
         )
         await slack.wait_for(lambda s: any("Run this in an incident channel" in r.text for r in s.responses))
         assert all("Traceback" not in r.text for r in slack.responses)

@@ -5,22 +5,35 @@ from __future__ import annotations
 import asyncio
 import json
 
+import aiohttp
 import asyncpg
 
-from tests.integration.rig import bot_settings, bot_url, group_payload, payload, post_alert, running_bot
+from sandbox.services import PostgresServer
+from sandbox.slack import Message, SlackSandbox
+from tests.integration.rig import (
+    bot_settings,
+    bot_url,
+    group_payload,
+    notification_channel,
+    payload,
+    post_alert,
+    running_bot,
+)
 
 
-def _card(slack, channel_id):
+def _card(slack: SlackSandbox, channel_id: str) -> Message | None:
     msgs = slack.messages(channel_id)
     return msgs[0] if msgs else None
 
 
-async def test_alert_opens_channel_card_and_notification(slack, http, database_dsn, redis_url):
+async def test_alert_opens_channel_card_and_notification(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         status, body = await post_alert(http, bot, payload())
         assert status == 200 and body["status"] == "accepted"
 
-        channel = await slack.wait_for(lambda s: (c := s.find_channel("inc-")) and c.topic and c)
+        channel = await slack.wait_for(lambda s: c if (c := s.find_channel("inc-")) and c.topic else None)
         assert channel.name.startswith("inc-") and "5xx-5" in channel.name
         assert "[P1]" in channel.topic and "TRIGGERED" in channel.topic
         card = await slack.wait_for(lambda s: _card(s, channel.id))
@@ -36,7 +49,7 @@ async def test_alert_opens_channel_card_and_notification(slack, http, database_d
             "service=web",
         ):
             assert needle in text, needle
-        note = await slack.wait_for(lambda s: (s.messages(s.incident_channel.id) or [None])[0])
+        note = await slack.wait_for(lambda s: next(iter(s.messages(notification_channel(s).id)), None))
         note_text = json.dumps(note.blocks)
         assert f"<#{channel.id}>" in note_text and "2 firing / 2 total" in note_text
         assert "ack_incident" in note_text
@@ -45,11 +58,15 @@ async def test_alert_opens_channel_card_and_notification(slack, http, database_d
         assert len(slack.calls_to("conversations.create")) == 1
 
 
-async def test_redelivery_creates_nothing_new(slack, http, database_dsn, redis_url):
+async def test_redelivery_creates_nothing_new(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         for _ in range(5):
             assert (await post_alert(http, bot, payload()))[0] == 200
-        await slack.wait_for(lambda s: s.find_channel("inc-") and len(s.messages(s.incident_channel.id)) == 1)
+        await slack.wait_for(
+            lambda s: s.find_channel("inc-") and len(s.messages(notification_channel(s).id)) == 1
+        )
         conn = await asyncpg.connect(database_dsn)
         try:
             # All five deliveries stored and processed; one incident, two alert occurrences.
@@ -64,7 +81,7 @@ async def test_redelivery_creates_nothing_new(slack, http, database_dsn, redis_u
         assert len(slack.channels_with_prefix("inc-")) == 1
 
 
-async def _wait_processed(conn, count, timeout=10.0):
+async def _wait_processed(conn: asyncpg.Connection, count: int, timeout: float = 10.0) -> None:
     async with asyncio.timeout(timeout):
         while (
             await conn.fetchval("SELECT count(*) FROM webhook_inbox WHERE processed_at IS NOT NULL") < count
@@ -72,14 +89,16 @@ async def _wait_processed(conn, count, timeout=10.0):
             await asyncio.sleep(0.05)
 
 
-async def test_resolution_is_reported_and_card_updated(slack, http, database_dsn, redis_url):
+async def test_resolution_is_reported_and_card_updated(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         await post_alert(http, bot, group_payload("shop", [("a1", "firing"), ("a2", "firing")]))
         channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
         await post_alert(http, bot, group_payload("shop", [("a1", "resolved"), ("a2", "firing")]))
         await post_alert(http, bot, group_payload("shop", [("a1", "resolved"), ("a2", "resolved")]))
 
-        def resolved_note(s):
+        def resolved_note(s: SlackSandbox) -> Message | None:
             return next((m for m in s.messages(channel.id) if "have resolved" in m.text), None)
 
         await slack.wait_for(resolved_note)
@@ -94,7 +113,9 @@ async def test_resolution_is_reported_and_card_updated(slack, http, database_dsn
         assert sum("have resolved" in m.text for m in slack.messages(channel.id)) == 1
 
 
-async def test_bad_token_and_bad_payloads_store_nothing(slack, http, database_dsn, redis_url):
+async def test_bad_token_and_bad_payloads_store_nothing(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     async with running_bot(bot_settings(slack, database_dsn, redis_url, max_body_bytes=64 * 1024)) as bot:
         assert (await post_alert(http, bot, payload(), token=None))[0] == 401
         assert (await post_alert(http, bot, payload(), token="wrong"))[0] == 401
@@ -122,7 +143,9 @@ async def test_bad_token_and_bad_payloads_store_nothing(slack, http, database_ds
         assert 'reason="invalid"' in metrics and 'reason="too_large"' in metrics
 
 
-async def test_postgres_down_answers_5xx(slack, http, postgres, redis_url):
+async def test_postgres_down_answers_5xx(
+    slack: SlackSandbox, http: aiohttp.ClientSession, postgres: PostgresServer, redis_url: str
+) -> None:
     dsn = postgres.create_database("pgdown")
     async with running_bot(bot_settings(slack, dsn, redis_url)) as bot:
         conn = await asyncpg.connect(dsn)
@@ -138,14 +161,16 @@ async def test_postgres_down_answers_5xx(slack, http, postgres, redis_url):
     postgres.drop_database("pgdown")
 
 
-async def test_health_ready_and_metrics(slack, http, database_dsn, redis_url):
+async def test_health_ready_and_metrics(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         async with http.get(bot_url(bot) + "/healthz") as resp:
             assert resp.status == 200
         async with http.get(bot_url(bot) + "/readyz") as resp:
             assert resp.status == 200
         await post_alert(http, bot, payload())
-        await slack.wait_for(lambda s: s.find_channel("inc-") and s.messages(s.incident_channel.id))
+        await slack.wait_for(lambda s: s.find_channel("inc-") and s.messages(notification_channel(s).id))
         async with http.get(bot_url(bot) + "/metrics") as resp:
             text = await resp.text()
         assert 'incidentbot_webhooks_received_total{source="alertmanager"} 1.0' in text
@@ -154,12 +179,14 @@ async def test_health_ready_and_metrics(slack, http, database_dsn, redis_url):
         assert "incidentbot_processing_lag_seconds_count 1.0" in text
 
 
-async def test_slack_429_is_retried_after_retry_after(slack, http, database_dsn, redis_url):
+async def test_slack_429_is_retried_after_retry_after(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
     slack.force_rate_limit("conversations.create", 1)
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         await post_alert(http, bot, payload())
         await slack.wait_for(
-            lambda s: s.find_channel("inc-") and s.messages(s.incident_channel.id), timeout=15
+            lambda s: s.find_channel("inc-") and s.messages(notification_channel(s).id), timeout=15
         )
         creates = slack.calls_to("conversations.create")
         assert [c.status for c in creates] == [429, 200]

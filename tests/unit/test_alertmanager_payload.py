@@ -9,7 +9,7 @@ from bot.sources.alertmanager import PayloadError, parse_payload
 DATA = Path(__file__).parent.parent / "data" / "am_payload_v4.json"
 
 
-def test_real_payload_parses_with_go_zero_end_time():
+def test_real_payload_parses_with_go_zero_end_time() -> None:
     payload = parse_payload(DATA.read_bytes())
     assert payload.group_key == '{}:{alertname="HighErrorRate", namespace="prod"}'
     assert payload.truncated_alerts == 1
@@ -30,26 +30,26 @@ def test_real_payload_parses_with_go_zero_end_time():
         (b"\xff\xfe", "malformed JSON"),
     ],
 )
-def test_malformed_payloads_give_a_reason(body, reason):
+def test_malformed_payloads_give_a_reason(body: bytes, reason: str) -> None:
     with pytest.raises(PayloadError, match=reason):
         parse_payload(body)
 
 
-def test_missing_alertname_is_rejected():
+def test_missing_alertname_is_rejected() -> None:
     data = json.loads(DATA.read_text())
     del data["alerts"][0]["labels"]["alertname"]
     with pytest.raises(PayloadError, match="alertname"):
         parse_payload(json.dumps(data).encode())
 
 
-def test_empty_alert_list_is_rejected():
+def test_empty_alert_list_is_rejected() -> None:
     data = json.loads(DATA.read_text())
     data["alerts"] = []
     with pytest.raises(PayloadError, match=r"alerts"):
         parse_payload(json.dumps(data).encode())
 
 
-def test_resolved_alert_keeps_its_end_time():
+def test_resolved_alert_keeps_its_end_time() -> None:
     data = json.loads(DATA.read_text())
     data["alerts"][0]["status"] = "resolved"
     data["alerts"][0]["endsAt"] = "2026-11-22T16:10:00Z"

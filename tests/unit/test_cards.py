@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -23,8 +25,8 @@ from sandbox.slack import validate_message_blocks
 NOW = datetime(2026, 11, 22, 16, 0, tzinfo=UTC)
 
 
-def _incident(**changes):
-    base = {
+def _incident(**changes: Any) -> Incident:
+    base: dict[str, Any] = {
         "id": 7,
         "group_key": "k",
         "title": "Checkout errors",
@@ -51,7 +53,7 @@ def _alert(i: int, name: str = "HighErrorRate", **labels: str) -> Alert:
 
 
 @pytest.mark.parametrize("count,names", [(1, 1), (2, 1), (500, 1), (500, 40)])
-def test_card_and_notification_within_limits(count, names):
+def test_card_and_notification_within_limits(count: int, names: int) -> None:
     alerts = tuple(_alert(i, name=f"Alert{i % names}") for i in range(count))
     view = IncidentView(
         _incident(last_status_update="y" * 5000),
@@ -64,7 +66,7 @@ def test_card_and_notification_within_limits(count, names):
         assert msg.text and len(msg.text) <= 4000
 
 
-def test_hostile_alert_text_is_escaped():
+def test_hostile_alert_text_is_escaped() -> None:
     alert = _alert(1, pod="<!channel> *bold*", team="<@U999>")
     alert = Alert(
         alert.fingerprint,
@@ -85,7 +87,7 @@ def test_hostile_alert_text_is_escaped():
     assert "&lt;!here&gt;" in "\n".join(_mrkdwn(cards.incident_card(view, NOW).blocks))
 
 
-def _mrkdwn(value):
+def _mrkdwn(value: object) -> Iterator[str]:
     if isinstance(value, dict):
         if value.get("type") == "mrkdwn":
             yield value["text"]
@@ -96,7 +98,7 @@ def _mrkdwn(value):
             yield from _mrkdwn(item)
 
 
-def test_buttons_carry_opaque_ids_and_disappear_once_acknowledged():
+def test_buttons_carry_opaque_ids_and_disappear_once_acknowledged() -> None:
     view = IncidentView(_incident(), (_alert(1),))
     card = cards.incident_card(view, NOW)
     buttons = [e for b in card.blocks if b["type"] == "actions" for e in b["elements"]]
@@ -106,11 +108,11 @@ def test_buttons_carry_opaque_ids_and_disappear_once_acknowledged():
     assert "<@U1>" in json.dumps(cards.notification(acked, NOW).blocks)
 
 
-def test_topic_fits_slack():
+def test_topic_fits_slack() -> None:
     view = IncidentView(_incident(title="t" * 400), ())
     assert len(cards.topic(view)) <= 250
 
 
-def test_announcement_keeps_mentions():
+def test_announcement_keeps_mentions() -> None:
     msg = cards.announcement(TimelineEvent(NOW, "escalated", "🚨 Escalating <!subteam^S1>"))
     assert "<!subteam^S1>" in json.dumps(msg.blocks)

@@ -27,15 +27,15 @@ SLACK_NAME = re.compile(r"^[a-z0-9_-]{1,80}$")
         ("bogus", Severity.P3),
     ],
 )
-def test_severity_mapping(label, expected):
+def test_severity_mapping(label: str | None, expected: Severity) -> None:
     assert map_severity(label) is expected
 
 
-def test_custom_mapping_wins():
+def test_custom_mapping_wins() -> None:
     assert map_severity("warning", {"warning": Severity.P3}) is Severity.P3
 
 
-def test_highest_severity():
+def test_highest_severity() -> None:
     assert highest_severity([Severity.P3, Severity.P1, Severity.P2]) is Severity.P1
     assert highest_severity([]) is None
 
@@ -50,7 +50,7 @@ def test_highest_severity():
         "UPPER case & <html>",
     ],
 )
-def test_channel_names_are_valid_slack_names(title):
+def test_channel_names_are_valid_slack_names(title: str) -> None:
     name = channel_name(datetime(2026, 11, 22, tzinfo=UTC), title)
     assert SLACK_NAME.match(name), name
     assert name.startswith("inc-20261122-")
@@ -58,6 +58,6 @@ def test_channel_names_are_valid_slack_names(title):
     assert SLACK_NAME.match(suffixed) and suffixed.endswith("-1234-ab12")
 
 
-def test_slugify():
+def test_slugify() -> None:
     assert slugify("High Error Rate (api)", 50) == "high-error-rate-api"
     assert slugify("###", 10) == "incident"

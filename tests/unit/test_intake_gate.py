@@ -14,13 +14,13 @@ async def _spin(rounds: int = 20) -> None:
         await asyncio.sleep(0)
 
 
-async def test_turn_is_immediate_without_requests():
+async def test_turn_is_immediate_without_requests() -> None:
     gate = IntakeGate(max_wait_s=60)
     async with asyncio.timeout(1):
         await gate.turn()
 
 
-async def test_background_waits_for_the_requests_and_a_quiet_moment():
+async def test_background_waits_for_the_requests_and_a_quiet_moment() -> None:
     gate = IntakeGate(max_wait_s=60, quiet_s=0.02)
     with gate.request():
         waiting = asyncio.create_task(gate.turn())
@@ -34,7 +34,7 @@ async def test_background_waits_for_the_requests_and_a_quiet_moment():
     assert time.monotonic() - ended >= 0.02
 
 
-async def test_a_new_request_in_the_quiet_period_keeps_background_waiting():
+async def test_a_new_request_in_the_quiet_period_keeps_background_waiting() -> None:
     gate = IntakeGate(max_wait_s=60, quiet_s=0.05)
     with gate.request():
         pass
@@ -46,7 +46,7 @@ async def test_a_new_request_in_the_quiet_period_keeps_background_waiting():
         await waiting
 
 
-async def test_background_is_never_starved_and_passes_one_at_a_time():
+async def test_background_is_never_starved_and_passes_one_at_a_time() -> None:
     gate = IntakeGate(max_wait_s=0.05)
     with gate.request():  # a burst that never pauses
         started = time.monotonic()
@@ -61,7 +61,7 @@ async def test_background_is_never_starved_and_passes_one_at_a_time():
     assert second_at >= first_at + 0.045
 
 
-async def test_only_background_work_waits_in_shared_code():
+async def test_only_background_work_waits_in_shared_code() -> None:
     gate = IntakeGate(max_wait_s=60)
     with gate.request():
         async with asyncio.timeout(1):

@@ -41,7 +41,7 @@ def _methods_called() -> set[str]:
     return methods
 
 
-def test_manifest_scopes_match_the_methods_the_code_calls():
+def test_manifest_scopes_match_the_methods_the_code_calls() -> None:
     manifest = yaml.safe_load((ROOT / "slack-app-manifest.yaml").read_text())
     called = _methods_called()
     unknown = called - METHOD_SCOPES.keys()
@@ -53,7 +53,7 @@ def test_manifest_scopes_match_the_methods_the_code_calls():
     assert set(manifest["oauth_config"]["scopes"]["bot"]) == needed
 
 
-def test_manifest_routes_everything_to_slack_events():
+def test_manifest_routes_everything_to_slack_events() -> None:
     manifest = yaml.safe_load((ROOT / "slack-app-manifest.yaml").read_text())
     urls = {
         manifest["features"]["slash_commands"][0]["url"],

@@ -237,7 +237,8 @@ def test_automation_has_no_agent_or_client() -> None:
 def test_models_are_frozen() -> None:
     event = parse_webhook(DOC_EXAMPLE)
     with pytest.raises(ValueError, match="frozen"):
-        event.event_type = "incident.resolved"
+        # mypy (rightly) rejects assigning a frozen field; setattr performs the same assignment.
+        setattr(event, "event_type", "incident.resolved")  # noqa: B010 - the assignment is what is tested
 
 
 @pytest.mark.parametrize(
