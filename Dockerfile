@@ -3,9 +3,10 @@
 #   docker build -t incidentbot:0.1.0 --build-arg VERSION=0.1.0 --build-arg REVISION="$(git rev-parse HEAD)" .
 # Two stages: "build" installs the package and its pinned dependencies (pyproject.toml) into a
 # virtualenv at /opt/venv; "runtime" copies only that virtualenv and the bundled playbooks, so no
-# pip cache, build tooling or source tree reaches the final image. The runtime runs as uid 10001
-# and writes only to /tmp, so it works with a read-only root filesystem (the Helm chart mounts an
-# emptyDir at /tmp).
+# pip cache, build tooling or source tree reaches the final image. The sandbox (development
+# fakes of Slack, Kubernetes and PagerDuty) is not copied: in the image `incidentbot sandbox`
+# says so. The runtime runs as uid 10001 and writes only to /tmp, so it works with a read-only
+# root filesystem (the Helm chart mounts an emptyDir at /tmp).
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 FROM ${PYTHON_IMAGE} AS build
@@ -17,7 +18,6 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY bot ./bot
 COPY commands ./commands
-COPY sandbox ./sandbox
 # A regular (non-editable) install without the dev extras. Bytecode is compiled now because the
 # root filesystem is read-only at run time; pip and setuptools are not needed at run time.
 RUN /opt/venv/bin/pip install --compile . \

@@ -9,7 +9,7 @@ import signal
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 from bot.core.errors import ConfigError
@@ -144,8 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             return int(run_playbooks_command(args))
         if args.command == "sandbox":
-            from sandbox.runner import run_sandbox
-
+            run_sandbox = _sandbox_runner()
             return int(
                 run_sandbox(
                     port=args.port,
@@ -160,6 +159,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     return 1
+
+
+def _sandbox_runner() -> Callable[..., int]:
+    """The sandbox lives in a checkout of the repository, not in the production image."""
+    try:
+        from sandbox.runner import run_sandbox
+    except ModuleNotFoundError as exc:
+        if exc.name not in ("sandbox", "sandbox.runner"):
+            raise
+        raise ConfigError(
+            "the sandbox is not part of this installation; run `make sandbox` in a checkout of the repository"
+        ) from None
+    return run_sandbox
 
 
 if __name__ == "__main__":

@@ -213,7 +213,8 @@ def test_every_copied_path_exists_and_is_in_the_build_context() -> None:
     _, stages = parse()
     patterns = dockerignore_patterns()
     sources = copied_sources(stages)
-    assert {"pyproject.toml", "README.md", "bot", "commands", "sandbox", "playbooks"} <= set(sources)
+    assert {"pyproject.toml", "README.md", "bot", "commands", "playbooks"} <= set(sources)
+    assert "sandbox" not in sources, "the development fakes stay out of the production image"
     for source in sources:
         assert (ROOT / source).exists(), f"COPY {source}: not in the repository"
         assert not ignored(source, patterns), f"COPY {source}: excluded by .dockerignore"
@@ -226,6 +227,7 @@ def test_every_copied_path_exists_and_is_in_the_build_context() -> None:
         ".git/HEAD",
         "tests/conftest.py",
         "bot/__pycache__/x.pyc",
+        "sandbox/runner.py",
         ".tools/bin/helm",
     ):
         assert ignored(junk, patterns), junk
@@ -409,9 +411,44 @@ def test_build_stage_package_from_the_build_context(tmp_path: Path) -> None:
         names = set(zf.namelist())
         entry_points = next(zf.read(n).decode() for n in names if n.endswith("entry_points.txt"))
     assert "incidentbot = bot.__main__:main" in entry_points
-    migrations = sorted(p.name for p in (ROOT / "bot" / "storage" / "migrations").glob("*.sql"))
+    migrations = sorted(p.name for p in (ROOT / "bot" / "store" / "migrations").glob("*.sql"))
     assert migrations and all(f"bot/store/migrations/{m}" in names for m in migrations)
-    for package in ("bot/__main__.py", "commands/__init__.py", "sandbox/__init__.py"):
+    for package in ("bot/__main__.py", "commands/__init__.py"):
         assert package in names
+    assert not any(n.startswith("sandbox/") for n in names), "no sandbox in the image's package"
+    _sandbox_command_says_it_is_not_installed(wheel, tmp_path)
     # Playbooks are not package data: the image copies them and sets PLAYBOOKS_DIR.
     assert not any(n.startswith("playbooks/") for n in names)
+
+
+def _sandbox_command_says_it_is_not_installed(wheel: Path, tmp_path: Path) -> None:
+    """The image's package, installed on its own (the wheel unpacked into a fresh virtualenv
+    whose dependencies come from ours, without our editable checkout): `incidentbot sandbox`
+    answers in one clear line. Positive control: the checkout's own install has the sandbox."""
+    venv = tmp_path / "image-venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
+    (site,) = venv.glob("lib/python3*/site-packages")
+    with zipfile.ZipFile(wheel) as zf:
+        zf.extractall(site)
+    ours = next(p for p in map(Path, sys.path) if p.name == "site-packages" and p.is_dir())
+    (site / "dependencies.pth").write_text(f"{ours}\n")  # a plain path: its .pth files are not run
+    python = venv / "bin" / "python"
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "MPLCONFIGDIR": str(tmp_path / "mpl")}
+    result = subprocess.run(
+        [str(python), "-m", "bot", "sandbox"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert lines == [
+        "incidentbot: the sandbox is not part of this installation; run `make sandbox` in a checkout"
+        " of the repository"
+    ]
+    found = subprocess.run(
+        [sys.executable, "-c", "import sandbox.runner"], cwd=tmp_path, capture_output=True, timeout=60
+    )
+    assert found.returncode == 0, found.stderr

@@ -6,7 +6,7 @@ import pytest
 from bot.core.incident import AlertStatus
 from bot.sources.alertmanager import PayloadError, parse_payload
 
-DATA = Path(__file__).parent.parent / "data" / "am_payload_v4.json"
+DATA = Path(__file__).resolve().parents[2] / "data" / "am_payload_v4.json"
 
 
 def test_real_payload_parses_with_go_zero_end_time() -> None:

@@ -17,7 +17,7 @@ from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, load_playbooks, validate
 from bot.core.playbooks import Playbook
 from bot.tools.importer import import_playbooks, import_runbook, kubectl_proposal
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 RUNBOOKS = REPO / "tests" / "data" / "runbooks"
 SEEDS = RUNBOOKS / "seeds"  # copies of the five seed runbooks (../shared/seeds)
 
