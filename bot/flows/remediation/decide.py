@@ -113,6 +113,37 @@ class Decisions:
             raise await self._refuse(run, user, what, reason)
         return run
 
+    async def _require_approver(self, run: ActionRun, user: str, what: Click) -> None:
+        """The policy's verdict on this user deciding this run (approvers may approve and
+        reject; the rule may forbid a requester approving their own request)."""
+        rule = self.access.rule_of(run)
+        membership = await self.access.membership(user, list(rule.approvers))
+        groups, requested_by, rule_name = membership.groups, run.requested_by, run.approval_rule
+        if what is Click.APPROVE:
+            decision = may_approve(
+                self.policy,
+                rule,
+                run.action,
+                user_id=user,
+                user_groups=groups,
+                requested_by=requested_by,
+                approvals=run.approvers,
+                needed=run.approvals_needed,
+                rule_name=rule_name,
+            )
+        else:
+            decision = may_reject(
+                self.policy,
+                rule,
+                run.action,
+                user_id=user,
+                user_groups=groups,
+                requested_by=requested_by,
+                rule_name=rule_name,
+            )
+        if not decision.allowed:
+            raise await self._refuse(run, user, what, with_problems(decision.reason, membership))
+
     async def _expire_now(self, run: ActionRun) -> None:
         if await self.store.expire(run.id, self.clock()) is not None:
             self.messages.spawn_refresh(run.id)
@@ -129,21 +160,7 @@ class Decisions:
                 Click.APPROVE,
                 f"The dry run did not pass ({run.preview.problem or 'see the proposal'}); fix that and propose it again.",
             )
-        rule = self.access.rule_of(run)
-        membership = await self.access.membership(user, list(rule.approvers))
-        decision = may_approve(
-            self.policy,
-            rule,
-            run.action,
-            user_id=user,
-            user_groups=membership.groups,
-            requested_by=run.requested_by,
-            approvals=run.approvers,
-            needed=run.approvals_needed,
-            rule_name=run.approval_rule,
-        )
-        if not decision.allowed:
-            raise await self._refuse(run, user, Click.APPROVE, with_problems(decision.reason, membership))
+        await self._require_approver(run, user, Click.APPROVE)
         result = await self.store.approve(run.id, user, now)
         run = result.run
         match result.outcome:
@@ -174,19 +191,7 @@ class Decisions:
 
     async def reject(self, token: str, user: str) -> Outcome:
         run = await self._load(token, user, Click.REJECT)
-        rule = self.access.rule_of(run)
-        membership = await self.access.membership(user, list(rule.approvers))
-        decision = may_reject(
-            self.policy,
-            rule,
-            run.action,
-            user_id=user,
-            user_groups=membership.groups,
-            requested_by=run.requested_by,
-            rule_name=run.approval_rule,
-        )
-        if not decision.allowed:
-            raise await self._refuse(run, user, Click.REJECT, with_problems(decision.reason, membership))
+        await self._require_approver(run, user, Click.REJECT)
         rejected = await self.store.reject(run.id, user, self.clock())
         if rejected is None:
             current = await self.store.get(run.id) or run
