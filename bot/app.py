@@ -21,7 +21,7 @@ from redis.exceptions import RedisError
 from slack_bolt.async_app import AsyncApp
 
 from bot.clients.alertmanager import AlertmanagerSilences
-from bot.clients.kubernetes import KubernetesCluster
+from bot.clients.kubernetes.cluster import KubernetesCluster
 from bot.clients.pagerduty import PagerDutyClient
 from bot.clients.prometheus import PrometheusMetrics
 from bot.clients.slack import SlackChat, build_client

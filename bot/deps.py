@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.clients.alertmanager import AlertmanagerSilences
-from bot.clients.kubernetes import KubernetesCluster
+from bot.clients.kubernetes.cluster import KubernetesCluster
 from bot.clients.pagerduty import PagerDutyClient
 from bot.clients.prometheus import PrometheusMetrics
 from bot.clients.slack import SlackChat

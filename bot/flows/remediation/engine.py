@@ -39,7 +39,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from bot.clients.kubernetes import Preview, Result, RolloutState
+from bot.clients.kubernetes.results import Preview, Result, RolloutState
 from bot.core.actions import (
     PARAMS_BY_ACTION,
     ActionName,
@@ -49,6 +49,7 @@ from bot.core.actions import (
     NodeParams,
     RolloutUndoParams,
     ScaleParams,
+    action_params,
     target_of,
 )
 from bot.core.blockkit import escape
@@ -285,7 +286,7 @@ async def _preview(deps: Deps, action: ActionName, params: BaseModel, argv: list
             cluster=label,
         )
     try:
-        preview: Preview = await cluster.preview(action, params, argv=argv)
+        preview: Preview = await cluster.preview(action, action_params(params), argv=argv)
     except IntegrationError as err:
         return PreviewInfo(
             summary_lines=(f"could not preview: {err.message}",),
@@ -663,7 +664,7 @@ async def execute(
         async with asyncio.timeout(timeout):
             result = await cluster.execute(
                 run.action,
-                params,
+                action_params(params),
                 run.preview.resource_version,
                 expect_fingerprint=run.preview.fingerprint,
                 argv=argv,
