@@ -31,7 +31,7 @@ from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 
 from bot.clients.alertmanager import AlertmanagerSilences
-from bot.clients.kubernetes import KubernetesCluster
+from bot.clients.kubernetes.cluster import KubernetesCluster
 from bot.clients.pagerduty import PagerDutyClient
 from bot.clients.prometheus import PrometheusMetrics
 from bot.clients.slack import SlackChat, build_client

@@ -8,9 +8,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from bot.core.actions import PARAMS_BY_ACTION, ActionName
+from bot.core.actions import PARAMS_BY_ACTION, ActionName, ActionParams, action_params
 from bot.core.blockkit import escape
 from bot.core.errors import UserError
 from bot.core.runs import ActionRun
@@ -105,7 +105,7 @@ def _field_problem(exc: ValidationError, action: ActionName) -> str:
     return f"Invalid `{escape(where)}`: {escape(message)}.\n{action_usage(action)}"
 
 
-def parse_run_args(args: list[str]) -> tuple[ActionName, BaseModel]:
+def parse_run_args(args: list[str]) -> tuple[ActionName, ActionParams]:
     """`<action> <target> [k=v ...]` → (action, validated parameters); UserError with usage."""
     if len(args) < 2:
         raise UserError(USAGE)
@@ -137,7 +137,7 @@ def parse_run_args(args: list[str]) -> tuple[ActionName, BaseModel]:
             raise UserError(f"`{escape(pair)}` is not `key=value`.\n{action_usage(action)}")
         _assign(data, action, key.strip(), value)
     try:
-        params = PARAMS_BY_ACTION[action].model_validate(data)
+        params = action_params(PARAMS_BY_ACTION[action].model_validate(data))
     except ValidationError as exc:
         raise UserError(_field_problem(exc, action)) from None
     return action, params

@@ -8,7 +8,7 @@ that came from alerts are data, so they pass through these models like any user 
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated
+from typing import Annotated, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -112,6 +112,28 @@ class ExecParams(_Params):
     args: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")], str] = Field(
         default_factory=dict, max_length=10
     )
+
+
+# The parameters of any action; `PARAMS_BY_ACTION` says which one each action takes.
+ActionParams: TypeAlias = (
+    RolloutRestartParams
+    | ScaleParams
+    | RolloutUndoParams
+    | SetEnvParams
+    | SetResourcesParams
+    | DeletePodParams
+    | NodeParams
+    | DrainParams
+    | CreateJobFromCronJobParams
+    | ExecParams
+)
+
+
+def action_params(params: BaseModel) -> ActionParams:
+    """`params` as the parameters of an action (TypeError for any other model)."""
+    if not isinstance(params, ActionParams):
+        raise TypeError(f"{type(params).__name__} is not the parameters of an action")
+    return params
 
 
 PARAMS_BY_ACTION: dict[ActionName, type[_Params]] = {

@@ -45,7 +45,7 @@ from pydantic import (
     ValidationError,
 )
 
-from bot.core.actions import PARAMS_BY_ACTION, ActionName
+from bot.core.actions import PARAMS_BY_ACTION, ActionName, ActionParams, action_params
 from bot.core.incident import Severity
 from bot.core.policy import Policy
 from bot.core.templating import (
@@ -302,14 +302,14 @@ class Remediation(_Model):
     why: TextTemplate = ""
     approval: RuleName = Field(default="default", description="approval rule in policy.yaml")
 
-    def render_params(self, labels: Mapping[str, str]) -> BaseModel:
+    def render_params(self, labels: Mapping[str, str]) -> ActionParams:
         """The typed, validated parameters for this alert (see bot.core.actions).
 
         Raises TemplateError when a label is missing or its value is unsafe, or when the
         rendered parameters fail the action's model."""
         rendered = {k: render_param(v, k, labels) for k, v in self.params.items()}
         try:
-            return PARAMS_BY_ACTION[self.action].model_validate(rendered)
+            return action_params(PARAMS_BY_ACTION[self.action].model_validate(rendered))
         except ValidationError as exc:
             details = "; ".join(f"{dotted_location(e['loc'])}: {error_message(e)}" for e in exc.errors())
             raise TemplateError(f"{self.action.value} parameters are invalid: {details}") from exc

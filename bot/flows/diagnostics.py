@@ -6,7 +6,7 @@ playbook's templates, which only produce valid DNS-1123 names.
 
 from __future__ import annotations
 
-from bot.clients.kubernetes import KubernetesCluster
+from bot.clients.kubernetes.cluster import KubernetesCluster
 from bot.core.blockkit import Message
 from bot.core.errors import IntegrationError
 from bot.core.playbooks import Diagnostic

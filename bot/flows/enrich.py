@@ -12,7 +12,7 @@ import asyncio
 import logging
 from datetime import datetime, timedelta
 
-from bot.clients.kubernetes import KubernetesCluster
+from bot.clients.kubernetes.cluster import KubernetesCluster
 from bot.clients.prometheus import PrometheusMetrics
 from bot.clients.slack import SlackChat
 from bot.core.blockkit import escape

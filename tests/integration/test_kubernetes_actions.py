@@ -13,11 +13,8 @@ from kubernetes_asyncio import client, config
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.client.exceptions import ApiException
 
-from bot.clients.kubernetes import (
-    KubernetesCluster,
-    PodOutcome,
-    RolloutState,
-)
+from bot.clients.kubernetes.cluster import KubernetesCluster
+from bot.clients.kubernetes.results import PodOutcome, RolloutState
 from bot.core.actions import (
     ActionName,
     CreateJobFromCronJobParams,

@@ -8,10 +8,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
-
-from bot.clients.kubernetes import KubernetesCluster
-from bot.core.actions import PARAMS_BY_ACTION, ActionName, DrainParams, ExecParams, ScaleParams, target_of
+from bot.clients.kubernetes.cluster import KubernetesCluster
+from bot.core.actions import (
+    PARAMS_BY_ACTION,
+    ActionName,
+    ActionParams,
+    DrainParams,
+    ExecParams,
+    ScaleParams,
+    action_params,
+    target_of,
+)
 from bot.core.policy import ApprovalRule, Policy
 from bot.core.runs import ActionRun
 from bot.flows.remediation.authz import Membership, UsergroupResolver, needs_usergroups, role_usergroups
@@ -41,7 +48,7 @@ class Outcome:
     run: ActionRun | None = None
 
 
-def default_title(action: ActionName, params: BaseModel) -> str:
+def default_title(action: ActionName, params: ActionParams) -> str:
     target = target_of(action, params)
     if isinstance(params, ScaleParams):
         return f"Scale {target} to {params.replicas} replicas"
@@ -51,11 +58,11 @@ def default_title(action: ActionName, params: BaseModel) -> str:
     return f"{words[:1].upper()}{words[1:]} {target}"
 
 
-def parse_params(action: ActionName, params: Mapping[str, Any]) -> BaseModel:
-    return PARAMS_BY_ACTION[action].model_validate(dict(params))
+def parse_params(action: ActionName, params: Mapping[str, Any]) -> ActionParams:
+    return action_params(PARAMS_BY_ACTION[action].model_validate(dict(params)))
 
 
-def execute_timeout(action: ActionName, params: BaseModel) -> float:
+def execute_timeout(action: ActionName, params: ActionParams) -> float:
     if isinstance(params, DrainParams):
         return float(params.timeout_seconds) + 60.0
     if action is ActionName.EXEC:

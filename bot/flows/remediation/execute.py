@@ -13,10 +13,9 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel
-
-from bot.clients.kubernetes import KubernetesCluster, Result
-from bot.core.actions import ExecParams
+from bot.clients.kubernetes.cluster import KubernetesCluster
+from bot.clients.kubernetes.results import Result
+from bot.core.actions import ActionParams, ExecParams
 from bot.core.blockkit import escape
 from bot.core.errors import IntegrationError, UserError
 from bot.core.policy import Policy
@@ -141,7 +140,7 @@ class Executor:
         took = (self.clock() - started).total_seconds()
         return await self._finish_done(run, result, took)
 
-    async def _recheck(self, run: ActionRun, params: BaseModel, now: datetime) -> str | None:
+    async def _recheck(self, run: ActionRun, params: ActionParams, now: datetime) -> str | None:
         """Why the claimed run must not execute now, or None. The target itself is re-read and
         compared with the preview by the adapter, right before the request."""
         problems = blockers(self.policy, self.cluster)

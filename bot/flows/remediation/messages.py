@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from bot.clients.kubernetes import KubernetesCluster
+from bot.clients.kubernetes.cluster import KubernetesCluster
 from bot.clients.slack import SlackChat
 from bot.core.errors import IntegrationError
 from bot.core.policy import Policy

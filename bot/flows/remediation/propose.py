@@ -10,11 +10,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
-from bot.clients.kubernetes import KubernetesCluster, Preview
+from bot.clients.kubernetes.cluster import KubernetesCluster
+from bot.clients.kubernetes.results import Preview
 from bot.clients.slack import SlackChat
-from bot.core.actions import PARAMS_BY_ACTION, ActionName, ExecParams, ScaleParams, target_of
+from bot.core.actions import PARAMS_BY_ACTION, ActionName, ActionParams, ExecParams, ScaleParams, target_of
 from bot.core.blockkit import escape
 from bot.core.errors import IntegrationError, UserError
 from bot.core.incident import Incident, IncidentStatus
@@ -78,7 +79,7 @@ class Proposer:
         self.clock = clock
 
     async def propose(
-        self, incident: Incident, action: ActionName, params: BaseModel, request: Request
+        self, incident: Incident, action: ActionName, params: ActionParams, request: Request
     ) -> ActionRun | None:
         """Check the policy, preview, store and post a proposal. A refusal raises UserError with
         the reason; None when this playbook proposal was already made for the incident. The
@@ -125,7 +126,7 @@ class Proposer:
         return await self._store_and_post(incident, new, argv, now)
 
     async def _check_request(
-        self, incident: Incident, action: ActionName, params: BaseModel, request: Request
+        self, incident: Incident, action: ActionName, params: ActionParams, request: Request
     ) -> None:
         if incident.status is IncidentStatus.RESOLVED:
             raise UserError(f"Incident {incident.ref} is resolved; remediations are not proposed any more.")
@@ -183,7 +184,7 @@ class Proposer:
             log.warning("remediation.post_failed", extra={"run_id": run.id, "error": str(err)})
         return run
 
-    async def _preview(self, action: ActionName, params: BaseModel, argv: list[str] | None) -> PreviewInfo:
+    async def _preview(self, action: ActionName, params: ActionParams, argv: list[str] | None) -> PreviewInfo:
         cluster, label = self.cluster, self.cluster_label
         if cluster is None:
             return PreviewInfo(

@@ -10,11 +10,17 @@ import logging
 from collections.abc import Mapping
 from urllib.parse import parse_qs, urlsplit
 
-from pydantic import BaseModel
-
-from bot.clients.kubernetes import KubernetesCluster, RolloutState
+from bot.clients.kubernetes.cluster import KubernetesCluster
+from bot.clients.kubernetes.results import RolloutState
 from bot.clients.prometheus import PrometheusMetrics
-from bot.core.actions import ActionName, DeploymentTarget, NodeParams, RolloutUndoParams, ScaleParams
+from bot.core.actions import (
+    ActionName,
+    ActionParams,
+    DeploymentTarget,
+    NodeParams,
+    RolloutUndoParams,
+    ScaleParams,
+)
 from bot.core.blockkit import escape
 from bot.core.checks import evaluate_check_all
 from bot.core.errors import IntegrationError, UserError
@@ -52,7 +58,7 @@ def _sample_matches(sample_labels: Mapping[str, str], alert_labels: Mapping[str,
     )
 
 
-def undo_for(run: ActionRun) -> tuple[ActionName, BaseModel] | None:
+def undo_for(run: ActionRun) -> tuple[ActionName, ActionParams] | None:
     """The action that puts back what `run` changed, or None when there is none."""
     if run.action not in UNDOABLE:
         return None
