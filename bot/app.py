@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import os
 import socket
 from contextlib import AsyncExitStack
@@ -60,6 +59,7 @@ from bot.flows.remediation.verify import Verifier
 from bot.flows.silences import SilenceFlow
 from bot.flows.supervisor import Supervisor
 from bot.flows.timers import Timers
+from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.store import coordination
 from bot.store.db import apply_migrations, create_pool
@@ -73,7 +73,7 @@ from bot.web.routes import build_web_app
 from commands.base import Flows
 from commands.register import register
 
-log = logging.getLogger("incidentbot.app")
+log = logs.logger(logs.Component.APP)
 
 CONNECT_TIMEOUT_S = 10.0
 DRAIN_TIMEOUT_S = 20.0

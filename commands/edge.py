@@ -8,7 +8,6 @@ instead of a traceback. The flows arrive through the closure, never through Bolt
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -19,7 +18,7 @@ from bot.core.errors import UserError
 from bot.obs import logs
 from commands.base import Reply
 
-log = logging.getLogger("incidentbot.commands")
+log = logs.logger(logs.Component.COMMANDS)
 
 Listener = Callable[..., Awaitable[None]]
 # (user id, the command or the button's action payload, the whole request body) -> reply

@@ -5,7 +5,6 @@ and re-checks everything on the server; a refusal is answered ephemerally with i
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from pydantic import ValidationError
@@ -20,8 +19,6 @@ from bot.flows.remediation.propose import Request
 from bot.render.proposals import APPROVE_ACTION
 from commands.base import Flows, Reply
 from commands.edge import Work
-
-log = logging.getLogger("incidentbot.commands.remediation")
 
 # The explicit table: how `/incident run <action> <target> [k=v ...]` reads each action.
 # (target parameter, usage of the k=v part)

@@ -21,7 +21,6 @@ Notes on the SDK (pagerduty 7.2.0, protocols B.4):
 from __future__ import annotations
 
 import asyncio
-import logging
 import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import httpx2
 import pagerduty
 
 from bot.core.errors import ConfigError, IntegrationError
+from bot.obs import logs
 from bot.sources.pagerduty import EventType, IncidentStatus
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
     "Severity",
 ]
 
-log = logging.getLogger("bot.clients.pagerduty")
+log = logs.logger(logs.Component.PAGERDUTY_API)
 
 SYSTEM = "pagerduty"
 DEFAULT_API_URL = "https://api.pagerduty.com"

@@ -8,7 +8,6 @@ channel, both in Redis; a 429 that still happens is retried after Retry-After by
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -29,9 +28,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.core.blockkit import Message, message, section
 from bot.core.errors import IntegrationError
 from bot.core.ports import TokenBucket
+from bot.obs import logs
 from bot.obs.metrics import Metrics
 
-log = logging.getLogger("incidentbot.slack")
+log = logs.logger(logs.Component.SLACK)
 
 # (calls per minute, burst) per Slack tier: a token bucket that may spend most of a minute's
 # worth at once ("20+ per minute", bursts tolerated) and then refills a little below the tier's

@@ -9,7 +9,6 @@ blocks the incident: Prometheus down or a bad query becomes a short note naming 
 from __future__ import annotations
 
 import asyncio
-import logging
 from datetime import datetime, timedelta
 
 from bot.clients.kubernetes.cluster import KubernetesCluster
@@ -25,12 +24,13 @@ from bot.core.templating import TemplateError
 from bot.flows.diagnostics import run_diagnostic
 from bot.flows.gate import IntakeGate
 from bot.flows.remediation.propose import Proposer
+from bot.obs import logs
 from bot.render.graph import GraphSpec, render_graph
 from bot.render.runbook import graph_caption, no_prometheus_note, runbook_messages
 from bot.store.enrichment import EnrichmentStore
 from bot.store.lifecycle import LifecycleStore
 
-log = logging.getLogger("incidentbot.enrich")
+log = logs.logger(logs.Component.ENRICH)
 
 LEASE_S = 120.0
 DEFAULT_LOOKBACK = timedelta(hours=1)

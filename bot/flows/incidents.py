@@ -7,7 +7,6 @@ inbound PagerDuty change that matches the stored state is a no-op: no echo loop.
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Callable
 
@@ -31,11 +30,12 @@ from bot.flows.pagerduty.outbound import Mirrored, PagerDutyMirror
 from bot.flows.silences import SilenceFlow
 from bot.flows.supervisor import Supervisor
 from bot.flows.timers import Timers
+from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.store.incidents import PostgresStore
 from bot.store.lifecycle import LifecycleStore
 
-log = logging.getLogger("incidentbot.incidents")
+log = logs.logger(logs.Component.INCIDENTS)
 
 
 def _require_open(incident: Incident) -> None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -35,7 +34,7 @@ from bot.sources.alertmanager import AMPayload
 from bot.store.inbox import Inbox, InboxRow
 from bot.store.incidents import IntakeTx
 
-log = logging.getLogger("incidentbot.pipeline")
+log = logs.logger(logs.Component.INTAKE)
 
 SourceHandler = Callable[[InboxRow, IntakeTx], Awaitable[list[int]]]
 MAX_ATTEMPTS = 10

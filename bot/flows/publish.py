@@ -10,7 +10,6 @@ coalesce into one update.
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -29,7 +28,7 @@ from bot.render import cards
 from bot.store.coordination import Coordination
 from bot.store.incidents import PostgresStore, PublishState
 
-log = logging.getLogger("incidentbot.publish")
+log = logs.logger(logs.Component.PUBLISH)
 
 COALESCE_S = 1.0
 LOCK_TTL_MS = 120_000

@@ -7,12 +7,13 @@ tasks still running (bounded) so in-flight work finishes on SIGTERM.
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 from collections.abc import Coroutine
 from typing import Any
 
-log = logging.getLogger("incidentbot.tasks")
+from bot.obs import logs
+
+log = logs.logger(logs.Component.TASKS)
 
 
 class Supervisor:

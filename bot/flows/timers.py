@@ -4,7 +4,6 @@ against the incident's state when they fire (an acknowledged incident is not esc
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -17,11 +16,12 @@ from bot.core.incident import Incident, IncidentStatus, Severity
 from bot.core.policy import Policy
 from bot.core.ports import Clock
 from bot.core.timers import opening_timers
+from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.store.incidents import PostgresStore
 from bot.store.lifecycle import LifecycleStore, Timer
 
-log = logging.getLogger("incidentbot.timers")
+log = logs.logger(logs.Component.TIMERS)
 
 LEASE_S = 60.0
 POSTMORTEM_REPORT_H = 24  # the seeds: incident report within 24 h

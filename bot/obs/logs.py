@@ -12,9 +12,37 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 _STANDARD = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
+
+
+class Component(StrEnum):
+    """Every logger name of the bot, in one place (dashboards and alerts filter on them)."""
+
+    APP = "incidentbot.app"
+    COMMANDS = "incidentbot.commands"
+    ENRICH = "incidentbot.enrich"
+    HTTP = "incidentbot.http"
+    INBOX = "incidentbot.inbox"
+    INCIDENTS = "incidentbot.incidents"
+    KUBERNETES = "incidentbot.kubernetes"
+    MIGRATE = "incidentbot.migrate"
+    PAGERDUTY = "incidentbot.pagerduty"
+    PAGERDUTY_API = "incidentbot.pagerduty.api"
+    INTAKE = "incidentbot.pipeline"
+    PUBLISH = "incidentbot.publish"
+    REMEDIATION = "incidentbot.remediation"
+    SLACK = "incidentbot.slack"
+    TASKS = "incidentbot.tasks"
+    TIMERS = "incidentbot.timers"
+
+
+def logger(component: Component) -> logging.Logger:
+    return logging.getLogger(component.value)
+
+
 # Request id, incident id and Slack user of the work in progress; asyncio tasks inherit it, so
 # every line logged while handling a request or an incident carries them.
 _CONTEXT: ContextVar[dict[str, Any] | None] = ContextVar("incidentbot_log_context", default=None)

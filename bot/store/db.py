@@ -8,12 +8,13 @@ find nothing left to do. Each file runs in its own transaction with its version 
 from __future__ import annotations
 
 import json
-import logging
 from importlib import resources
 
 import asyncpg
 
-log = logging.getLogger("incidentbot.migrate")
+from bot.obs import logs
+
+log = logs.logger(logs.Component.MIGRATE)
 
 # Arbitrary constant shared by every replica: "incidentbot migrations".
 MIGRATION_LOCK_KEY = 0x1_1C1D_E27B

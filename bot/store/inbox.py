@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import logging
 from collections import deque
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -26,9 +25,10 @@ from typing import Any
 
 import asyncpg
 
+from bot.obs import logs
 from bot.store.incidents import IntakeTx
 
-log = logging.getLogger(__name__)
+log = logs.logger(logs.Component.INBOX)
 INTAKE_BATCHES_IN_FLIGHT = 2
 # Deliveries one claim may pass over (each waiting for an older one of its subject) before it
 # reports nothing ready; whoever finishes an older one claims again right after.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import logging
 from collections.abc import Awaitable, Callable, Mapping
 
 import asyncpg
@@ -14,6 +13,7 @@ from pydantic import SecretStr
 
 from bot.core.ports import Clock
 from bot.flows.gate import IntakeGate
+from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.sources.alertmanager import PayloadError, parse_payload
 from bot.sources.pagerduty import (
@@ -25,7 +25,7 @@ from bot.sources.pagerduty import (
 )
 from bot.store.inbox import Inbox
 
-log = logging.getLogger("incidentbot.http")
+log = logs.logger(logs.Component.HTTP)
 READY_TIMEOUT_S = 2.0
 
 

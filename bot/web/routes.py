@@ -14,7 +14,7 @@ from slack_bolt.async_app import AsyncApp
 from bot.obs import logs
 from bot.web.handlers import Handlers
 
-log = logging.getLogger("incidentbot.app")
+log = logs.logger(logs.Component.APP)
 
 
 @web.middleware

@@ -11,7 +11,6 @@ carrying the apiserver's own message (e.g. the missing RBAC permission on a 403)
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -35,8 +34,9 @@ from bot.clients.kubernetes.results import (
 from bot.clients.kubernetes.table import handler_for
 from bot.core.actions import ActionName, ActionParams, target_of
 from bot.core.errors import IntegrationError, UserError
+from bot.obs import logs
 
-log = logging.getLogger("bot.clients.kubernetes")
+log = logs.logger(logs.Component.KUBERNETES)
 
 FIELD_MANAGER = "incidentbot"
 

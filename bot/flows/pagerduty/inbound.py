@@ -9,7 +9,6 @@ incident already acknowledged and does nothing.
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Callable
 
@@ -21,13 +20,14 @@ from bot.core.timers import opening_timers
 from bot.flows.incidents import IncidentFlows
 from bot.flows.pagerduty.oncall import OnCallInviter
 from bot.flows.timers import Timers
+from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.sources.pagerduty import IncidentData, PagerDutyEvent, parse_webhook
 from bot.store.inbox import InboxRow
 from bot.store.incidents import IntakeTx, PostgresStore
 from bot.store.lifecycle import LifecycleStore
 
-log = logging.getLogger("incidentbot.pagerduty")
+log = logs.logger(logs.Component.PAGERDUTY)
 # Events that set the incident's state: applied only when newer than the last one applied.
 STATE_EVENTS = frozenset(
     {

@@ -6,7 +6,6 @@ recorded under a row lock, so of any number of simultaneous clicks exactly one c
 
 from __future__ import annotations
 
-import logging
 import re
 from enum import StrEnum
 from typing import Any
@@ -20,10 +19,11 @@ from bot.flows.remediation.common import Access, Outcome, with_problems
 from bot.flows.remediation.execute import Executor
 from bot.flows.remediation.messages import ProposalMessages
 from bot.flows.supervisor import Supervisor
+from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.store.remediation import ApproveOutcome, RemediationStore
 
-log = logging.getLogger("incidentbot.remediation")
+log = logs.logger(logs.Component.REMEDIATION)
 
 TOKEN_RE = re.compile(r"^[0-9a-f]{16}$")
 

@@ -8,7 +8,6 @@ bounded by a timeout, and every outcome is audited, noted in the thread and veri
 from __future__ import annotations
 
 import asyncio
-import logging
 import secrets
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,10 +32,11 @@ from bot.flows.remediation.common import (
 from bot.flows.remediation.messages import ProposalMessages
 from bot.flows.remediation.verify import Verifier
 from bot.flows.supervisor import Supervisor
+from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.store.remediation import RemediationStore
 
-log = logging.getLogger("incidentbot.remediation")
+log = logs.logger(logs.Component.REMEDIATION)
 
 DEADLINE_MARGIN = timedelta(seconds=60)
 APPROVED_GRACE = timedelta(seconds=5)

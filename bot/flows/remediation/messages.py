@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-
 from bot.clients.kubernetes.cluster import KubernetesCluster
 from bot.clients.slack import SlackChat
 from bot.core.errors import IntegrationError
@@ -12,11 +10,12 @@ from bot.core.ports import Clock
 from bot.core.runs import ActionRun
 from bot.flows.remediation.common import blockers
 from bot.flows.supervisor import Supervisor
+from bot.obs import logs
 from bot.render.proposals import proposal_message, thread_note
 from bot.store.coordination import Coordination
 from bot.store.remediation import RemediationStore
 
-log = logging.getLogger("incidentbot.remediation")
+log = logs.logger(logs.Component.REMEDIATION)
 
 MESSAGE_LOCK_TTL_MS = 30_000
 MESSAGE_ROUNDS = 10

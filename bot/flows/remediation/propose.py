@@ -4,7 +4,6 @@ opaque token and post the proposal message into the incident channel."""
 
 from __future__ import annotations
 
-import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,11 +32,12 @@ from bot.flows.remediation.authz import (
 )
 from bot.flows.remediation.common import TOKEN_BYTES, Access, cooldown_problem, default_title, with_problems
 from bot.flows.remediation.messages import ProposalMessages
+from bot.obs import logs
 from bot.render.proposals import not_proposed_message
 from bot.store.incidents import PostgresStore
 from bot.store.remediation import RemediationStore
 
-log = logging.getLogger("incidentbot.remediation")
+log = logs.logger(logs.Component.REMEDIATION)
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,6 @@ undo as a new proposal under the same approval rules."""
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Mapping
 from urllib.parse import parse_qs, urlsplit
 
@@ -31,10 +30,11 @@ from bot.core.templating import TemplateError
 from bot.flows.remediation.common import UNDOABLE, parse_params
 from bot.flows.remediation.messages import ProposalMessages
 from bot.flows.remediation.propose import Proposer, Request
+from bot.obs import logs
 from bot.store.incidents import PostgresStore
 from bot.store.remediation import RemediationStore
 
-log = logging.getLogger("incidentbot.remediation")
+log = logs.logger(logs.Component.REMEDIATION)
 
 ROLLOUT_TIMEOUT_S = 600.0  # Kubernetes' default progressDeadlineSeconds
 NOT_CONFIGURED = "recovery not checked: Prometheus is not configured (PROMETHEUS_URL)"
