@@ -28,6 +28,7 @@ from kubernetes_asyncio.client import ApiClient, Configuration
 from redis.exceptions import RedisError
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.clients.alertmanager import AlertmanagerSilences
 from bot.clients.kubernetes.cluster import KubernetesCluster
@@ -217,7 +218,7 @@ class _Clients:
     pool: asyncpg.Pool
     intake_pool: asyncpg.Pool
     chat: SlackChat
-    slack_client: Any
+    slack_client: AsyncWebClient
     pager: PagerDutyClient | None
     cluster: KubernetesCluster | None
     prometheus: PrometheusMetrics | None
