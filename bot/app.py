@@ -63,7 +63,7 @@ from bot.flows.timers import Timers
 from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.store import coordination
-from bot.store.db import apply_migrations, create_pool
+from bot.store.db import apply_migrations, create_pool, durability
 from bot.store.enrichment import EnrichmentStore
 from bot.store.inbox import INTAKE_BATCHES_IN_FLIGHT, Inbox
 from bot.store.incidents import PostgresStore
@@ -104,6 +104,7 @@ async def _postgres(dsn: str, stack: AsyncExitStack) -> tuple[asyncpg.Pool, asyn
     a webhook never waits for a connection behind background work."""
     try:
         await asyncio.wait_for(apply_migrations(dsn), CONNECT_TIMEOUT_S * 3)
+        await asyncio.wait_for(durability(dsn), CONNECT_TIMEOUT_S)
         pool = await asyncio.wait_for(create_pool(dsn), CONNECT_TIMEOUT_S)
         stack.push_async_callback(pool.close)
         intake = await asyncio.wait_for(

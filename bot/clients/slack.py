@@ -20,6 +20,8 @@ from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
     AsyncRateLimitErrorRetryHandler,
 )
+from slack_sdk.http_retry.builtin_interval_calculators import BackoffRetryIntervalCalculator
+from slack_sdk.http_retry.jitter import RandomJitter
 from slack_sdk.http_retry.request import HttpRequest
 from slack_sdk.http_retry.response import HttpResponse
 from slack_sdk.http_retry.state import RetryState
@@ -86,12 +88,68 @@ class _CountingRateLimitHandler(AsyncRateLimitErrorRetryHandler):
         response: HttpResponse | None = None,
         error: Exception | None = None,
     ) -> None:
-        method = request.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+        method = method_of(request)
         self._metrics.slack_ratelimited.labels(method).inc()
         log.warning("slack.ratelimited", extra={"method": method})
         await super().prepare_for_next_attempt_async(
             state=state, request=request, response=response, error=error
         )
+
+
+# Methods that change nothing when sent twice: reads, and writes whose second application is a
+# no-op. Only these are retried on a 5xx, which Slack may return after applying the call: a
+# post or a channel creation repeated blindly could appear twice.
+IDEMPOTENT_METHODS = frozenset(
+    {
+        "auth.test",
+        "chat.update",
+        "conversations.archive",
+        "conversations.history",
+        "conversations.info",
+        "conversations.invite",
+        "conversations.list",
+        "conversations.members",
+        "conversations.replies",
+        "conversations.setPurpose",
+        "conversations.setTopic",
+        "reactions.get",
+        "usergroups.list",
+        "usergroups.users.list",
+        "users.info",
+        "users.lookupByEmail",
+    }
+)
+SERVER_ERROR_RETRIES = 4
+# 0.25, 0.5, 1, 2 s plus up to 1 s of jitter each: at most about 8 s before giving up.
+SERVER_ERROR_BACKOFF = BackoffRetryIntervalCalculator(backoff_factor=0.25, jitter=RandomJitter())
+
+
+def method_of(request: HttpRequest) -> str:
+    return request.url.rstrip("/").rsplit("/", 1)[-1].split("?", 1)[0]
+
+
+class _ServerErrorRetryHandler(AsyncRetryHandler):
+    """A 5xx from Slack, for idempotent methods: retried with exponential backoff and jitter."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        super().__init__(max_retry_count=SERVER_ERROR_RETRIES, interval_calculator=SERVER_ERROR_BACKOFF)
+        self._metrics = metrics
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code < 500:
+            return False
+        method = method_of(request)
+        if method not in IDEMPOTENT_METHODS:
+            return False
+        self._metrics.slack_calls.labels(method, f"retried_{response.status_code}").inc()
+        return True
 
 
 def build_client(
@@ -100,6 +158,7 @@ def build_client(
     handlers: list[AsyncRetryHandler] = [
         AsyncConnectionErrorRetryHandler(max_retry_count=2),
         _CountingRateLimitHandler(metrics, max_retry_count=5),
+        _ServerErrorRetryHandler(metrics),
     ]
     return AsyncWebClient(
         token=token, base_url=base_url, retry_handlers=handlers, timeout=15, session=session

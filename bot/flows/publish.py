@@ -10,6 +10,7 @@ coalesce into one update.
 from __future__ import annotations
 
 import asyncio
+import random
 import secrets
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -36,10 +37,18 @@ CHANNEL_CLAIM_STALE_S = 120.0
 MAX_ROUNDS = 20
 UPDATES_PER_ROUND = 2
 RELOAD_AFTER_WAIT_S = 0.05
+PUBLISH_RETRY_CAP_S = 8.0
 # Run once the card is up to date in each publish (enrichment: runbook steps, graphs,
 # proposals; the PagerDuty on-call invite). True asks for another publish: the hook changed
 # the incident (an announcement to post).
 PublishedHook = Callable[[IncidentView], Coroutine[Any, Any, bool]]
+
+
+def retry_delay(failures: int) -> float:
+    """Seconds before a failed publish is tried again: doubling from 1 s, capped low so an
+    incident is on Slack within seconds once Slack is healthy again, with jitter so incidents
+    that failed together do not retry together."""
+    return min(PUBLISH_RETRY_CAP_S, 2.0 ** (failures - 1)) + random.uniform(0.0, 1.0)  # noqa: S311
 
 
 class Publisher:
@@ -99,7 +108,7 @@ class Publisher:
             # Back off; the sweep asks again once the stored versions still differ.
             failures = self._failures.get(incident_id, 0) + 1
             self._failures[incident_id] = failures
-            self._retry_at[incident_id] = time.monotonic() + min(60.0, 2.0**failures)
+            self._retry_at[incident_id] = time.monotonic() + retry_delay(failures)
             if isinstance(exc, IntegrationError):
                 log.warning("publish.failed", extra={"incident_id": incident_id, "error": str(exc)})
             else:

@@ -32,9 +32,21 @@ async def _no_reset(conn: asyncpg.Connection) -> None:
     would only cost a round trip. asyncpg still rolls back an open transaction itself."""
 
 
+# Every session of the bot commits durably whatever the server's default: a webhook is
+# acknowledged only after its row is committed, and with synchronous_commit=off a committed row
+# can still vanish in a crash of the server.
+SESSION_SETTINGS = {"synchronous_commit": "on"}
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=30, reset=_no_reset
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        command_timeout=30,
+        reset=_no_reset,
+        server_settings=SESSION_SETTINGS,
     )
     assert pool is not None
     return pool
@@ -51,9 +63,38 @@ def migration_files() -> list[tuple[str, str]]:
     return found
 
 
+async def durability(dsn: str) -> dict[str, str]:
+    """The server's settings that decide whether a committed row survives a crash, as the server
+    is configured (a plain session, without the bot's own settings). Logged at start-up; a
+    warning names what could lose acknowledged deliveries."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[])",
+            ["fsync", "synchronous_commit", "full_page_writes"],
+        )
+    finally:
+        await conn.close()
+    found = {r["name"]: r["setting"] for r in rows}
+    risky = [f"{name}={found[name]}" for name in ("fsync", "full_page_writes") if found.get(name) == "off"]
+    extra = {"server_" + name: value for name, value in found.items()}
+    if risky:
+        log.warning(
+            "postgres.durability_at_risk",
+            extra={
+                **extra,
+                "risk": ", ".join(risky),
+                "effect": "a crash of the host can lose acknowledged commits",
+            },
+        )
+    else:
+        log.info("postgres.durability", extra={**extra, "bot_sessions": "synchronous_commit=on"})
+    return found
+
+
 async def apply_migrations(dsn: str) -> list[str]:
     """Apply pending migrations; returns the versions applied by this call."""
-    conn = await asyncpg.connect(dsn)
+    conn = await asyncpg.connect(dsn, server_settings=SESSION_SETTINGS)
     applied: list[str] = []
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK_KEY)

@@ -1,0 +1,69 @@
+"""Slack answering 5xx: idempotent calls are retried by the client with backoff; a post that
+was refused is published again by the publisher within seconds, not a minute, and exactly once.
+
+Slack is the sandbox Slack behind a fault proxy on 127.0.0.1 (tests/faults/proxy.py)."""
+
+from __future__ import annotations
+
+import time
+
+import aiohttp
+from prometheus_client import generate_latest
+
+from sandbox.slack import SlackSandbox
+from tests.faults.proxy import Fault, FaultProxy
+from tests.integration.rig import bot_settings, incident_channel, payload, post_alert, running_bot
+
+RECOVERY_BUDGET_S = 15.0
+
+
+async def test_an_idempotent_call_answered_503_is_retried_by_the_client(
+    slack: SlackSandbox,
+    faulty_slack: FaultProxy,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+) -> None:
+    faulty_slack.fail_next("conversations.setTopic", Fault.REFUSE, times=2)
+    settings = bot_settings(slack, database_dsn, redis_url, slack_api_url=faulty_slack.api_url)
+    async with running_bot(settings) as bot:
+        status, _ = await post_alert(http, bot, payload())
+        assert status == 200
+        channel = await incident_channel(slack, timeout=RECOVERY_BUDGET_S)
+        topics = await faulty_slack.wait_for_calls("conversations.setTopic", 3)
+        # Two refused, the third forwarded: all from one call of the client (no publish retry).
+        assert [t.forwarded for t in topics[:3]] == [False, False, True]
+        assert "[P1]" in slack.channels[channel.id].topic
+        exposition = generate_latest(bot.parts.metrics.registry).decode()
+        assert 'method="conversations.setTopic",outcome="retried_503"' in exposition
+    # The card was posted once, and so was the notification.
+    assert len(slack.messages(channel.id)) >= 1
+    assert len(faulty_slack.calls("conversations.create")) == 1
+
+
+async def test_a_refused_post_is_not_retried_blindly_but_published_again_within_seconds(
+    slack: SlackSandbox,
+    faulty_slack: FaultProxy,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+) -> None:
+    """chat.postMessage is not idempotent: the client must not repeat it on a 5xx (Slack may
+    have applied it). Refused before it was applied, the card still appears within seconds,
+    once: the publisher tries again from stored state."""
+    faulty_slack.fail_next("chat.postMessage", Fault.REFUSE, times=1)
+    settings = bot_settings(slack, database_dsn, redis_url, slack_api_url=faulty_slack.api_url)
+    async with running_bot(settings) as bot:
+        started = time.monotonic()
+        status, _ = await post_alert(http, bot, payload())
+        assert status == 200
+        channel = await incident_channel(slack, timeout=RECOVERY_BUDGET_S)
+        took = time.monotonic() - started
+        posts = await faulty_slack.wait_for_calls("chat.postMessage", 2)
+        assert posts[0].fault is Fault.REFUSE and not posts[0].forwarded
+        assert posts[1].forwarded
+        assert took < RECOVERY_BUDGET_S
+        cards = [m for m in slack.messages(channel.id) if "ack_incident" in str(m.blocks)]
+        assert len(cards) == 1
+        exposition = generate_latest(bot.parts.metrics.registry).decode()
+        assert 'method="chat.postMessage",outcome="retried_503"' not in exposition
