@@ -44,6 +44,7 @@ from bot.flows.enrich import Enricher
 from bot.flows.gate import IntakeGate
 from bot.flows.incidents import IncidentFlows
 from bot.flows.intake import Pipeline
+from bot.flows.owned_messages import OwnedMessages
 from bot.flows.pagerduty.inbound import PagerDutyInbound
 from bot.flows.pagerduty.oncall import OnCallInviter
 from bot.flows.pagerduty.outbound import PagerDutyMirror
@@ -68,6 +69,7 @@ from bot.store.enrichment import EnrichmentStore
 from bot.store.inbox import INTAKE_BATCHES_IN_FLIGHT, Inbox
 from bot.store.incidents import PostgresStore
 from bot.store.lifecycle import LifecycleStore
+from bot.store.messages import MessageLedger
 from bot.store.remediation import RemediationStore
 from bot.web.handlers import Handlers
 from bot.web.routes import build_web_app
@@ -271,7 +273,10 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     owner = _owner(settings, store)
 
     # Remediation: messages ← proposer ← verifier ← executor ← decisions.
-    messages = ProposalMessages(remediation_store, c.chat, c.coord, supervisor, policy, c.cluster, clock)
+    owned = OwnedMessages(MessageLedger(c.pool), c.chat, clock)
+    messages = ProposalMessages(
+        remediation_store, c.chat, owned, c.coord, supervisor, policy, c.cluster, clock
+    )
     access = Access(policy, UsergroupResolver(c.chat, c.coord))
     proposer = Proposer(
         remediation_store,
@@ -326,6 +331,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     publisher = Publisher(
         store,
         c.chat,
+        owned,
         c.coord,
         metrics,
         supervisor,

@@ -68,6 +68,11 @@ POST_PER_SECOND = 1.0 * RATE_MARGIN
 POST_BURST = 3
 
 
+# Message metadata marking a message the bot owns, with its key in the payload.
+OWN_MESSAGE_EVENT = "incidentbot_message"
+MAX_HISTORY_PAGES = 10
+
+
 class NameTakenError(IntegrationError):
     def __init__(self, name: str) -> None:
         super().__init__("slack", f"channel name {name} is taken")
@@ -226,17 +231,25 @@ class SlackChat:
             else:
                 response = await self.client.api_call(method, params=kwargs)
         except SlackApiError as exc:
-            error = str(exc.response.get("error", "unknown_error"))
+            # A 5xx from Slack's edge may carry an HTML or text body instead of JSON.
+            body = exc.response.data if isinstance(exc.response.data, dict) else {}
+            status = exc.response.status_code
+            error = str(body.get("error") or (f"http_{status}" if status >= 500 else "unknown_error"))
             self._metrics.slack_calls.labels(method, error).inc()
             if error == "name_taken":
                 raise NameTakenError(str(kwargs.get("name"))) from None
-            detail = exc.response.get("errors") or exc.response.get("response_metadata") or ""
+            detail = body.get("errors") or body.get("response_metadata") or ""
             raise IntegrationError(
-                "slack", f"{method}: {error} {detail}".strip(), status=exc.response.status_code
+                "slack", f"{method}: {error} {detail}".strip(), status=status, maybe_applied=status >= 500
             ) from None
-        except (SlackClientError, TimeoutError, OSError) as exc:
+        except aiohttp.ClientConnectorError as exc:  # never connected: nothing was sent
             self._metrics.slack_calls.labels(method, "transport").inc()
             raise IntegrationError("slack", f"{method}: {type(exc).__name__}: {exc}") from None
+        except (SlackClientError, TimeoutError, OSError, aiohttp.ClientError) as exc:
+            self._metrics.slack_calls.labels(method, "transport").inc()
+            raise IntegrationError(
+                "slack", f"{method}: {type(exc).__name__}: {exc}", maybe_applied=True
+            ) from None
         self._metrics.slack_calls.labels(method, "ok").inc()
         data: dict[str, Any] = response.data if isinstance(response.data, dict) else {}
         return data
@@ -265,12 +278,41 @@ class SlackChat:
     async def set_topic(self, channel: str, topic: str) -> None:
         await self.call("conversations.setTopic", channel=channel, topic=topic)
 
-    async def post(self, channel: str, msg: Message, *, thread_ts: str | None = None) -> str:
+    async def post(
+        self, channel: str, msg: Message, *, thread_ts: str | None = None, key: str | None = None
+    ) -> str:
+        """Post a message; `key` marks it as the bot's own message of that identity (message
+        metadata), so it can be found again after an answer was lost (`find_own`)."""
         args: dict[str, Any] = {"text": msg.text, "blocks": msg.blocks, "unfurl_links": False}
         if thread_ts:
             args["thread_ts"] = thread_ts
+        if key is not None:
+            args["metadata"] = {"event_type": OWN_MESSAGE_EVENT, "event_payload": {"key": key}}
         data = await self.call("chat.postMessage", channel=channel, **args)
         return str(data["ts"])
+
+    async def find_own(
+        self, channel: str, key: str, *, oldest: float, thread_ts: str | None = None
+    ) -> str | None:
+        """The ts of the bot's message marked `key`, posted since `oldest` (unix seconds), if any."""
+        cursor: str | None = None
+        for _ in range(MAX_HISTORY_PAGES):
+            args: dict[str, Any] = {"oldest": f"{oldest:.6f}", "include_all_metadata": True, "limit": 200}
+            if thread_ts:
+                args["ts"] = thread_ts
+            if cursor:
+                args["cursor"] = cursor
+            method = "conversations.replies" if thread_ts else "conversations.history"
+            data = await self.call(method, channel=channel, **args)
+            for found in data.get("messages", []):
+                metadata = found.get("metadata") or {}
+                payload = metadata.get("event_payload") or {}
+                if metadata.get("event_type") == OWN_MESSAGE_EVENT and payload.get("key") == key:
+                    return str(found["ts"])
+            cursor = (data.get("response_metadata") or {}).get("next_cursor") or None
+            if not cursor:
+                return None
+        return None
 
     async def post_text(self, channel: str, text: str, *, thread_ts: str | None = None) -> str:
         """A plain mrkdwn message (text is already Slack-safe)."""

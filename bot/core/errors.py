@@ -14,11 +14,16 @@ class IntegrationError(Exception):
     `status` carries the HTTP status when there was one.
     """
 
-    def __init__(self, system: str, message: str, *, status: int | None = None) -> None:
+    def __init__(
+        self, system: str, message: str, *, status: int | None = None, maybe_applied: bool = False
+    ) -> None:
         super().__init__(f"{system}: {message}")
         self.system = system
         self.message = message
         self.status = status
+        # The request may have taken effect although it failed (a 5xx, a timeout or a reset
+        # after it was sent): a write must not simply be repeated.
+        self.maybe_applied = maybe_applied
 
 
 class ConfigError(Exception):

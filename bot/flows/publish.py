@@ -22,6 +22,7 @@ from bot.core.errors import IntegrationError
 from bot.core.incident import IncidentView, channel_name
 from bot.core.ports import Clock
 from bot.flows.gate import BACKGROUND, IntakeGate
+from bot.flows.owned_messages import OwnedMessages
 from bot.flows.supervisor import Supervisor
 from bot.obs import logs
 from bot.obs.metrics import Metrics
@@ -56,6 +57,7 @@ class Publisher:
         self,
         store: PostgresStore,
         chat: SlackChat,
+        owned: OwnedMessages,
         coord: Coordination,
         metrics: Metrics,
         supervisor: Supervisor,
@@ -69,6 +71,7 @@ class Publisher:
     ) -> None:
         self.store = store
         self.chat = chat
+        self.owned = owned
         self.coord = coord
         self.metrics = metrics
         self.supervisor = supervisor
@@ -185,7 +188,7 @@ class Publisher:
             await self.store.set_topic(inc.id, topic)
         card = cards.incident_card(view, now)
         if state.card_ts is None:
-            ts = await self.chat.post(channel_id, card)
+            ts = await self.owned.post(channel_id, card, f"card:{inc.id}")
             await self.store.set_card_ts(inc.id, ts)
         else:
             await self.chat.update(channel_id, state.card_ts, card, prepaid=prepaid > 0)
@@ -197,14 +200,14 @@ class Publisher:
         note = cards.notification(view, now)
         if state.notification_ts is None or state.notification_channel_id is None:
             target = await self._notification_channel()
-            ts = await self.chat.post(target, note)
+            ts = await self.owned.post(target, note, f"notification:{inc.id}")
             await self.store.set_notification(inc.id, target, ts)
         else:
             await self.chat.update(
                 state.notification_channel_id, state.notification_ts, note, prepaid=prepaid > 0
             )
         for event_id, event in await self.store.unannounced_events(inc.id):
-            ts = await self.chat.post(channel_id, cards.announcement(event))
+            ts = await self.owned.post(channel_id, cards.announcement(event), f"event:{event_id}")
             await self.store.mark_announced(event_id, ts)
         return True
 

@@ -200,6 +200,15 @@ class ConversationsApi(Workspace):
         self._system_message(channel, "channel_unarchive", "un-archived the channel")
         return {}
 
+    def _listed(self, page: list[Message], args: JSON) -> list[JSON]:
+        """Messages as history and replies list them: like Slack, without their metadata unless
+        `include_all_metadata` is set."""
+        listed = [self.message_json(m) for m in page]
+        if not bool_arg(args, "include_all_metadata"):
+            for item in listed:
+                item.pop("metadata", None)
+        return listed
+
     def _conversations_history(self, args: JSON) -> JSON:
         channel = self._channel(args)
         self._require_member(channel)
@@ -222,7 +231,7 @@ class ConversationsApi(Workspace):
         top = [m for m in reversed(channel.messages) if (not m.is_reply or m.reply_broadcast) and in_range(m)]
         page, meta = paginate(top, args, 100, 999)
         result: JSON = {
-            "messages": [self.message_json(m) for m in page],
+            "messages": self._listed(page, args),
             "has_more": bool(meta["next_cursor"]),
             "pin_count": 0,
         }
@@ -241,7 +250,7 @@ class ConversationsApi(Workspace):
         thread = [m for m in channel.messages if root_ts in (m.ts, m.thread_ts)]
         page, meta = paginate(thread, args, 1000, 1000)
         result: JSON = {
-            "messages": [self.message_json(m) for m in page],
+            "messages": self._listed(page, args),
             "has_more": bool(meta["next_cursor"]),
         }
         if meta["next_cursor"]:

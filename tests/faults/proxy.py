@@ -40,7 +40,7 @@ class Seen:
 class FaultProxy:
     upstream: str  # e.g. the sandbox Slack's api_url, ending in /api/
     seen: list[Seen] = field(default_factory=list)
-    _rules: dict[str, deque[Fault]] = field(default_factory=lambda: defaultdict(deque))
+    _rules: dict[str, deque[Fault | None]] = field(default_factory=lambda: defaultdict(deque))
     _runner: web.AppRunner | None = None
     _session: aiohttp.ClientSession | None = None
     port: int = 0
@@ -52,6 +52,10 @@ class FaultProxy:
 
     def fail_next(self, method: str, fault: Fault, times: int = 1) -> None:
         self._rules[method].extend([fault] * times)
+
+    def fail_after(self, method: str, passes: int, fault: Fault) -> None:
+        """Let `passes` calls of `method` through, then inject `fault` once."""
+        self._rules[method].extend([None] * passes + [fault])
 
     def calls(self, method: str) -> list[Seen]:
         return [s for s in self.seen if s.method == method]

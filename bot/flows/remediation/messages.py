@@ -8,6 +8,7 @@ from bot.core.errors import IntegrationError
 from bot.core.policy import Policy
 from bot.core.ports import Clock
 from bot.core.runs import ActionRun
+from bot.flows.owned_messages import OwnedMessages
 from bot.flows.remediation.common import blockers
 from bot.flows.supervisor import Supervisor
 from bot.obs import logs
@@ -33,6 +34,7 @@ class ProposalMessages:
         self,
         store: RemediationStore,
         chat: SlackChat,
+        owned: OwnedMessages,
         coord: Coordination,
         supervisor: Supervisor,
         policy: Policy,
@@ -41,6 +43,7 @@ class ProposalMessages:
     ) -> None:
         self.store = store
         self.chat = chat
+        self.owned = owned
         self.coord = coord
         self.supervisor = supervisor
         self.policy = policy
@@ -95,7 +98,7 @@ class ProposalMessages:
                 warnings=blockers(self.policy, self.cluster),
             )
             if run.message_ts is None:
-                ts = await self.chat.post(run.channel_id, msg)
+                ts = await self.owned.post(run.channel_id, msg, f"run:{run.id}")
                 await self.store.set_message(run.id, run.channel_id, ts)
             else:
                 await self.chat.update(run.channel_id, run.message_ts, msg)

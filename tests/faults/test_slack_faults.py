@@ -12,7 +12,14 @@ from prometheus_client import generate_latest
 
 from sandbox.slack import SlackSandbox
 from tests.faults.proxy import Fault, FaultProxy
-from tests.integration.rig import bot_settings, incident_channel, payload, post_alert, running_bot
+from tests.integration.rig import (
+    bot_settings,
+    incident_channel,
+    notification_channel,
+    payload,
+    post_alert,
+    running_bot,
+)
 
 RECOVERY_BUDGET_S = 15.0
 
@@ -67,3 +74,60 @@ async def test_a_refused_post_is_not_retried_blindly_but_published_again_within_
         assert len(cards) == 1
         exposition = generate_latest(bot.parts.metrics.registry).decode()
         assert 'method="chat.postMessage",outcome="retried_503"' not in exposition
+
+
+async def test_a_card_applied_then_answered_503_is_adopted_not_posted_twice(
+    slack: SlackSandbox,
+    faulty_slack: FaultProxy,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+) -> None:
+    """Slack applies chat.postMessage but the answer is a 503: the bot finds its own card in
+    the channel's history (by its metadata key) and adopts it."""
+    faulty_slack.fail_next("chat.postMessage", Fault.APPLIED_THEN_503, times=1)
+    settings = bot_settings(slack, database_dsn, redis_url, slack_api_url=faulty_slack.api_url)
+    async with running_bot(settings) as bot:
+        status, _ = await post_alert(http, bot, payload())
+        assert status == 200
+        channel = await incident_channel(slack, timeout=RECOVERY_BUDGET_S)
+        note = await slack.wait_for(lambda s: next(iter(s.messages(notification_channel(s).id)), None))
+        assert f"<#{channel.id}>" in str(note.blocks)
+        await bot.parts.supervisor.drain(5.0)
+    cards = [m for m in slack.messages(channel.id) if "ack_incident" in str(m.blocks)]
+    assert len(cards) == 1
+    assert faulty_slack.calls("chat.postMessage")[0].fault is Fault.APPLIED_THEN_503
+    assert faulty_slack.calls("conversations.history"), "the bot looked before posting again"
+    updated = {
+        str(c.args.get("ts")) for c in slack.calls_to("chat.update") if c.args.get("channel") == channel.id
+    }
+    assert updated <= {cards[0].ts}
+
+
+async def test_a_notification_reset_after_the_write_is_adopted_not_posted_twice(
+    slack: SlackSandbox,
+    faulty_slack: FaultProxy,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+) -> None:
+    """The connection drops after Slack stored the #incident notification: exactly one
+    notification, and it is the one the bot keeps updating."""
+    settings = bot_settings(slack, database_dsn, redis_url, slack_api_url=faulty_slack.api_url)
+    # The card is the first post of an incident, the notification the second.
+    faulty_slack.fail_after("chat.postMessage", 1, Fault.RESET_AFTER_WRITE)
+    async with running_bot(settings) as bot:
+        status, _ = await post_alert(http, bot, payload())
+        assert status == 200
+        await incident_channel(slack, timeout=RECOVERY_BUDGET_S)
+        notes = await slack.wait_for(
+            lambda s: (
+                (m := s.messages(notification_channel(s).id))
+                and len(faulty_slack.calls("chat.postMessage")) >= 2
+                and m
+            ),
+            timeout=RECOVERY_BUDGET_S,
+        )
+        await bot.parts.supervisor.drain(5.0)
+    assert faulty_slack.calls("chat.postMessage")[1].fault is Fault.RESET_AFTER_WRITE
+    assert len(slack.messages(notification_channel(slack).id)) == 1, notes
