@@ -1,4 +1,4 @@
-"""incidentbot command line: run | migrate | playbooks validate/import | send-test-alert | sandbox."""
+"""incidentbot command line: run | migrate | playbooks validate/import | rbac | send-test-alert | sandbox."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     imp = pb_sub.add_parser("import", help="turn a markdown runbook into draft playbooks")
     imp.add_argument("runbook", help="markdown runbook file")
     imp.add_argument("-o", "--output", help="write YAML here instead of standard output")
+
+    from bot.tools.rbac import add_parser as add_rbac_parser
+
+    add_rbac_parser(sub)
 
     alert = sub.add_parser("send-test-alert", help="post a realistic Alertmanager webhook to a running bot")
     alert.add_argument("alertname")
@@ -143,6 +147,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bot.tools.playbooks_cli import run_playbooks_command
 
             return int(run_playbooks_command(args))
+        if args.command == "rbac":
+            from bot.tools.rbac import run as run_rbac
+
+            return run_rbac(args)
         if args.command == "sandbox":
             run_sandbox = _sandbox_runner()
             return int(

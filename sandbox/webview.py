@@ -16,7 +16,12 @@
   runner's callback.
 
 The page renders every text with ``textContent``; nothing from a message reaches ``innerHTML``.
-POSTs must be JSON and, when the browser names an ``Origin``, come from this page's origin.
+
+The web view drives the bot as any sandbox user, so it answers only its own page: every request
+must name a loopback ``Host`` with the bound port (127.0.0.1, localhost or [::1]), which a
+DNS-rebinding page (a hostile name that resolves to 127.0.0.1) cannot; a state-changing request
+must also carry an ``Origin`` (or, without one, a ``Referer``) of that same loopback origin, and
+be JSON. Anything else is a 403 (415 for another content type) that says why.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiohttp import web
@@ -35,7 +41,7 @@ from aiohttp import web
 from sandbox.kubernetes import KubeSandbox
 from sandbox.slack import DEFAULT_USER, SlackDriver, SlackSandbox
 
-__all__ = ["DemoAlert", "FireCallback", "WebView"]
+__all__ = ["LOOPBACK_HOSTS", "DemoAlert", "FireCallback", "WebView"]
 
 JSON = dict[str, Any]
 STATIC_DIR = Path(__file__).parent / "webview_static"
@@ -43,6 +49,8 @@ REVISION = "deployment.kubernetes.io/revision"
 HEARTBEAT_SECONDS = 15.0
 WATCH_SECONDS = 30.0
 _STATIC_TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css"}
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 #: ``fire(index, resolve)`` fires (or resolves) demo alert ``index``; returns the bot's HTTP status.
 FireCallback = Callable[[int, bool], Awaitable[int]]
@@ -302,17 +310,48 @@ class WebView:
 
     # -- HTTP ---------------------------------------------------------------------------------
 
+    def _allowed_hosts(self) -> frozenset[str]:
+        """The ``Host`` values of this page: a loopback name with the bound port (bare on port 80)."""
+        port = self._port
+        hosts = {f"{name}:{port}" for name in LOOPBACK_HOSTS}
+        if port == 80:
+            hosts.update(LOOPBACK_HOSTS)
+        return frozenset(hosts)
+
+    def _refusal(self, request: web.Request) -> web.Response | None:
+        """Why this request is not from this page (see the module docstring), or None."""
+        host = request.headers.get("Host", "").lower()
+        if host not in self._allowed_hosts():
+            return _error(
+                403,
+                f"Host {host or '(none)'!r} refused: the sandbox web view answers only "
+                f"http://127.0.0.1:{self._port}, http://localhost:{self._port} or http://[::1]:{self._port}",
+            )
+        if request.method in _SAFE_METHODS:
+            return None
+        origin = request.headers.get("Origin")
+        source = "Origin"
+        if origin is None:
+            referer = urlsplit(request.headers.get("Referer", ""))
+            origin = f"{referer.scheme}://{referer.netloc}" if referer.scheme and referer.netloc else None
+            source = "Referer"
+        if origin is None:
+            return _error(403, "a state-changing request needs an Origin or Referer of this page")
+        if origin.lower() != f"http://{host}":
+            return _error(403, f"cross-origin request refused ({source} {origin!r} is not http://{host})")
+        if request.content_type != "application/json":
+            return _error(415, "send application/json")
+        return None
+
     @web.middleware
     async def _guard(
         self, request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
     ) -> web.StreamResponse:
-        """POSTs only as JSON from this page (no form posts from other sites)."""
-        if request.method == "POST":
-            if request.content_type != "application/json":
-                return _error(415, "send application/json")
-            origin = request.headers.get("Origin")
-            if origin is not None and origin != f"http://{request.host}":
-                return _error(403, "cross-origin request refused")
+        """Only this page, on a loopback name, may read it or act through it."""
+        refusal = self._refusal(request)
+        if refusal is not None:
+            refusal.headers["Cache-Control"] = "no-store"
+            return refusal
         response = await handler(request)
         response.headers.setdefault("Cache-Control", "no-store")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")

@@ -22,7 +22,7 @@ from sandbox.kubernetes.selectors import (
     selector_matches,
     selector_to_string,
 )
-from sandbox.kubernetes.store import ExecReply, RecordedRequest
+from sandbox.kubernetes.store import Access, ExecReply, RecordedRequest
 from sandbox.kubernetes.validation import parse_quantity
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "RESOURCES",
     "REVISION",
     "REVISION_HISTORY",
+    "Access",
     "ApiError",
     "ExecReply",
     "KubeSandbox",

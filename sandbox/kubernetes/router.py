@@ -16,7 +16,7 @@ from sandbox.kubernetes.objects import labels_of, truthy
 from sandbox.kubernetes.pod_io import PodIO
 from sandbox.kubernetes.resources import BY_GROUP_VERSION, SUBRESOURCES, ResourceInfo, Route
 from sandbox.kubernetes.selectors import field_selector_matches, label_selector_matches
-from sandbox.kubernetes.store import RECORD, RecordedRequest
+from sandbox.kubernetes.store import RECORD, Access, RecordedRequest
 from sandbox.kubernetes.writes import Writes, scale_view
 
 JSON = dict[str, Any]
@@ -87,8 +87,6 @@ class Router(Writes, PodIO):
     @staticmethod
     def _verb(method: str, route: Route, request: web.Request) -> str:
         if method == "GET":
-            if route.sub == "exec":
-                return "create"
             if route.name is None:
                 return "watch" if truthy(request.query.get("watch")) else "list"
             return "get"
@@ -96,14 +94,28 @@ class Router(Writes, PodIO):
             method, method.lower()
         )
 
-    def _authorize(self, verb: str, route: Route) -> None:
+    @staticmethod
+    def _access(verb: str, route: Route) -> tuple[Access, ...]:
+        """The checks RBAC makes for this request. An exec WebSocket upgrade is a GET, authorized
+        as `get`; apiservers that also authorize the upgrade itself require `create` as well."""
         info = route.info
         assert info is not None
         resource = f"{info.plural}/{route.sub}" if route.sub else info.plural
-        if (verb, resource) not in self.denied and (
-            route.namespace is None or route.namespace not in self.forbidden_namespaces
-        ):
+        verbs = (verb, "create") if route.sub == "exec" else (verb,)
+        return tuple(Access(v, info.group, resource, route.namespace) for v in verbs)
+
+    def _authorize(self, access: tuple[Access, ...], route: Route) -> None:
+        info = route.info
+        assert info is not None
+        refused = [
+            a
+            for a in access
+            if (a.verb, a.resource) in self.denied
+            or (route.namespace is not None and route.namespace in self.forbidden_namespaces)
+        ]
+        if not refused:
             return
+        verb, resource = refused[0].verb, refused[0].resource
         subject = f'{info.qualified} "{route.name}"' if route.name else info.qualified
         scope = f'in the namespace "{route.namespace}"' if route.namespace else "at the cluster scope"
         raise ApiError(
@@ -133,7 +145,9 @@ class Router(Writes, PodIO):
         assert info is not None
         method = request.method
         verb = self._verb(method, route, request)
-        self._authorize(verb, route)
+        access = self._access(verb, route)
+        request[RECORD].access = access
+        self._authorize(access, route)
         self._fault(method, route)
         dry_run = self._dry_run(request)
         if route.sub == "exec":

@@ -21,6 +21,17 @@ from sandbox.kubernetes.selectors import label_selector_matches
 JSON = dict[str, Any]
 
 
+@dataclass(frozen=True, slots=True, order=True)
+class Access:
+    """What the apiserver authorizes a request as: RBAC's verb, API group, resource (with its
+    subresource, e.g. "deployments/scale") and namespace (None: cluster scope)."""
+
+    verb: str
+    group: str
+    resource: str
+    namespace: str | None
+
+
 @dataclass(slots=True)
 class RecordedRequest:
     """One request the sandbox answered (or is answering)."""
@@ -31,6 +42,9 @@ class RecordedRequest:
     content_type: str
     body: Any
     status: int | None = None
+    # Every authorization check the request passed or failed; empty for discovery
+    # (/version, /api, /apis), which every authenticated user may read.
+    access: tuple[Access, ...] = ()
 
     def param(self, name: str) -> str | None:
         values = self.query.get(name)

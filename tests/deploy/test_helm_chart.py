@@ -104,7 +104,9 @@ def test_notes_render_with_warnings_for_missing_secrets(helm: Path) -> None:
     notes = result.stdout.split("NOTES:", 1)[1]
     assert "/webhooks/alertmanager" in notes
     assert "WARNING: required secrets are empty: SLACK_BOT_TOKEN" in notes
-    assert "rbac.namespaces is empty" in notes
+    assert "rbac.roles is empty" in notes
+    assert "incidentbot rbac --policy" in notes
+    assert "WARNING: networkPolicy" not in notes
 
     full = run_helm(
         helm, "install", RELEASE, str(CHART), "-n", NAMESPACE, "--dry-run=client", "-f", str(FULL_VALUES)
@@ -113,7 +115,8 @@ def test_notes_render_with_warnings_for_missing_secrets(helm: Path) -> None:
     full_notes = full.stdout.split("NOTES:", 1)[1]
     assert "WARNING" not in full_notes
     assert "https://incidentbot.example.com" in full_notes
-    assert "node operations (cordon, uncordon, drain): enabled" in full_notes
+    assert "namespace checkout: rollout_restart, scale" in full_notes
+    assert "node operations: drain (cluster-wide)" in full_notes
 
 
 # --------------------------------------------------------------------------- schemas
@@ -174,7 +177,16 @@ def test_full_values_render_every_kind(full_manifests: list[Manifest]) -> None:
 def test_default_values_render_only_the_basics(default_manifests: list[Manifest]) -> None:
     kinds = sorted(m["kind"] for m in default_manifests)
     assert kinds == sorted(
-        ["Deployment", "Service", "ServiceAccount", "Secret", "Secret", "PodDisruptionBudget", "Job"]
+        [
+            "Deployment",
+            "Service",
+            "ServiceAccount",
+            "Secret",
+            "Secret",
+            "PodDisruptionBudget",
+            "Job",
+            "NetworkPolicy",
+        ]
     )
 
 
@@ -374,21 +386,86 @@ def test_ingress_exposes_only_slack_and_webhooks(full_manifests: list[Manifest])
     assert ingress["spec"]["tls"][0]["secretName"] == "incidentbot-tls"
 
 
-def test_network_policy(full_manifests: list[Manifest], render: Render) -> None:
-    policy = one(full_manifests, "NetworkPolicy")
-    deployment = one(full_manifests, "Deployment")
+# What the bot talks to, by default: DNS, PostgreSQL, Redis, the Kubernetes API (the Service's
+# 443 and the apiserver's own 6443), Slack and PagerDuty over HTTPS, Prometheus, Alertmanager.
+DEFAULT_EGRESS_PORTS = [
+    [(53, "UDP"), (53, "TCP")],
+    [(5432, "TCP")],
+    [(6379, "TCP")],
+    [(443, "TCP"), (6443, "TCP")],
+    [(443, "TCP")],
+    [(9090, "TCP")],
+    [(9093, "TCP")],
+]
+
+
+def _ports(rule: dict[str, Any]) -> list[tuple[int | str, str]]:
+    return [(p["port"], p["protocol"]) for p in rule["ports"]]
+
+
+def test_network_policy_is_on_by_default_and_limits_egress(default_manifests: list[Manifest]) -> None:
+    policy = one(default_manifests, "NetworkPolicy")
+    deployment = one(default_manifests, "Deployment")
     assert policy["spec"]["podSelector"] == deployment["spec"]["selector"]
+    assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
+    (ingress,) = policy["spec"]["ingress"]
+    assert ingress == {"ports": [{"port": "http", "protocol": "TCP"}]}
+    egress = policy["spec"]["egress"]
+    assert [_ports(rule) for rule in egress] == DEFAULT_EGRESS_PORTS
+    assert all(set(rule) == {"ports"} for rule in egress), "no destination narrowed by default"
+
+
+def test_network_policy_is_configurable(full_manifests: list[Manifest], render: Render) -> None:
+    policy = one(full_manifests, "NetworkPolicy")
     assert policy["spec"]["policyTypes"] == ["Ingress", "Egress"]
     (ingress,) = policy["spec"]["ingress"]
     assert ingress["ports"] == [{"port": "http", "protocol": "TCP"}]
     assert len(ingress["from"]) == 2
     egress = policy["spec"]["egress"]
-    assert {"port": 53, "protocol": "UDP"} in egress[0]["ports"]
-    assert len(egress) == 3
-    # Without egress rules, egress is left alone.
-    open_egress = one(render(sets=("networkPolicy.enabled=true",)), "NetworkPolicy")
-    assert open_egress["spec"]["policyTypes"] == ["Ingress"]
-    assert "from" not in open_egress["spec"]["ingress"][0]
+    db = {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "db"}}}
+    # Alertmanager dropped (ports: []), Postgres and Redis narrowed to their namespace, one extra.
+    assert [_ports(rule) for rule in egress] == [
+        *DEFAULT_EGRESS_PORTS[:6],
+        [(9091, "TCP")],
+    ]
+    assert egress[1]["to"] == [db] and egress[2]["to"] == [db]
+    assert egress[6]["to"] == [
+        {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}
+    ]
+    # Egress unrestricted on request; no NetworkPolicy at all on request.
+    open_egress = one(render(sets=("networkPolicy.egress.restricted=false",)), "NetworkPolicy")
+    assert open_egress["spec"]["policyTypes"] == ["Ingress"] and "egress" not in open_egress["spec"]
+    assert not of_kind(render(sets=("networkPolicy.enabled=false",)), "NetworkPolicy")
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("networkPolicy.egress=[]",), "egress"),
+        (("networkPolicy.allowDNS=true",), "allowDNS"),
+        (("networkPolicy.egress.postgres.ports[0].protocol=ICMP",), "protocol"),
+        (("networkPolicy.egress.smtp.ports[0].port=25",), "smtp"),
+    ],
+)
+def test_network_policy_schema(helm: Path, sets: tuple[str, ...], message: str) -> None:
+    args = ["template", RELEASE, str(CHART)]
+    for s in sets:
+        args += ["--set", s]
+    result = run_helm(helm, *args)
+    assert result.returncode != 0, f"{sets} was accepted"
+    assert message in result.stderr
+
+
+def test_notes_warn_when_the_network_is_open(helm: Path) -> None:
+    for sets, warning in (
+        ("networkPolicy.enabled=false", "WARNING: networkPolicy.enabled=false"),
+        ("networkPolicy.egress.restricted=false", "WARNING: networkPolicy.egress.restricted=false"),
+    ):
+        result = run_helm(
+            helm, "install", RELEASE, str(CHART), "-n", NAMESPACE, "--dry-run=client", "--set", sets
+        )
+        assert result.returncode == 0, result.stderr
+        assert warning in result.stdout.split("NOTES:", 1)[1]
 
 
 # --------------------------------------------------------------------------- monitoring CRDs
