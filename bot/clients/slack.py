@@ -157,11 +157,29 @@ class _ServerErrorRetryHandler(AsyncRetryHandler):
         return True
 
 
+class _ConnectionErrorRetryHandler(AsyncConnectionErrorRetryHandler):
+    """Connection errors: retried when nothing reached Slack (the connection was never made)
+    or the method is idempotent; a post or a channel creation cut off after it was sent may
+    have been applied, and is left to the callers' find-and-adopt rule."""
+
+    async def _can_retry_async(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if not await super()._can_retry_async(state=state, request=request, response=response, error=error):
+            return False
+        return isinstance(error, aiohttp.ClientConnectorError) or method_of(request) in IDEMPOTENT_METHODS
+
+
 def build_client(
     token: str, base_url: str, metrics: Metrics, session: aiohttp.ClientSession | None = None
 ) -> AsyncWebClient:
     handlers: list[AsyncRetryHandler] = [
-        AsyncConnectionErrorRetryHandler(max_retry_count=2),
+        _ConnectionErrorRetryHandler(max_retry_count=2),
         _CountingRateLimitHandler(metrics, max_retry_count=5),
         _ServerErrorRetryHandler(metrics),
     ]
@@ -174,6 +192,8 @@ def build_client(
 class Channel:
     id: str
     name: str
+    creator: str = ""  # the Slack user who created it
+    created: float = 0.0  # unix seconds
 
 
 class SlackChat:
@@ -192,6 +212,7 @@ class SlackChat:
         self._rate_scale = rate_scale
         # Awaited before every call: background calls give way to webhook intake (bot.flows.gate).
         self._pace = pace
+        self._own_user_id: str | None = None
 
     async def _throttle(self, method: str, channel: str | None) -> None:
         tier = METHOD_TIERS.get(method)
@@ -258,6 +279,13 @@ class SlackChat:
         data = await self.call("conversations.create", name=name, is_private=False)
         return Channel(data["channel"]["id"], data["channel"]["name"])
 
+    async def own_user_id(self) -> str:
+        """The bot's own Slack user id (auth.test), asked once."""
+        if self._own_user_id is None:
+            data = await self.call("auth.test")
+            self._own_user_id = str(data.get("user_id", ""))
+        return self._own_user_id
+
     async def find_channel(self, name: str) -> Channel | None:
         """Find a public channel by exact name (used to adopt a channel created by a publisher
         that died before recording it)."""
@@ -269,7 +297,9 @@ class SlackChat:
             data = await self.call("conversations.list", **args)
             for ch in data.get("channels", []):
                 if ch.get("name") == name:
-                    return Channel(ch["id"], ch["name"])
+                    return Channel(
+                        ch["id"], ch["name"], str(ch.get("creator", "")), float(ch.get("created", 0))
+                    )
             cursor = (data.get("response_metadata") or {}).get("next_cursor") or None
             if not cursor:
                 break

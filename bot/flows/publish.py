@@ -15,9 +15,10 @@ import secrets
 import time
 from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import replace
+from datetime import datetime, timedelta
 from typing import Any
 
-from bot.clients.slack import NameTakenError, SlackChat
+from bot.clients.slack import Channel, NameTakenError, SlackChat
 from bot.core.errors import IntegrationError
 from bot.core.incident import IncidentView, channel_name
 from bot.core.ports import Clock
@@ -33,8 +34,13 @@ from bot.store.incidents import PostgresStore, PublishState
 log = logs.logger(logs.Component.PUBLISH)
 
 COALESCE_S = 1.0
-LOCK_TTL_MS = 120_000
-CHANNEL_CLAIM_STALE_S = 120.0
+# The publish lock is a lease renewed while its holder lives: a publisher that dies (kill -9,
+# a lost node) holds up its incidents for seconds, not minutes.
+LOCK_TTL_MS = 6_000
+# A channel claim older than this belongs to a dead publisher (a live one holds the lease).
+CHANNEL_CLAIM_STALE_S = 10.0
+# Slack's clock and ours may differ a little when comparing a channel's creation time.
+CHANNEL_CLOCK_SKEW = timedelta(seconds=60)
 MAX_ROUNDS = 20
 UPDATES_PER_ROUND = 2
 RELOAD_AFTER_WAIT_S = 0.05
@@ -123,36 +129,36 @@ class Publisher:
                 self.request(incident_id)
 
     async def publish(self, incident_id: int) -> None:
-        token = await self.coord.try_lock(f"publish:{incident_id}", LOCK_TTL_MS)
-        if token is None:
-            return  # another publisher has it; the sweep re-checks the stored versions
-        try:
-            for _ in range(MAX_ROUNDS):
-                since = time.monotonic() - self._last_run.get(incident_id, 0.0)
-                if since < COALESCE_S:
-                    await asyncio.sleep(COALESCE_S - since)
-                await self.gate.turn()
-                self._dirty.discard(incident_id)
-                loaded = await self._load_if_behind(incident_id)
-                if loaded is None:
-                    return
-                prepaid = 0
-                if incident_id in self._last_run:
-                    # Updating what is already on Slack: wait for the chat.update tokens (card,
-                    # notification) first and render after, so the update sent is the newest.
-                    prepaid = UPDATES_PER_ROUND
-                    if await self.chat.reserve("chat.update", prepaid) > RELOAD_AFTER_WAIT_S:
-                        self._dirty.discard(incident_id)
-                        loaded = await self._load_if_behind(incident_id) or loaded
-                view, state = loaded
-                started = time.monotonic()
-                self._last_run[incident_id] = started
-                if not await self._sync(replace(view, grafana_url=self.grafana_url), state, prepaid):
-                    return
-                await self.store.mark_published(incident_id, state.version, self.clock())
-                self.metrics.publish_latency.observe(time.monotonic() - started)
-        finally:
-            await self.coord.release(f"publish:{incident_id}", token)
+        async with self.coord.lease(f"publish:{incident_id}", LOCK_TTL_MS) as token:
+            if token is None:
+                return  # another publisher has it; the sweep re-checks the stored versions
+            await self._rounds(incident_id)
+
+    async def _rounds(self, incident_id: int) -> None:
+        for _ in range(MAX_ROUNDS):
+            since = time.monotonic() - self._last_run.get(incident_id, 0.0)
+            if since < COALESCE_S:
+                await asyncio.sleep(COALESCE_S - since)
+            await self.gate.turn()
+            self._dirty.discard(incident_id)
+            loaded = await self._load_if_behind(incident_id)
+            if loaded is None:
+                return
+            prepaid = 0
+            if incident_id in self._last_run:
+                # Updating what is already on Slack: wait for the chat.update tokens (card,
+                # notification) first and render after, so the update sent is the newest.
+                prepaid = UPDATES_PER_ROUND
+                if await self.chat.reserve("chat.update", prepaid) > RELOAD_AFTER_WAIT_S:
+                    self._dirty.discard(incident_id)
+                    loaded = await self._load_if_behind(incident_id) or loaded
+            view, state = loaded
+            started = time.monotonic()
+            self._last_run[incident_id] = started
+            if not await self._sync(replace(view, grafana_url=self.grafana_url), state, prepaid):
+                return
+            await self.store.mark_published(incident_id, state.version, self.clock())
+            self.metrics.publish_latency.observe(time.monotonic() - started)
 
     async def _load_if_behind(self, incident_id: int) -> tuple[IncidentView, PublishState] | None:
         """The stored view when Slack is behind it (or has announcements to post), else None."""
@@ -221,6 +227,16 @@ class Publisher:
                 self._incident_channel_id = await self.chat.resolve_channel_id(self.incident_channel)
             return self._incident_channel_id
 
+    async def _ours(self, found: Channel, claimed_at: datetime | None) -> bool:
+        """Whether an existing channel with the claimed name is the one an earlier publisher of
+        this incident created: by this bot, after that claim, and no other incident's channel.
+        Anything else (a channel a person made with the same name) is never taken over."""
+        if claimed_at is None or found.creator != await self.chat.own_user_id():
+            return False
+        if found.created < (claimed_at - CHANNEL_CLOCK_SKEW).timestamp():
+            return False
+        return await self.store.incident_by_channel(found.id) is None
+
     async def _ensure_channel(self, view: IncidentView, state: PublishState) -> tuple[str, str] | None:
         inc = view.incident
         wanted = channel_name(inc.created_at, inc.title)
@@ -229,8 +245,9 @@ class Publisher:
         )
         if name is None:
             return None
-        # A name claimed before by a publisher that died may already exist: adopt it.
-        adopt = state.channel_claimed_by is not None
+        # A name claimed before by a publisher that died may already exist: adopt it, but only
+        # a channel that publisher can have created (see _ours).
+        adopt = state.channel_claimed_at if state.channel_claimed_by is not None else None
         candidates = [
             name,
             channel_name(inc.created_at, inc.title, str(inc.id)),
@@ -240,14 +257,10 @@ class Publisher:
             try:
                 created = await self.chat.create_channel(candidate)
             except NameTakenError:
-                if adopt and candidate == name:
-                    found = await self.chat.find_channel(candidate)
-                    if found is not None:
-                        created = found
-                    else:
-                        continue
-                else:
+                found = await self.chat.find_channel(candidate) if adopt and candidate == name else None
+                if found is None or not await self._ours(found, adopt):
                     continue
+                created = found
             await self.store.set_channel(inc.id, created.id, created.name)
             log.info("channel.created", extra={"incident_id": inc.id, "channel": created.name})
             if inc.commander:

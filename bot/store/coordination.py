@@ -6,16 +6,27 @@ at once) but never an alert: Postgres decides what exists.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import secrets
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any, cast
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 PREFIX = "incidentbot:"
 
 # Compare-and-delete: release a lock only if we still own it.
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
+return 0
+"""
+
+# Compare-and-extend: renew a lease only if we still own it.
+_RENEW = """
+if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
 """
 
@@ -45,6 +56,7 @@ class Coordination:
     def __init__(self, client: aioredis.Redis) -> None:
         self.client = client
         self._release = client.register_script(_RELEASE)
+        self._renew = client.register_script(_RENEW)
         self._bucket = client.register_script(_BUCKET)
 
     async def ping(self) -> None:
@@ -58,6 +70,34 @@ class Coordination:
 
     async def release(self, name: str, token: str) -> None:
         await self._release(keys=[PREFIX + "lock:" + name], args=[token])
+
+    @asynccontextmanager
+    async def lease(self, name: str, ttl_ms: int) -> AsyncIterator[str | None]:
+        """A lock renewed while its holder is alive: it lapses `ttl_ms` after a holder dies
+        (instead of a long fixed lifetime), yet a long-running holder keeps it. Yields None
+        when someone else holds it."""
+        token = await self.try_lock(name, ttl_ms)
+        if token is None:
+            yield None
+            return
+        keeper = asyncio.create_task(self._keep(name, token, ttl_ms), name=f"lease-{name}")
+        try:
+            yield token
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+            await self.release(name, token)
+
+    async def _keep(self, name: str, token: str, ttl_ms: int) -> None:
+        while True:
+            await asyncio.sleep(ttl_ms / 3000)
+            try:
+                renewed = await self._renew(keys=[PREFIX + "lock:" + name], args=[token, ttl_ms])
+            except (RedisError, OSError):
+                continue  # Redis away: the lease may lapse; Postgres still decides what exists
+            if not renewed:
+                return  # lost (expired while Redis was away): nothing left to keep
 
     async def take_token(self, bucket: str, rate_per_s: float, burst: int) -> float:
         """Token-bucket reservation shared by every replica; seconds to wait before the call."""

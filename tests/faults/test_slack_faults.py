@@ -6,10 +6,12 @@ Slack is the sandbox Slack behind a fault proxy on 127.0.0.1 (tests/faults/proxy
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
 import aiohttp
 from prometheus_client import generate_latest
 
+from bot.core.incident import channel_name
 from sandbox.slack import SlackSandbox
 from tests.faults.proxy import Fault, FaultProxy
 from tests.integration.rig import (
@@ -131,3 +133,54 @@ async def test_a_notification_reset_after_the_write_is_adopted_not_posted_twice(
         await bot.parts.supervisor.drain(5.0)
     assert faulty_slack.calls("chat.postMessage")[1].fault is Fault.RESET_AFTER_WRITE
     assert len(slack.messages(notification_channel(slack).id)) == 1, notes
+
+
+async def test_a_retried_channel_creation_never_takes_over_a_channel_somebody_else_made(
+    slack: SlackSandbox,
+    faulty_slack: FaultProxy,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+) -> None:
+    """The first conversations.create fails; by the retry the wanted name belongs to a channel a
+    person created. The bot must not adopt it (no topic, no card there): it picks another name."""
+    wanted = channel_name(datetime.now(UTC), "5xx > 5%")
+    human = slack.add_channel(wanted, members=["U_ALICE"], topic="lunch plans")
+    faulty_slack.fail_next("conversations.create", Fault.REFUSE, times=1)
+    settings = bot_settings(slack, database_dsn, redis_url, slack_api_url=faulty_slack.api_url)
+    async with running_bot(settings) as bot:
+        status, _ = await post_alert(http, bot, payload())
+        assert status == 200
+        await faulty_slack.wait_for_calls("conversations.create", 3, timeout=RECOVERY_BUDGET_S)
+        channel = await slack.wait_for(
+            lambda s: next(
+                (c for c in s.channels_with_prefix(wanted) if c.id != human.id and s.messages(c.id)), None
+            ),
+            timeout=RECOVERY_BUDGET_S,
+        )
+        incident = await bot.parts.store.incident_by_channel(channel.id)
+        assert incident is not None
+        await bot.parts.supervisor.drain(5.0)
+    assert slack.channels[human.id].topic == "lunch plans"
+    assert slack.messages(human.id) == []
+    assert channel.name != wanted
+
+
+async def test_a_channel_the_bot_created_before_dying_is_adopted(
+    slack: SlackSandbox,
+    faulty_slack: FaultProxy,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+) -> None:
+    """Positive control: conversations.create applied but its answer lost (reset after the
+    write): the retry finds the bot's own channel, created after the claim, and uses it."""
+    faulty_slack.fail_next("conversations.create", Fault.RESET_AFTER_WRITE, times=1)
+    settings = bot_settings(slack, database_dsn, redis_url, slack_api_url=faulty_slack.api_url)
+    async with running_bot(settings) as bot:
+        status, _ = await post_alert(http, bot, payload())
+        assert status == 200
+        channel = await incident_channel(slack, timeout=RECOVERY_BUDGET_S)
+        await bot.parts.supervisor.drain(5.0)
+    assert len(slack.channels_with_prefix("inc-")) == 1
+    assert channel.name == channel_name(datetime.now(UTC), "5xx > 5%")
