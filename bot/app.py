@@ -40,7 +40,8 @@ from bot.config.settings import Settings
 from bot.core.errors import ConfigError
 from bot.core.playbooks import PlaybookSet
 from bot.core.ports import Clock
-from bot.flows.enrich import Enricher
+from bot.core.promql import Limits, QueryGuard, TrustedHosts, TrustedSources, playbook_warnings
+from bot.flows.enrich import Enricher, GraphLimiter, GraphLimits
 from bot.flows.gate import IntakeGate
 from bot.flows.incidents import IncidentFlows
 from bot.flows.intake import Pipeline
@@ -247,13 +248,40 @@ async def _open_clients(
         slack_client, coord, metrics, rate_scale=settings.slack_rate_scale, pace=gate.background_turn
     )
     cluster = await build_cluster(settings, stack)
-    prometheus = PrometheusMetrics(settings.prometheus_url) if settings.prometheus_url else None
+    prometheus = (
+        PrometheusMetrics(settings.prometheus_url, timeout=settings.prometheus_timeout_seconds)
+        if settings.prometheus_url
+        else None
+    )
     if prometheus is not None:
         stack.push_async_callback(asyncio.to_thread, prometheus.close)
     silences = (
         AlertmanagerSilences(settings.alertmanager_url, http_session) if settings.alertmanager_url else None
     )
     return _Clients(coord, pool, intake_pool, chat, slack_client, pager, cluster, prometheus, silences)
+
+
+def query_guard(settings: Settings, playbooks: PlaybookSet) -> tuple[QueryGuard, TrustedSources]:
+    """What may reach Prometheus and which alert links are shown (bot.core.promql). Costly
+    playbook queries are trusted, but named in the log once."""
+    prometheus_hosts = TrustedHosts.parse(settings.prometheus_url, settings.prometheus_hosts)
+    sources = TrustedSources(
+        prometheus_hosts, TrustedHosts.parse(settings.alertmanager_url, settings.alertmanager_hosts)
+    )
+    guard = QueryGuard(Limits(max_lookback_seconds=settings.promql_max_lookback_seconds), prometheus_hosts)
+    for warning in playbook_warnings(playbooks, guard.limits):
+        log.warning("promql.costly_playbook_query", extra={"problem": warning})
+    return guard, sources
+
+
+def graph_limits(settings: Settings) -> GraphLimits:
+    return GraphLimits(
+        per_user_per_minute=settings.graph_rate_per_minute,
+        per_user_burst=settings.graph_burst,
+        max_in_flight=settings.graph_max_in_flight,
+        # A replica that dies while drawing frees its slot after the query's timeout and an upload.
+        slot_seconds=settings.prometheus_timeout_seconds + 120,
+    )
 
 
 def _owner(settings: Settings, store: PostgresStore) -> str:
@@ -271,6 +299,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     store, inbox = PostgresStore(c.pool), Inbox(c.pool, intake_pool=c.intake_pool)
     lifecycle, remediation_store = LifecycleStore(c.pool), RemediationStore(c.pool)
     owner = _owner(settings, store)
+    guard, sources = query_guard(settings, playbooks)
 
     # Remediation: messages ← proposer ← verifier ← executor ← decisions.
     owned = OwnedMessages(MessageLedger(c.pool), c.chat, clock)
@@ -299,6 +328,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         messages,
         clock,
         verify_seconds=settings.remediation_verify_seconds,
+        guard=guard,
     )
     executor = Executor(
         remediation_store,
@@ -326,6 +356,8 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         gate,
         clock,
         owner=owner,
+        guard=guard,
+        limiter=GraphLimiter(c.coord, graph_limits(settings)),
     )
     oncall = OnCallInviter(c.pager, c.chat, lifecycle, c.coord, clock)
     publisher = Publisher(
@@ -341,6 +373,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         gate=gate,
         after_publish=(enricher.after_publish, oncall.after_publish),
         grafana_url=settings.grafana_url,
+        link_sources=sources,
     )
     publish = publisher.request
 

@@ -7,7 +7,8 @@ from datetime import timedelta
 from bot.core import blockkit as kit
 from bot.core.errors import UserError
 from bot.core.incident import Incident
-from bot.core.playbooks import Graph
+from bot.core.promql import QueryRefused
+from bot.flows.enrich import REFUSED
 from bot.render.runbook import playbook_list_message, runbook_messages
 from commands.base import Flows, Invocation, Reply, parse_duration
 
@@ -73,16 +74,24 @@ async def graph(flows: Flows, inv: Invocation) -> Reply:
     channel = incident.channel_id if incident and incident.channel_id else None
     if channel is None:
         raise UserError("Run `/incident graph` in an incident channel (the graph is uploaded there).")
-    # Ad-hoc PromQL from a responder is used as typed: no alert labels are substituted into it.
-    spec = Graph.model_construct(title=kit.clip(query, 140), query=query, unit="", threshold=None, range="1h")
+    # Authorization hook: the policy's role check for ad hoc graphs belongs here, before the
+    # cost check and the limiter (so a refused user never takes a token or a slot).
     now = flows.clock()
-    alert_start = incident.created_at if incident else None
-    flows.supervisor.spawn(
-        flows.enrich.draw(
-            channel, spec, {}, alert_start=alert_start, now=now, lookback=lookback, templated=False
-        ),
+    since = incident.created_at if incident else None
+    # Ad hoc PromQL is untrusted: it is checked (and refused with the reasons) before anything
+    # reaches Prometheus, then limited per user and in number at once.
+    try:
+        flows.enrich.check_ad_hoc(query, lookback, since, now)
+    except QueryRefused as refused:
+        raise UserError(f"Not graphed — {REFUSED}: {refused}") from None
+    slot = await flows.enrich.admit_ad_hoc(inv.user_id)
+    task = flows.supervisor.spawn(
+        flows.enrich.draw_ad_hoc(slot, channel, query, lookback=lookback, since=since, now=now),
         name=f"graph-{channel}",
     )
+    if task is None:
+        await flows.enrich.release_ad_hoc(slot)
+        raise UserError("The bot is shutting down; try again in a moment.")
     return Reply(
         f"Drawing `{kit.escape(kit.clip(query, 200))}` over the last {inv.args[1] if len(inv.args) == 2 else '1h'}…"
     )

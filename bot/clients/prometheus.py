@@ -2,8 +2,16 @@
 
 prometheus-api-client is synchronous (requests), so every call runs in `asyncio.to_thread`.
 Its session normally retries 5xx with a back-off of several seconds; here the retries are cut
-to one immediate reconnect so that an outage fails fast, and every request has a timeout.
+to one immediate reconnect so that an outage fails fast.
 Every SDK or transport failure becomes `IntegrationError(system="prometheus")`.
+
+Timeouts: each call has one deadline, `timeout` seconds after it was made. A call still waiting
+for a worker thread at its deadline is never sent; a request that is sent gets what is left as
+its connect and read timeout (the session's adapter enforces a bound on every request, whatever
+the SDK passes), so at the deadline the connection is closed and Prometheus, which cancels a
+query whose client has gone, stops evaluating it. Prometheus is also given a `timeout=`
+parameter a little shorter than that, so it gives up on its own and says so. The caller stops
+waiting at the deadline in any case.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ import asyncio
 import json
 import math
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -22,6 +31,7 @@ import requests
 from prometheus_api_client.exceptions import PrometheusApiClientException
 from prometheus_api_client.prometheus_connect import PrometheusConnect
 from requests.adapters import HTTPAdapter
+from requests.models import PreparedRequest, Response
 from urllib3.util.retry import Retry
 
 from bot.core.errors import IntegrationError
@@ -40,6 +50,13 @@ _NICE_STEPS: tuple[int, ...] = (
 )  # fmt: skip
 _DAY = 86400
 _MAX_MESSAGE = 300
+#: Prometheus is asked to give up after this share of the time left, so its own "timeout"
+#: error arrives before the client's.
+_SERVER_SHARE = 0.8
+#: A call with less time than this left is not sent at all.
+_MIN_REQUEST_S = 0.05
+#: How much longer than the deadline the caller waits for the worker thread to report.
+_GRACE_S = 0.25
 
 _STATUS_RE = re.compile(r"HTTP Status Code (\d{3}) \((.*)\)\s*$", re.DOTALL)
 
@@ -206,12 +223,57 @@ def _no_retry() -> Retry:
     )
 
 
+def _bounded(timeout: float | tuple[float | None, float | None] | None, most: float) -> tuple[float, float]:
+    """requests' (connect, read) timeout, each at most `most` seconds."""
+    if timeout is None:
+        return most, most
+    if isinstance(timeout, tuple):
+        connect, read = timeout
+        return min(connect or most, most), min(read or most, most)
+    return min(timeout, most), min(timeout, most)
+
+
+class _BoundedAdapter(HTTPAdapter):
+    """An adapter that never lets a request wait longer than `most` seconds per connect or
+    read, even when the caller passes no timeout (or a longer one)."""
+
+    def __init__(self, most: float) -> None:
+        super().__init__(max_retries=_no_retry())
+        self.most = most
+
+    def send(
+        self,
+        request: PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float | None, float | None] | None = None,
+        verify: bool | str = True,
+        cert: Any = None,
+        proxies: dict[str, str] | None = None,
+    ) -> Response:
+        return super().send(
+            request,
+            stream=stream,
+            timeout=_bounded(timeout, self.most),
+            verify=verify,
+            cert=cert,
+            proxies=proxies,
+        )
+
+
+class _Expired(Exception):
+    """The call's deadline passed before a worker thread could send it."""
+
+
+def _server_timeout(seconds: float) -> str:
+    # Prometheus durations take integers with units only ("4000ms", not "4.0s").
+    return f"{max(round(seconds * 1000 * _SERVER_SHARE), 100)}ms"
+
+
 class PrometheusMetrics:
     """Async facade over `PrometheusConnect` (each call runs in a worker thread).
 
-    `timeout` bounds every HTTP request (seconds). Prometheus itself is asked to give up
-    evaluating a query a little earlier, so a slow query reports Prometheus' own
-    "timeout" error instead of a bare client timeout.
+    `timeout` (seconds) is the deadline of each call, from the moment it is made: see the
+    module docstring for how the request, Prometheus and the caller each stop at it.
     """
 
     def __init__(self, url: str, timeout: float = 10) -> None:
@@ -220,11 +282,10 @@ class PrometheusMetrics:
         self.url = url.rstrip("/")
         self.timeout = timeout
         session = requests.Session()
-        adapter = HTTPAdapter(max_retries=_no_retry())
+        adapter = _BoundedAdapter(timeout)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
         self._session = session
-        # The SDK annotates `timeout` as int, but hands it to requests, which takes a float.
         self._client = PrometheusConnect(
             url=self.url,
             retry=_no_retry(),
@@ -232,10 +293,9 @@ class PrometheusMetrics:
             # The SDK annotates timeout as int; requests takes a float.
             timeout=cast(Any, timeout),
         )
-
-    def _server_timeout(self) -> str:
-        # Prometheus durations take integers with units only ("4000ms", not "4.0s").
-        return f"{max(round(self.timeout * 800), 100)}ms"
+        # The SDK mounts an adapter of its own on its URL, which would win over the ones
+        # above for every query: put the bounded one back in its place.
+        session.mount(self.url, adapter)
 
     async def query_range(
         self, query: str, start: datetime, end: datetime, step_seconds: float | None = None
@@ -249,12 +309,7 @@ class PrometheusMetrics:
         if step <= 0:
             raise ValueError("step_seconds must be positive")
         result = await self._call(
-            self._client.custom_query_range,
-            query,
-            start_time=start,
-            end_time=end,
-            step=_format_step(step),
-            params={"timeout": self._server_timeout()},
+            self._client.custom_query_range, query, start_time=start, end_time=end, step=_format_step(step)
         )
         try:
             return parse_matrix(result)
@@ -263,7 +318,7 @@ class PrometheusMetrics:
 
     async def query_instant(self, query: str, at: datetime | None = None) -> list[Sample]:
         """Evaluate `query` at `at` (Prometheus' "now" when None)."""
-        params: dict[str, str] = {"timeout": self._server_timeout()}
+        params: dict[str, str] = {}
         if at is not None:
             _require_aware("at", at)
             params["time"] = f"{at.timestamp():.3f}"
@@ -273,9 +328,23 @@ class PrometheusMetrics:
         except ValueError as exc:
             raise IntegrationError(SYSTEM, _short(f"unexpected query result: {exc}")) from exc
 
-    async def _call(self, method: Any, query: str, **kwargs: Any) -> object:
+    async def _call(
+        self, method: Any, query: str, params: dict[str, str] | None = None, **kwargs: Any
+    ) -> object:
+        deadline = time.monotonic() + self.timeout
+
+        def send() -> object:
+            left = deadline - time.monotonic()
+            if left < _MIN_REQUEST_S:
+                raise _Expired
+            bounded = {**(params or {}), "timeout": _server_timeout(left)}
+            return method(query, params=bounded, timeout=cast(Any, left), **kwargs)
+
         try:
-            result: object = await asyncio.to_thread(method, query, **kwargs)
+            async with asyncio.timeout(self.timeout + _GRACE_S):
+                result: object = await asyncio.to_thread(send)
+        except (_Expired, TimeoutError) as exc:
+            raise IntegrationError(SYSTEM, f"request timed out after {self.timeout:g}s") from exc
         except PrometheusApiClientException as exc:
             raise error_from_sdk(exc) from exc
         except requests.RequestException as exc:

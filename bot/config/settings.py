@@ -9,6 +9,7 @@ from pydantic import Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core.errors import ConfigError
+from bot.core.promql import TrustedHosts
 
 BUNDLED_PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
 
@@ -67,6 +68,21 @@ class Settings(BaseSettings):
     # Read only to refuse them: Bolt switches to OAuth on its own when both are set.
     slack_client_id: str | None = None
     slack_client_secret: SecretStr | None = None
+    # PromQL cost control (bot.core.promql): how far back any query or graph window may reach,
+    # and how long one Prometheus request may take (Prometheus is told to stop a little earlier).
+    promql_max_lookback_seconds: float = Field(default=24 * 3600.0, ge=60)
+    prometheus_timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+    # Other host[:port] names (comma-separated) under which the configured Prometheus and
+    # Alertmanager appear in alerts' generatorURL / externalURL (e.g. their --web.external-url).
+    # An alert's expression is graphed and its links are shown only for these and the hosts of
+    # PROMETHEUS_URL / ALERTMANAGER_URL.
+    prometheus_hosts: str = ""
+    alertmanager_hosts: str = ""
+    # Ad hoc graphs (/incident graph): a token bucket per user, and at most this many drawn at
+    # once across every replica.
+    graph_rate_per_minute: float = Field(default=2.0, gt=0)
+    graph_burst: int = Field(default=3, ge=1, le=100)
+    graph_max_in_flight: int = Field(default=4, ge=1, le=64)
 
     @model_validator(mode="after")
     def _pagerduty_needs_from(self) -> Settings:
@@ -81,6 +97,21 @@ class Settings(BaseSettings):
                 "SLACK_CLIENT_ID/SLACK_CLIENT_SECRET are set: incidentbot is a single-workspace app and"
                 " Bolt would switch to OAuth; unset them"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _trusted_hosts(self) -> Settings:
+        # Every entry is checked at start-up, so a typo stops the bot instead of hiding links.
+        for name, value in (
+            ("PROMETHEUS_URL", self.prometheus_url),
+            ("PROMETHEUS_HOSTS", self.prometheus_hosts),
+            ("ALERTMANAGER_URL", self.alertmanager_url),
+            ("ALERTMANAGER_HOSTS", self.alertmanager_hosts),
+        ):
+            try:
+                TrustedHosts.parse(value)
+            except ValueError as exc:
+                raise ValueError(f"{name}: {exc}") from None
         return self
 
     @property

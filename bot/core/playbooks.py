@@ -71,6 +71,7 @@ __all__ = [
     "Remediation",
     "Step",
     "alert_expression_graph",
+    "generator_expression",
     "generic_playbook",
     "parse_duration",
     "playbook_json_schema",
@@ -483,15 +484,24 @@ def split_threshold(expr: str) -> tuple[str, float | None]:
     return (left, value) if math.isfinite(value) else (expr, None)
 
 
-def alert_expression_graph(generator_url: str, title: str = "Alert expression") -> Graph | None:
-    """A graph of the expression in a Prometheus generatorURL (its ``g0.expr``), or None."""
+def generator_expression(generator_url: str) -> str | None:
+    """The PromQL in a Prometheus generatorURL (its ``g0.expr``), or None.
+
+    The URL is alert data: whoever may post an alert chooses it. Before the expression is sent
+    anywhere, `bot.core.promql.QueryGuard` checks the URL's host and the expression's cost."""
     if not generator_url:
         return None
     try:
-        query = parse_qs(urlsplit(generator_url).query).get("g0.expr", [""])[0].strip()
+        expr = parse_qs(urlsplit(generator_url).query).get("g0.expr", [""])[0].strip()
     except ValueError:
         return None
-    if not query:
+    return expr or None
+
+
+def alert_expression_graph(generator_url: str, title: str = "Alert expression") -> Graph | None:
+    """A graph of the expression in a Prometheus generatorURL (its ``g0.expr``), or None."""
+    query = generator_expression(generator_url)
+    if query is None:
         return None
     expr, threshold = split_threshold(query)
     try:

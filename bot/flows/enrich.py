@@ -4,22 +4,33 @@ For every alert name of an incident, its playbook (or the generic one): the runb
 their checks evaluated, the graphs of its queries, and its remediation proposals. Each
 playbook is posted once per incident (claimed in Postgres). Enrichment degrades and never
 blocks the incident: Prometheus down or a bad query becomes a short note naming the query.
+
+What reaches Prometheus (bot.core.promql): playbook queries are trusted. An alert's own
+expression (its generatorURL) is used only when the URL names a configured Prometheus, and it
+passes the cost checks before it is sent, as an ad hoc graph does; ad hoc graphs are also
+limited per user and in number at once (`GraphLimiter`). Every graph window ends now and starts
+at most the configured maximum lookback ago (a playbook graph's own declared range excepted),
+whatever an alert says about when it started.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.clients.kubernetes.cluster import KubernetesCluster
-from bot.clients.prometheus import PrometheusMetrics
+from bot.clients.prometheus import PrometheusMetrics, choose_step
 from bot.clients.slack import SlackChat
+from bot.core import blockkit as kit
 from bot.core.blockkit import escape
 from bot.core.checks import CheckOutcome, evaluate_check_all
-from bot.core.errors import IntegrationError
+from bot.core.errors import IntegrationError, UserError
 from bot.core.incident import Alert, IncidentView
 from bot.core.playbooks import Graph, Playbook, PlaybookSet, alert_expression_graph
 from bot.core.ports import Clock
+from bot.core.promql import QueryGuard, QueryRefused
 from bot.core.templating import TemplateError
 from bot.flows.diagnostics import run_diagnostic
 from bot.flows.gate import IntakeGate
@@ -27,6 +38,7 @@ from bot.flows.remediation.propose import Proposer
 from bot.obs import logs
 from bot.render.graph import GraphSpec, render_graph
 from bot.render.runbook import graph_caption, no_prometheus_note, runbook_messages
+from bot.store.coordination import Coordination
 from bot.store.enrichment import EnrichmentStore
 from bot.store.lifecycle import LifecycleStore
 
@@ -34,19 +46,85 @@ log = logs.logger(logs.Component.ENRICH)
 
 LEASE_S = 120.0
 DEFAULT_LOOKBACK = timedelta(hours=1)
+REFUSED = "refused before it reached Prometheus"
 
 
 def _key(playbook: Playbook, alert: Alert) -> str:
     return playbook.name if playbook.system != "generic" else f"generic:{alert.name}"
 
 
-def graphs_of(playbook: Playbook, alert: Alert) -> list[Graph]:
-    graphs = list(playbook.graphs)
-    if playbook.graph_alert_expr or (playbook.system == "generic" and not graphs):
-        own = alert_expression_graph(alert.generator_url, title=f"{alert.name} expression")
-        if own is not None and all(g.query != own.query for g in graphs):
-            graphs.append(own)
+def _wants_own_expression(playbook: Playbook) -> bool:
+    return playbook.graph_alert_expr or playbook.system == "generic"
+
+
+def graphs_of(playbook: Playbook, alert: Alert, generator_url: str) -> list[tuple[Graph, bool]]:
+    """The graphs to draw for one alert, each with whether it comes from the alert (and so is
+    checked before it is sent). `generator_url` is the alert's, or "" when it is not trusted.
+    The generic playbook's graphs are all the alert's own expression."""
+    from_alert = playbook.system == "generic"
+    graphs = [(graph, from_alert) for graph in playbook.graphs]
+    if playbook.graph_alert_expr or (from_alert and not graphs):
+        own = alert_expression_graph(generator_url, title=f"{alert.name} expression")
+        if own is not None and all(g.query != own.query for g, _ in graphs):
+            graphs.append((own, True))
     return graphs
+
+
+@dataclass(frozen=True, slots=True)
+class GraphLimits:
+    per_user_per_minute: float = 2.0
+    per_user_burst: int = 3
+    max_in_flight: int = 4
+    #: How long a slot outlives a replica that died while drawing (a drawing replica frees it).
+    slot_seconds: float = 120.0
+
+
+@dataclass(frozen=True, slots=True)
+class GraphSlot:
+    name: str
+    token: str
+
+
+class GraphLimiter:
+    """Ad hoc graphs: a token bucket per user and at most `max_in_flight` drawn at once, both
+    shared by every replica through Redis. A refused request still takes its token, so asking
+    again too early only pushes the next graph further out (the refusal says when)."""
+
+    def __init__(self, coord: Coordination, limits: GraphLimits) -> None:
+        self.coord = coord
+        self.limits = limits
+
+    async def admit(self, user_id: str) -> GraphSlot:
+        """A slot for one graph by `user_id`; UserError (with the reason) when over a limit."""
+        limits = self.limits
+        slot = await self._take_slot()
+        if slot is None:
+            raise UserError(
+                f"Not graphed: {limits.max_in_flight} ad hoc graphs are being drawn already (the most at"
+                " once); try again in a few seconds. Nothing was sent to Prometheus."
+            )
+        rate = limits.per_user_per_minute / 60
+        wait = await self.coord.take_token(f"graph:{user_id}", rate, limits.per_user_burst)
+        if wait > 0:
+            await self.release(slot)
+            raise UserError(
+                f"Not graphed: you asked for {limits.per_user_burst} ad hoc graphs in a short time (at most"
+                f" {limits.per_user_per_minute:g} a minute); try again in {math.ceil(wait + 1 / rate)}s."
+                " Nothing was sent to Prometheus."
+            )
+        return slot
+
+    async def _take_slot(self) -> GraphSlot | None:
+        ttl_ms = round(self.limits.slot_seconds * 1000)
+        for index in range(self.limits.max_in_flight):
+            name = f"graph-slot:{index}"
+            token = await self.coord.try_lock(name, ttl_ms)
+            if token is not None:
+                return GraphSlot(name, token)
+        return None
+
+    async def release(self, slot: GraphSlot) -> None:
+        await self.coord.release(slot.name, slot.token)
 
 
 class Enricher:
@@ -63,6 +141,8 @@ class Enricher:
         clock: Clock,
         *,
         owner: str,
+        guard: QueryGuard,
+        limiter: GraphLimiter,
     ) -> None:
         self.store = store
         self.lifecycle = lifecycle
@@ -74,10 +154,25 @@ class Enricher:
         self.gate = gate
         self.clock = clock
         self.owner = owner
+        self.guard = guard
+        self.limiter = limiter
 
     @property
     def graphs_on(self) -> bool:
         return self.prometheus is not None
+
+    def _trusted_url(self, alert: Alert) -> str:
+        """The alert's generatorURL when it names a configured Prometheus, else ""."""
+        return alert.generator_url if self.guard.source_problem(alert.generator_url) is None else ""
+
+    def _untrusted_expression(self, playbook: Playbook, alert: Alert) -> tuple[str, str] | None:
+        """(the alert's expression, why it is not used) when the playbook would graph it but the
+        generatorURL names no configured Prometheus; the channel is told instead."""
+        if not _wants_own_expression(playbook):
+            return None
+        problem = self.guard.source_problem(alert.generator_url)
+        own = alert_expression_graph(alert.generator_url) if problem is not None else None
+        return (own.query, problem) if own is not None and problem is not None else None
 
     def playbooks_for(self, view: IncidentView) -> list[tuple[Playbook, Alert]]:
         """One playbook per alert name (the first alert of each name gives the labels)."""
@@ -87,7 +182,7 @@ class Enricher:
             if alert.name in seen_names:
                 continue
             seen_names.add(alert.name)
-            playbook = self.playbooks.resolve(alert.labels, alert.annotations, alert.generator_url)
+            playbook = self.playbooks.resolve(alert.labels, alert.annotations, self._trusted_url(alert))
             chosen.setdefault(_key(playbook, alert), (playbook, alert))
         return list(chosen.values())
 
@@ -179,16 +274,35 @@ class Enricher:
     async def post_graphs(self, view: IncidentView, playbook: Playbook, alert: Alert) -> None:
         channel = view.incident.channel_id
         assert channel is not None
-        graphs = graphs_of(playbook, alert)
-        if not graphs:
+        graphs = graphs_of(playbook, alert, self._trusted_url(alert))
+        untrusted = self._untrusted_expression(playbook, alert)
+        if not graphs and untrusted is None:
             return
         if self.prometheus is None:
             await self.chat.post(channel, no_prometheus_note())
             return
+        if untrusted is not None:
+            query, problem = untrusted
+            caption = graph_caption(
+                f"{alert.name} expression", query, window_text="", error=f"{REFUSED}: {problem}"
+            )
+            await self.chat.post_text(channel, caption)
         now = self.clock()
         start_of_alerts = min(a.starts_at for a in view.alerts) if view.alerts else view.incident.created_at
-        for graph in graphs:
-            await self.draw(channel, graph, alert.labels, alert_start=start_of_alerts, now=now)
+        for graph, from_alert in graphs:
+            await self.draw(
+                channel, graph, alert.labels, alert_start=start_of_alerts, now=now, checked=from_alert
+            )
+
+    def window_start(
+        self, now: datetime, back: timedelta, alert_start: datetime | None, *, trusted: bool
+    ) -> datetime:
+        """Where a graph's window starts: `back` before now, or an hour before the alert started
+        if that is earlier, but never before now - max lookback. A trusted playbook graph keeps
+        its own declared range even when that is longer."""
+        wanted = min(now - back, (alert_start or now) - DEFAULT_LOOKBACK)
+        floor = min(self.guard.earliest(now), now - back) if trusted else self.guard.earliest(now)
+        return max(wanted, floor)
 
     async def draw(
         self,
@@ -200,22 +314,33 @@ class Enricher:
         now: datetime,
         lookback: timedelta | None = None,
         templated: bool = True,
+        checked: bool = False,
     ) -> None:
-        """Query, render and upload one graph; failures become a short note in the channel."""
+        """Query, render and upload one graph; failures become a short note in the channel.
+        `checked`: the query is untrusted and passes the cost checks before it is sent."""
         assert self.prometheus is not None
         back = lookback or timedelta(seconds=graph.range_seconds)
-        start = min(now - back, (alert_start or now) - DEFAULT_LOOKBACK)
+        start = self.window_start(now, back, alert_start, trusted=not checked)
+        step = choose_step(start, now)
         window = f"{start:%H:%M}–{now:%H:%M} UTC"
         title = graph.title
         try:
             query = graph.render_query(labels) if templated else graph.query
+            if checked:
+                self.guard.check(query, step_seconds=step)
         except TemplateError as exc:
             await self.chat.post_text(
                 channel, graph_caption(title, graph.query, window_text=window, error=str(exc))
             )
             return
+        except QueryRefused as exc:
+            await self.chat.post_text(
+                channel,
+                graph_caption(title, graph.query, window_text=window, error=f"{REFUSED}: {exc.plain}"),
+            )
+            return
         try:
-            series = await self.prometheus.query_range(query, start, now)
+            series = await self.prometheus.query_range(query, start, now, step)
         except IntegrationError as exc:
             await self.chat.post_text(
                 channel, graph_caption(title, query, window_text=window, error=exc.message)
@@ -234,3 +359,54 @@ class Enricher:
             comment=graph_caption(title, query, window_text=window),
         )
         log.info("graph.posted", extra={"channel": channel, "query": query})
+
+    # ------------------------------------------------------------------ ad hoc graphs
+
+    def check_ad_hoc(self, query: str, lookback: timedelta, since: datetime | None, now: datetime) -> None:
+        """Refuse (QueryRefused, every reason) an ad hoc graph that must not reach Prometheus."""
+        reasons: list[str] = []
+        try:
+            self.guard.check_range(lookback)
+        except QueryRefused as exc:
+            reasons += exc.reasons
+        start = self.window_start(now, lookback, since, trusted=False)
+        try:
+            self.guard.check(query, step_seconds=choose_step(start, now))
+        except QueryRefused as exc:
+            reasons += exc.reasons
+        if reasons:
+            raise QueryRefused(reasons)
+
+    async def admit_ad_hoc(self, user_id: str) -> GraphSlot:
+        return await self.limiter.admit(user_id)
+
+    async def release_ad_hoc(self, slot: GraphSlot) -> None:
+        await self.limiter.release(slot)
+
+    async def draw_ad_hoc(
+        self,
+        slot: GraphSlot,
+        channel: str,
+        query: str,
+        *,
+        lookback: timedelta,
+        since: datetime | None,
+        now: datetime,
+    ) -> None:
+        """Draw an admitted ad hoc graph (as typed: no labels are substituted), then free its slot."""
+        graph = Graph.model_construct(
+            title=kit.clip(query, 140), query=query, unit="", threshold=None, range="1h"
+        )
+        try:
+            await self.draw(
+                channel,
+                graph,
+                {},
+                alert_start=since,
+                now=now,
+                lookback=lookback,
+                templated=False,
+                checked=True,
+            )
+        finally:
+            await self.limiter.release(slot)

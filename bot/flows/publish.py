@@ -22,6 +22,7 @@ from bot.clients.slack import Channel, NameTakenError, SlackChat
 from bot.core.errors import IntegrationError
 from bot.core.incident import IncidentView, channel_name
 from bot.core.ports import Clock
+from bot.core.promql import TrustedSources
 from bot.flows.gate import BACKGROUND, IntakeGate
 from bot.flows.owned_messages import OwnedMessages
 from bot.flows.supervisor import Supervisor
@@ -74,6 +75,7 @@ class Publisher:
         gate: IntakeGate,
         after_publish: Sequence[PublishedHook],
         grafana_url: str | None = None,
+        link_sources: TrustedSources | None = None,
     ) -> None:
         self.store = store
         self.chat = chat
@@ -85,6 +87,7 @@ class Publisher:
         self.incident_channel = incident_channel
         self.owner = owner
         self.grafana_url = grafana_url
+        self.link_sources = link_sources
         self.after_publish = tuple(after_publish)
         # Webhook intake goes first during a burst (bot.flows.gate).
         self.gate = gate
@@ -192,7 +195,7 @@ class Publisher:
         if topic != state.channel_topic:
             await self.chat.set_topic(channel_id, topic)
             await self.store.set_topic(inc.id, topic)
-        card = cards.incident_card(view, now)
+        card = cards.incident_card(view, now, self.link_sources)
         if state.card_ts is None:
             ts = await self.owned.post(channel_id, card, f"card:{inc.id}")
             await self.store.set_card_ts(inc.id, ts)

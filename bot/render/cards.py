@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from dataclasses import replace
 from datetime import datetime
 from urllib.parse import quote
 
@@ -29,6 +30,7 @@ from bot.core.incident import (
     Severity,
     TimelineEvent,
 )
+from bot.core.promql import TrustedSources
 
 SEVERITY_EMOJI = {Severity.P1: "🔴", Severity.P2: "🟠", Severity.P3: "🟡", Severity.P4: "🔵"}
 STATUS_LABEL = {
@@ -157,8 +159,20 @@ def _alert_group_blocks(name: str, alerts: list[Alert], view: IncidentView) -> l
     return blocks
 
 
-def incident_card(view: IncidentView, now: datetime) -> Message:
-    """The pinned summary in the incident channel, re-rendered on every change."""
+def trusted_links(view: IncidentView, sources: TrustedSources) -> IncidentView:
+    """The view without the alert-supplied links (generatorURL, externalURL) that point
+    anywhere but a configured Prometheus or Alertmanager: whoever posts an alert chooses them."""
+    alerts = tuple(
+        a if sources.prometheus.allows(a.generator_url) else replace(a, generator_url="") for a in view.alerts
+    )
+    external = view.external_url if sources.alertmanager.allows(view.external_url) else None
+    return replace(view, alerts=alerts, external_url=external)
+
+
+def incident_card(view: IncidentView, now: datetime, sources: TrustedSources | None = None) -> Message:
+    """The pinned summary in the incident channel, re-rendered on every change. Alert-supplied
+    links are shown only for the configured hosts in `sources` (none without)."""
+    view = trusted_links(view, sources or TrustedSources())
     inc = view.incident
     blocks: list[Block] = [
         header(title_line(inc)),

@@ -230,9 +230,9 @@ async def test_runbook_and_graph_commands_and_show_all_steps(
             timeout=20,
         )
         assert drawn.data is not None and drawn.data.startswith(PNG)
-        await driver.slash_command(
-            "/incident", "graph 'rate(x[5m]'", user_id="U_ALICE", channel_id=channel.id
-        )
+        # Well-formed PromQL that Prometheus refuses: its error is named in the channel. (What
+        # the cost check cannot even read is refused before, see test_promql_limits.py.)
+        await driver.slash_command("/incident", "graph 'rate(x)'", user_id="U_ALICE", channel_id=channel.id)
         await slack.wait_for(lambda s: any("bad_data" in t for t in _texts(s, channel.id)), timeout=20)
 
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
-from urllib.parse import parse_qs, urlsplit
 
 from bot.clients.kubernetes.cluster import KubernetesCluster
 from bot.clients.kubernetes.results import RolloutState
@@ -25,6 +24,7 @@ from bot.core.checks import evaluate_check_all
 from bot.core.errors import IntegrationError, UserError
 from bot.core.playbooks import Playbook, PlaybookSet
 from bot.core.ports import Clock
+from bot.core.promql import QueryGuard, QueryRefused
 from bot.core.runs import ActionRun, RunStatus
 from bot.core.templating import TemplateError
 from bot.flows.remediation.common import UNDOABLE, parse_params
@@ -38,17 +38,6 @@ log = logs.logger(logs.Component.REMEDIATION)
 
 ROLLOUT_TIMEOUT_S = 600.0  # Kubernetes' default progressDeadlineSeconds
 NOT_CONFIGURED = "recovery not checked: Prometheus is not configured (PROMETHEUS_URL)"
-
-
-def alert_expression(generator_url: str) -> str | None:
-    """The PromQL in a Prometheus generatorURL (`g0.expr`), or None."""
-    if not generator_url:
-        return None
-    try:
-        expr = parse_qs(urlsplit(generator_url).query).get("g0.expr", [""])[0].strip()
-    except ValueError:
-        return None
-    return expr or None
 
 
 def _sample_matches(sample_labels: Mapping[str, str], alert_labels: Mapping[str, str]) -> bool:
@@ -92,6 +81,7 @@ class Verifier:
         clock: Clock,
         *,
         verify_seconds: float,
+        guard: QueryGuard,
     ) -> None:
         self.store = store
         self.incidents = incidents
@@ -102,6 +92,9 @@ class Verifier:
         self.messages = messages
         self.clock = clock
         self.verify_seconds = verify_seconds
+        # An alert's own expression is re-run only from a configured Prometheus and within the
+        # cost checks (bot.core.promql), as when it was graphed.
+        self.guard = guard
 
     async def verify(self, run: ActionRun) -> str:
         """Wait for the rollout, re-run the checks, report in the thread; offer the undo when the
@@ -173,9 +166,12 @@ class Verifier:
                 if outcome.passed is not True:
                     verdict = False
             return verdict, "runbook checks — " + "; ".join(texts)
-        expr = alert_expression(generator_url)
-        if expr is None:
+        if not generator_url:
             return None, "recovery not checked: no runbook step checks and no alert expression to re-run"
+        try:
+            expr = self.guard.alert_expression(generator_url)
+        except QueryRefused as refused:
+            return None, f"recovery not checked: the alert's expression is not re-run: {refused.plain}"
         samples = [s for s in await source.query_instant(expr) if _sample_matches(s.labels, labels)]
         if not samples:
             return True, f"the alert's expression returns no samples for this alert (`{expr}`)"
