@@ -42,6 +42,7 @@ from bot.core.playbooks import PlaybookSet
 from bot.core.ports import Clock
 from bot.core.promql import Limits, QueryGuard, TrustedHosts, TrustedSources, playbook_warnings
 from bot.flows.enrich import Enricher, GraphLimiter, GraphLimits
+from bot.flows.failures import dependency_of
 from bot.flows.gate import IntakeGate
 from bot.flows.incidents import IncidentFlows
 from bot.flows.intake import Pipeline
@@ -64,6 +65,7 @@ from bot.flows.supervisor import Supervisor
 from bot.flows.timers import Timers
 from bot.obs import logs
 from bot.obs.metrics import Metrics
+from bot.obs.outages import Outages
 from bot.store import coordination
 from bot.store.db import apply_migrations, create_pool, durability
 from bot.store.enrichment import EnrichmentStore
@@ -214,6 +216,7 @@ class Components:
     prometheus: PrometheusMetrics | None
     pager: PagerDutyClient | None
     owner: str
+    outages: Outages
 
 
 @dataclass(frozen=True, slots=True)
@@ -293,6 +296,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     playbooks = load_playbook_set(settings)
     policy = playbooks.policy
     metrics = Metrics()
+    outages = Outages(metrics)
     supervisor = Supervisor()
     gate = IntakeGate()
     c = await _open_clients(settings, metrics, gate, stack)
@@ -371,6 +375,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         incident_channel=settings.incident_channel,
         owner=owner,
         gate=gate,
+        outages=outages,
         after_publish=(enricher.after_publish, oncall.after_publish),
         grafana_url=settings.grafana_url,
         link_sources=sources,
@@ -397,7 +402,9 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         store, lifecycle, c.chat, timers, silences, mirror, supervisor, metrics, clock, publish
     )
     inbound = PagerDutyInbound(store, lifecycle, incidents, timers, oncall, metrics, policy, clock, publish)
-    pipeline = Pipeline(inbox, playbooks, metrics, clock, publish, pagerduty=inbound.apply, gate=gate)
+    pipeline = Pipeline(
+        inbox, playbooks, metrics, clock, publish, pagerduty=inbound.apply, gate=gate, outages=outages
+    )
 
     flows = Flows(
         incidents=incidents,
@@ -455,6 +462,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         prometheus=c.prometheus,
         pager=c.pager,
         owner=owner,
+        outages=outages,
     )
     return BotServer(components, bolt, web_app, stack)
 
@@ -518,8 +526,12 @@ class BotServer:
                     parts.publisher.request(incident_id)
                 await parts.timers.run_due()
                 await parts.executor.sweep()
-            except Exception:
-                log.exception("sweep.error")
+            except Exception as exc:
+                dependency = dependency_of(exc)
+                if dependency is None:
+                    log.exception("sweep.error")
+                else:
+                    parts.outages.down(dependency, f"{type(exc).__name__}: {exc}")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), timeout=parts.settings.sweep_interval_seconds)
 

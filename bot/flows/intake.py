@@ -27,9 +27,11 @@ from bot.core.incident import (
 from bot.core.playbooks import PlaybookSet
 from bot.core.ports import Clock
 from bot.core.timers import opening_timers
+from bot.flows.failures import dependency_of
 from bot.flows.gate import BACKGROUND, IntakeGate
 from bot.obs import logs
 from bot.obs.metrics import Metrics
+from bot.obs.outages import Outages
 from bot.sources.alertmanager import AMPayload
 from bot.store.inbox import Inbox, InboxRow
 from bot.store.incidents import IntakeTx
@@ -69,6 +71,7 @@ class Pipeline:
         *,
         pagerduty: SourceHandler,
         gate: IntakeGate,
+        outages: Outages,
     ) -> None:
         self.inbox = inbox
         self.playbooks = playbooks
@@ -81,6 +84,7 @@ class Pipeline:
         self.handlers: dict[str, SourceHandler] = {"pagerduty": pagerduty}
         # Webhook requests being answered go first (see bot.flows.gate).
         self.gate = gate
+        self.outages = outages
 
     def severity(self, labels: dict[str, str]) -> Severity:
         return playbook_severity(self.playbooks, labels)
@@ -107,10 +111,16 @@ class Pipeline:
     async def _step(self) -> bool:
         await self.gate.turn()
         try:
-            return await self.process_one()
-        except Exception:
-            log.exception("worker.error")
+            processed = await self.process_one()
+        except Exception as exc:
+            dependency = dependency_of(exc)
+            if dependency is None:
+                log.exception("worker.error")
+            else:
+                self.outages.down(dependency, f"{type(exc).__name__}: {exc}")
             return False
+        self.outages.up("postgres")
+        return processed
 
     async def process_one(self) -> bool:
         """Claim and apply one stored delivery; False when there is none ready."""

@@ -23,11 +23,13 @@ from bot.core.errors import IntegrationError
 from bot.core.incident import IncidentView, channel_name
 from bot.core.ports import Clock
 from bot.core.promql import TrustedSources
+from bot.flows.failures import dependency_of
 from bot.flows.gate import BACKGROUND, IntakeGate
 from bot.flows.owned_messages import OwnedMessages
 from bot.flows.supervisor import Supervisor
 from bot.obs import logs
 from bot.obs.metrics import Metrics
+from bot.obs.outages import Outages
 from bot.render import cards
 from bot.store.coordination import Coordination
 from bot.store.incidents import PostgresStore, PublishState
@@ -73,6 +75,7 @@ class Publisher:
         incident_channel: str,
         owner: str,
         gate: IntakeGate,
+        outages: Outages,
         after_publish: Sequence[PublishedHook],
         grafana_url: str | None = None,
         link_sources: TrustedSources | None = None,
@@ -91,6 +94,7 @@ class Publisher:
         self.after_publish = tuple(after_publish)
         # Webhook intake goes first during a burst (bot.flows.gate).
         self.gate = gate
+        self.outages = outages
         self._incident_channel_id: str | None = None
         self._channel_lookup = asyncio.Lock()
         self._dirty: set[int] = set()
@@ -114,6 +118,8 @@ class Publisher:
         try:
             with logs.context(incident_id=incident_id):
                 await self.publish(incident_id)
+            self.outages.up("slack")
+            self.outages.up("redis")
             self._failures.pop(incident_id, None)
             self._retry_at.pop(incident_id, None)
         except Exception as exc:
@@ -121,10 +127,13 @@ class Publisher:
             failures = self._failures.get(incident_id, 0) + 1
             self._failures[incident_id] = failures
             self._retry_at[incident_id] = time.monotonic() + retry_delay(failures)
-            if isinstance(exc, IntegrationError):
-                log.warning("publish.failed", extra={"incident_id": incident_id, "error": str(exc)})
-            else:
+            dependency = dependency_of(exc)
+            if dependency is None:
                 log.exception("publish.error", extra={"incident_id": incident_id})
+            else:
+                # One line per outage (not per incident): see bot.obs.outages.
+                self.outages.down(dependency, f"{type(exc).__name__}: {exc}")
+                log.debug("publish.failed", extra={"incident_id": incident_id, "error": str(exc)})
         finally:
             self._running.discard(incident_id)
             if incident_id in self._dirty:

@@ -39,6 +39,12 @@ class Metrics:
             buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60),
             registry=r,
         )
+        self.dependency_up = Gauge(
+            "incidentbot_dependency_up",
+            "1 while the bot reaches a dependency, 0 while it is failing",
+            ["dependency"],
+            registry=r,
+        )
         self.inbox_pending = Gauge(
             "incidentbot_inbox_pending", "Stored webhooks not yet processed", registry=r
         )
