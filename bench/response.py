@@ -45,7 +45,7 @@ from sandbox.slack import SlackDriver, SlackSandbox, sign
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from sections import RESULTS_MD, write_section
 
-TOKEN = "bench-token"
+TOKEN = "bench-alertmanager-token"
 SECRET = "bench-signing-secret"
 PLAYBOOK = """
 - name: bench-queue

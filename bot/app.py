@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import os
 import socket
+import time
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -74,8 +75,10 @@ from bot.store.incidents import PostgresStore
 from bot.store.lifecycle import LifecycleStore
 from bot.store.messages import MessageLedger
 from bot.store.remediation import RemediationStore
+from bot.web.bodies import BodyReader
 from bot.web.handlers import Handlers
-from bot.web.routes import build_web_app
+from bot.web.routes import build_runner, build_web_app
+from bot.web.slack import SlackEdge
 from commands.base import Flows
 from commands.register import register
 
@@ -427,19 +430,12 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         process_before_response=False,
     )
     register(bolt, flows)
-    handlers = Handlers(
-        inbox,
-        pipeline.wake,
-        gate,
-        metrics,
-        {"postgres": store.ping, "redis": c.coord.ping},
-        clock,
-        alertmanager_token=settings.alertmanager_webhook_token,
-        pagerduty_secret=settings.pagerduty_webhook_secret,
-        max_body_bytes=settings.max_body_bytes,
-    )
     web_app = build_web_app(
-        handlers, bolt, max_body_bytes=settings.max_body_bytes, socket_mode=settings.socket_mode
+        _handlers(settings, inbox, pipeline, gate, metrics, store, c.coord, clock),
+        _slack_edge(settings, bolt, c.coord, metrics),
+        client_max_size=max(
+            settings.max_body_bytes, settings.pagerduty_max_body_bytes, settings.slack_max_body_bytes
+        ),
     )
     components = Components(
         settings=settings,
@@ -465,6 +461,48 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         outages=outages,
     )
     return BotServer(components, bolt, web_app, stack)
+
+
+def _handlers(
+    settings: Settings,
+    inbox: Inbox,
+    pipeline: Pipeline,
+    gate: IntakeGate,
+    metrics: Metrics,
+    store: PostgresStore,
+    coord: coordination.Coordination,
+    clock: Clock,
+) -> Handlers:
+    timeout = settings.http_body_timeout_seconds
+    return Handlers(
+        inbox,
+        pipeline.wake,
+        gate,
+        metrics,
+        {"postgres": store.ping, "redis": coord.ping},
+        clock,
+        alertmanager_token=settings.alertmanager_webhook_token,
+        pagerduty_secret=settings.pagerduty_webhook_secret,
+        # Alertmanager authenticates with a header, before its body is read: no bound needed.
+        alertmanager_body=BodyReader(settings.max_body_bytes, timeout),
+        pagerduty_body=BodyReader(
+            settings.pagerduty_max_body_bytes, timeout, settings.http_max_unauthenticated_reads
+        ),
+        wall_clock=time.time,
+    )
+
+
+def _slack_edge(
+    settings: Settings, bolt: AsyncApp, coord: coordination.Coordination, metrics: Metrics
+) -> SlackEdge | None:
+    if settings.socket_mode or settings.slack_signing_secret is None:
+        return None
+    body = BodyReader(
+        settings.slack_max_body_bytes,
+        settings.http_body_timeout_seconds,
+        settings.http_max_unauthenticated_reads,
+    )
+    return SlackEdge(bolt, settings.slack_signing_secret.get_secret_value(), coord, metrics, body, time.time)
 
 
 async def build(settings: Settings, *, clock: Clock = utc_now) -> BotServer:
@@ -498,7 +536,9 @@ class BotServer:
 
     async def start(self) -> None:
         settings = self.parts.settings
-        self._runner = web.AppRunner(self.web_app, access_log=None, shutdown_timeout=5)
+        self._runner = build_runner(
+            self.web_app, header_timeout_s=settings.http_header_timeout_seconds, shutdown_timeout_s=5
+        )
         await self._runner.setup()
         site = web.TCPSite(self._runner, settings.http_host, settings.http_port)
         await site.start()

@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, model_validator
+from pydantic import Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.core.errors import ConfigError
 from bot.core.promql import TrustedHosts
 
 BUNDLED_PLAYBOOKS = Path(__file__).resolve().parents[2] / "playbooks"
+# Shortest accepted webhook token or signing secret: an empty or short one is guessable (an
+# empty bearer token even matched an empty `Authorization: Bearer`).
+MIN_SECRET_LENGTH = 16
 
 
 class Settings(BaseSettings):
@@ -83,6 +87,36 @@ class Settings(BaseSettings):
     graph_rate_per_minute: float = Field(default=2.0, gt=0)
     graph_burst: int = Field(default=3, ge=1, le=100)
     graph_max_in_flight: int = Field(default=4, ge=1, le=64)
+    # The HTTP edge: per-route body limits (Alertmanager keeps max_body_bytes); how long a
+    # client may take from opening the connection (or the previous response) to complete
+    # headers, which is also the idle keep-alive limit, and to send its body; and how many
+    # bodies of not yet authenticated requests (Slack, PagerDuty: the signature covers the
+    # body) are read at once per route; more are answered 503 with Retry-After.
+    slack_max_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    pagerduty_max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    http_header_timeout_seconds: float = Field(default=15.0, gt=0)
+    http_body_timeout_seconds: float = Field(default=10.0, gt=0)
+    http_max_unauthenticated_reads: int = Field(default=16, ge=1)
+
+    @field_validator("alertmanager_webhook_token", "slack_signing_secret", "pagerduty_webhook_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None, info: ValidationInfo) -> SecretStr | None:
+        """Every secret that authenticates a request has MIN_SECRET_LENGTH characters when set;
+        PAGERDUTY_WEBHOOK_SECRET may hold several, comma separated, during a rotation."""
+        if value is None:
+            return None
+        several = info.field_name == "pagerduty_webhook_secret"
+        secrets = value.get_secret_value().split(",") if several else [value.get_secret_value()]
+        if any(len(secret.strip()) < MIN_SECRET_LENGTH for secret in secrets):
+            raise PydanticCustomError(
+                "secret_too_short",
+                "{which} be at least {minimum} characters long",
+                {
+                    "which": "each comma-separated secret must" if several else "must",
+                    "minimum": MIN_SECRET_LENGTH,
+                },
+            )
+        return value
 
     @model_validator(mode="after")
     def _pagerduty_needs_from(self) -> Settings:

@@ -7,13 +7,13 @@ receiver treats it as state, never as an event (protocols.md A.3).
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.core.incident import Alert, AlertStatus
+from bot.sources import json_body
 
 GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 
@@ -75,10 +75,13 @@ class AMPayload(BaseModel):
 
 
 def parse_payload(raw: bytes) -> AMPayload:
-    """Parse and validate a webhook body; PayloadError carries a reason fit for a 400."""
+    """Parse and validate a webhook body; PayloadError carries a reason fit for a 400.
+
+    Anything unparsable (not UTF-8, e.g. UTF-16; nested too deep; not storable) is a
+    PayloadError too: a 5xx would make Alertmanager retry a body that can never succeed."""
     try:
-        data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        data = json_body.loads(raw)
+    except json_body.JsonBodyError as exc:
         raise PayloadError(f"malformed JSON: {exc}") from None
     if not isinstance(data, dict):
         raise PayloadError("payload must be a JSON object")

@@ -7,23 +7,33 @@ event type (responders, tasks, workflows, services, and types PagerDuty adds lat
 into :class:`GenericData`, which keeps all its fields. An unknown event type is not an error.
 
 Signatures (``X-PagerDuty-Signature: v1=<hex>[,v1=<hex>...]``) are HMAC-SHA256 over the raw
-body, one entry per active secret; see :func:`verify_signature`.
+body, one entry per active secret; see :func:`verify_signature`. The header alone is checked
+first (:func:`signature_header_ok`), so a request without a plausible signature is refused
+before its body is read.
+
+Only the body is signed: ``X-Webhook-Id`` is not, so deliveries are deduplicated on the signed
+``event.id``, and an event older than PagerDuty's retry window is never applied
+(:func:`too_old`). Names of PagerDuty users are external text, never Slack markup
+(:func:`actor_label`), and links are kept only when they are plain https URLs.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
-import json
+import re
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, ValidationError
+
+from bot.sources import json_body
 
 __all__ = [
     "INCIDENT_EVENT_TYPES",
+    "MAX_EVENT_AGE",
     "SIGNATURE_HEADER",
     "WEBHOOK_ID_HEADER",
     "ClientInfo",
@@ -38,14 +48,42 @@ __all__ = [
     "PagerDutyWebhookError",
     "Reference",
     "Urgency",
+    "actor_label",
     "parse_webhook",
+    "person_label",
     "sign",
+    "signature_header_ok",
+    "too_old",
     "verify_signature",
 ]
 
 SIGNATURE_HEADER = "X-PagerDuty-Signature"
 WEBHOOK_ID_HEADER = "X-Webhook-Id"
 _SIGNATURE_PREFIX = "v1="
+_SIGNATURE_ENTRY = re.compile(r"v1=[0-9a-fA-F]{64}")
+# PagerDuty retries a delivery for up to 48 h; anything older is a replay, not a retry. The
+# margin covers deliveries queued behind a failing one and clock skew.
+MAX_EVENT_AGE = timedelta(hours=48 + 6)
+# The characters Slack markup (mentions, links, link labels) is made of, and line breaks: none
+# survives in an actor label. An `&` is left to escaping where the label is rendered.
+_MARKUP = str.maketrans({"<": "‹", ">": "›", "|": "¦", "\n": " ", "\r": " ", "\t": " "})
+MAX_ACTOR_LABEL = 80
+
+
+def _safe_link(value: object) -> str | None:
+    """Keep a link only when it is https and cannot break out of Slack's ``<url|label>``."""
+    if value is None:
+        return None
+    if (
+        not isinstance(value, str)
+        or not value.startswith("https://")
+        or any(c in value for c in "<|> \n\r\t")
+    ):
+        return None
+    return value
+
+
+SafeLink = Annotated[str | None, BeforeValidator(_safe_link)]
 
 
 class EventType(StrEnum):
@@ -124,7 +162,7 @@ class Reference(_Model):
     type: str | None = None
     summary: str | None = None
     self_url: str | None = Field(default=None, alias="self")
-    html_url: str | None = None
+    html_url: SafeLink = None
 
 
 class ClientInfo(_Model):
@@ -149,7 +187,7 @@ class IncidentData(_Model):
     title: str
     number: int | None = None
     self_url: str | None = Field(default=None, alias="self")
-    html_url: str | None = None
+    html_url: SafeLink = None
     incident_key: str | None = None
     created_at: datetime | None = None
     reopened_at: datetime | None = None
@@ -203,7 +241,8 @@ EventData = Annotated[
 class PagerDutyEvent(_Model):
     """``event`` of a V3 webhook."""
 
-    id: str = Field(min_length=1)
+    # Signed, unlike X-Webhook-Id: deliveries are deduplicated on it.
+    id: str = Field(min_length=1, max_length=200)
     event_type: str = Field(min_length=1)
     resource_type: str = Field(min_length=1)
     occurred_at: datetime
@@ -254,17 +293,13 @@ class PagerDutyWebhookError(ValueError):
 def parse_webhook(raw: bytes) -> PagerDutyEvent:
     """Parse the raw body of a V3 webhook POST.
 
-    Raises :class:`PagerDutyWebhookError` (a ValueError) when the body is not UTF-8 JSON,
-    lacks ``event``, or a known field has the wrong shape.
+    Raises :class:`PagerDutyWebhookError` (a ValueError) when the body is not UTF-8 JSON we can
+    store, lacks ``event``, or a known field has the wrong shape.
     """
     try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise PagerDutyWebhookError(f"body is not UTF-8 (byte {exc.start})") from None
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PagerDutyWebhookError(f"body is not JSON: {exc.msg} at line {exc.lineno}") from None
+        body = json_body.loads(raw)
+    except json_body.JsonBodyError as exc:
+        raise PagerDutyWebhookError(str(exc)) from None
     if not isinstance(body, dict):
         raise PagerDutyWebhookError(f"body is a JSON {type(body).__name__}, not an object")
     if "event" not in body:
@@ -273,6 +308,24 @@ def parse_webhook(raw: bytes) -> PagerDutyEvent:
         return _Envelope.model_validate(body).event
     except ValidationError as exc:
         raise PagerDutyWebhookError(_describe(exc)) from None
+
+
+def too_old(event: PagerDutyEvent, now: datetime) -> bool:
+    """True when the event happened before PagerDuty's retry window (with margin) began."""
+    return event.occurred_at < now - MAX_EVENT_AGE
+
+
+def person_label(person: Reference) -> str:
+    """A PagerDuty user's display name as plain single-line text no Slack markup can be made of
+    (``<!channel>`` becomes ``‹!channel›``); still escaped wherever it is rendered."""
+    name = (person.summary or person.id).translate(_MARKUP).strip() or person.id.translate(_MARKUP)
+    return name if len(name) <= MAX_ACTOR_LABEL else name[: MAX_ACTOR_LABEL - 1] + "…"
+
+
+def actor_label(event: PagerDutyEvent) -> str:
+    """Who made the change in PagerDuty (:func:`person_label`), marked as coming from PagerDuty:
+    the suffix also means a label never looks like a Slack user id."""
+    return "PagerDuty" if event.agent is None else f"{person_label(event.agent)} (PagerDuty)"
 
 
 def _describe(exc: ValidationError) -> str:
@@ -290,6 +343,14 @@ def _describe(exc: ValidationError) -> str:
 def sign(secret: str, raw_body: bytes) -> str:
     """The hex HMAC-SHA256 of the body under one secret (what follows ``v1=``)."""
     return hmac.new(secret.encode("utf-8"), raw_body, hashlib.sha256).hexdigest()
+
+
+def signature_header_ok(header: str | None) -> bool:
+    """Whether ``X-PagerDuty-Signature`` holds at least one well-formed ``v1=<64 hex>`` entry:
+    checked before the body is read, so an unsigned request costs no body read."""
+    if not header:
+        return False
+    return any(_SIGNATURE_ENTRY.fullmatch(entry.strip()) for entry in header.split(","))
 
 
 def verify_signature(secret_list: Sequence[str], raw_body: bytes, header: str | None) -> bool:

@@ -108,5 +108,15 @@ class Coordination:
         """True once per key within ttl_s (deduplication of deliveries and echoes)."""
         return bool(await self.client.set(PREFIX + "seen:" + key, "1", nx=True, ex=ttl_s))
 
+    async def first_use(self, request_key: str, window_s: int) -> bool:
+        """True the first time a signed request (e.g. Slack's timestamp and signature) is seen
+        within the window its signature is valid for, on any replica; False for a replay.
+        One atomic SET NX: two replicas receiving the same request cannot both win."""
+        return bool(await self.client.set(PREFIX + "request:" + request_key, "1", nx=True, ex=window_s))
+
+    async def forget_use(self, request_key: str) -> None:
+        """Undo first_use for a request that could not be handled, so its retry is."""
+        await self.client.delete(PREFIX + "request:" + request_key)
+
     async def aclose(self) -> None:
         await self.client.aclose()

@@ -35,8 +35,8 @@ INTAKE_BATCHES_IN_FLIGHT = 2
 MAX_PASSED_OVER = 32
 
 # Ids are taken from the sequence in the materialised CTE so each input row's position maps
-# to its id without relying on the order of RETURNING; conflicting delivery ids (a replayed
-# PagerDuty webhook, also twice in one batch) insert nothing and map to NULL.
+# to its id without relying on the order of RETURNING; conflicting delivery ids (a PagerDuty
+# event delivered again, also twice in one batch) insert nothing and map to NULL.
 BATCH_INSERT = """
 WITH input AS MATERIALIZED (
     SELECT nextval(pg_get_serial_sequence('webhook_inbox', 'id')) AS id, t.ord, t.source,
@@ -173,7 +173,9 @@ class Inbox:
         self, source: str, body: str, delivery_id: str | None = None, subject: str | None = None
     ) -> int | None:
         """Durably store a webhook body (committed on return, batched with concurrent
-        deliveries); None when this delivery id was stored before. Deliveries about the same
+        deliveries); None when this delivery id was stored before. The delivery id must come
+        from the signed body (PagerDuty: ``event.id``), never from an unsigned header, or a
+        replay with a fresh header would be stored again. Deliveries about the same
         ``subject`` (e.g. one Alertmanager group) are processed in the order they arrived."""
         order_key = hashlib.sha256(f"{source}\0{subject}".encode()).hexdigest()[:32] if subject else None
         return await self.writer.insert(source, body, delivery_id, order_key)

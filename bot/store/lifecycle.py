@@ -3,14 +3,42 @@ timeline event and bumps the version the publisher compares against."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import asyncpg
 
+from bot.core.blockkit import escape
 from bot.core.incident import Incident, Role, Severity
 from bot.store.incidents import IntakeTx, Record, _incident
+
+# A Slack user id: U… (W… on Enterprise Grid); the sandbox's ids (U_ALICE) have underscores.
+SLACK_USER_ID = re.compile(r"[UW][A-Z0-9_]{1,30}")
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who made a change: a Slack user, or someone outside Slack (a PagerDuty user, by display
+    name). The `*_by` columns and the timeline's `actor` hold Slack user ids only; an outside
+    name is stored apart and only ever shown escaped, never inside `<@…>`."""
+
+    slack_id: str | None
+    external: str | None
+
+    @classmethod
+    def of(cls, who: str) -> Actor:
+        return cls(who, None) if SLACK_USER_ID.fullmatch(who) else cls(None, who)
+
+    @property
+    def mrkdwn(self) -> str:
+        return f"<@{self.slack_id}>" if self.slack_id else escape(self.external or "someone")
+
+    @property
+    def data(self) -> dict[str, Any]:
+        """What a timeline event records about an outside actor."""
+        return {"external_actor": self.external} if self.external else {}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,13 +95,15 @@ class LifecycleStore:
     async def set_severity(
         self, incident_id: int, severity: Severity, actor: str, now: datetime
     ) -> Incident | None:
+        who = Actor.of(actor)
         return await self._change(
             "UPDATE incidents SET severity = $2 WHERE id = $1 AND severity <> $2 RETURNING *",
             (incident_id, severity.value),
-            event=("severity_changed", f"<@{actor}> set severity to {severity}"),
-            actor=actor,
+            event=("severity_changed", f"{who.mrkdwn} set severity to {severity}"),
+            actor=who.slack_id,
             now=now,
             announce=True,
+            data=who.data,
         )
 
     async def post_status(self, incident_id: int, text: str, actor: str, now: datetime) -> Incident | None:
@@ -118,22 +148,26 @@ class LifecycleStore:
     async def resolve(
         self, incident_id: int, actor: str, summary: str | None, now: datetime
     ) -> Incident | None:
-        text = f"Resolved by <@{actor}>" + (f": {summary}" if summary else "")
+        who = Actor.of(actor)
+        text = f"Resolved by {who.mrkdwn}" + (f": {summary}" if summary else "")
         return await self._change(
             "UPDATE incidents SET status = 'resolved', open_marker = NULL, resolved_at = $2, resolved_by = $3,"
-            " resolution_summary = $4 WHERE id = $1 AND open_marker RETURNING *",
-            (incident_id, now, actor, summary),
+            " resolved_by_external = $5, resolution_summary = $4 WHERE id = $1 AND open_marker RETURNING *",
+            (incident_id, now, who.slack_id, summary, who.external),
             event=("resolved", text),
-            actor=actor,
+            actor=who.slack_id,
             now=now,
+            data=who.data,
         )
 
     async def reopen(self, incident_id: int, actor: str, now: datetime) -> Incident | None:
         """Resolved → triggered; raises UniqueViolationError when the group has a newer
         open incident (the caller tells the user which)."""
+        who = Actor.of(actor)
         return await self._change(
             "UPDATE incidents SET status = 'triggered', open_marker = TRUE, resolved_at = NULL,"
-            " resolved_by = NULL, acknowledged_at = NULL, acknowledged_by = NULL,"
+            " resolved_by = NULL, resolved_by_external = NULL, acknowledged_at = NULL,"
+            " acknowledged_by = NULL, acknowledged_by_external = NULL,"
             # An archived channel cannot take messages (bots cannot unarchive): open a new one.
             " channel_id = CASE WHEN archived_at IS NULL THEN channel_id END,"
             " channel_name = CASE WHEN archived_at IS NULL THEN channel_name END,"
@@ -143,11 +177,27 @@ class LifecycleStore:
             " archived_at = NULL"
             " WHERE id = $1 AND open_marker IS NULL RETURNING *",
             (incident_id,),
-            event=("reopened", f"Reopened by <@{actor}>"),
-            actor=actor,
+            event=("reopened", f"Reopened by {who.mrkdwn}"),
+            actor=who.slack_id,
             now=now,
             announce=True,
+            data=who.data,
         )
+
+    async def acknowledge_external(self, incident_id: int, actor: str, now: datetime) -> bool:
+        """Triggered → acknowledged by someone outside Slack (a PagerDuty user): the name goes to
+        acknowledged_by_external, never to acknowledged_by. False when not triggered."""
+        who = Actor(None, actor)
+        changed = await self._change(
+            "UPDATE incidents SET status = 'acknowledged', acknowledged_at = $2,"
+            " acknowledged_by_external = $3 WHERE id = $1 AND status = 'triggered' RETURNING *",
+            (incident_id, now, actor),
+            event=("acknowledged", f"Acknowledged by {who.mrkdwn}"),
+            actor=None,
+            now=now,
+            data=who.data,
+        )
+        return changed is not None
 
     async def mark_archived(self, incident_id: int, now: datetime) -> None:
         await self.pool.execute("UPDATE incidents SET archived_at = $2 WHERE id = $1", incident_id, now)
@@ -177,13 +227,17 @@ class LifecycleStore:
         row = await self.pool.fetchrow("SELECT * FROM incidents WHERE pagerduty_incident_id = $1", pd_id)
         return _incident(row) if row else None
 
-    async def advance_pagerduty_clock(self, incident_id: int, occurred_at: datetime) -> bool:
-        """Record a PagerDuty state change as applied; False when a newer one already was."""
+    async def advance_pagerduty_clock(self, incident_id: int, occurred_at: datetime, event_id: str) -> bool:
+        """Record a PagerDuty state change as applied; False unless it is strictly newer than the
+        last one applied (same time: the greater event id wins), so neither an older change nor
+        the same one again is applied over what is stored."""
         row = await self.pool.fetchval(
-            "UPDATE incidents SET pagerduty_event_at = $2 WHERE id = $1"
-            " AND (pagerduty_event_at IS NULL OR pagerduty_event_at <= $2) RETURNING id",
+            "UPDATE incidents SET pagerduty_event_at = $2, pagerduty_event_id = $3 WHERE id = $1"
+            " AND (pagerduty_event_at IS NULL OR pagerduty_event_at < $2"
+            " OR (pagerduty_event_at = $2 AND pagerduty_event_id < $3)) RETURNING id",
             incident_id,
             occurred_at,
+            event_id,
         )
         return row is not None
 

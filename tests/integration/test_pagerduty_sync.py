@@ -143,8 +143,12 @@ async def test_resolve_in_pagerduty_resolves_in_slack_and_is_not_sent_back(
                 if m.blocks
             )
         )
-        rows = await _rows(database_dsn, "SELECT status, acknowledged_by FROM incidents")
-        assert rows[0]["status"] == "resolved" and "(PagerDuty)" in rows[0]["acknowledged_by"]
+        rows = await _rows(
+            database_dsn, "SELECT status, acknowledged_by, acknowledged_by_external FROM incidents"
+        )
+        # acknowledged_by holds Slack user ids only; the PagerDuty user is kept apart.
+        assert rows[0]["status"] == "resolved" and rows[0]["acknowledged_by"] is None
+        assert rows[0]["acknowledged_by_external"] == "Bob (PagerDuty)"
         assert pd.requests_to("PUT", f"/incidents/{pd_incident.id}") == []
         assert channel.id
 

@@ -89,7 +89,7 @@ def _bot_env(slack_api_url: str, database_dsn: str, redis_url: str, port: int) -
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PAGERDUTY_"))}
     env.update(
         SLACK_BOT_TOKEN="xoxb-0000000001-0000000002-sandboxbottoken",
-        SLACK_SIGNING_SECRET="secret",
+        SLACK_SIGNING_SECRET="resilience-signing-secret",
         SLACK_API_URL=slack_api_url,
         DATABASE_URL=database_dsn,
         REDIS_URL=redis_url,

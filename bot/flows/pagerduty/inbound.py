@@ -12,7 +12,7 @@ import json
 import re
 from collections.abc import Callable
 
-from bot.core.blockkit import escape
+from bot.core.blockkit import escape, link
 from bot.core.incident import Incident, IncidentSource, IncidentStatus, Severity
 from bot.core.policy import Policy
 from bot.core.ports import Clock
@@ -22,7 +22,7 @@ from bot.flows.pagerduty.oncall import OnCallInviter
 from bot.flows.timers import Timers
 from bot.obs import logs
 from bot.obs.metrics import Metrics
-from bot.sources.pagerduty import IncidentData, PagerDutyEvent, parse_webhook
+from bot.sources.pagerduty import IncidentData, PagerDutyEvent, actor_label, parse_webhook, person_label
 from bot.store.inbox import InboxRow
 from bot.store.incidents import IntakeTx, PostgresStore
 from bot.store.lifecycle import LifecycleStore
@@ -49,12 +49,6 @@ def severity_of(data: IncidentData) -> Severity:
         if match:
             return Severity(f"P{min(4, max(1, int(match.group(1))))}")
     return Severity.P2 if (data.urgency or "high") == "high" else Severity.P4
-
-
-def _agent(event: PagerDutyEvent) -> str:
-    if event.agent is None:
-        return "PagerDuty"
-    return f"{event.agent.summary or event.agent.id} (PagerDuty)"
 
 
 class PagerDutyInbound:
@@ -113,10 +107,10 @@ class PagerDutyInbound:
             joined = await tx.open_incident_for(key)
         if joined is not None and joined.status is not IncidentStatus.RESOLVED:
             incident = joined
-            text = (
-                f"Linked to PagerDuty incident <{data.html_url or ''}|#{data.number or data.id}>"
-                if data.html_url
-                else f"Linked to PagerDuty incident {escape(data.id)}"
+            label = f"#{data.number}" if data.number is not None else data.id
+            # html_url is None unless it is a plain https URL (the parser drops anything else).
+            text = "Linked to PagerDuty incident " + (
+                link(data.html_url, label) if data.html_url else escape(label)
             )
             await tx.add_event(incident.id, "pagerduty_linked", text, at=now, announce=True)
             await tx.bump_version(incident.id)
@@ -158,12 +152,13 @@ class PagerDutyInbound:
     async def _update(self, incident: Incident, event: PagerDutyEvent) -> None:
         kind = event.event_type
         if kind in STATE_EVENTS and not await self.lifecycle.advance_pagerduty_clock(
-            incident.id, event.occurred_at
+            incident.id, event.occurred_at, event.id
         ):
             await self.lifecycle.add_event(
                 incident.id,
                 "pagerduty_stale",
-                f"Ignored PagerDuty {escape(kind)} of {event.occurred_at:%H:%M:%S} UTC: a newer change was applied",
+                f"Ignored PagerDuty {escape(kind)} of {event.occurred_at:%H:%M:%S} UTC:"
+                " it is not newer than the last change applied",
                 now=self.clock(),
             )
             return
@@ -174,10 +169,12 @@ class PagerDutyInbound:
         self.publish(incident.id)
 
     async def _apply_state(self, incident: Incident, event: PagerDutyEvent) -> None:
-        who = _agent(event)
+        # The PagerDuty user is named by a plain-text label, never passed as a Slack user id:
+        # the stores keep it apart from the `*_by` columns and escape it in the timeline.
+        who = actor_label(event)
         match event.event_type:
             case "incident.acknowledged" if incident.status is IncidentStatus.TRIGGERED:
-                await self.incidents.acknowledge(incident, who, from_pagerduty=True)
+                await self.lifecycle.acknowledge_external(incident.id, who, self.clock())
             case "incident.resolved" if incident.status is not IncidentStatus.RESOLVED:
                 await self.incidents.resolve(incident, who, "resolved in PagerDuty", from_pagerduty=True)
             case "incident.reopened" | "incident.unacknowledged" if (
@@ -194,7 +191,7 @@ class PagerDutyInbound:
         now = self.clock()
         data = event.incident
         if event.event_type == "incident.reassigned" and data is not None:
-            names = ", ".join(escape(a.summary or a.id) for a in data.assignees) or "nobody"
+            names = ", ".join(escape(person_label(a)) for a in data.assignees) or "nobody"
             await self.lifecycle.add_event(
                 incident.id,
                 "pagerduty_reassigned",
@@ -207,7 +204,7 @@ class PagerDutyInbound:
             await self.lifecycle.add_event(
                 incident.id,
                 "pagerduty_note",
-                f"📝 PagerDuty note by {escape(_agent(event))}: {escape(event.note.content[:1500])}",
+                f"📝 PagerDuty note by {escape(actor_label(event))}: {escape(event.note.content[:1500])}",
                 now=now,
                 announce=True,
             )
