@@ -32,7 +32,7 @@ from bot.flows.gate import BACKGROUND, IntakeGate
 from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.obs.outages import Outages
-from bot.sources.alertmanager import AMPayload
+from bot.sources.alertmanager import REPAIRS_FIELD, AMPayload
 from bot.store.inbox import Inbox, InboxRow
 from bot.store.incidents import IntakeTx
 
@@ -157,6 +157,16 @@ class Pipeline:
         if row.source == "alertmanager":
             payload = AMPayload.model_validate(row.body)
             touched = await self.apply_alertmanager(tx, payload, row.id)
+            repairs = int(row.body.get(REPAIRS_FIELD, 0)) if isinstance(row.body, dict) else 0
+            for incident_id in touched if repairs else []:
+                await tx.add_event(
+                    incident_id,
+                    "delivery_repaired",
+                    f"⚠️ {repairs} character(s) that cannot be stored (NUL, broken UTF-16) in an"
+                    " Alertmanager delivery were replaced by \ufffd; its alerts were kept.",
+                    at=self.clock(),
+                    data={"inbox_id": row.id, "characters": repairs},
+                )
         elif row.source in self.handlers:
             touched = await self.handlers[row.source](row, tx)
         else:

@@ -15,6 +15,12 @@ class Metrics:
         self.webhooks_rejected = Counter(
             "incidentbot_webhooks_rejected_total", "Webhooks refused", ["source", "reason"], registry=r
         )
+        self.webhooks_repaired = Counter(
+            "incidentbot_webhook_characters_repaired_total",
+            "Characters PostgreSQL cannot store (NUL, lone surrogates) replaced by U+FFFD in webhooks",
+            ["source"],
+            registry=r,
+        )
         self.alerts_stored = Counter(
             "incidentbot_alerts_stored_total", "Alert state changes stored", ["status"], registry=r
         )

@@ -7,8 +7,10 @@ receiver treats it as state, never as an event (protocols.md A.3).
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -74,6 +76,34 @@ class AMPayload(BaseModel):
         return [a.to_domain() for a in self.alerts]
 
 
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A delivery as it is stored: the validated payload, the body to store, and how many
+    characters PostgreSQL could not store were replaced (kept in the stored body as
+    REPAIRS_FIELD, so the incident's timeline can say so)."""
+
+    payload: AMPayload
+    body: bytes
+    repairs: int
+
+
+# A field of our own in a stored body that had to be repaired (Alertmanager never sends it).
+REPAIRS_FIELD = "incidentbotRepairedCharacters"
+
+
+def receive(raw: bytes) -> Received:
+    """Parse, repair what PostgreSQL cannot store, validate. PayloadError for the rest."""
+    try:
+        data, repairs = json_body.loads_repaired(raw)
+    except json_body.JsonBodyError as exc:
+        raise PayloadError(f"malformed JSON: {exc}") from None
+    payload = _validated(data)
+    if repairs:
+        data[REPAIRS_FIELD] = repairs
+        raw = json.dumps(data, ensure_ascii=False).encode("utf-8")
+    return Received(payload, raw, repairs)
+
+
 def parse_payload(raw: bytes) -> AMPayload:
     """Parse and validate a webhook body; PayloadError carries a reason fit for a 400.
 
@@ -83,6 +113,10 @@ def parse_payload(raw: bytes) -> AMPayload:
         data = json_body.loads(raw)
     except json_body.JsonBodyError as exc:
         raise PayloadError(f"malformed JSON: {exc}") from None
+    return _validated(data)
+
+
+def _validated(data: Any) -> AMPayload:
     if not isinstance(data, dict):
         raise PayloadError("payload must be a JSON object")
     try:

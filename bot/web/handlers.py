@@ -18,7 +18,7 @@ from bot.core.ports import Clock
 from bot.flows.gate import IntakeGate
 from bot.obs import logs
 from bot.obs.metrics import Metrics
-from bot.sources.alertmanager import PayloadError, parse_payload
+from bot.sources.alertmanager import PayloadError, receive
 from bot.sources.pagerduty import (
     MAX_EVENT_AGE,
     SIGNATURE_HEADER,
@@ -110,10 +110,12 @@ class Handlers:
 
     async def _store_alertmanager(self, raw: bytes) -> web.Response:
         try:
-            payload = parse_payload(raw)
+            received = receive(raw)
         except PayloadError as exc:
             raise Refused(400, str(exc), "invalid") from None
-        inbox_id = await self._store("alertmanager", raw, None, payload.group_key)
+        inbox_id = await self._store("alertmanager", received.body, None, received.payload.group_key)
+        if received.repairs:
+            self._metrics.webhooks_repaired.labels("alertmanager").inc(received.repairs)
         self._am_received.inc()
         self.wake()
         return web.json_response({"status": "accepted", "id": inbox_id})

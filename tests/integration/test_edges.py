@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+from prometheus_client import generate_latest
 
 from bot.__main__ import main
 from bot.app import BotServer
@@ -456,14 +457,10 @@ async def test_unparsable_alertmanager_bodies_are_a_400_with_a_reason(
     for _ in range(40):
         deep = [deep]
     nested["extra"] = deep
-    nul = payload()
-    nul["alerts"][0]["labels"]["pod"] = "api\u0000"
     bodies = {
         "UTF-16": (json.dumps(payload()).encode("utf-16"), "not UTF-8"),
         "10,000 nested arrays": (b"[" * 10_000 + b"]" * 10_000, "nests deeper"),
         "40 levels in an ignored field": (json.dumps(nested).encode(), "nests deeper"),
-        "a NUL character": (json.dumps(nul).encode(), "U+0000"),
-        "a lone surrogate": (json.dumps(payload()).replace("prod", "\\ud800").encode(), "U+D800"),
     }
     async with running_bot(_edge_settings(slack, database_dsn, redis_url)) as bot:
         for name, (body, reason) in bodies.items():
@@ -476,6 +473,32 @@ async def test_unparsable_alertmanager_bodies_are_a_400_with_a_reason(
         await incident_channel(slack)
     assert await _count(database_dsn, "SELECT count(*) FROM webhook_inbox") == 1
     assert len(slack.calls_to("conversations.create")) == 1
+
+
+async def test_a_nul_or_a_lone_surrogate_is_repaired_and_no_alert_of_the_group_is_lost(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+) -> None:
+    """PostgreSQL cannot store U+0000 or a lone surrogate: refusing the body (or a 503 that
+    Alertmanager retries forever) would lose every alert of the group. The characters are
+    replaced by U+FFFD, counted, and said on the incident's timeline; the alerts are kept."""
+    poisoned = payload()
+    poisoned["alerts"][0]["labels"]["pod"] = "api\u0000"
+    body = json.dumps(poisoned).replace("prod", "\\ud800").encode()
+    expected = 1 + json.dumps(poisoned).count("prod")
+    async with running_bot(_edge_settings(slack, database_dsn, redis_url)) as bot:
+        status, answer = await post_alert(http, bot, body)
+        assert status == 200, answer
+        channel = await incident_channel(slack)
+        incident = await bot.parts.store.incident_by_channel(channel.id)
+        assert incident is not None
+        view = await bot.parts.flows.incidents.view(incident.id)
+        assert view is not None and len(view.alerts) == len(poisoned["alerts"])
+        assert any(a.labels.get("pod") == "api\ufffd" for a in view.alerts)
+        events = await bot.parts.store.timeline(incident.id)
+        repaired = [e for e in events if e.kind == "delivery_repaired"]
+        assert len(repaired) == 1 and f"{expected} character(s)" in repaired[0].text
+        exposition = generate_latest(bot.parts.metrics.registry).decode()
+        assert f'incidentbot_webhook_characters_repaired_total{{source="alertmanager"}} {expected}.0' in exposition
 
 
 # -- /readyz ------------------------------------------------------------------------------------------
