@@ -400,11 +400,13 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         pagerduty_routing_key=settings.pagerduty_routing_key,
     )
     silences = SilenceFlow(store, lifecycle, c.silences, clock, publish)
-    mirror = PagerDutyMirror(c.pager, lifecycle, clock, publish)
+    mirror = PagerDutyMirror(c.pager, lifecycle, c.coord, clock, publish)
     incidents = IncidentFlows(
         store, lifecycle, c.chat, timers, silences, mirror, supervisor, metrics, clock, publish
     )
-    inbound = PagerDutyInbound(store, lifecycle, incidents, timers, oncall, metrics, policy, clock, publish)
+    inbound = PagerDutyInbound(
+        store, lifecycle, incidents, timers, oncall, c.coord, metrics, policy, clock, publish
+    )
     pipeline = Pipeline(
         inbox, playbooks, metrics, clock, publish, pagerduty=inbound.apply, gate=gate, outages=outages
     )

@@ -108,6 +108,13 @@ class Coordination:
         """True once per key within ttl_s (deduplication of deliveries and echoes)."""
         return bool(await self.client.set(PREFIX + "seen:" + key, "1", nx=True, ex=ttl_s))
 
+    async def remember(self, key: str, ttl_s: int) -> None:
+        """Note that `key` happened (for `remembered`), for ttl_s."""
+        await self.client.set(PREFIX + "mark:" + key, "1", ex=ttl_s)
+
+    async def remembered(self, key: str) -> bool:
+        return bool(await self.client.exists(PREFIX + "mark:" + key))
+
     async def first_use(self, request_key: str, window_s: int) -> bool:
         """True the first time a signed request (e.g. Slack's timestamp and signature) is seen
         within the window its signature is valid for, on any replica; False for a replay.

@@ -13,7 +13,13 @@ import pytest
 
 from bot.app import BotServer
 from bot.config.settings import Settings
-from sandbox.pagerduty import DEFAULT_API_TOKEN, DEFAULT_WEBHOOK_SECRET, PagerDutySandbox, SandboxIncident
+from sandbox.pagerduty import (
+    DEFAULT_API_TOKEN,
+    DEFAULT_WEBHOOK_SECRET,
+    PagerDutySandbox,
+    SandboxIncident,
+    SandboxNote,
+)
 from sandbox.slack import Channel, SlackDriver, SlackSandbox
 from tests.integration.rig import (
     SIGNING_SECRET,
@@ -125,8 +131,22 @@ async def test_ack_and_status_in_slack_reach_pagerduty_without_echo(
         puts = pd.requests_to("PUT", f"/incidents/{pd_incident.id}")
         assert len(puts) == 1
         assert puts[0].headers.get("From") == "alice@example.com"
+        # PagerDuty announces the bot's own note back (incident.annotated): not posted again.
+        await pd.wait_for(
+            lambda: any(w.event_type == "incident.annotated" and w.status == 202 for w in pd.webhooks)
+        )
+        # Positive control: a note a person adds in PagerDuty does reach the channel.
+        human = SandboxNote("PN99999", "DBA here, looking at replication lag", None, datetime.now(UTC))
+        pd.incidents[pd_incident.id].notes.append(human)
+        assert await pd.send_webhook(url, "incident.annotated", pd_incident.id) == 202
+        await slack.wait_for(lambda s: any("replication lag" in m.text for m in s.messages(channel.id)))
+        echoes = [
+            m for m in slack.messages(channel.id) if "PagerDuty note" in m.text and "failing over" in m.text
+        ]
+        assert echoes == []
         events = await _rows(database_dsn, "SELECT kind FROM timeline_events ORDER BY id")
         assert [e["kind"] for e in events].count("acknowledged") == 1
+        assert [e["kind"] for e in events].count("pagerduty_note") == 1
 
 
 async def test_resolve_in_pagerduty_resolves_in_slack_and_is_not_sent_back(

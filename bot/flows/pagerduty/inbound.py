@@ -19,10 +19,12 @@ from bot.core.ports import Clock
 from bot.core.timers import opening_timers
 from bot.flows.incidents import IncidentFlows
 from bot.flows.pagerduty.oncall import OnCallInviter
+from bot.flows.pagerduty.outbound import own_note_key
 from bot.flows.timers import Timers
 from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.sources.pagerduty import IncidentData, PagerDutyEvent, actor_label, parse_webhook, person_label
+from bot.store.coordination import Coordination
 from bot.store.inbox import InboxRow
 from bot.store.incidents import IntakeTx, PostgresStore
 from bot.store.lifecycle import LifecycleStore
@@ -59,12 +61,14 @@ class PagerDutyInbound:
         incidents: IncidentFlows,
         timers: Timers,
         oncall: OnCallInviter,
+        coord: Coordination,
         metrics: Metrics,
         policy: Policy,
         clock: Clock,
         publish: Callable[[int], None],
     ) -> None:
         self.store = store
+        self.coord = coord
         self.lifecycle = lifecycle
         self.incidents = incidents
         self.timers = timers
@@ -187,6 +191,21 @@ class PagerDutyInbound:
                 if changed is not None:
                     await self.timers.reschedule_for_severity(changed)
 
+    async def _note(self, incident: Incident, event: PagerDutyEvent, content: str) -> None:
+        """A note added in PagerDuty, into the channel; a note the bot wrote itself (a Slack
+        status update mirrored to PagerDuty) is not posted back."""
+        pd_id = incident.pagerduty_incident_id or event.incident_id or ""
+        if await self.coord.remembered(own_note_key(pd_id, content)):
+            log.info("pagerduty.own_note_ignored", extra={"incident_id": incident.id})
+            return
+        await self.lifecycle.add_event(
+            incident.id,
+            "pagerduty_note",
+            f"📝 PagerDuty note by {escape(actor_label(event))}: {escape(content[:1500])}",
+            now=self.clock(),
+            announce=True,
+        )
+
     async def _apply_activity(self, incident: Incident, event: PagerDutyEvent) -> None:
         now = self.clock()
         data = event.incident
@@ -201,13 +220,7 @@ class PagerDutyInbound:
             )
             await self.oncall.invite(incident)
         elif event.event_type == "incident.annotated" and event.note is not None:
-            await self.lifecycle.add_event(
-                incident.id,
-                "pagerduty_note",
-                f"📝 PagerDuty note by {escape(actor_label(event))}: {escape(event.note.content[:1500])}",
-                now=now,
-                announce=True,
-            )
+            await self._note(incident, event, event.note.content)
         elif event.event_type == "incident.escalated":
             await self.lifecycle.add_event(
                 incident.id, "pagerduty_escalated", "PagerDuty escalated the incident", now=now
