@@ -58,6 +58,7 @@ from bot.flows.remediation.authz import UsergroupResolver
 from bot.flows.remediation.common import Access
 from bot.flows.remediation.decide import Decisions
 from bot.flows.remediation.execute import Executor
+from bot.flows.remediation.kill_switch import KillSwitch
 from bot.flows.remediation.messages import ProposalMessages
 from bot.flows.remediation.propose import Proposer
 from bot.flows.remediation.verify import Verifier
@@ -72,6 +73,7 @@ from bot.store.db import apply_migrations, create_pool, durability
 from bot.store.enrichment import EnrichmentStore
 from bot.store.inbox import INTAKE_BATCHES_IN_FLIGHT, Inbox
 from bot.store.incidents import PostgresStore
+from bot.store.kill_switch import KillSwitchStore
 from bot.store.lifecycle import LifecycleStore
 from bot.store.messages import MessageLedger
 from bot.store.remediation import RemediationStore
@@ -310,8 +312,9 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
 
     # Remediation: messages ← proposer ← verifier ← executor ← decisions.
     owned = OwnedMessages(MessageLedger(c.pool), c.chat, clock)
+    switch = KillSwitchStore(c.pool)
     messages = ProposalMessages(
-        remediation_store, c.chat, owned, c.coord, supervisor, policy, c.cluster, clock
+        remediation_store, switch, c.chat, owned, c.coord, supervisor, policy, c.cluster, clock
     )
     access = Access(policy, UsergroupResolver(c.chat, c.coord))
     proposer = Proposer(
@@ -339,6 +342,8 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     )
     executor = Executor(
         remediation_store,
+        store,
+        switch,
         c.cluster,
         verifier,
         messages,
@@ -349,7 +354,28 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         clock,
         owner=owner,
     )
-    decisions = Decisions(remediation_store, executor, messages, access, supervisor, metrics, policy, clock)
+    kill_switch = KillSwitch(
+        switch,
+        remediation_store,
+        access,
+        c.chat,
+        messages,
+        policy,
+        clock,
+        incident_channel=settings.incident_channel,
+    )
+    decisions = Decisions(
+        remediation_store,
+        store,
+        executor,
+        messages,
+        access,
+        kill_switch,
+        supervisor,
+        metrics,
+        policy,
+        clock,
+    )
 
     # Publishing, and what runs after each publish.
     enricher = Enricher(
@@ -402,7 +428,17 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     silences = SilenceFlow(store, lifecycle, c.silences, clock, publish)
     mirror = PagerDutyMirror(c.pager, lifecycle, c.coord, clock, publish)
     incidents = IncidentFlows(
-        store, lifecycle, c.chat, timers, silences, mirror, supervisor, metrics, clock, publish
+        store,
+        lifecycle,
+        c.chat,
+        timers,
+        silences,
+        mirror,
+        supervisor,
+        metrics,
+        clock,
+        publish,
+        decisions.expire_for_incident,
     )
     inbound = PagerDutyInbound(
         store, lifecycle, incidents, timers, oncall, c.coord, metrics, policy, clock, publish

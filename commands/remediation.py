@@ -1,6 +1,8 @@
-"""Remediation from Slack: `/incident run` and the approve/reject buttons. Thin glue over
-bot.flows.remediation: a button carries only the run's opaque token, the flow reloads the run
-and re-checks everything on the server; a refusal is answered ephemerally with its reason.
+"""Remediation from Slack: `/incident run`, `/incident killswitch` and the approve/reject
+buttons. Thin glue over bot.flows.remediation: a button carries only the run's opaque token, the
+flow reloads the run and re-checks everything on the server; a refusal is answered ephemerally
+with its reason. What only the requester may see (set env: the values before and after) is in
+the ephemeral answer to `/incident run`, and nowhere else.
 """
 
 from __future__ import annotations
@@ -10,14 +12,14 @@ from typing import Any
 from pydantic import ValidationError
 
 from bot.core.actions import PARAMS_BY_ACTION, ActionName, ActionParams, action_params
-from bot.core.blockkit import escape
+from bot.core.blockkit import MAX_SECTION_TEXT, escape
 from bot.core.errors import UserError
 from bot.core.runs import ActionRun
 from bot.flows.remediation.authz import NODE_ACTIONS
 from bot.flows.remediation.decide import Click
 from bot.flows.remediation.propose import Request
-from bot.render.proposals import APPROVE_ACTION
-from commands.base import Flows, Reply
+from bot.render.proposals import APPROVE_ACTION, code_block
+from commands.base import Flows, Invocation, Reply
 from commands.edge import Work
 
 # The explicit table: how `/incident run <action> <target> [k=v ...]` reads each action.
@@ -149,13 +151,37 @@ def _proposed_text(run: ActionRun) -> str:
 
 
 async def run_subcommand(flows: Flows, user_id: str, channel_id: str, args: list[str]) -> str:
-    """`/incident run <action> <namespace>/<name> [k=v ...]`: propose an action ad hoc."""
+    """`/incident run <action> <namespace>/<name> [k=v ...]`: propose an action ad hoc. The
+    answer goes to the requester only, with the preview lines meant for them alone."""
     action, params = parse_run_args(args)
     incident = await flows.incidents.find(channel_id=channel_id, ref=None)
-    run = await flows.proposer.propose(incident, action, params, Request(requested_by=user_id))
-    if run is None:  # only playbook proposals are deduplicated
+    proposal = await flows.proposer.propose_with_preview(
+        incident, action, params, Request(requested_by=user_id)
+    )
+    if proposal.run is None:  # only playbook proposals are deduplicated
         raise UserError("This was already proposed.")
-    return _proposed_text(run)
+    text = _proposed_text(proposal.run)
+    if proposal.private_lines:
+        title = "\n\n*Only you see this* (the values are not shown in the channel nor stored):\n"
+        text += title + code_block(proposal.private_lines, MAX_SECTION_TEXT - len(text) - len(title))
+    return text
+
+
+# --------------------------------------------------------------------------- /incident killswitch
+
+KILLSWITCH_USAGE = "Usage: `/incident killswitch [on|off] [reason]` (without arguments: its state)"
+
+
+async def killswitch(flows: Flows, inv: Invocation) -> Reply:
+    """`/incident killswitch on|off [reason]`: stop every remediation, on every replica, or allow
+    them again; without arguments, say whether it is on."""
+    if not inv.args or inv.args[0].lower() == "status":
+        return Reply(await flows.decisions.kill_switch.status())
+    word = inv.args[0].lower()
+    if word not in ("on", "off"):
+        raise UserError(KILLSWITCH_USAGE)
+    reason = " ".join(inv.args[1:])
+    return Reply(await flows.decisions.kill_switch.flip(inv.user_id, word == "on", reason))
 
 
 # --------------------------------------------------------------------------- buttons

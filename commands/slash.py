@@ -212,6 +212,12 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         "propose a remediation (preview, then approval buttons)",
         _run,
     ),
+    Subcommand(
+        "killswitch",
+        "/incident killswitch [on|off] [reason]",
+        "stop every remediation on every replica (or allow them again)",
+        remediation.killswitch,
+    ),
     Subcommand("help", "/incident help", "this list", _help),
 )
 

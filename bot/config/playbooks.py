@@ -242,9 +242,28 @@ def _policy_problems(rem: Remediation, policy: Policy) -> list[tuple[Path_, str]
     return found
 
 
+def _target_problems(rem: Remediation) -> list[tuple[Path_, str]]:
+    """Each `targets` entry names a parameter of the remediation, and what the playbook itself
+    fills in (a literal, or the default of ``${label:-default}``) is inside it."""
+    found: list[tuple[Path_, str]] = []
+    for key in rem.targets:
+        value = rem.params.get(key)
+        if not isinstance(value, str):
+            found.append((("targets", key), f"the remediation has no {key} parameter to constrain"))
+            continue
+        try:
+            fallback = render_param(value, key, {})
+        except TemplateError:
+            continue  # only an alert label fills it in: checked for each alert
+        problem = rem.target_problem({key: fallback}, {})
+        if problem:
+            found.append((("targets", key), f"{key} {fallback!r} (without the alert's labels) is outside it"))
+    return found
+
+
 def _remediation_problems(rem: Remediation, policy: Policy | None) -> list[tuple[Path_, str]]:
-    """Parameter problems, then policy problems (skipped when the policy is invalid)."""
-    found = dict.fromkeys(_param_problems(rem))
+    """Parameter and target problems, then policy problems (skipped when the policy is invalid)."""
+    found = dict.fromkeys(_param_problems(rem) + _target_problems(rem))
     if policy is not None:
         found.update(dict.fromkeys(_policy_problems(rem, policy)))
     return list(found)

@@ -3,12 +3,16 @@
 Every value is validated here before it gets near the cluster: Kubernetes names must be
 DNS-1123, numbers are bounded, quantities and env names have strict shapes. Label values
 that came from alerts are data, so they pass through these models like any user input.
+
+Environment values may be secrets: `public_params` is what may be shown or recorded (the
+variable names, never their values).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import Annotated, TypeAlias
+from typing import Annotated, Any, TypeAlias
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
@@ -162,3 +166,16 @@ def target_of(action: ActionName, params: BaseModel) -> str:
     if isinstance(params, CreateJobFromCronJobParams):
         return f"cronjob {params.namespace}/{params.cronjob}"
     return action.value
+
+
+HIDDEN = "(value hidden)"
+
+
+def public_params(action: ActionName | str, params: Mapping[str, Any]) -> dict[str, Any]:
+    """The parameters as they may be shown in Slack, the audit log and the postmortem:
+    `set_env` values are replaced (they may be secrets); everything else is kept."""
+    shown = dict(params)
+    env = shown.get("env")
+    if str(action) == ActionName.SET_ENV.value and isinstance(env, Mapping):
+        shown["env"] = dict.fromkeys(env, HIDDEN)
+    return shown

@@ -58,6 +58,7 @@ from bot.core.templating import (
     render_plain,
     render_promql,
     render_url,
+    template_variables,
 )
 
 __all__ = [
@@ -70,6 +71,7 @@ __all__ = [
     "PlaybookSet",
     "Remediation",
     "Step",
+    "TargetNotAllowed",
     "alert_expression_graph",
     "generator_expression",
     "generic_playbook",
@@ -115,6 +117,15 @@ RuleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$", max_l
 Duration = Annotated[str, StringConstraints(pattern=r"^([0-9]+(ms|s|m|h|d|w|y))+$", max_length=32)]
 Language = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9+#._-]*$", max_length=20)]
 Regex = Annotated[str, AfterValidator(_check_regex)]
+
+
+def _check_target_pattern(value: str) -> str:
+    if not value.startswith("^"):
+        raise ValueError(f"target pattern {value!r} must be anchored with ^ (it is searched: ^skillforge-)")
+    return _check_regex(value)
+
+
+TargetPattern = Annotated[str, StringConstraints(max_length=500), AfterValidator(_check_target_pattern)]
 NonEmpty = Annotated[str, StringConstraints(min_length=1, max_length=256)]
 TitleTemplate = Annotated[str, StringConstraints(min_length=1, max_length=150), _template(Context.TEXT)]
 TextTemplate = Annotated[str, StringConstraints(max_length=3000), _template(Context.TEXT)]
@@ -266,6 +277,12 @@ class Diagnostic(_Model):
 
 _LABEL_PARAMS = frozenset({"namespace", "container"})
 _NAME_PARAMS = frozenset({"deployment", "pod", "cronjob", "job_name", "node"})
+# The parameters that say what an action touches (see `bot.core.actions.target_of`).
+TARGET_PARAMS = ("namespace", "deployment", "pod", "node", "cronjob")
+
+
+class TargetNotAllowed(TemplateError):
+    """A target rendered from the alert's labels is outside the remediation's `targets`."""
 
 
 def render_param(value: Any, key: str | None, labels: Mapping[str, str]) -> Any:
@@ -302,18 +319,67 @@ class Remediation(_Model):
     title: TitleTemplate
     why: TextTemplate = ""
     approval: RuleName = Field(default="default", description="approval rule in policy.yaml")
+    targets: dict[Literal["namespace", "deployment", "pod", "node", "cronjob"], TargetPattern] = Field(
+        default_factory=dict,
+        description=(
+            "what each target parameter may be once filled in from the alert's labels: a regular "
+            "expression anchored with ^ that the value must match (e.g. deployment: ^skillforge-); "
+            "an alert selecting anything else gets no proposal"
+        ),
+    )
+
+    _target_patterns: dict[str, re.Pattern[str]] = PrivateAttr(default_factory=dict)
+
+    def model_post_init(self, __context: Any) -> None:
+        self._target_patterns = {k: re.compile(v) for k, v in self.targets.items()}
 
     def render_params(self, labels: Mapping[str, str]) -> ActionParams:
         """The typed, validated parameters for this alert (see bot.core.actions).
 
         Raises TemplateError when a label is missing or its value is unsafe, or when the
-        rendered parameters fail the action's model."""
+        rendered parameters fail the action's model; TargetNotAllowed when a target is
+        outside `targets`."""
         rendered = {k: render_param(v, k, labels) for k, v in self.params.items()}
         try:
-            return action_params(PARAMS_BY_ACTION[self.action].model_validate(rendered))
+            params = action_params(PARAMS_BY_ACTION[self.action].model_validate(rendered))
         except ValidationError as exc:
             details = "; ".join(f"{dotted_location(e['loc'])}: {error_message(e)}" for e in exc.errors())
             raise TemplateError(f"{self.action.value} parameters are invalid: {details}") from exc
+        problem = self.target_problem(rendered, labels)
+        if problem:
+            raise TargetNotAllowed(problem)
+        return params
+
+    def target_problem(self, rendered: Mapping[str, Any], labels: Mapping[str, str]) -> str | None:
+        """Why a rendered target is outside `targets`, or None (plain text: the caller escapes it)."""
+        for key, pattern in self._target_patterns.items():
+            value = rendered.get(key)
+            if isinstance(value, str) and pattern.search(value) is None:
+                source = self.label_sources(key, labels)
+                origin = f" (from alert label {_names(source)})" if source else ""
+                return (
+                    f"{key} `{value}`{origin} is not a target this runbook may touch "
+                    f"(allowed: `{pattern.pattern}`)"
+                )
+        return None
+
+    def label_sources(self, key: str, labels: Mapping[str, str]) -> list[str]:
+        """The alert labels parameter `key` is filled from (present in `labels`)."""
+        template = self.params.get(key)
+        if not isinstance(template, str):
+            return []
+        return list(dict.fromkeys(v.name for v in template_variables(template) if v.name in labels))
+
+    def target_labels(self, labels: Mapping[str, str]) -> list[str]:
+        """The alert labels any target parameter is filled from, e.g. ["deployment"]."""
+        found: dict[str, None] = {}
+        for key in TARGET_PARAMS:
+            found.update(dict.fromkeys(self.label_sources(key, labels)))
+        return list(found)
+
+
+def _names(labels: Sequence[str]) -> str:
+    return ", ".join(f"`{n}`" for n in labels)
 
 
 class Link(_Model):

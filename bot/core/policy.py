@@ -10,11 +10,15 @@
 - `roles`: name -> Slack users and user groups. The built-in role ``everyone`` is anybody.
 - `approvals`: rules keyed by an action name (``scale``), ``default``, or a custom name a
   playbook remediation refers to with ``approval: <name>``. Who may request, who may
-  approve, how many approvals, whether the requester counts, namespaces allowed/denied
-  (shell-style globs, deny wins), replica bounds, expiry and cooldown.
+  approve, how many approvals, which roles must each be covered by a distinct approver
+  (``approvers_all_of``), whether the requester counts, namespaces allowed/denied
+  (shell-style globs, deny wins), replica bounds, expiry and cooldown. ``uncordon`` without
+  a rule of its own follows the ``cordon`` rule, else the ``drain`` one: undoing either
+  must be possible wherever they are.
 - `exec_templates`: the only commands ``exec`` may run: an argv list with ``{arg}``
   placeholders, each argument constrained by a full-match regex. Never a shell.
-- `kill_switch`: when true, no remediation executes.
+- `kill_switch`: when true, no remediation executes (whatever the runtime switch says).
+- `kill_switch_roles`: who may flip the runtime kill switch (`/incident killswitch on|off`).
 
 Safe defaults: with no policy file (or an empty one) nobody may approve anything, no
 namespace is allowed and no exec template exists, so nothing mutates the cluster.
@@ -26,7 +30,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Annotated, Any
 
 from pydantic import (
@@ -54,7 +58,10 @@ __all__ = [
     "Role",
     "Severity",
     "SeverityPolicy",
+    "approval_complete",
+    "approval_helps",
     "map_severity",
+    "missing_roles",
     "normalize_severity_key",
 ]
 
@@ -161,6 +168,14 @@ class ApprovalRule(_Model):
     requesters: list[RoleName] = Field(default_factory=list, description="roles that may request")
     approvers: list[RoleName] = Field(default_factory=list, description="roles that may approve")
     approvals_needed: int = Field(default=1, ge=1, le=5)
+    approvers_all_of: list[RoleName] = Field(
+        default_factory=list,
+        max_length=5,
+        description=(
+            "roles that must each be covered by a different approver (e.g. [dba, sre]); holders of "
+            "these roles may approve, and at least this many approvals are needed"
+        ),
+    )
     requester_may_approve: bool = Field(
         default=False, description="whether the requester's own approval counts towards approvals_needed"
     )
@@ -179,6 +194,16 @@ class ApprovalRule(_Model):
     cooldown_minutes: int = Field(
         default=0, ge=0, le=1440, description="minimum time between two runs on the same target"
     )
+
+    @property
+    def required_approvals(self) -> int:
+        """Approvals a proposal needs: approvals_needed, and at least one per required role."""
+        return max(self.approvals_needed, len(self.approvers_all_of))
+
+    @property
+    def approver_roles(self) -> list[str]:
+        """Every role whose holders may approve (`approvers`, then `approvers_all_of`)."""
+        return list(dict.fromkeys([*self.approvers, *self.approvers_all_of]))
 
     def allows_namespace(self, namespace: str) -> bool:
         """Deny wins; otherwise the namespace must match an allow glob."""
@@ -202,6 +227,54 @@ class ApprovalRule(_Model):
 
 
 DENY_ALL = ApprovalRule()
+
+
+def _assign(
+    role: str, roles_of: Mapping[str, Collection[str]], owner: dict[str, str], seen: set[str]
+) -> bool:
+    """Kuhn's augmenting path: give `role` an approver, moving earlier assignments if needed."""
+    for user, held in roles_of.items():
+        if role not in held or user in seen:
+            continue
+        seen.add(user)
+        if user not in owner or _assign(owner[user], roles_of, owner, seen):
+            owner[user] = role
+            return True
+    return False
+
+
+def missing_roles(required: Sequence[str], roles_of: Mapping[str, Collection[str]]) -> list[str]:
+    """The required roles left uncovered when each approver (user -> the roles they hold)
+    covers at most one role, assigned as well as possible (a maximum bipartite matching)."""
+    owner: dict[str, str] = {}
+    missing = []
+    for role in dict.fromkeys(required):
+        if not _assign(role, roles_of, owner, set()):
+            missing.append(role)
+    return missing
+
+
+def approval_complete(required: Sequence[str], needed: int, roles_of: Mapping[str, Collection[str]]) -> bool:
+    """Whether these approvals (user -> roles held) complete a proposal."""
+    return len(roles_of) >= needed and not missing_roles(required, roles_of)
+
+
+def approval_helps(
+    required: Sequence[str],
+    needed: int,
+    roles_of: Mapping[str, Collection[str]],
+    user: str,
+    roles: Collection[str],
+) -> bool:
+    """Whether `user` (holding `roles`) approving brings the proposal closer to complete: they
+    cover one more required role, or an approval of any role is still wanted."""
+    with_user = {**roles_of, user: roles}
+    if len(missing_roles(required, with_user)) < len(missing_roles(required, roles_of)):
+        return True
+    distinct = len(dict.fromkeys(required))
+    covered = distinct - len(missing_roles(required, roles_of))
+    free_slots = needed - distinct  # approvals beyond one per required role
+    return len(roles_of) - covered < free_slots
 
 
 class ExecArg(_Model):
@@ -289,6 +362,24 @@ class ExecTemplate(_Model):
 # --------------------------------------------------------------------------- the policy
 
 
+def _approvers_problems(key: str, rule: ApprovalRule) -> list[tuple[tuple[str | int, ...], str]]:
+    found: list[tuple[tuple[str | int, ...], str]] = []
+    for field in ("approvers", "approvers_all_of"):
+        if EVERYONE in getattr(rule, field):
+            found.append(
+                (("approvals", key, field), f"{EVERYONE!r} may not approve; name the roles that may")
+            )
+    doubled = sorted({r for r in rule.approvers_all_of if rule.approvers_all_of.count(r) > 1})
+    if doubled:
+        found.append(
+            (
+                ("approvals", key, "approvers_all_of"),
+                f"role(s) {', '.join(doubled)} listed twice: each entry needs a different approver",
+            )
+        )
+    return found
+
+
 class Policy(_Model):
     severity_mapping: dict[str, Severity] = Field(
         default_factory=lambda: dict(DEFAULT_SEVERITY_MAPPING),
@@ -307,6 +398,10 @@ class Policy(_Model):
     )
     exec_templates: dict[TemplateName, ExecTemplate] = Field(default_factory=dict)
     kill_switch: bool = Field(default=False, description="when true, no remediation executes")
+    kill_switch_roles: list[RoleName] = Field(
+        default_factory=list,
+        description="roles that may flip the runtime kill switch (/incident killswitch on|off); empty: nobody",
+    )
 
     @field_validator("severity_mapping", mode="after")
     @classmethod
@@ -336,19 +431,18 @@ class Policy(_Model):
                         f"approval rule name {key!r} must be lowercase letters, digits, - or _",
                     )
                 )
-            for field in ("requesters", "approvers"):
+            for field in ("requesters", "approvers", "approvers_all_of"):
                 for i, role in enumerate(getattr(rule, field)):
                     if role != EVERYONE and role not in self.roles:
                         found.append(
                             (("approvals", key, field, i), f"unknown role {role!r} (define it under roles)")
                         )
-            if EVERYONE in rule.approvers:
-                found.append(
-                    (
-                        ("approvals", key, "approvers"),
-                        f"{EVERYONE!r} may not approve; name the roles that may",
-                    )
-                )
+            found += _approvers_problems(key, rule)
+        found += [
+            (("kill_switch_roles", i), f"unknown role {role!r} (define it under roles)")
+            for i, role in enumerate(self.kill_switch_roles)
+            if role != EVERYONE and role not in self.roles
+        ]
         return found
 
     # ----------------------------------------------------------------- lookups
@@ -365,11 +459,18 @@ class Policy(_Model):
 
     def rule_for(self, action: ActionName | str, approval: str = "default") -> ApprovalRule:
         """The approval rule for a proposal: a named rule if the playbook names one, else the
-        rule of the action, else "default"; with none of them, a rule that allows nothing."""
+        rule of the action, else "default"; with none of them, a rule that allows nothing.
+        Without a rule of its own, `uncordon` follows `cordon`, else `drain`: it undoes them."""
         if approval != "default":
             return self.approvals.get(approval, DENY_ALL)
         action_key = action.value if isinstance(action, ActionName) else action
-        return self.approvals.get(action_key) or self.approvals.get("default") or DENY_ALL
+        keys = [action_key]
+        if action_key == ActionName.UNCORDON.value:
+            keys += [ActionName.CORDON.value, ActionName.DRAIN.value]
+        for key in [*keys, "default"]:
+            if key in self.approvals:
+                return self.approvals[key]
+        return DENY_ALL
 
     def in_roles(self, roles: Iterable[str], user_id: str, usergroups: Iterable[str] = ()) -> bool:
         """Whether a Slack user (member of `usergroups`, IDs or handles) holds one of `roles`."""

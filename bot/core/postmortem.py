@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from bot.core.actions import public_params
 from bot.core.blockkit import escape
 from bot.core.incident import (
     Alert,
@@ -553,7 +554,7 @@ def _resolution_section(
                 _hhmm(entry.finished_at, day) if entry.finished_at else "—",
                 _md(entry.action),
                 _md(entry.target),
-                _md(_params_text(entry.params)) or "—",
+                _md(_params_text(public_params(entry.action, entry.params))) or "—",
                 _md_who(entry.requested_by),
                 ", ".join(_md_who(a) for a in entry.approved_by) or "—",
                 _md(_clip_plain(result, 300)),

@@ -44,6 +44,7 @@ class AuditEvent(StrEnum):
     FAILED = "failed"
     VERIFIED = "verified"
     REFUSED = "refused"
+    KILL_SWITCH = "kill_switch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,8 @@ class PreviewInfo:
 class Approval:
     user_id: str
     at: datetime
+    # The rule's required roles (`approvers_all_of`) this approver held when approving.
+    roles: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,10 +135,19 @@ class ActionRun:
     approvals: tuple[Approval, ...] = ()
     version: int = 1
     shown_version: int = 0
+    # Roles that must each be covered by a different approver (the rule's, at proposal time).
+    approvers_all_of: tuple[str, ...] = ()
+    # Alert labels the target was taken from (playbook proposals), e.g. ("deployment",).
+    target_labels: tuple[str, ...] = ()
 
     @property
     def approvers(self) -> tuple[str, ...]:
         return tuple(a.user_id for a in self.approvals)
+
+    @property
+    def approval_roles(self) -> dict[str, tuple[str, ...]]:
+        """Approver -> the required roles they held when approving."""
+        return {a.user_id: a.roles for a in self.approvals}
 
     @property
     def final(self) -> bool:
@@ -170,3 +182,5 @@ class NewRun:
     channel_id: str | None
     undo_of: int | None = None
     dedupe_key: str | None = None
+    approvers_all_of: tuple[str, ...] = ()
+    target_labels: tuple[str, ...] = ()

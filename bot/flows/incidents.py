@@ -8,7 +8,7 @@ inbound PagerDuty change that matches the stored state is a no-op: no echo loop.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import asyncpg
 
@@ -56,6 +56,7 @@ class IncidentFlows:
         metrics: Metrics,
         clock: Clock,
         publish: Callable[[int], None],
+        expire_remediations: Callable[[Incident, str], Awaitable[object]],
     ) -> None:
         self.store = store
         self.lifecycle = lifecycle
@@ -67,6 +68,8 @@ class IncidentFlows:
         self.metrics = metrics
         self.clock = clock
         self.publish = publish
+        # Approvals die with their incident (bot.flows.remediation.decide).
+        self.expire_remediations = expire_remediations
 
     # ------------------------------------------------------------------ reads
 
@@ -167,6 +170,7 @@ class IncidentFlows:
         resolved = await self.lifecycle.resolve(incident.id, user, summary, self.clock())
         if resolved is None:
             return f"Incident {incident.ref} is already resolved."
+        await self.expire_remediations(resolved, user)
         await self.lifecycle.cancel_timers(incident.id)
         await self.timers.schedule_after_resolve(resolved)
         self.publish(incident.id)

@@ -1,9 +1,11 @@
 """Pure message builders for remediation proposals: (run, rule, now) -> Message. No I/O, no clock.
 
 The proposal message shows what will change (the server-side dry run's before → after lines),
-where (cluster, target), who may approve and how many approvals are still needed, when the
-proposal expires, and its status; once a run is final it shows the result and verification.
-Buttons carry the run's opaque token only; the handler reloads the run and re-checks.
+where (cluster, target, and the alert labels a playbook took the target from), who may approve,
+how many approvals and which required roles are still missing, when the proposal expires, and
+its status; once a run is final it shows the result and verification. Parameters are shown as
+`bot.core.actions.public_params` has them (never an environment value). Buttons carry the
+run's opaque token only; the handler reloads the run and re-checks.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from bot.core.actions import public_params
 from bot.core.blockkit import (
     MAX_SECTION_TEXT,
     Block,
@@ -25,7 +28,7 @@ from bot.core.blockkit import (
     message,
     section,
 )
-from bot.core.policy import EVERYONE, ApprovalRule, Policy
+from bot.core.policy import EVERYONE, ApprovalRule, Policy, missing_roles
 from bot.core.runs import ActionRun, RunStatus
 from bot.render.cards import age, when
 
@@ -89,10 +92,27 @@ def _expiry(run: ActionRun, now: datetime) -> str:
     return when(run.expires_at)
 
 
+def _roles(names: list[str] | tuple[str, ...]) -> str:
+    return ", ".join(f"`{n}`" for n in names)
+
+
 def _approvals(run: ActionRun) -> str:
     who = ", ".join(f"<@{u}>" for u in run.approvers)
     count = f"{len(run.approvers)} of {run.approvals_needed}"
-    return f"{count}: {who}" if who else count
+    text = f"{count}: {who}" if who else count
+    missing = missing_roles(run.approvers_all_of, run.approval_roles)
+    if missing and run.status is RunStatus.PROPOSED:
+        wanted = " and one with ".join(f"`{r}`" for r in missing)
+        text += f"\nstill needed: an approver with role {wanted}"
+    return text
+
+
+def _target(run: ActionRun) -> str:
+    text = f"`{escape(run.target)}`"
+    if run.target_labels:
+        plural = "s" if len(run.target_labels) > 1 else ""
+        text += f"\n_target from alert label{plural} {_roles(run.target_labels)}_"
+    return text
 
 
 FENCE = "`" * 3
@@ -132,7 +152,7 @@ def _result_blocks(run: ActionRun) -> list[Block]:
         tail = str(output).splitlines()[-MAX_PREVIEW_LINES:]
         blocks.append(section(f"*Output*\n{code_block(tail, MAX_SECTION_TEXT - 12)}"))
     if run.error:
-        label = "Not executed" if run.status is RunStatus.CANCELLED else "Error"
+        label = {RunStatus.CANCELLED: "Not executed", RunStatus.EXPIRED: "Expired"}.get(run.status, "Error")
         blocks.append(section(f"*{label}*: {escape(run.error)}"))
     if run.verification:
         blocks.append(section(f"*Verification*: {escape(run.verification)}"))
@@ -165,16 +185,18 @@ def proposal_message(
 ) -> Message:
     """The proposal message for `run` under `rule`; `warnings` (kill switch, no cluster) are
     shown above the buttons."""
-    approvers = [r for r in rule.approvers if r != EVERYONE]
+    approvers = [r for r in rule.approver_roles if r != EVERYONE]
     blocks: list[Block] = [header(STATUS_HEADER[run.status])]
     blocks.append(section(f"*{clip(run.title, 300)}*" + (f"\n{clip(run.why, 1500)}" if run.why else "")))
     requirement = f"{run.approvals_needed} approval(s)"
+    if run.approvers_all_of:
+        requirement += f", one each from {_roles(run.approvers_all_of)}"
     if not rule.requester_may_approve and run.requested_by:
         requirement += ", not the requester"
     fields = [
         f"*Action*\n`{run.action.value}`",
-        f"*Target*\n`{escape(run.target)}`",
-        f"*Parameters*\n{params_text(run.params)}",
+        f"*Target*\n{_target(run)}",
+        f"*Parameters*\n{params_text(public_params(run.action, run.params))}",
         f"*Cluster*\n{escape(run.preview.cluster or 'not configured')}",
         f"*Requested by*\n{run.requester_text}",
         f"*Who may approve*\n{role_mentions(policy, approvers)} · {requirement}",

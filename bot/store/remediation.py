@@ -4,6 +4,9 @@ Every state change is one transaction that changes the run, appends to `audit_lo
 the incident timeline event, so none of the three can exist without the others. Changes that
 the proposal message must show bump `version`; the message is re-rendered until
 `shown_version` catches up.
+
+`set_env` values may be secrets: the audit log records the variable names only, and a run's
+own copy of the values (needed until it executes) is blanked once the run is final.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Any
 
 import asyncpg
 
-from bot.core.actions import ActionName
+from bot.core.actions import ActionName, public_params
+from bot.core.policy import approval_complete
 from bot.core.runs import ActionRun, Approval, AuditEvent, NewRun, PreviewInfo, RunStatus
 from bot.store.incidents import IntakeTx, Record
 
@@ -25,7 +29,9 @@ _APPROVALS = (
     "ARRAY(SELECT a.user_id FROM action_approvals a WHERE a.run_id = r.id ORDER BY a.at, a.user_id)"
     " AS approval_users,"
     " ARRAY(SELECT a.at FROM action_approvals a WHERE a.run_id = r.id ORDER BY a.at, a.user_id)"
-    " AS approval_ats"
+    " AS approval_ats,"
+    " ARRAY(SELECT a.roles FROM action_approvals a WHERE a.run_id = r.id ORDER BY a.at, a.user_id)"
+    " AS approval_roles"
 )
 _SELECT = f"SELECT r.*, {_APPROVALS} FROM action_runs r"  # noqa: S608 - constant SQL
 
@@ -38,6 +44,7 @@ def _updated(update_sql: str) -> str:
 def _run(row: Record) -> ActionRun:
     users = row["approval_users"] or []
     ats = row["approval_ats"] or []
+    roles = [tuple(r for r in (text or "").split(",") if r) for text in row["approval_roles"] or []]
     return ActionRun(
         id=row["id"],
         token=row["token"],
@@ -67,9 +74,11 @@ def _run(row: Record) -> ActionRun:
         error=row["error"],
         verification=row["verification"],
         undo_of=row["undo_of"],
-        approvals=tuple(Approval(u, a) for u, a in zip(users, ats, strict=False)),
+        approvals=tuple(Approval(u, a, r) for u, a, r in zip(users, ats, roles, strict=False)),
         version=row["version"],
         shown_version=row["shown_version"],
+        approvers_all_of=tuple(row["approvers_all_of"] or ()),
+        target_labels=tuple(row["target_labels"] or ()),
     )
 
 
@@ -155,9 +164,10 @@ class RemediationStore:
                     """
                     INSERT INTO action_runs (token, incident_id, action, params, target, namespace,
                         playbook, title, why, requested_by, approval_rule, approvals_needed, preview,
-                        labels, generator_url, expires_at, channel_id, created_at, undo_of, dedupe_key)
+                        labels, generator_url, expires_at, channel_id, created_at, undo_of, dedupe_key,
+                        approvers_all_of, target_labels)
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                            $18, $19, $20)
+                            $18, $19, $20, $21, $22)
                     ON CONFLICT (incident_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
                     RETURNING *
                     """
@@ -182,6 +192,8 @@ class RemediationStore:
                 now,
                 new.undo_of,
                 new.dedupe_key,
+                list(new.approvers_all_of),
+                list(new.target_labels),
             )
             if row is None:
                 return None
@@ -193,7 +205,7 @@ class RemediationStore:
                 actor=new.requested_by,
                 now=now,
                 details={
-                    "params": new.params,
+                    "params": public_params(new.action, new.params),
                     "playbook": new.playbook,
                     "approval_rule": new.approval_rule,
                     "approvals_needed": new.approvals_needed,
@@ -219,9 +231,13 @@ class RemediationStore:
 
     # ------------------------------------------------------------------ approvals
 
-    async def approve(self, run_id: int, user: str, now: datetime) -> ApproveResult:
-        """Record `user`'s approval (authorization was decided by the caller). The row lock
-        serialises concurrent approvals, so exactly one of them completes the set."""
+    async def approve(
+        self, run_id: int, user: str, now: datetime, *, roles: Sequence[str] = ()
+    ) -> ApproveResult:
+        """Record `user`'s approval (authorization was decided by the caller; `roles` are the
+        run's required roles the user holds). The row lock serialises concurrent approvals, so
+        exactly one of them completes the set: enough approvals, every required role covered
+        by a different approver."""
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(f"{_SELECT} WHERE r.id = $1 FOR UPDATE OF r", run_id)
             if row is None:
@@ -232,16 +248,18 @@ class RemediationStore:
             if run.expires_at <= now:
                 return ApproveResult(ApproveOutcome.EXPIRED, run)
             inserted = await conn.fetchval(
-                "INSERT INTO action_approvals (run_id, user_id, at) VALUES ($1, $2, $3)"
+                "INSERT INTO action_approvals (run_id, user_id, at, roles) VALUES ($1, $2, $3, $4)"
                 " ON CONFLICT (run_id, user_id) DO NOTHING RETURNING user_id",
                 run_id,
                 user,
                 now,
+                ",".join(roles),
             )
             if inserted is None:
                 return ApproveResult(ApproveOutcome.ALREADY, run)
             count = len(run.approvals) + 1
-            complete = count >= run.approvals_needed
+            held = {**run.approval_roles, user: tuple(roles)}
+            complete = approval_complete(run.approvers_all_of, run.approvals_needed, held)
             updated = await conn.fetchrow(
                 _updated(
                     "UPDATE action_runs SET version = version + 1,"
@@ -260,7 +278,12 @@ class RemediationStore:
                 AuditEvent.APPROVED,
                 actor=user,
                 now=now,
-                details={"approvals": count, "needed": run.approvals_needed, "complete": complete},
+                details={
+                    "approvals": count,
+                    "needed": run.approvals_needed,
+                    "complete": complete,
+                    "roles": list(roles),
+                },
                 timeline=f"<@{user}> approved “{run.title}” ({count} of {run.approvals_needed})",
             )
             return ApproveResult(ApproveOutcome.COMPLETE if complete else ApproveOutcome.RECORDED, run)
@@ -270,8 +293,8 @@ class RemediationStore:
             row = await conn.fetchrow(
                 _updated(
                     "UPDATE action_runs SET status = 'rejected', finished_at = $2, error = $3,"
-                    " version = version + 1 WHERE id = $1 AND status = 'proposed' AND expires_at > $2"
-                    " RETURNING *"
+                    " params = scrubbed_params(action, params), version = version + 1"
+                    " WHERE id = $1 AND status = 'proposed' AND expires_at > $2 RETURNING *"
                 ),
                 run_id,
                 now,
@@ -294,7 +317,8 @@ class RemediationStore:
 
     async def expire(self, run_id: int, now: datetime) -> ActionRun | None:
         rows = await self._expire(
-            "UPDATE action_runs SET status = 'expired', finished_at = $1, version = version + 1"
+            "UPDATE action_runs SET status = 'expired', finished_at = $1, version = version + 1,"
+            " params = scrubbed_params(action, params)"
             " WHERE id = $2 AND status = 'proposed' AND expires_at <= $1 RETURNING *",
             now,
             run_id,
@@ -303,26 +327,45 @@ class RemediationStore:
 
     async def expire_due(self, now: datetime, limit: int = 100) -> list[ActionRun]:
         return await self._expire(
-            "UPDATE action_runs SET status = 'expired', finished_at = $1, version = version + 1"
+            "UPDATE action_runs SET status = 'expired', finished_at = $1, version = version + 1,"
+            " params = scrubbed_params(action, params)"
             " WHERE id IN (SELECT id FROM action_runs WHERE status = 'proposed' AND expires_at <= $1"
             " ORDER BY expires_at LIMIT $2) AND status = 'proposed' AND expires_at <= $1 RETURNING *",
             now,
             limit,
         )
 
-    async def _expire(self, update_sql: str, now: datetime, arg: int) -> list[ActionRun]:
+    async def expire_for_incident(
+        self, incident_id: int, now: datetime, *, actor: str | None, reason: str
+    ) -> list[ActionRun]:
+        """Expire every pending proposal of an incident (it was resolved): approvals do not
+        outlive what they were given for."""
+        return await self._expire(
+            "UPDATE action_runs SET status = 'expired', finished_at = $1, version = version + 1,"
+            " error = $3, params = scrubbed_params(action, params)"
+            " WHERE incident_id = $2 AND status = 'proposed' RETURNING *",
+            now,
+            incident_id,
+            reason,
+            actor=actor,
+        )
+
+    async def _expire(
+        self, update_sql: str, now: datetime, *args: Any, actor: str | None = None
+    ) -> list[ActionRun]:
         async with self.pool.acquire() as conn, conn.transaction():
-            rows = await conn.fetch(_updated(update_sql), now, arg)
+            rows = await conn.fetch(_updated(update_sql), now, *args)
             runs = [_run(r) for r in rows]
             for run in runs:
+                why = run.error or "unapproved"
                 await self._record(
                     conn,
                     run,
                     AuditEvent.EXPIRED,
-                    actor=None,
+                    actor=actor,
                     now=now,
-                    details={"approvals": list(run.approvers), "needed": run.approvals_needed},
-                    timeline=f"Proposal “{run.title}” expired unapproved",
+                    details={"approvals": list(run.approvers), "needed": run.approvals_needed, "reason": why},
+                    timeline=f"Proposal “{run.title}” expired {why}",
                 )
             return runs
 
@@ -374,7 +417,7 @@ class RemediationStore:
             row = await conn.fetchrow(
                 _updated(
                     "UPDATE action_runs SET status = $3, finished_at = $4, result = $5, error = $6,"
-                    " version = version + 1"
+                    " params = scrubbed_params(action, params), version = version + 1"
                     " WHERE id = $1 AND status = 'running' AND claimed_by = $2 RETURNING *"
                 ),
                 run_id,
@@ -398,7 +441,7 @@ class RemediationStore:
                     "status": status.value,
                     "result": result,
                     "error": error,
-                    "params": run.params,
+                    "params": public_params(run.action, run.params),
                     "approved_by": list(run.approvers),
                     "requested_by": run.requested_by,
                     "created_at": run.created_at.isoformat(),
@@ -510,6 +553,13 @@ class RemediationStore:
         )
         return [r["id"] for r in rows]
 
+    async def pending_ids(self, limit: int = 200) -> list[int]:
+        """Runs not decided or executed yet (their messages show the kill switch)."""
+        rows = await self.pool.fetch(
+            "SELECT id FROM action_runs WHERE status IN ('proposed', 'approved') ORDER BY id LIMIT $1", limit
+        )
+        return [r["id"] for r in rows]
+
     async def approved_waiting(self, now: datetime, grace: timedelta, limit: int = 20) -> list[int]:
         """Approved runs nobody claimed (their approver's replica stopped before executing)."""
         rows = await self.pool.fetch(
@@ -527,7 +577,7 @@ class RemediationStore:
                 _updated(
                     "UPDATE action_runs SET status = 'failed', finished_at = $1, version = version + 1,"
                     " error = 'interrupted while running (the bot stopped); the outcome is unknown,"
-                    " check the cluster'"
+                    " check the cluster', params = scrubbed_params(action, params)"
                     " WHERE id IN (SELECT id FROM action_runs WHERE status = 'running' AND deadline_at < $1"
                     " ORDER BY id LIMIT $2) AND status = 'running' RETURNING *"
                 ),

@@ -309,11 +309,20 @@ async def test_set_env_previews_before_after_and_patches_by_name(
     )
     preview = await cluster.preview(ActionName.SET_ENV, params)
     assert preview.dry_run_ok
-    assert 'container api: MAINTENANCE_MODE "false" → "true"' in preview.summary_lines
-    assert 'container api: FEATURE_X unset → "on"' in preview.summary_lines
+    # Values may be secrets: the summary anyone sees says only what changes...
+    assert "container api: MAINTENANCE_MODE changed (values hidden)" in preview.summary_lines
+    assert "container api: FEATURE_X unset → set (value hidden)" in preview.summary_lines
+    assert (
+        "container api: DATABASE_URL (from secret skillquest-api-secrets/database-url) → set (value hidden)"
+        in preview.summary_lines
+    )
+    assert not [v for v in ('"false"', '"true"', '"on"', "maint") if v in "\n".join(preview.summary_lines)]
+    # ...the before → after values are for the requester only.
+    assert 'container api: MAINTENANCE_MODE "false" → "true"' in preview.private_lines
+    assert 'container api: FEATURE_X unset → "on"' in preview.private_lines
     assert (
         'container api: DATABASE_URL (from secret skillquest-api-secrets/database-url) → "postgres://maint"'
-        in preview.summary_lines
+        in preview.private_lines
     )
     assert {
         e["name"]: e.get("value")
@@ -322,6 +331,8 @@ async def test_set_env_previews_before_after_and_patches_by_name(
 
     result = await cluster.execute(ActionName.SET_ENV, params, preview.resource_version)
     assert result.revision == 3
+    assert "container api: MAINTENANCE_MODE changed (values hidden)" in result.changes
+    assert "maint" not in "\n".join(result.changes)
     [patch] = [w for w in writes(sandbox) if w.param("dryRun") is None]
     assert patch.content_type == "application/strategic-merge-patch+json"
     env = {e["name"]: e for e in container(deployment(sandbox, "skillquest", "skillquest-api"))["env"]}

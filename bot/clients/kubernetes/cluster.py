@@ -78,14 +78,20 @@ class KubernetesCluster:
     # ------------------------------------------------------------------ actions
 
     async def preview(
-        self, action: ActionName, params: ActionParams, *, argv: Sequence[str] | None = None
+        self,
+        action: ActionName,
+        params: ActionParams,
+        *,
+        argv: Sequence[str] | None = None,
+        namespace_allowed: Callable[[str], bool] | None = None,
     ) -> Preview:
         """Dry-run the action and describe it. API refusals (4xx) and refusals of the action itself
-        come back as `dry_run_ok=False` with `problem`; only 5xx/transport failures raise."""
+        come back as `dry_run_ok=False` with `problem`; only 5xx/transport failures raise.
+        `namespace_allowed` says whose pods a drain may evict (the others are skipped)."""
         target = target_of(action, params)
         handler = handler_for(action)
         try:
-            return await handler.preview(self._api, params, Request(action, argv))
+            return await handler.preview(self._api, params, Request(action, argv, namespace_allowed))
         except UserError as err:
             return Preview(action, target, [str(err)], None, None, False, True, None, str(err))
         except IntegrationError as err:
@@ -103,15 +109,17 @@ class KubernetesCluster:
         *,
         expect_fingerprint: str | None = None,
         argv: Sequence[str] | None = None,
+        namespace_allowed: Callable[[str], bool] | None = None,
     ) -> Result:
         """Re-read the target, refuse if it changed since the preview, then act like kubectl.
 
         With `expect_fingerprint` (from `Preview.fingerprint`) only meaningful changes refuse
         (spec/generation, a replaced pod, schedulability); otherwise any resourceVersion change
         does. Both None: no check. A 409 Conflict is retried once (re-read and re-checked).
+        `namespace_allowed` says whose pods a drain may evict (the others are skipped).
         """
         handler = handler_for(action)
-        req = Request(action, argv)
+        req = Request(action, argv, namespace_allowed)
         expect = Expectation(expect_resource_version, expect_fingerprint)
         for attempt in (1, 2):
             try:

@@ -3,13 +3,17 @@
 Both are one sequence: read the deployment, pick the containers, compute the strategic merge
 patch (containers and env merged by name) with a before → after line per value, then dry-run
 it (preview) or send it (execute). Only the change to one container differs: each is an `Edit`.
+
+Environment values may be secrets, for every variable: the lines anyone sees say only whether
+a variable is set, changed or unchanged; the values before and after are in the preview's
+`private_lines` (for the requester), and are cut out of any apiserver message.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from functools import partial
 
 from bot.clients.kubernetes.api import KubeApi
@@ -22,11 +26,39 @@ from bot.clients.kubernetes.deployments import (
 )
 from bot.clients.kubernetes.objects import JSON, as_dict, containers, dig_dicts, resource_version
 from bot.clients.kubernetes.results import Preview, Result
-from bot.core.actions import DeploymentTarget, ResourceSpec, SetEnvParams, SetResourcesParams
-from bot.core.errors import UserError
+from bot.core.actions import HIDDEN, DeploymentTarget, ResourceSpec, SetEnvParams, SetResourcesParams
+from bot.core.errors import IntegrationError, UserError
 
-# One container → (its entry in the patch's `containers`, its before → after lines).
-ContainerChange = Callable[[JSON], tuple[JSON, list[str]]]
+
+@dataclass(slots=True)
+class Lines:
+    """What an edit changes, in words: `public` for anyone, `private` with the values for the
+    requester only, and the `secrets` that must never appear in public text."""
+
+    public: list[str] = field(default_factory=list)
+    private: list[str] = field(default_factory=list)
+    secrets: set[str] = field(default_factory=set)
+
+    def extend(self, other: Lines) -> None:
+        self.public += other.public
+        self.private += other.private
+        self.secrets |= other.secrets
+
+    def hide(self, text: str) -> str:
+        """`text` with every secret value cut out (longest first, so none is left in part)."""
+        for secret in sorted((s for s in self.secrets if s), key=len, reverse=True):
+            text = text.replace(secret, HIDDEN)
+        return text
+
+
+def same_lines(lines: Iterable[str]) -> Lines:
+    """Lines with nothing secret: the same for everyone."""
+    shown = list(lines)
+    return Lines(shown, list(shown))
+
+
+# One container → (its entry in the patch's `containers`, what changes).
+ContainerChange = Callable[[JSON], tuple[JSON, Lines]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,17 +82,17 @@ def _pick_containers(dep: JSON, container: str | None, label: str) -> list[JSON]
     return chosen
 
 
-def _plan(dep: JSON, label: str, edit: Edit) -> tuple[JSON, list[str]]:
-    """(the strategic merge patch, its before → after lines)."""
+def _plan(dep: JSON, label: str, edit: Edit) -> tuple[JSON, Lines]:
+    """(the strategic merge patch, what it changes)."""
     chosen = _pick_containers(dep, edit.container, label)
     if edit.refusal:
         raise UserError(edit.refusal)
     entries: list[JSON] = []
-    lines: list[str] = []
+    lines = Lines()
     for container in chosen:
         entry, container_lines = edit.change(container)
         entries.append(entry)
-        lines += container_lines
+        lines.extend(container_lines)
     return {"spec": {"template": {"spec": {"containers": entries}}}}, lines
 
 
@@ -68,9 +100,17 @@ async def preview_edit(api: KubeApi, p: DeploymentTarget, req: Request, edit: Ed
     label = deployment_label(p)
     dep = await api.read_deployment(p.namespace, p.deployment)
     patch, lines = _plan(dep, label, edit)
-    lines = [f"deployment {label}: {edit.what} (starts a rollout if anything changes)", *lines]
+    heading = f"deployment {label}: {edit.what} (starts a rollout if anything changes)"
     problem = await dry_run_patch(api, p, patch)
-    return checked_preview(req.action, f"deployment {label}", "deployment", dep, lines, problem)
+    return checked_preview(
+        req.action,
+        f"deployment {label}",
+        "deployment",
+        dep,
+        [heading, *lines.public],
+        lines.hide(problem) if problem else None,
+        private_lines=[heading, *lines.private],
+    )
 
 
 async def apply_edit(
@@ -78,11 +118,14 @@ async def apply_edit(
 ) -> Result:
     dep = await unchanged_deployment(api, p, expect)
     patch, lines = _plan(dep, deployment_label(p), edit)
-    patched, rev = await patch_deployment(api, p, patch)
+    try:
+        patched, rev = await patch_deployment(api, p, patch)
+    except IntegrationError as err:
+        raise IntegrationError(err.system, lines.hide(err.message), status=err.status) from None
     return Result(
         req.action,
         f"deployment {deployment_label(p)}",
-        lines,
+        lines.public,
         resource_version=resource_version(patched),
         revision=rev,
     )
@@ -95,28 +138,43 @@ def _quote(value: object) -> str:
     return "unset" if value is None else json.dumps(value)
 
 
-def _env_line(cname: str, key: str, value: str, existing: JSON | None) -> str:
+def _reference(existing: JSON) -> str:
+    source = as_dict(existing["valueFrom"])
+    ref = as_dict(source.get("secretKeyRef")) or as_dict(source.get("configMapKeyRef"))
+    what = "secret" if "secretKeyRef" in source else "configmap" if ref else "a reference"
+    return f"(from {what} {ref.get('name', '')}/{ref.get('key', '')})" if ref else f"(from {what})"
+
+
+def _env_lines(cname: str, key: str, value: str, existing: JSON | None) -> Lines:
+    """(public, private) lines for one variable; the public one never carries a value."""
+    where = f"container {cname}: {key}"
     if existing is not None and existing.get("valueFrom") is not None:
-        source = as_dict(existing["valueFrom"])
-        ref = as_dict(source.get("secretKeyRef")) or as_dict(source.get("configMapKeyRef"))
-        what = "secret" if "secretKeyRef" in source else "configmap" if ref else "a reference"
-        before = f"(from {what} {ref.get('name', '')}/{ref.get('key', '')})" if ref else f"(from {what})"
-        return f"container {cname}: {key} {before} → {json.dumps(value)}"
+        before = _reference(existing)
+        return Lines(
+            [f"{where} {before} → set (value hidden)"], [f"{where} {before} → {json.dumps(value)}"], {value}
+        )
     if existing is None:
-        return f"container {cname}: {key} unset → {json.dumps(value)}"
-    if existing.get("value", "") == value:
-        return f"container {cname}: {key} {json.dumps(value)} (unchanged)"
-    return f"container {cname}: {key} {_quote(existing.get('value', ''))} → {json.dumps(value)}"
+        return Lines(
+            [f"{where} unset → set (value hidden)"], [f"{where} unset → {json.dumps(value)}"], {value}
+        )
+    old = str(existing.get("value", ""))
+    if old == value:
+        return Lines([f"{where} unchanged"], [f"{where} {json.dumps(value)} (unchanged)"], {value})
+    return Lines(
+        [f"{where} changed (values hidden)"],
+        [f"{where} {_quote(existing.get('value', ''))} → {json.dumps(value)}"],
+        {old, value},
+    )
 
 
-def _env_change(env: dict[str, str], container: JSON) -> tuple[JSON, list[str]]:
+def _env_change(env: dict[str, str], container: JSON) -> tuple[JSON, Lines]:
     cname = str(container.get("name"))
     current = {str(e.get("name")): e for e in dig_dicts(container, "env")}
     items: list[JSON] = []
-    lines = []
+    lines = Lines()
     for key, value in env.items():
         existing = current.get(key)
-        lines.append(_env_line(cname, key, value, existing))
+        lines.extend(_env_lines(cname, key, value, existing))
         item: JSON = {"name": key, "value": value}
         if existing is not None and existing.get("valueFrom") is not None:
             item["valueFrom"] = None  # a literal replaces a reference (as kubectl does)
@@ -150,7 +208,7 @@ def _wanted(requests: ResourceSpec | None, limits: ResourceSpec | None) -> dict[
     return wanted
 
 
-def _resources_change(wanted: dict[str, dict[str, str]], container: JSON) -> tuple[JSON, list[str]]:
+def _resources_change(wanted: dict[str, dict[str, str]], container: JSON) -> tuple[JSON, Lines]:
     cname = str(container.get("name"))
     current = as_dict(container.get("resources"))
     lines = []
@@ -159,7 +217,7 @@ def _resources_change(wanted: dict[str, dict[str, str]], container: JSON) -> tup
             before = as_dict(current.get(kind)).get(resource)
             change = "(unchanged)" if str(before) == value else f"→ {value}"
             lines.append(f"container {cname}: {kind}.{resource} {before or 'unset'} {change}")
-    return {"name": cname, "resources": wanted}, lines
+    return {"name": cname, "resources": wanted}, same_lines(lines)
 
 
 def set_resources_edit(p: SetResourcesParams) -> Edit:

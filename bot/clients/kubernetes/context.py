@@ -4,7 +4,7 @@ changed since that preview."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -18,11 +18,13 @@ Kind = Literal["deployment", "node", "pod", "cronjob"]
 
 @dataclass(frozen=True, slots=True)
 class Request:
-    """The action asked for (cordon and uncordon share their handlers) and, for exec, the argv
-    expanded from an allow-listed template."""
+    """The action asked for (cordon and uncordon share their handlers), for exec the argv
+    expanded from an allow-listed template, and for drain which namespaces' pods it may
+    evict (the policy's namespace rules; None: any)."""
 
     action: ActionName
     argv: Sequence[str] | None = None
+    namespace_allowed: Callable[[str], bool] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,9 +63,17 @@ def refuse_if_changed(kind: Kind, label: str, obj: JSON, expect: Expectation) ->
 
 
 def checked_preview(
-    action: ActionName, target: str, kind: Kind, obj: JSON, lines: list[str], problem: str | None
+    action: ActionName,
+    target: str,
+    kind: Kind,
+    obj: JSON,
+    lines: list[str],
+    problem: str | None,
+    *,
+    private_lines: list[str] | None = None,
 ) -> Preview:
-    """The preview of an existing target; `problem` is why the dry run (or the action) refused."""
+    """The preview of an existing target; `problem` is why the dry run (or the action) refused;
+    `private_lines` are for the requester only (see `Preview`)."""
     if problem:
         lines = [*lines, f"dry run refused: {problem}"]
     return Preview(
@@ -76,4 +86,5 @@ def checked_preview(
         target_exists=True,
         fingerprint=fingerprint(kind, obj),
         problem=problem,
+        private_lines=list(private_lines or []),
     )

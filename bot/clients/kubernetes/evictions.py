@@ -1,12 +1,15 @@
 """The pod half of a drain: which pods kubectl would evict, and evicting one until it is gone.
 
 Evictions go through policy/v1 so PodDisruptionBudgets apply: a 429 (the budget refuses for
-now) is retried every `evict_retry_delay` s until the drain's deadline.
+now) is retried every `evict_retry_delay` s until the drain's deadline. Pods in namespaces the
+caller does not allow (the policy's namespace rules) are left running and reported as skipped:
+a drain never reaches into a namespace no remediation may touch.
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -67,12 +70,22 @@ def _refusal(pod: JSON, p: DrainParams) -> tuple[str, bool] | None:
     return None
 
 
-def drain_plan(pods: list[JSON], p: DrainParams) -> DrainPlan:
-    """kubectl drain's filters (pkg/drain/filters.go), without --force."""
+def drain_plan(
+    pods: list[JSON], p: DrainParams, namespace_allowed: Callable[[str], bool] | None = None
+) -> DrainPlan:
+    """kubectl drain's filters (pkg/drain/filters.go), without --force; pods in namespaces
+    `namespace_allowed` refuses are skipped (left running) before any other filter."""
     plan = DrainPlan()
     for pod in pods:
         pod_meta = meta(pod)
         ns, name = str(pod_meta.get("namespace")), str(pod_meta.get("name"))
+        if namespace_allowed is not None and not namespace_allowed(ns):
+            plan.skipped.append(
+                PodDrainResult(
+                    ns, name, PodOutcome.NOT_ALLOWED, f"namespace {ns} is not allowed by the policy"
+                )
+            )
+            continue
         refusal = _refusal(pod, p)
         if refusal is None:
             plan.evict.append(pod)

@@ -1,8 +1,8 @@
 """Nodes: cordon and uncordon (SMP `spec.unschedulable`), and drain.
 
-Drain is kubectl's: cordon, list the node's pods, skip DaemonSet and mirror pods, evict
-(policy/v1) each, retry 429 (PodDisruptionBudget) every `evict_retry_delay` s up to the
-timeout, and wait for deletion (see `evictions`).
+Drain is kubectl's: cordon, list the node's pods, skip DaemonSet and mirror pods (and pods in
+namespaces the policy does not allow), evict (policy/v1) each, retry 429 (PodDisruptionBudget)
+every `evict_retry_delay` s up to the timeout, and wait for deletion (see `evictions`).
 """
 
 from __future__ import annotations
@@ -98,11 +98,17 @@ async def cordon(api: KubeApi, p: NodeParams, req: Request, expect: Expectation)
 
 async def preview_drain(api: KubeApi, p: DrainParams, req: Request) -> Preview:
     node = await api.read_node(p.node)
-    plan = drain_plan(await node_pods(api, p.node), p)
+    plan = drain_plan(await node_pods(api, p.node), p, req.namespace_allowed)
     cordoned = _unschedulable(node)
     lines = [
         f"node {p.node}: {'already unschedulable' if cordoned else 'schedulable → unschedulable'}, "
         f"then evict {len(plan.evict)} pod(s) (grace {p.grace_period_seconds}s, timeout {p.timeout_seconds}s)"
+    ]
+    # Pods the policy keeps the drain away from come first: they stay on the cordoned node.
+    lines += [
+        f"skip {r.namespace}/{r.name}: {r.detail} (left running)"
+        for r in plan.skipped
+        if r.outcome is PodOutcome.NOT_ALLOWED
     ]
     if plan.errors:
         lines += [f"cannot drain: {e}" for e in plan.errors]
@@ -112,7 +118,11 @@ async def preview_drain(api: KubeApi, p: DrainParams, req: Request) -> Preview:
         lines += list(await asyncio.gather(*checks))
     except (aiohttp.ClientError, TimeoutError) as exc:
         raise IntegrationError(SYSTEM, f"evict pods on {p.node} (dry run) failed: {exc}") from exc
-    lines += [f"skip {r.namespace}/{r.name}: {r.detail}" for r in plan.skipped]
+    lines += [
+        f"skip {r.namespace}/{r.name}: {r.detail}"
+        for r in plan.skipped
+        if r.outcome is not PodOutcome.NOT_ALLOWED
+    ]
     if plan.evict:
         lines.append(
             "evictions are checked one at a time; budgets may delay later ones until replacements are ready"
@@ -124,7 +134,7 @@ async def preview_drain(api: KubeApi, p: DrainParams, req: Request) -> Preview:
 async def drain(api: KubeApi, p: DrainParams, req: Request, expect: Expectation) -> Result:
     node = await api.read_node(p.node)
     refuse_if_changed("node", p.node, node, expect)
-    plan = drain_plan(await node_pods(api, p.node), p)
+    plan = drain_plan(await node_pods(api, p.node), p, req.namespace_allowed)
     if plan.errors:
         # Refuse before cordoning so nothing half-happens.
         raise UserError(f"cannot drain node {p.node}: " + "; ".join(plan.errors))
@@ -143,6 +153,11 @@ async def drain(api: KubeApi, p: DrainParams, req: Request, expect: Expectation)
     report = DrainReport(p.node, was_unschedulable, results, plan.skipped)
     evicted = [r for r in results if r.outcome in (PodOutcome.EVICTED, PodOutcome.ALREADY_GONE)]
     changes.append(f"evicted {len(evicted)} of {len(results)} pod(s); skipped {len(plan.skipped)}")
+    changes += [
+        f"left {r.namespace}/{r.name} running: {r.detail}"
+        for r in plan.skipped
+        if r.outcome is PodOutcome.NOT_ALLOWED
+    ]
     changes += [f"{r.namespace}/{r.name}: {r.outcome.value}: {r.detail}" for r in results if r not in evicted]
     refreshed = await api.read_node(p.node)
     return Result(

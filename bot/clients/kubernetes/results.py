@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -42,6 +42,9 @@ class Preview:
     generation, node uid + schedulability, pod uid, cronjob uid + generation); pass it back to
     `execute(expect_fingerprint=...)` to refuse only on meaningful changes rather than on every
     status update that moves `resource_version`.
+
+    `summary_lines` may be shown to anyone and stored; `private_lines` (set env: the values
+    before and after) are for the requester's eyes only and are never stored.
     """
 
     action: ActionName
@@ -53,6 +56,7 @@ class Preview:
     target_exists: bool
     fingerprint: str | None = None
     problem: str | None = None
+    private_lines: list[str] = field(default_factory=list)
 
 
 class PodOutcome(StrEnum):
@@ -61,6 +65,7 @@ class PodOutcome(StrEnum):
     BLOCKED = "blocked"  # a PodDisruptionBudget still refused at the timeout
     FAILED = "failed"
     SKIPPED = "skipped"
+    NOT_ALLOWED = "not_allowed"  # in a namespace the policy does not allow: left running
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,7 @@ import asyncio
 import fnmatch
 import json
 import re
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -23,7 +23,7 @@ from pydantic import BaseModel
 
 from bot.core.actions import ActionName, ExecParams, ScaleParams
 from bot.core.errors import IntegrationError, UserError
-from bot.core.policy import EVERYONE, ApprovalRule, Policy
+from bot.core.policy import EVERYONE, ApprovalRule, Policy, approval_helps, missing_roles
 from bot.store.coordination import PREFIX, Coordination
 
 USERGROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
@@ -107,9 +107,16 @@ def may_approve(
     approvals: Collection[str],
     needed: int,
     rule_name: str = "default",
+    required_roles: Sequence[str] = (),
+    approval_roles: Mapping[str, Collection[str]] | None = None,
+    user_roles: Collection[str] = (),
 ) -> Decision:
-    """Whether `user_id`'s approval counts. `approvals` are the users who approved already."""
-    approvers = [r for r in rule.approvers if r != EVERYONE]
+    """Whether `user_id`'s approval counts. `approvals` are the users who approved already;
+    with `required_roles` (one approver per role), `approval_roles` are the roles each of them
+    covered and `user_roles` those of the required roles this user holds: an approval that
+    brings the proposal no closer (another approver of a role already covered while a
+    required role is missing) is refused, naming the role still needed."""
+    approvers = [r for r in rule.approver_roles if r != EVERYONE]
     if not policy.in_roles(approvers, user_id, user_groups):
         return deny(
             f"You may not approve {_action_text(action, rule_name)}: the policy lets "
@@ -128,6 +135,14 @@ def may_approve(
             if left > 0
             else "You already approved this."
         )
+    held = approval_roles if approval_roles is not None else dict.fromkeys(approvals, ())
+    if required_roles and not approval_helps(required_roles, needed, held, user_id, user_roles):
+        missing = missing_roles(required_roles, held)
+        yours = roles_text(user_roles) if user_roles else "none of them"
+        return deny(
+            f"This {action.value} still needs an approver with role {roles_text(missing)}: the policy "
+            f"wants one approver from each of {roles_text(required_roles)} (your roles among them: {yours})."
+        )
     return ALLOWED
 
 
@@ -144,7 +159,7 @@ def may_reject(
     """Approvers may reject a proposal, and a requester may withdraw their own."""
     if requested_by is not None and user_id == requested_by:
         return ALLOWED
-    approvers = [r for r in rule.approvers if r != EVERYONE]
+    approvers = [r for r in rule.approver_roles if r != EVERYONE]
     if policy.in_roles(approvers, user_id, user_groups):
         return ALLOWED
     return deny(

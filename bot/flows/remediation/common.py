@@ -1,5 +1,6 @@
-"""What the remediation steps share: limits, parameter parsing, the reasons nothing can run,
-user group membership for the policy's decisions, and the cooldown rule."""
+"""What the remediation steps share: limits, parameter parsing, the reasons nothing can run
+(the kill switch in policy.yaml or flipped at runtime, no cluster), user group membership
+for the policy's decisions, and the cooldown rule."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ from bot.core.actions import (
 from bot.core.policy import ApprovalRule, Policy
 from bot.core.runs import ActionRun
 from bot.flows.remediation.authz import Membership, UsergroupResolver, needs_usergroups, role_usergroups
+from bot.store.kill_switch import KillSwitchState
 from bot.store.remediation import RemediationStore
 
 TOKEN_BYTES = 8  # 16 hex characters, from the OS's CSPRNG
@@ -70,11 +72,20 @@ def execute_timeout(action: ActionName, params: ActionParams) -> float:
     return EXECUTE_TIMEOUT_S
 
 
-def blockers(policy: Policy, cluster: KubernetesCluster | None) -> list[str]:
-    """Why nothing can execute right now (shown on every proposal)."""
+def blockers(
+    policy: Policy, cluster: KubernetesCluster | None, switch: KillSwitchState | None = None
+) -> list[str]:
+    """Why nothing can execute right now (shown on every proposal); `switch` is the runtime
+    kill switch as stored."""
     found = []
     if policy.kill_switch:
         found.append("The kill switch is on (policy.yaml `kill_switch: true`): nothing executes.")
+    elif switch is not None and switch.engaged:
+        why = f": {switch.reason}" if switch.reason else ""
+        found.append(
+            f"The kill switch is on (turned on by {switch.changed_by} at {switch.changed_at:%H:%M} UTC{why}):"
+            " nothing executes until it is turned off."
+        )
     if cluster is None:
         found.append(
             "The Kubernetes cluster is not configured (KUBECONFIG unset, not in a pod): nothing executes."
@@ -100,6 +111,16 @@ class Access:
         if not needs_usergroups(self.policy, roles, user):
             return Membership(frozenset())
         return await self.resolver.groups_of(user, role_usergroups(self.policy, roles))
+
+    async def roles_held(self, user: str, roles: list[str]) -> tuple[list[str], Membership]:
+        """Which of `roles` the user holds, each one checked (user groups looked up only for the
+        roles the user is not listed in directly)."""
+        direct = [r for r in roles if self.policy.in_roles([r], user)]
+        others = [r for r in roles if r not in direct]
+        groups = role_usergroups(self.policy, others)
+        membership = await self.resolver.groups_of(user, groups) if groups else Membership(frozenset())
+        held = set(direct) | {r for r in others if self.policy.in_roles([r], user, membership.groups)}
+        return [r for r in roles if r in held], membership
 
     def rule_of(self, run: ActionRun) -> ApprovalRule:
         return self.policy.rule_for(run.action, run.approval_rule)

@@ -1,8 +1,10 @@
 """Execute an approved run exactly once: claimed by compare-and-set (`approved` → `running`),
 so one claimer wins across double clicks, retried deliveries and replicas. Everything is
-re-checked before the request (kill switch, cluster, expiry, policy, approvals, cooldown; the
-adapter re-reads the target and refuses if it changed since the preview), the action is
-bounded by a timeout, and every outcome is audited, noted in the thread and verified.
+re-checked before the request (kill switch as stored now, cluster, expiry, that the incident
+is still open, policy, approvals with one approver per required role, cooldown; the adapter
+re-reads the target and refuses if it changed since the preview, and a drain leaves pods in
+namespaces the policy denies alone), the action is bounded by a timeout, and every outcome is
+audited, noted in the thread and verified.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from bot.clients.kubernetes.results import Result
 from bot.core.actions import ActionParams, ExecParams
 from bot.core.blockkit import escape
 from bot.core.errors import IntegrationError, UserError
-from bot.core.policy import Policy
+from bot.core.incident import IncidentStatus
+from bot.core.policy import ApprovalRule, Policy, approval_complete
 from bot.core.ports import Clock
 from bot.core.runs import ActionRun, AuditEvent, RunStatus
 from bot.flows.remediation.authz import exec_argv, namespace_allowed, parameter_problem
@@ -34,6 +37,8 @@ from bot.flows.remediation.verify import Verifier
 from bot.flows.supervisor import Supervisor
 from bot.obs import logs
 from bot.obs.metrics import Metrics
+from bot.store.incidents import PostgresStore
+from bot.store.kill_switch import KillSwitchStore
 from bot.store.remediation import RemediationStore
 
 log = logs.logger(logs.Component.REMEDIATION)
@@ -71,6 +76,8 @@ class Executor:
     def __init__(
         self,
         store: RemediationStore,
+        incidents: PostgresStore,
+        switch: KillSwitchStore,
         cluster: KubernetesCluster | None,
         verifier: Verifier,
         messages: ProposalMessages,
@@ -83,6 +90,8 @@ class Executor:
         owner: str,
     ) -> None:
         self.store = store
+        self.incidents = incidents
+        self.switch = switch
         self.cluster = cluster
         self.verifier = verifier
         self.messages = messages
@@ -123,6 +132,7 @@ class Executor:
                     run.preview.resource_version,
                     expect_fingerprint=run.preview.fingerprint,
                     argv=argv,
+                    namespace_allowed=self.access.rule_of(run).allows_namespace,
                 )
         except UserError as err:
             return await self._finish_refused(run, str(err))
@@ -143,11 +153,15 @@ class Executor:
     async def _recheck(self, run: ActionRun, params: ActionParams, now: datetime) -> str | None:
         """Why the claimed run must not execute now, or None. The target itself is re-read and
         compared with the preview by the adapter, right before the request."""
-        problems = blockers(self.policy, self.cluster)
+        problems = blockers(self.policy, self.cluster, await self.switch.get())
         if problems:
             return problems[0]
         if now > run.expires_at:
             return f"the proposal expired at {run.expires_at:%H:%M:%S} UTC before it was executed"
+        incident = await self.incidents.get_incident(run.incident_id)
+        if incident is None or incident.status is IncidentStatus.RESOLVED:
+            ref = incident.ref if incident is not None else f"#{run.incident_id}"
+            return f"incident {ref} was resolved after this was approved; approvals end with their incident"
         rule = self.access.rule_of(run)
         allowed = namespace_allowed(rule, run.action, run.namespace, rule_name=run.approval_rule)
         if not allowed.allowed:
@@ -157,16 +171,9 @@ class Executor:
         )
         if bound:
             return f"the policy refuses it: {bound}"
-        valid = []
-        for approver in run.approvers:
-            if approver == run.requested_by and not rule.requester_may_approve:
-                continue
-            membership = await self.access.membership(approver, list(rule.approvers))
-            if self.policy.in_roles(rule.approvers, approver, membership.groups):
-                valid.append(approver)
-        needed = max(rule.approvals_needed, run.approvals_needed)
-        if len(valid) < needed:
-            return f"only {len(valid)} of the {needed} approvals are still valid under the current policy"
+        problem = await self._approvals_problem(run, rule)
+        if problem:
+            return problem
         return await cooldown_problem(
             self.store,
             run.target,
@@ -175,6 +182,27 @@ class Executor:
             exclude=[run.id] + ([run.undo_of] if run.undo_of else []),
             before=(run.started_at or now, run.id),
         )
+
+    async def _approvals_problem(self, run: ActionRun, rule: ApprovalRule) -> str | None:
+        """Whether the approvals still hold under the current policy: each approver still holds an
+        approver role, and each required role is covered by a different one of them."""
+        required = list(dict.fromkeys([*rule.approvers_all_of, *run.approvers_all_of]))
+        held: dict[str, list[str]] = {}
+        for approver in run.approvers:
+            if approver == run.requested_by and not rule.requester_may_approve:
+                continue
+            roles, _ = await self.access.roles_held(approver, rule.approver_roles)
+            if roles:
+                held[approver] = [r for r in roles if r in required]
+        needed = max(rule.required_approvals, run.approvals_needed, len(required))
+        if len(held) < needed:
+            return f"only {len(held)} of the {needed} approvals are still valid under the current policy"
+        if not approval_complete(required, needed, held):
+            return (
+                "the approvals no longer cover every required role under the current policy "
+                f"(one approver each of {', '.join(required)})"
+            )
+        return None
 
     async def _finish(
         self,

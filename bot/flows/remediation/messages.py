@@ -14,6 +14,7 @@ from bot.flows.supervisor import Supervisor
 from bot.obs import logs
 from bot.render.proposals import proposal_message, thread_note
 from bot.store.coordination import Coordination
+from bot.store.kill_switch import KillSwitchStore
 from bot.store.remediation import RemediationStore
 
 log = logs.logger(logs.Component.REMEDIATION)
@@ -33,6 +34,7 @@ class ProposalMessages:
     def __init__(
         self,
         store: RemediationStore,
+        switch: KillSwitchStore,
         chat: SlackChat,
         owned: OwnedMessages,
         coord: Coordination,
@@ -42,6 +44,7 @@ class ProposalMessages:
         clock: Clock,
     ) -> None:
         self.store = store
+        self.switch = switch
         self.chat = chat
         self.owned = owned
         self.coord = coord
@@ -90,12 +93,14 @@ class ProposalMessages:
             run = await self.store.get(run_id)
             if run is None or run.channel_id is None or _shown(run):
                 return
+            # What stops execution matters only while the run may still execute.
+            warnings = [] if run.final else blockers(self.policy, self.cluster, await self.switch.get())
             msg = proposal_message(
                 run,
                 self.policy.rule_for(run.action, run.approval_rule),
                 self.clock(),
                 policy=self.policy,
-                warnings=blockers(self.policy, self.cluster),
+                warnings=warnings,
             )
             if run.message_ts is None:
                 ts = await self.owned.post(run.channel_id, msg, f"run:{run.id}")

@@ -1,11 +1,16 @@
 """Propose a remediation: check the policy (requester role, namespace allow/deny, parameter
 bounds, exec template, cooldown), preview it with a server-side dry run, store the run with an
-opaque token and post the proposal message into the incident channel."""
+opaque token and post the proposal message into the incident channel.
+
+Playbook remediations take their targets from the alert's labels only within the playbook's
+`targets`; anything else is not proposed, with the reason in the channel. What only the
+requester may see (set env: the values before and after) comes back with the proposal and is
+never stored."""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -53,6 +58,16 @@ class Request:
     generator_url: str = ""
     undo_of: int | None = None
     dedupe_key: str | None = None
+    target_labels: tuple[str, ...] = ()  # the alert labels the target was taken from
+
+
+@dataclass(frozen=True, slots=True)
+class Proposal:
+    """A stored proposal (None: this playbook proposal existed already) and the preview lines
+    only the requester may see (never stored)."""
+
+    run: ActionRun | None
+    private_lines: tuple[str, ...] = ()
 
 
 class Proposer:
@@ -84,6 +99,12 @@ class Proposer:
         """Check the policy, preview, store and post a proposal. A refusal raises UserError with
         the reason; None when this playbook proposal was already made for the incident. The
         default title is built from validated names only."""
+        return (await self.propose_with_preview(incident, action, params, request)).run
+
+    async def propose_with_preview(
+        self, incident: Incident, action: ActionName, params: ActionParams, request: Request
+    ) -> Proposal:
+        """`propose`, also returning the preview lines meant for the requester only."""
         rule = self.policy.rule_for(action, request.approval)
         if not isinstance(params, PARAMS_BY_ACTION[action]):
             raise TypeError(f"{action.value} takes {PARAMS_BY_ACTION[action].__name__}")
@@ -96,7 +117,7 @@ class Proposer:
         problem = await cooldown_problem(self.store, target, rule, now, exclude=exclude)
         if problem:
             raise UserError(f"Not proposed: {problem}")
-        preview = await self._preview(action, params, argv)
+        preview, private = await self._preview(action, params, argv, rule.allows_namespace)
         bound = parameter_problem(
             self.policy, rule, action, params, current_replicas=preview.current_replicas
         )
@@ -114,7 +135,7 @@ class Proposer:
             playbook=request.playbook,
             requested_by=request.requested_by,
             approval_rule=request.approval,
-            approvals_needed=rule.approvals_needed,
+            approvals_needed=rule.required_approvals,
             preview=preview,
             labels=dict(request.labels or {}),
             generator_url=request.generator_url,
@@ -122,8 +143,10 @@ class Proposer:
             channel_id=incident.channel_id,
             undo_of=request.undo_of,
             dedupe_key=request.dedupe_key,
+            approvers_all_of=tuple(rule.approvers_all_of),
+            target_labels=request.target_labels,
         )
-        return await self._store_and_post(incident, new, argv, now)
+        return Proposal(await self._store_and_post(incident, new, argv, now), private)
 
     async def _check_request(
         self, incident: Incident, action: ActionName, params: ActionParams, request: Request
@@ -184,22 +207,31 @@ class Proposer:
             log.warning("remediation.post_failed", extra={"run_id": run.id, "error": str(err)})
         return run
 
-    async def _preview(self, action: ActionName, params: ActionParams, argv: list[str] | None) -> PreviewInfo:
+    async def _preview(
+        self,
+        action: ActionName,
+        params: ActionParams,
+        argv: list[str] | None,
+        namespace_allowed: Callable[[str], bool],
+    ) -> tuple[PreviewInfo, tuple[str, ...]]:
+        """(what is stored and shown, what only the requester may see)."""
         cluster, label = self.cluster, self.cluster_label
         if cluster is None:
             return PreviewInfo(
                 summary_lines=("no preview: the Kubernetes cluster is not configured",),
                 problem="the Kubernetes cluster is not configured, so nothing can run",
                 cluster=label,
-            )
+            ), ()
         try:
-            preview: Preview = await cluster.preview(action, params, argv=argv)
+            preview: Preview = await cluster.preview(
+                action, params, argv=argv, namespace_allowed=namespace_allowed
+            )
         except IntegrationError as err:
             return PreviewInfo(
                 summary_lines=(f"could not preview: {err.message}",),
                 problem=f"could not preview: {err.message}",
                 cluster=label,
-            )
+            ), ()
         current: int | None = None
         if isinstance(params, ScaleParams) and preview.target_exists:
             try:
@@ -217,7 +249,7 @@ class Proposer:
             problem=preview.problem,
             current_replicas=current,
             cluster=label,
-        )
+        ), tuple(preview.private_lines)
 
     # ------------------------------------------------------------------ from playbooks
 
@@ -283,6 +315,7 @@ class Proposer:
                 labels=labels,
                 generator_url=generator_url,
                 dedupe_key=f"playbook:{playbook.name}:{index}",
+                target_labels=tuple(rem.target_labels(labels)),
             ),
         )
 

@@ -14,10 +14,12 @@ from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, PlaybookError, load_play
 from bot.core.actions import ActionName, ExecParams, ScaleParams
 from bot.core.incident import Severity
 from bot.core.playbooks import (
+    TARGET_PARAMS,
     Graph,
     Match,
     Playbook,
     PlaybookSet,
+    TargetNotAllowed,
     alert_expression_graph,
     generic_playbook,
     parse_duration,
@@ -26,7 +28,7 @@ from bot.core.playbooks import (
     split_threshold,
 )
 from bot.core.policy import Policy
-from bot.core.templating import TemplateError, render_promql, render_text
+from bot.core.templating import TemplateError, render_promql, render_text, template_variables
 
 
 def matched(playbooks: PlaybookSet, labels: dict[str, str]) -> str:
@@ -237,6 +239,9 @@ def test_every_bundled_template_renders_for_a_realistic_alert(bundled: PlaybookS
             for rem in pb.remediations:
                 try:
                     params = rem.render_params(labels)
+                except TargetNotAllowed:
+                    assert labels  # a playbook's own defaults are always inside its targets
+                    continue
                 except TemplateError as exc:
                     assert not labels, (pb.name, rem.title, exc)
                     continue
@@ -261,11 +266,15 @@ def test_bundled_proposals_render_to_typed_params(bundled: PlaybookSet) -> None:
     maintenance = bundled.by_name("skillquest-maintenance-mode")
     assert maintenance is not None
     assert [r.action for r in maintenance.remediations] == [ActionName.SET_ENV, ActionName.SET_ENV]
-    # The Birthday Scheduler namespace follows the alert, defaulting to `default`.
+    # The Birthday Scheduler namespace follows the alert, defaulting to `default`, and is pinned
+    # to the Birthday Scheduler's namespaces.
     restart = bundled.by_name("birthday-service-down")
     assert restart is not None
     assert restart.remediations[0].render_params({}).model_dump()["namespace"] == "default"
-    assert restart.remediations[0].render_params({"namespace": "prod"}).model_dump()["namespace"] == "prod"
+    rendered = restart.remediations[0].render_params({"namespace": "birthday-scheduler"})
+    assert rendered.model_dump()["namespace"] == "birthday-scheduler"
+    with pytest.raises(TargetNotAllowed, match=r"namespace `skillquest` .*alert label `namespace`"):
+        restart.remediations[0].render_params({"namespace": "skillquest"})
 
 
 def test_hostile_labels_cannot_reach_a_proposal(bundled: PlaybookSet) -> None:
@@ -275,14 +284,104 @@ def test_hostile_labels_cannot_reach_a_proposal(bundled: PlaybookSet) -> None:
     with pytest.raises(TemplateError) as info:
         delete_pod.render_params({"pod": "x; rm -rf /"})
     assert info.value.label == "pod"
-    # kube-system renders (it is a valid name) and the policy refuses it.
-    params = delete_pod.render_params({"pod": "coredns-1", "namespace": "kube-system"}).model_dump()
-    assert params["namespace"] == "kube-system"
+    # kube-system is a valid name, but outside the playbook's targets; and the policy refuses it too.
+    with pytest.raises(TargetNotAllowed, match="kube-system"):
+        delete_pod.render_params({"pod": "birthday-scheduler-worker-1", "namespace": "kube-system"})
+    with pytest.raises(TargetNotAllowed, match="coredns-1"):
+        delete_pod.render_params({"pod": "coredns-1", "namespace": "birthday-scheduler"})
     assert not bundled.policy.rule_for(delete_pod.action, delete_pod.approval).allows_namespace("kube-system")
     down = bundled.by_name("skillquest-api-down")
     assert down is not None
     query = down.graphs[0].render_query({"job": '"} or vector(1) #'})
     assert query == 'up{job="\\"} or vector(1) #"}'
+
+
+def test_every_target_taken_from_an_alert_label_is_pinned(bundled: PlaybookSet) -> None:
+    """A bundled remediation whose target comes from the alert's labels never leaves its system:
+    its namespace is fixed or pinned by `targets`, and a node taken from a label is constrained."""
+    for pb in bundled:
+        for rem in pb.remediations:
+            from_labels = [
+                key
+                for key in TARGET_PARAMS
+                if isinstance(rem.params.get(key), str) and template_variables(rem.params[key])
+            ]
+            if not from_labels:
+                continue
+            pinned = "node" if "node" in rem.params else "namespace"
+            assert pinned in rem.targets, (pb.name, rem.title, from_labels)
+
+
+def test_label_derived_targets_outside_the_targets_are_refused(bundled: PlaybookSet) -> None:
+    failed = bundled.by_name("skillforge-deployment-failed")
+    assert failed is not None
+    rollback = failed.remediations[0]
+    other_system = {"namespace": "skillquest", "deployment": "skillquest-api"}
+    with pytest.raises(TargetNotAllowed, match=r"namespace `skillquest` \(from alert label `namespace`\)"):
+        rollback.render_params(other_system)
+    assert rollback.target_labels({"deployment": "search-api"}) == ["deployment"]
+    assert rollback.target_labels({"namespace": "api", "deployment": "search-api"}) == [
+        "namespace",
+        "deployment",
+    ]
+    errors = bundled.by_name("skillforge-api-error-rate")
+    assert errors is not None
+    with pytest.raises(TargetNotAllowed, match="deployment `postgres`"):
+        errors.remediations[0].render_params({"deployment": "postgres"})
+    assert (
+        errors.remediations[0].render_params({"deployment": "search-api"}).model_dump()["namespace"] == "api"
+    )
+    down = bundled.by_name("birthday-service-down")
+    assert down is not None
+    drain = next(r for r in down.remediations if r.action is ActionName.DRAIN)
+    with pytest.raises(TargetNotAllowed, match="node `cp-control-plane-1`"):
+        drain.render_params({"node": "cp-control-plane-1"})
+    assert drain.render_params({"node": "ip-10-0-1-23.ec2.internal"}).model_dump()["node"]
+
+
+TARGETS_PLAYBOOK = """\
+- name: targets
+  title: Targets
+  system: demo
+  match: {alertname: Targets}
+  remediations:
+    - action: rollout_restart
+      title: unanchored
+      targets: {deployment: "api"}
+      params: {namespace: default, deployment: $deployment}
+    - action: rollout_restart
+      title: no such parameter
+      targets: {pod: "^x"}
+      params: {namespace: default, deployment: api}
+    - action: rollout_restart
+      title: default outside
+      targets: {namespace: "^api$"}
+      params: {namespace: "${namespace:-default}", deployment: api}
+    - action: rollout_restart
+      title: fine
+      targets: {namespace: "^(api|default)$", deployment: "^api-"}
+      params: {namespace: "${namespace:-default}", deployment: $deployment}
+"""
+
+
+def test_targets_are_validated_at_load_with_lines(tmp_path: Path) -> None:
+    (tmp_path / "targets.yaml").write_text(TARGETS_PLAYBOOK)
+    rendered = [str(p) for p in validate_dir(tmp_path)]
+    path = str(tmp_path / "targets.yaml")
+    expect = {
+        line_of(TARGETS_PLAYBOOK, 'targets: {deployment: "api"}'): "must be anchored with ^",
+        line_of(TARGETS_PLAYBOOK, 'targets: {pod: "^x"}'): "has no pod parameter to constrain",
+        line_of(
+            TARGETS_PLAYBOOK, 'targets: {namespace: "^api$"}'
+        ): "namespace 'default' (without the alert's labels)",
+    }
+    for line, fragment in expect.items():
+        assert any(r.startswith(f"{path}:{line}: ") and fragment in r for r in rendered), (
+            line,
+            fragment,
+            rendered,
+        )
+    assert len(rendered) == 3, rendered
 
 
 def test_bundled_severity_overrides(bundled: PlaybookSet) -> None:

@@ -11,7 +11,16 @@ from pydantic import ValidationError
 from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, load_playbooks, validate_dir
 from bot.core.actions import ActionName
 from bot.core.incident import Severity
-from bot.core.policy import DEFAULT_SEVERITY_MAPPING, ApprovalRule, ExecTemplate, Policy, map_severity
+from bot.core.policy import (
+    DEFAULT_SEVERITY_MAPPING,
+    ApprovalRule,
+    ExecTemplate,
+    Policy,
+    approval_complete,
+    approval_helps,
+    map_severity,
+    missing_roles,
+)
 
 
 def line_of(text: str, needle: str) -> int:
@@ -268,3 +277,95 @@ def test_policy_cross_references_have_lines(tmp_path: Path) -> None:
 def test_missing_policy_file_is_the_safe_default(tmp_path: Path) -> None:
     assert validate_dir(tmp_path) == []
     assert load_playbooks(tmp_path).policy == Policy()
+
+
+# --------------------------------------------------------------------------- one approver per role
+
+
+def test_required_roles_need_a_different_approver_each() -> None:
+    required = ["dba", "sre"]
+    assert missing_roles(required, {}) == ["dba", "sre"]
+    assert missing_roles(required, {"U_ALICE": ["sre"]}) == ["dba"]
+    # Two SREs cover `sre` once: a DBA is still missing.
+    assert missing_roles(required, {"U_ALICE": ["sre"], "U_BOB": ["sre"]}) == ["dba"]
+    assert not approval_complete(required, 2, {"U_ALICE": ["sre"], "U_BOB": ["sre"]})
+    assert approval_complete(required, 2, {"U_ALICE": ["sre"], "U_CAROL": ["dba"]})
+    # One person holding both roles covers only one of them.
+    assert missing_roles(required, {"U_DAVE": ["dba", "sre"]}) == ["sre"]
+    # The assignment is found even when the first approver's role must move (augmenting path).
+    assert missing_roles(required, {"U_DAVE": ["dba", "sre"], "U_CAROL": ["dba"]}) == []
+    assert missing_roles(["dba", "sre", "oncall"], {"a": ["sre", "dba"], "b": ["dba"], "c": ["oncall"]}) == []
+
+
+def test_an_approval_that_brings_nothing_is_not_wanted() -> None:
+    required = ["dba", "sre"]
+    assert approval_helps(required, 2, {}, "U_ALICE", ["sre"])
+    assert not approval_helps(required, 2, {"U_ALICE": ["sre"]}, "U_BOB", ["sre"])
+    assert approval_helps(required, 2, {"U_ALICE": ["sre"]}, "U_CAROL", ["dba"])
+    # A third approval of any role is wanted while approvals_needed is not reached.
+    assert approval_helps(required, 3, {"U_ALICE": ["sre"], "U_CAROL": ["dba"]}, "U_BOB", ["sre"])
+    assert not approval_helps(required, 3, {"U_ALICE": ["sre"], "U_BOB": ["sre"]}, "U_DAVE", ["sre"])
+    # Without required roles it is the plain count.
+    assert approval_helps([], 2, {"U_ALICE": []}, "U_BOB", [])
+
+
+def test_approvers_all_of_raises_the_count_and_may_approve() -> None:
+    rule = ApprovalRule(approvers=["sre"], approvers_all_of=["dba", "sre"], approvals_needed=1)
+    assert rule.required_approvals == 2
+    assert rule.approver_roles == ["sre", "dba"]
+    assert ApprovalRule(approvals_needed=3, approvers_all_of=["dba"]).required_approvals == 3
+
+
+def test_approvers_all_of_is_checked_against_the_roles(tmp_path: Path) -> None:
+    text = textwrap.dedent(
+        """        roles:
+          sre: {users: [U0SRE]}
+        approvals:
+          exec:
+            approvers: [sre]
+            approvers_all_of: [dba, sre, sre]
+          drain:
+            approvers: [sre]
+            approvers_all_of: [everyone]
+        kill_switch_roles: [sre, ops]
+        """
+    )
+    (tmp_path / "policy.yaml").write_text(text)
+    rendered = [str(p) for p in validate_dir(tmp_path)]
+    path = str(tmp_path / "policy.yaml")
+    assert any(
+        r.startswith(f"{path}:{line_of(text, 'approvers_all_of: [dba')}: ") and "unknown role 'dba'" in r
+        for r in rendered
+    ), rendered
+    assert any("sre listed twice" in r for r in rendered), rendered
+    assert any("approvers_all_of: 'everyone' may not approve" in r for r in rendered), rendered
+    assert any(
+        r.startswith(f"{path}:{line_of(text, 'kill_switch_roles')}: ") and "unknown role 'ops'" in r
+        for r in rendered
+    ), rendered
+
+
+def test_bundled_exec_needs_a_dba_and_an_sre_and_uncordon_follows_cordon() -> None:
+    policy = load_playbooks(DEFAULT_PLAYBOOKS_DIR).policy
+    exec_rule = policy.rule_for(ActionName.EXEC)
+    assert exec_rule.approvers_all_of == ["dba", "sre"] and exec_rule.required_approvals == 2
+    uncordon = policy.rule_for(ActionName.UNCORDON)
+    assert uncordon.allows_namespace("")  # cluster-scoped, as cordon and drain
+    assert policy.rule_for(ActionName.CORDON).allows_namespace("")
+    assert policy.kill_switch_roles == ["oncall", "sre"]
+
+
+def test_uncordon_without_its_own_rule_follows_cordon_then_drain() -> None:
+    cordon = {"approvers": ["sre"], "namespaces_allow": ["*"]}
+    drain = {"approvers": ["sre"], "approvals_needed": 2, "namespaces_allow": ["*"]}
+    roles = {"sre": {"users": ["U0SRE"]}}
+    both = Policy.model_validate(
+        {"roles": roles, "approvals": {"default": {}, "cordon": cordon, "drain": drain}}
+    )
+    assert both.rule_for(ActionName.UNCORDON) == both.approvals["cordon"]
+    only_drain = Policy.model_validate({"roles": roles, "approvals": {"default": {}, "drain": drain}})
+    assert only_drain.rule_for(ActionName.UNCORDON) == only_drain.approvals["drain"]
+    own = Policy.model_validate({"roles": roles, "approvals": {"uncordon": {}, "cordon": cordon}})
+    assert own.rule_for(ActionName.UNCORDON) == own.approvals["uncordon"]
+    # A named rule is used as named.
+    assert both.rule_for(ActionName.UNCORDON, "cordon") == both.approvals["cordon"]

@@ -353,6 +353,20 @@ def test_resolution_section_with_audit() -> None:
     assert "- 14:30 — Scaled deployment/worker to 6 replicas (@U0SCR)" in res
 
 
+def test_set_env_values_never_reach_the_postmortem() -> None:
+    secret = AuditEntry(
+        requested_by="U0ACK",
+        approved_by=["U0CMD"],
+        action="set_env",
+        target="deployment api/search-api",
+        params={"namespace": "api", "deployment": "search-api", "env": {"STRIPE_SECRET_KEY": "sk_live_x"}},
+        result="succeeded",
+        started_at=at(40),
+    )
+    md = postmortem_markdown(VIEW, EVENTS, [*AUDIT, secret], NOW)
+    assert "env={'STRIPE_SECRET_KEY': '(value hidden)'}" in md and "sk_live_x" not in md
+
+
 def test_action_items_suggestions() -> None:
     events = [
         *EVENTS,

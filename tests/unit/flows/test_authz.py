@@ -265,3 +265,46 @@ def test_decision_require_raises_the_reason() -> None:
     with pytest.raises(UserError, match="kube-system"):
         refused.require()
     namespace_allowed(SCALE, ActionName.SCALE, "api").require()
+
+
+# --------------------------------------------------------------------------- one approver per role
+
+ALL_OF = POLICY.model_copy(
+    update={
+        "approvals": {
+            **POLICY.approvals,
+            "dba-and-sre": POLICY.approvals["exec"].model_copy(
+                update={"approvers": ["sre"], "approvers_all_of": ["dba", "sre"]}
+            ),
+        }
+    }
+)
+DBA_AND_SRE = ALL_OF.rule_for(ActionName.EXEC, "dba-and-sre")
+
+
+def approve_all_of(user: str, roles: tuple[str, ...], approvals: dict[str, tuple[str, ...]]) -> str:
+    decision = may_approve(
+        ALL_OF,
+        DBA_AND_SRE,
+        ActionName.EXEC,
+        user_id=user,
+        requested_by="U_ERIN",
+        approvals=tuple(approvals),
+        needed=DBA_AND_SRE.required_approvals,
+        rule_name="dba-and-sre",
+        required_roles=DBA_AND_SRE.approvers_all_of,
+        approval_roles=approvals,
+        user_roles=roles,
+    )
+    return "allowed" if decision.allowed else decision.reason
+
+
+def test_a_second_sre_is_refused_while_a_dba_is_missing() -> None:
+    assert approve_all_of("U_ALICE", ("sre",), {}) == "allowed"
+    refusal = approve_all_of("U_BOB", ("sre",), {"U_ALICE": ("sre",)})
+    assert "still needs an approver with role `dba`" in refusal
+    assert "one approver from each of `dba`, `sre`" in refusal and "your roles among them: `sre`" in refusal
+    # The DBA (only in approvers_all_of, not in approvers) may approve.
+    assert approve_all_of("U_CAROL", ("dba",), {"U_ALICE": ("sre",)}) == "allowed"
+    # Someone holding neither role may not approve at all.
+    assert "may not approve" in approve_all_of("U_ZED", (), {})

@@ -258,3 +258,45 @@ def test_thread_note_and_not_proposed_messages_are_valid() -> None:
     skipped = not_proposed_message(["Restart x: not proposed: namespace `kube-system` is denied"])
     assert_valid(skipped)
     assert "kube-system" in text_of(skipped)
+
+
+def test_missing_required_roles_are_shown_until_covered() -> None:
+    run = make_run(
+        action=ActionName.EXEC,
+        params={"namespace": "skillquest", "pod": "postgres-0", "template": "pg", "args": {}},
+        approvals_needed=2,
+        approvers_all_of=("dba", "sre"),
+        approvals=(Approval("U_ALICE", NOW, ("sre",)),),
+    )
+    text = text_of(render(run, ActionName.EXEC))
+    assert "2 approval(s), one each from `dba`, `sre`, not the requester" in text
+    assert "1 of 2: <@U_ALICE>" in text and "still needed: an approver with role `dba`" in text
+    done = replace(
+        run, status=RunStatus.APPROVED, approvals=(*run.approvals, Approval("U_CAROL", NOW, ("dba",)))
+    )
+    assert "still needed" not in text_of(render(done, ActionName.EXEC))
+    assert_valid(render(run, ActionName.EXEC))
+
+
+def test_the_alert_labels_a_target_came_from_are_named() -> None:
+    text = text_of(render(make_run(target_labels=("deployment",))))
+    assert "`deployment api/search-api`\\n_target from alert label `deployment`_" in text
+    both = text_of(render(make_run(target_labels=("namespace", "deployment"))))
+    assert "_target from alert labels `namespace`, `deployment`_" in both
+    assert "target from" not in text_of(render(make_run()))
+
+
+def test_set_env_values_are_never_shown() -> None:
+    run = make_run(
+        action=ActionName.SET_ENV,
+        params={"namespace": "api", "deployment": "search-api", "env": {"STRIPE_SECRET_KEY": "sk_live_x"}},
+    )
+    text = text_of(render(run, ActionName.SET_ENV))
+    assert "STRIPE_SECRET_KEY=(value hidden)" in text and "sk_live_x" not in text
+
+
+def test_a_proposal_expired_with_its_incident_says_why() -> None:
+    run = make_run(status=RunStatus.EXPIRED, error="because incident #4 was resolved by <@U_BOB>")
+    text = text_of(render(run))
+    assert "*Expired*: because incident #4 was resolved" in text
+    assert APPROVE_ACTION not in text and REJECT_ACTION not in text
