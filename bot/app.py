@@ -40,6 +40,7 @@ from bot.config.settings import Settings
 from bot.core.errors import ConfigError
 from bot.core.playbooks import PlaybookSet
 from bot.core.ports import Clock
+from bot.flows.authorize import Authorizer, ChannelMembers
 from bot.flows.enrich import Enricher
 from bot.flows.gate import IntakeGate
 from bot.flows.incidents import IncidentFlows
@@ -351,7 +352,8 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         archive_after_seconds=settings.archive_after_seconds,
         pagerduty_routing_key=settings.pagerduty_routing_key,
     )
-    silences = SilenceFlow(store, lifecycle, c.silences, clock, publish)
+    authorize = Authorizer(policy, access, ChannelMembers(c.chat))
+    silences = SilenceFlow(store, lifecycle, c.silences, c.chat, authorize, policy, clock, publish)
     mirror = PagerDutyMirror(c.pager, lifecycle, clock, publish)
     incidents = IncidentFlows(
         store, lifecycle, c.chat, timers, silences, mirror, supervisor, metrics, clock, publish
@@ -370,6 +372,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         playbooks=playbooks,
         supervisor=supervisor,
         clock=clock,
+        authorize=authorize,
     )
     bolt = AsyncApp(
         client=c.slack_client,

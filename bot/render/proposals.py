@@ -22,8 +22,10 @@ from bot.core.blockkit import (
     divider,
     escape,
     header,
+    inline,
     message,
     section,
+    single_line,
 )
 from bot.core.policy import EVERYONE, ApprovalRule, Policy
 from bot.core.runs import ActionRun, RunStatus
@@ -59,7 +61,7 @@ def params_text(params: dict[str, Any]) -> str:
         k: v for k, v in params.items() if k not in ("namespace", "deployment", "pod", "node", "cronjob")
     }
     parts = [f"{k}={_plain(v)}" for k, v in shown.items() if v not in (None, {}, [])]
-    return clip(escape(" ".join(parts)), MAX_PARAMS_TEXT) if parts else "—"
+    return inline(" ".join(parts), MAX_PARAMS_TEXT) if parts else "—"
 
 
 def role_mentions(policy: Policy | None, roles: list[str]) -> str:
@@ -167,13 +169,14 @@ def proposal_message(
     shown above the buttons."""
     approvers = [r for r in rule.approvers if r != EVERYONE]
     blocks: list[Block] = [header(STATUS_HEADER[run.status])]
-    blocks.append(section(f"*{clip(run.title, 300)}*" + (f"\n{clip(run.why, 1500)}" if run.why else "")))
+    title = clip(single_line(run.title), 300)
+    blocks.append(section(f"*{title}*" + (f"\n{clip(run.why, 1500)}" if run.why else "")))
     requirement = f"{run.approvals_needed} approval(s)"
     if not rule.requester_may_approve and run.requested_by:
         requirement += ", not the requester"
     fields = [
         f"*Action*\n`{run.action.value}`",
-        f"*Target*\n`{escape(run.target)}`",
+        f"*Target*\n`{inline(run.target)}`",
         f"*Parameters*\n{params_text(run.params)}",
         f"*Cluster*\n{escape(run.preview.cluster or 'not configured')}",
         f"*Requested by*\n{run.requester_text}",
