@@ -42,6 +42,7 @@ from bot.core.errors import ConfigError
 from bot.core.playbooks import PlaybookSet
 from bot.core.ports import Clock
 from bot.core.promql import Limits, QueryGuard, TrustedHosts, TrustedSources, playbook_warnings
+from bot.flows.authorize import Authorizer, ChannelMembers
 from bot.flows.enrich import Enricher, GraphLimiter, GraphLimits
 from bot.flows.failures import dependency_of
 from bot.flows.gate import IntakeGate
@@ -425,7 +426,8 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         archive_after_seconds=settings.archive_after_seconds,
         pagerduty_routing_key=settings.pagerduty_routing_key,
     )
-    silences = SilenceFlow(store, lifecycle, c.silences, clock, publish)
+    authorize = Authorizer(policy, access, ChannelMembers(c.chat))
+    silences = SilenceFlow(store, lifecycle, c.silences, c.chat, authorize, policy, clock, publish)
     mirror = PagerDutyMirror(c.pager, lifecycle, c.coord, clock, publish)
     incidents = IncidentFlows(
         store,
@@ -458,6 +460,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         playbooks=playbooks,
         supervisor=supervisor,
         clock=clock,
+        authorize=authorize,
     )
     bolt = AsyncApp(
         client=c.slack_client,

@@ -13,7 +13,9 @@ from bot.core import blockkit as kit
 from bot.core.errors import UserError
 from bot.core.incident import Incident, Severity
 from bot.core.playbooks import PlaybookSet
+from bot.core.policy import Permission
 from bot.core.ports import Clock
+from bot.flows.authorize import Authorizer
 from bot.flows.enrich import Enricher
 from bot.flows.incidents import IncidentFlows
 from bot.flows.pins import Pins
@@ -43,6 +45,7 @@ class Flows:
     playbooks: PlaybookSet
     supervisor: Supervisor
     clock: Clock
+    authorize: Authorizer
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,13 +93,13 @@ def parse_user(text: str) -> str:
         return match.group(1)
     if USER_ID.match(text.strip()):
         return text.strip()
-    raise UserError(f"`{kit.escape(text)}` is not a user: mention them, e.g. `@alice`.")
+    raise UserError(f"`{kit.inline(text, 100)}` is not a user: mention them, e.g. `@alice`.")
 
 
 def parse_severity(text: str) -> Severity:
     match = SEVERITY.match(text.strip())
     if not match:
-        raise UserError(f"`{kit.escape(text)}` is not a severity: use P1, P2, P3 or P4.")
+        raise UserError(f"`{kit.inline(text, 100)}` is not a severity: use P1, P2, P3 or P4.")
     return Severity(match.group(1).upper())
 
 
@@ -111,12 +114,21 @@ async def incident_of(flows: Flows, inv: Invocation, ref: str | None) -> Inciden
     return await flows.incidents.find(channel_id=inv.channel_id, ref=ref)
 
 
+async def authorized_incident(
+    flows: Flows, inv: Invocation, ref: str | None, permission: Permission
+) -> Incident:
+    """The incident a command is about (its channel, or named), once the user may do it."""
+    incident = await incident_of(flows, inv, ref)
+    await flows.authorize.require(permission, inv.user_id, incident)
+    return incident
+
+
 def parse_duration(text: str) -> timedelta:
     """`30m`, `2h`, `1d`, `90s` → timedelta (bounded to 7 days)."""
     units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
     value = text.strip().lower()
     if len(value) < 2 or value[-1] not in units or not value[:-1].isdigit():
-        raise UserError(f"`{kit.escape(text)}` is not a duration; use e.g. 30m, 2h or 1d.")
+        raise UserError(f"`{kit.inline(text, 100)}` is not a duration; use e.g. 30m, 2h or 1d.")
     seconds = int(value[:-1]) * units[value[-1]]
     if not 60 <= seconds <= 7 * 86400:
         raise UserError("Durations must be between 1m and 7d.")

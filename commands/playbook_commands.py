@@ -7,8 +7,10 @@ from datetime import timedelta
 from bot.core import blockkit as kit
 from bot.core.errors import UserError
 from bot.core.incident import Incident
+from bot.core.policy import Permission
 from bot.core.promql import QueryRefused
 from bot.flows.enrich import REFUSED
+from bot.flows.incidents import INVALID_BUTTON
 from bot.render.runbook import playbook_list_message, runbook_messages
 from commands.base import Flows, Invocation, Reply, parse_duration
 
@@ -40,25 +42,31 @@ async def runbook(flows: Flows, inv: Invocation) -> Reply:
     name = inv.args[0]
     playbook = flows.playbooks.by_name(name)
     if playbook is None:
-        raise UserError(f"No playbook `{kit.escape(name)}`. `/incident runbook` lists them.")
+        raise UserError(f"No playbook `{kit.inline(name, 100)}`. `/incident runbook` lists them.")
     incident = await flows.incidents.in_channel(inv.channel_id)
+    if incident is not None:
+        # Posted into the incident's channel, with its checks run against Prometheus.
+        await flows.authorize.require(Permission.INVESTIGATE, inv.user_id, incident)
     labels = await _labels_for(flows, incident, playbook.name)
     if incident is not None and incident.channel_id:
         await flows.enrich.post_runbook(incident.channel_id, incident.id, playbook, labels)
-        return Reply(f"Posted runbook `{kit.escape(playbook.name)}`.")
+        return Reply(f"Posted runbook `{kit.inline(playbook.name)}`.")
     first = runbook_messages(playbook, labels, incident_id=0)[0]
     return Reply(first.text, blocks=first.blocks)
 
 
-async def show_all_steps(flows: Flows, value: str, channel_id: str) -> str:
+async def show_all_steps(flows: Flows, value: str, channel_id: str, user: str) -> str:
+    """The "Show all N steps" button: bound to the incident channel it was posted in (the
+    click's channel, signed by Slack, decides the incident; the value must name that incident)."""
     incident_id, _, name = value.partition(":")
     playbook = flows.playbooks.by_name(name)
-    if not incident_id.isdigit() or playbook is None:
-        raise UserError("This button is not valid any more.")
-    incident = await flows.incidents.find(channel_id=None, ref=incident_id)
+    incident = await flows.incidents.in_channel(channel_id) if channel_id else None
+    if playbook is None or incident is None or incident_id != str(incident.id) or not incident.channel_id:
+        raise UserError(INVALID_BUTTON)
+    await flows.authorize.require(Permission.INVESTIGATE, user, incident)
     labels = await _labels_for(flows, incident, playbook.name)
-    await flows.enrich.post_runbook(incident.channel_id or channel_id, incident.id, playbook, labels)
-    return f"Posted all steps of `{kit.escape(playbook.name)}`."
+    await flows.enrich.post_runbook(incident.channel_id, incident.id, playbook, labels)
+    return f"Posted all steps of `{kit.inline(playbook.name)}`."
 
 
 async def graph(flows: Flows, inv: Invocation) -> Reply:

@@ -10,13 +10,22 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 
 from bot.core.errors import UserError
+from bot.core.policy import Permission
+from bot.flows.authorize import resolve_permission
+from bot.flows.incidents import INVALID_BUTTON
 from bot.render.proposals import APPROVE_ACTION, REJECT_ACTION
 from commands import playbook_commands, slash
 from commands.base import Flows, Reply
 from commands.edge import button, slash_command
 from commands.remediation import decide_button
 
-INVALID_BUTTON = "This button is not valid any more."
+
+def _clicked_message(body: dict[str, Any]) -> tuple[str, str]:
+    """The channel and ts of the message whose button was clicked, as Slack signed them."""
+    container = body.get("container") or {}
+    channel = container.get("channel_id") or (body.get("channel") or {}).get("id") or ""
+    ts = container.get("message_ts") or (body.get("message") or {}).get("ts") or ""
+    return str(channel), str(ts)
 
 
 def register(app: AsyncApp, flows: Flows) -> None:
@@ -26,22 +35,24 @@ def register(app: AsyncApp, flows: Flows) -> None:
         )
 
     async def on_ack(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
-        value = str(action.get("value", ""))
-        if not value.isdigit():
+        """Bound to its message: the incident is the one whose stored card or notification is
+        the clicked message; the value must agree with it."""
+        incident = await flows.incidents.by_message(*_clicked_message(body))
+        if incident is None or str(action.get("value", "")) != str(incident.id):
             raise UserError(INVALID_BUTTON)
-        incident = await flows.incidents.find(channel_id=None, ref=value)
+        await flows.authorize.require(Permission.ACK, user, incident)
         return Reply(await flows.incidents.acknowledge(incident, user))
 
     async def on_confirm_resolve(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
-        incident_id, _, summary = str(action.get("value", "")).partition(":")
-        if not incident_id.isdigit():
-            raise UserError(INVALID_BUTTON)
-        incident = await flows.incidents.find(channel_id=None, ref=incident_id)
-        return Reply(await flows.incidents.resolve(incident, user, summary or None))
+        """The value is an opaque token of a stored question asked of this user."""
+        offer = await flows.incidents.resolve_offer(str(action.get("value") or ""), user)
+        await flows.authorize.require(resolve_permission(offer.incident), user, offer.incident)
+        return Reply(await flows.incidents.resolve_offered(offer, user))
 
     async def on_show_steps(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
-        channel = str((body.get("channel") or {}).get("id", ""))
-        return Reply(await playbook_commands.show_all_steps(flows, str(action.get("value", "")), channel))
+        channel, _ = _clicked_message(body)
+        value = str(action.get("value", ""))
+        return Reply(await playbook_commands.show_all_steps(flows, value, channel, user))
 
     async def on_reaction(event: dict[str, Any], body: dict[str, Any]) -> None:
         """A 📌 on a message in an incident channel adds it to the timeline."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 from bot.core import blockkit as kit
 from bot.core.errors import UserError
 from bot.core.incident import AlertStatus, Role, Severity
+from bot.core.policy import Permission
+from bot.flows.authorize import resolve_permission, severity_permission
 from bot.render.cards import age, title_line
 from commands import lifecycle_extra, playbook_commands, remediation
 from commands.base import (
@@ -12,6 +14,7 @@ from commands.base import (
     Invocation,
     Reply,
     Subcommand,
+    authorized_incident,
     incident_of,
     parse,
     parse_severity,
@@ -45,9 +48,10 @@ async def _open(flows: Flows, inv: Invocation) -> Reply:
         raise UserError(usage)
     if len(title) > MAX_TITLE:
         raise UserError(f"The title is too long ({len(title)} characters, at most {MAX_TITLE}).")
+    await flows.authorize.require(Permission.DECLARE, inv.user_id)
     incident = await flows.incidents.open(title, severity, inv.user_id)
     return Reply(
-        f"🚨 <@{inv.user_id}> declared incident {incident.ref} [{severity}] {kit.escape(title)} —"
+        f"🚨 <@{inv.user_id}> declared incident {incident.ref} [{severity}] {kit.inline(title)} —"
         " the channel is being created and you are its commander.",
         in_channel=True,
     )
@@ -57,7 +61,7 @@ async def _ack(flows: Flows, inv: Invocation) -> Reply:
     ref, rest = ref_and_rest(inv)
     if rest:
         raise UserError("Usage: `/incident ack [#id]`")
-    incident = await incident_of(flows, inv, ref)
+    incident = await authorized_incident(flows, inv, ref, Permission.ACK)
     return Reply(await flows.incidents.acknowledge(incident, inv.user_id), in_channel=True)
 
 
@@ -68,7 +72,7 @@ async def _status(flows: Flows, inv: Invocation) -> Reply:
         raise UserError("Usage: `/incident status <what is happening now>`")
     if len(text) > MAX_STATUS:
         raise UserError(f"Status updates are limited to {MAX_STATUS} characters.")
-    incident = await incident_of(flows, inv, ref)
+    incident = await authorized_incident(flows, inv, ref, Permission.STATUS)
     return Reply(await flows.incidents.post_status(incident, text, inv.user_id), in_channel=True)
 
 
@@ -78,6 +82,7 @@ async def _sev(flows: Flows, inv: Invocation) -> Reply:
         raise UserError("Usage: `/incident sev P1|P2|P3|P4`")
     severity = parse_severity(rest[0])
     incident = await incident_of(flows, inv, ref)
+    await flows.authorize.require(severity_permission(incident, severity), inv.user_id, incident)
     return Reply(await flows.incidents.set_severity(incident, severity, inv.user_id), in_channel=True)
 
 
@@ -93,7 +98,7 @@ async def _assign(flows: Flows, inv: Invocation) -> Reply:
             role = Role(rest[1].lower())
         except ValueError:
             raise UserError(usage) from None
-    incident = await incident_of(flows, inv, ref)
+    incident = await authorized_incident(flows, inv, ref, Permission.ASSIGN)
     return Reply(await flows.incidents.assign(incident, role, user, inv.user_id), in_channel=True)
 
 
@@ -101,6 +106,7 @@ async def _resolve(flows: Flows, inv: Invocation) -> Reply:
     ref, rest = ref_and_rest(inv)
     summary = " ".join(rest).strip() or None
     incident = await incident_of(flows, inv, ref)
+    await flows.authorize.require(resolve_permission(incident), inv.user_id, incident)
     view = await flows.incidents.view(incident.id)
     firing = [a for a in view.alerts if a.status is AlertStatus.FIRING] if view else []
     if firing and incident.status.value != "resolved":
@@ -108,7 +114,7 @@ async def _resolve(flows: Flows, inv: Invocation) -> Reply:
             f"{len(firing)} alert(s) of {incident.ref} are still firing. Resolve anyway?"
             " (Alertmanager will open a new incident if they keep firing.)"
         )
-        value = f"{incident.id}:{summary or ''}"[: kit.MAX_BUTTON_VALUE]
+        value = await flows.incidents.offer_resolve(incident, inv.user_id, summary)
         blocks = [
             kit.section(text),
             kit.actions(
@@ -124,7 +130,7 @@ async def _reopen(flows: Flows, inv: Invocation) -> Reply:
     ref, rest = ref_and_rest(inv)
     if rest:
         raise UserError("Usage: `/incident reopen [#id]`")
-    incident = await incident_of(flows, inv, ref)
+    incident = await authorized_incident(flows, inv, ref, Permission.REOPEN)
     return Reply(await flows.incidents.reopen(incident, inv.user_id), in_channel=True)
 
 
@@ -140,7 +146,7 @@ async def _list(flows: Flows, inv: Invocation) -> Reply:
         where = f"<#{inc.channel_id}>" if inc.channel_id else "(channel pending)"
         commander = f"<@{inc.commander}>" if inc.commander else "no commander"
         lines.append(
-            f"• {inc.ref} {kit.escape(title_line(inc))} — {inc.status.value}, "
+            f"• {inc.ref} {kit.inline(title_line(inc))} — {inc.status.value}, "
             f"{age(inc.created_at, now)} old, {commander}, {where}"
         )
     return Reply(kit.clip("*Open incidents*\n" + "\n".join(lines), kit.MAX_SECTION_TEXT))
@@ -150,14 +156,15 @@ async def _timeline(flows: Flows, inv: Invocation) -> Reply:
     ref, rest = ref_and_rest(inv)
     if rest:
         raise UserError("Usage: `/incident timeline [#id]`")
-    incident = await incident_of(flows, inv, ref)
+    incident = await authorized_incident(flows, inv, ref, Permission.INVESTIGATE)
     events = await flows.incidents.timeline(incident.id)
     shown = events[-TIMELINE_LIMIT:]
     lines = [f"*Timeline of {incident.ref}* ({len(events)} events, times UTC)"]
     if len(events) > len(shown):
         lines.append(f"_… {len(events) - len(shown)} earlier events omitted_")
     for event in shown:
-        lines.append(f"`{event.at:%m-%d %H:%M:%S}` {kit.clip(event.text, 300)}")
+        # Event texts are Slack-safe mrkdwn already (mentions kept); one line each here.
+        lines.append(f"`{event.at:%m-%d %H:%M:%S}` {kit.clip(kit.single_line(event.text), 300)}")
     return Reply(kit.clip("\n".join(lines), kit.MAX_SECTION_TEXT))
 
 
@@ -170,10 +177,14 @@ async def _runbook(flows: Flows, inv: Invocation) -> Reply:
 
 
 async def _graph(flows: Flows, inv: Invocation) -> Reply:
+    incident = await flows.incidents.in_channel(inv.channel_id)
+    await flows.authorize.require(Permission.GRAPH, inv.user_id, incident)
     return await playbook_commands.graph(flows, inv)
 
 
 async def _run(flows: Flows, inv: Invocation) -> Reply:
+    incident = await flows.incidents.in_channel(inv.channel_id)
+    await flows.authorize.require(Permission.RUN, inv.user_id, incident)
     return Reply(await remediation.run_subcommand(flows, inv.user_id, inv.channel_id, inv.args))
 
 
@@ -233,7 +244,7 @@ def lookup(name: str, table: tuple[Subcommand, ...] = SUBCOMMANDS) -> Subcommand
     for sub in table:
         if name == sub.name or name in sub.aliases:
             return sub
-    raise UserError(f"Unknown subcommand `{kit.escape(name)}`.\n{help_text(table)}")
+    raise UserError(f"Unknown subcommand `{kit.inline(name, 100)}`.\n{help_text(table)}")
 
 
 async def dispatch(flows: Flows, user_id: str, channel_id: str, text: str) -> Reply:

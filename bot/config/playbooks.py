@@ -341,7 +341,7 @@ def _load_policy(directory: Path, problems: list[Problem]) -> tuple[Policy, bool
                 for loc, msg in _validation_problems(exc, doc.data):
                     report.add(_line_for(doc.lines, loc, doc.line), _where(loc, msg))
             if policy is not None:
-                for loc, msg in policy.problems():
+                for loc, msg in [*policy.problems(), *policy.lifecycle.problems(policy.roles)]:
                     report.add(_line_for(doc.lines, loc, doc.line), _where(loc, msg))
     elif not report.problems:
         policy = Policy()

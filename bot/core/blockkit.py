@@ -6,6 +6,7 @@ block Slack rejects: long text is cut with an ellipsis, lists are capped.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,42 @@ def escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
+# Line breaks (also Unicode's), other control characters, zero-width and direction-changing
+# characters: any of them lets a value start what looks like a line of its own, or hide text.
+_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2060-\u206f\ufeff]+")
+# Look-alikes for mrkdwn's formatting characters ("_" is kept: common in label values, it only
+# italicises at word boundaries).
+_INERT = str.maketrans({"`": "ˋ", "*": "∗", "~": "∼"})
+
+
+def single_line(text: str) -> str:
+    """One line: breaks and invisible characters become spaces, runs of spaces one space."""
+    return " ".join(_BREAKS.sub(" ", text).split())
+
+
+def inert(text: str) -> str:
+    """Untrusted text on one line with mrkdwn's formatting characters neutralised, not escaped
+    (for text that is escaped later, e.g. by template rendering)."""
+    return single_line(text).translate(_INERT)
+
+
+def inline(text: str, limit: int | None = None) -> str:
+    """A user- or alert-supplied value for mrkdwn: one line, formatting neutralised, clipped to
+    `limit` characters before escaping, Slack-escaped. Every value a person or an alert chose
+    goes through this before it is shown, so it can neither mention, link, format nor fake a
+    line of the card around it."""
+    flat = inert(text)
+    return escape(clip(flat, limit) if limit is not None else flat)
+
+
+_SLACK_USER_ID = re.compile(r"[UW][A-Z0-9_]{2,}")
+
+
+def mention(user: str) -> str:
+    """A Slack user id as a mention; anything else (a name from another system) as inline text."""
+    return f"<@{user}>" if _SLACK_USER_ID.fullmatch(user) else inline(user)
+
+
 def link(url: str, label: str) -> str:
     # Only web links: a generatorURL or annotation is alert data, never a javascript: link.
     if not url.startswith(("http://", "https://")) or len(url) > MAX_URL or any(c in url for c in "<>| \n"):
@@ -48,7 +85,11 @@ def link(url: str, label: str) -> str:
 
 
 def header(text: str) -> Block:
-    return {"type": "header", "text": {"type": "plain_text", "text": clip(text, MAX_HEADER) or " "}}
+    # plain_text shows no mrkdwn and no mentions; a header is still one line.
+    return {
+        "type": "header",
+        "text": {"type": "plain_text", "text": clip(single_line(text), MAX_HEADER) or " "},
+    }
 
 
 def section(markdown: str, *, fields: list[str] | None = None, block_id: str | None = None) -> Block:

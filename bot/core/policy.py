@@ -19,6 +19,11 @@
   placeholders, each argument constrained by a full-match regex. Never a shell.
 - `kill_switch`: when true, no remediation executes (whatever the runtime switch says).
 - `kill_switch_roles`: who may flip the runtime kill switch (`/incident killswitch on|off`).
+- `lifecycle`: who may declare, acknowledge, post status, change severity (lowering a P1/P2
+  is a permission of its own), assign, resolve (a PagerDuty-linked incident needs its own
+  permission), reopen, silence (wider matchers need an elevated role; durations are capped per
+  severity), graph ad hoc, run ad hoc and investigate. Besides the policy's roles, the built-in
+  ``channel_members`` (members of the incident's channel) and ``commander`` (its commander).
 
 Safe defaults: with no policy file (or an empty one) nobody may approve anything, no
 namespace is allowed and no exec template exists, so nothing mutates the cluster.
@@ -31,6 +36,8 @@ from __future__ import annotations
 import fnmatch
 import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
+from datetime import timedelta
+from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import (
@@ -48,12 +55,18 @@ from bot.core.actions import ActionName
 from bot.core.incident import Severity
 
 __all__ = [
+    "BUILT_IN_ROLES",
+    "CHANNEL_MEMBERS",
+    "COMMANDER",
     "DEFAULT_SEVERITY_MAPPING",
     "DEFAULT_SEVERITY_POLICY",
+    "DEFAULT_SILENCE_MAX_MINUTES",
     "EVERYONE",
     "ApprovalRule",
     "ExecArg",
     "ExecTemplate",
+    "LifecyclePolicy",
+    "Permission",
     "Policy",
     "Role",
     "Severity",
@@ -359,6 +372,141 @@ class ExecTemplate(_Model):
         return [_PLACEHOLDER.sub(fill, part) for part in self.argv]
 
 
+# --------------------------------------------------------------------------- lifecycle permissions
+
+# Built-in roles of the lifecycle permissions, besides `everyone`: decided per incident.
+CHANNEL_MEMBERS = "channel_members"
+COMMANDER = "commander"
+BUILT_IN_ROLES = (EVERYONE, CHANNEL_MEMBERS, COMMANDER)
+
+
+class Permission(StrEnum):
+    """What a person may do to an incident from Slack; each is a list of roles in the policy."""
+
+    DECLARE = "declare"
+    ACK = "ack"
+    STATUS = "status"
+    SEVERITY = "severity"
+    SEVERITY_DOWNGRADE = "severity_downgrade"
+    ASSIGN = "assign"
+    RESOLVE = "resolve"
+    RESOLVE_PAGED = "resolve_paged"
+    REOPEN = "reopen"
+    SILENCE = "silence"
+    SILENCE_ELEVATED = "silence_elevated"
+    GRAPH = "graph"
+    RUN = "run"
+    INVESTIGATE = "investigate"
+
+
+# Permissions that act beyond the incident (Alertmanager, Prometheus, the cluster, PagerDuty):
+# only named roles of the policy may hold them, never a built-in.
+ROLE_ONLY = frozenset(
+    {
+        Permission.SILENCE,
+        Permission.SILENCE_ELEVATED,
+        Permission.GRAPH,
+        Permission.RUN,
+        Permission.RESOLVE_PAGED,
+    }
+)
+# Lowering a P1/P2 silences its escalation: a responder role or the incident's commander.
+NOT_FOR_BYSTANDERS = frozenset({Permission.SEVERITY_DOWNGRADE})
+
+# At most 7 days, the longest silence `/incident silence` accepts at all.
+SilenceMinutes = Annotated[int, Field(ge=1, le=10080)]
+DEFAULT_SILENCE_MAX_MINUTES: dict[Severity, int] = {
+    Severity.P1: 240,
+    Severity.P2: 720,
+    Severity.P3: 1440,
+    Severity.P4: 4320,
+}
+
+
+def _roles(*names: str, description: str) -> Any:
+    return Field(default_factory=lambda: list(names), description=description)
+
+
+class LifecyclePolicy(_Model):
+    """Who may do what to an incident from Slack. Safe defaults: members of the incident's
+    channel may acknowledge, post status, raise the severity, resolve (unless PagerDuty is
+    linked), reopen and investigate; silences, ad hoc graphs and runs need a named role."""
+
+    declare: list[RoleName] = _roles(EVERYONE, description="declare an incident (/incident open)")
+    ack: list[RoleName] = _roles(CHANNEL_MEMBERS, description="acknowledge (command and button)")
+    status: list[RoleName] = _roles(CHANNEL_MEMBERS, description="post a status update")
+    severity: list[RoleName] = _roles(
+        CHANNEL_MEMBERS, description="change the severity, except lowering a P1/P2"
+    )
+    severity_downgrade: list[RoleName] = _roles(
+        COMMANDER, description="lower the severity of a P1/P2 (cancels its escalation)"
+    )
+    assign: list[RoleName] = _roles(COMMANDER, description="give someone an incident role")
+    resolve: list[RoleName] = _roles(CHANNEL_MEMBERS, description="resolve an incident")
+    resolve_paged: list[RoleName] = _roles(
+        description="resolve an incident linked to PagerDuty (also resolves it there); named roles only"
+    )
+    reopen: list[RoleName] = _roles(CHANNEL_MEMBERS, description="reopen a resolved incident")
+    silence: list[RoleName] = _roles(
+        description="silence the incident's alerts in Alertmanager; named roles only"
+    )
+    silence_elevated: list[RoleName] = _roles(
+        description="silence with negative (!=, !~) or match-everything matchers; named roles only"
+    )
+    silence_max_minutes: dict[Severity, SilenceMinutes] = Field(
+        default_factory=lambda: dict(DEFAULT_SILENCE_MAX_MINUTES),
+        description="longest silence per severity, in minutes; severities left out keep their defaults",
+    )
+    graph: list[RoleName] = _roles(description="graph an ad hoc PromQL query; named roles only")
+    run: list[RoleName] = _roles(description="propose a remediation ad hoc (/incident run); named roles only")
+    investigate: list[RoleName] = _roles(
+        CHANNEL_MEMBERS, description="post runbooks and checks, read the timeline, draft the postmortem"
+    )
+
+    @field_validator("silence_max_minutes", mode="after")
+    @classmethod
+    def _merge_silence_max(cls, value: dict[Severity, int]) -> dict[Severity, int]:
+        return {**DEFAULT_SILENCE_MAX_MINUTES, **value}
+
+    def roles_for(self, permission: Permission) -> list[str]:
+        roles: list[str] = getattr(self, permission.value)
+        return roles
+
+    def silence_max(self, severity: Severity) -> timedelta:
+        return timedelta(minutes=self.silence_max_minutes[severity])
+
+    def problems(self, roles: Mapping[str, Any]) -> list[tuple[tuple[str | int, ...], str]]:
+        """Cross-reference problems as (path in the file, message): unknown roles, built-in
+        roles where only named ones may act, policy roles that shadow a built-in name."""
+        found: list[tuple[tuple[str | int, ...], str]] = [
+            (("roles", name), f"role {name!r} is built in ({_BUILT_IN_MEANING[name]}); choose another name")
+            for name in roles
+            if name in (CHANNEL_MEMBERS, COMMANDER)
+        ]
+        for permission in Permission:
+            for i, name in enumerate(self.roles_for(permission)):
+                where = ("lifecycle", permission.value, i)
+                if name in BUILT_IN_ROLES:
+                    if permission in ROLE_ONLY or (permission in NOT_FOR_BYSTANDERS and name != COMMANDER):
+                        found.append((where, f"{permission.value} needs a named role, not {name!r}"))
+                elif name not in roles:
+                    found.append(
+                        (
+                            where,
+                            f"unknown role {name!r} (define it under roles, or use "
+                            f"{', '.join(BUILT_IN_ROLES)})",
+                        )
+                    )
+        return found
+
+
+_BUILT_IN_MEANING = {
+    EVERYONE: "anybody",
+    CHANNEL_MEMBERS: "the members of the incident's channel",
+    COMMANDER: "the incident's commander",
+}
+
+
 # --------------------------------------------------------------------------- the policy
 
 
@@ -401,6 +549,9 @@ class Policy(_Model):
     kill_switch_roles: list[RoleName] = Field(
         default_factory=list,
         description="roles that may flip the runtime kill switch (/incident killswitch on|off); empty: nobody",
+    )
+    lifecycle: LifecyclePolicy = Field(
+        default_factory=LifecyclePolicy, description="who may do what to an incident from Slack"
     )
 
     @field_validator("severity_mapping", mode="after")

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
 
 import asyncpg
 
 from bot.clients.slack import SlackChat
-from bot.core.blockkit import escape
+from bot.core.blockkit import inline
 from bot.core.errors import UserError
 from bot.core.incident import (
     Incident,
@@ -32,10 +34,24 @@ from bot.flows.supervisor import Supervisor
 from bot.flows.timers import Timers
 from bot.obs import logs
 from bot.obs.metrics import Metrics
-from bot.store.incidents import PostgresStore
+from bot.store.incidents import ButtonToken, PostgresStore
 from bot.store.lifecycle import LifecycleStore
 
 log = logs.logger(logs.Component.INCIDENTS)
+
+RESOLVE_CONFIRMATION = "confirm_resolve"
+# The "Resolve anyway" button of an ephemeral question: answered now or asked again.
+CONFIRMATION_TTL = timedelta(minutes=15)
+INVALID_BUTTON = "This button is not valid any more."
+
+
+@dataclass(frozen=True, slots=True)
+class ResolveOffer:
+    """A stored "Resolve anyway?" question: its token, the incident and the summary given."""
+
+    token: str
+    incident: Incident
+    summary: str | None
 
 
 def _require_open(incident: Incident) -> None:
@@ -86,7 +102,7 @@ class IncidentFlows:
             elif text.startswith("#inc-") or text.startswith("inc-"):
                 found = await self.store.incident_by_channel_name(text.lstrip("#"))
             if found is None:
-                raise UserError(f"No incident {escape(ref)}. Use `/incident list` to see open incidents.")
+                raise UserError(f"No incident {inline(ref, 40)}. Use `/incident list` to see open incidents.")
             return found
         if channel_id:
             found = await self.store.incident_by_channel(channel_id)
@@ -96,6 +112,48 @@ class IncidentFlows:
 
     async def in_channel(self, channel_id: str) -> Incident | None:
         return await self.store.incident_by_channel(channel_id)
+
+    async def by_message(self, channel_id: str, ts: str) -> Incident | None:
+        """The incident whose card or notification is that message (a button's own message)."""
+        if not channel_id or not ts:
+            return None
+        return await self.store.incident_by_message(channel_id, ts)
+
+    async def offer_resolve(self, incident: Incident, user: str, summary: str | None) -> str:
+        """Store a "Resolve anyway?" question for `user`; returns the opaque token its button
+        carries (the click is checked against what is stored, never against the client)."""
+        now = self.clock()
+        token = secrets.token_urlsafe(16)
+        await self.store.add_button_token(
+            ButtonToken(
+                token,
+                RESOLVE_CONFIRMATION,
+                incident.id,
+                user,
+                {"summary": summary},
+                now + CONFIRMATION_TTL,
+            ),
+            now,
+        )
+        return token
+
+    async def resolve_offer(self, token: str, user: str) -> ResolveOffer:
+        """The question a "Resolve anyway" click answers: asked of this user, unanswered, not
+        expired; a UserError otherwise. Changes nothing."""
+        stored = await self.store.button_token(token, RESOLVE_CONFIRMATION, self.clock()) if token else None
+        if stored is None or stored.user_id != user:
+            raise UserError(INVALID_BUTTON)
+        incident = await self.store.get_incident(stored.incident_id)
+        if incident is None:
+            raise UserError(INVALID_BUTTON)
+        summary = stored.data.get("summary")
+        return ResolveOffer(token, incident, summary if isinstance(summary, str) else None)
+
+    async def resolve_offered(self, offer: ResolveOffer, user: str) -> str:
+        """Resolve as the question said; a second click (or replica) finds it answered."""
+        if not await self.store.use_button_token(offer.token, self.clock()):
+            raise UserError(INVALID_BUTTON)
+        return await self.resolve(offer.incident, user, offer.summary)
 
     async def list_open(self) -> list[Incident]:
         return await self.store.list_open()
@@ -154,7 +212,7 @@ class IncidentFlows:
         await self.timers.schedule_update_reminder(incident.id, incident.severity)
         self.publish(incident.id)
         await self.pagerduty.send(incident, Mirrored.NOTE, f"Status update from Slack: {text}")
-        return f"📣 *Status update* from <@{user}>: {escape(text)}"
+        return f"📣 *Status update* from <@{user}>: {inline(text)}"
 
     async def assign(self, incident: Incident, role: Role, user: str, actor: str) -> str:
         _require_open(incident)

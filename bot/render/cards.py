@@ -15,11 +15,13 @@ from bot.core.blockkit import (
     clip,
     context,
     divider,
-    escape,
     header,
+    inline,
     link,
+    mention,
     message,
     section,
+    single_line,
 )
 from bot.core.incident import (
     Alert,
@@ -66,7 +68,9 @@ def title_line(incident: Incident) -> str:
 
 def topic(view: IncidentView) -> str:
     inc = view.incident
-    return clip(f"[{inc.severity}] {inc.status.value.upper()} · {inc.title} · incident {inc.ref}", 250)
+    return clip(
+        f"[{inc.severity}] {inc.status.value.upper()} · {single_line(inc.title)} · incident {inc.ref}", 250
+    )
 
 
 def _counts(view: IncidentView) -> str:
@@ -82,16 +86,16 @@ def _status_fields(view: IncidentView, now: datetime) -> list[str]:
     fields = [
         f"*Status*\n{STATUS_LABEL[inc.status]}",
         f"*Severity*\n{SEVERITY_EMOJI[inc.severity]} {inc.severity}",
-        f"*Commander*\n{f'<@{inc.commander}>' if inc.commander else '_unassigned_'}",
+        f"*Commander*\n{mention(inc.commander) if inc.commander else '_unassigned_'}",
         f"*Opened*\n{when(inc.created_at)} ({age(inc.created_at, now)} ago)",
         f"*Alerts*\n{_counts(view)}",
     ]
     if inc.acknowledged_by:
-        fields.append(f"*Acknowledged by*\n<@{inc.acknowledged_by}>")
+        fields.append(f"*Acknowledged by*\n{mention(inc.acknowledged_by)}")
     if inc.resolved_by:
-        fields.append(f"*Resolved by*\n<@{inc.resolved_by}>")
+        fields.append(f"*Resolved by*\n{mention(inc.resolved_by)}")
     if inc.last_status_update:
-        fields.append(f"*Last update*\n{escape(clip(inc.last_status_update, 300))}")
+        fields.append(f"*Last update*\n{inline(inc.last_status_update, 300)}")
     return fields
 
 
@@ -128,18 +132,18 @@ def _alert_group_blocks(name: str, alerts: list[Alert], view: IncidentView) -> l
     state = f"{len(firing)} firing" + (
         f", {len(alerts) - len(firing)} resolved" if len(firing) < len(alerts) else ""
     )
-    lines = [f"*{escape(name)}* — {state}"]
+    lines = [f"*{inline(name)}* — {state}"]
     for key in ("summary", "description"):
         text = first.annotations.get(key)
         if text:
-            lines.append(f"> {escape(clip(text, 600))}")
+            lines.append(f"> {inline(text, 600)}")
     common = {
         k: v
         for k, v in first.labels.items()
         if k not in HIDDEN_LABELS and all(a.labels.get(k) == v for a in alerts)
     }
     if common:
-        lines.append(" ".join(f"`{escape(k)}={escape(v)}`" for k, v in sorted(common.items())[:12]))
+        lines.append(" ".join(f"`{inline(k)}={inline(v)}`" for k, v in sorted(common.items())[:12]))
     lines.append(f"Started {when(min(a.starts_at for a in alerts))}")
     links = _alert_links(first, view)
     if links:
@@ -151,7 +155,9 @@ def _alert_group_blocks(name: str, alerts: list[Alert], view: IncidentView) -> l
         for alert in alerts[:MAX_ALERTS_LISTED]:
             mark = "🔥" if alert.status is AlertStatus.FIRING else "✅"
             rows.append(
-                mark + " " + ", ".join(f"{k}={escape(alert.labels.get(k, '—'))}" for k in distinct[:4])
+                mark
+                + " "
+                + ", ".join(f"{inline(k)}={inline(alert.labels.get(k, '—'))}" for k in distinct[:4])
             )
         if len(alerts) > MAX_ALERTS_LISTED:
             rows.append(f"… and {len(alerts) - MAX_ALERTS_LISTED} more")
@@ -196,7 +202,7 @@ def incident_card(view: IncidentView, now: datetime, sources: TrustedSources | N
     if buttons:
         blocks.append(actions(*buttons, block_id=f"incident-{inc.id}"))
     blocks.append(context(f"incidentbot · {inc.source.value} · updated {when(now)}"))
-    return message(f"{escape(title_line(inc))} ({inc.status.value})", blocks)
+    return message(f"{inline(title_line(inc))} ({inc.status.value})", blocks)
 
 
 def _lifecycle_buttons(inc: Incident) -> list[Block]:
@@ -209,26 +215,26 @@ def notification(view: IncidentView, now: datetime) -> Message:
     """The message in INCIDENT_CHANNEL that points responders at the incident channel."""
     inc = view.incident
     where = f"<#{inc.channel_id}>" if inc.channel_id else "_channel being created_"
-    text = f"*{escape(title_line(inc))}*\n{STATUS_LABEL[inc.status]} · {_counts(view)} · {where}"
+    text = f"*{inline(title_line(inc))}*\n{STATUS_LABEL[inc.status]} · {_counts(view)} · {where}"
     if inc.last_status_update:
-        text += f"\n_Latest:_ {escape(clip(inc.last_status_update, 500))}"
+        text += f"\n_Latest:_ {inline(inc.last_status_update, 500)}"
     blocks: list[Block] = [section(text)]
     details = [f"Incident {inc.ref}", f"opened {age(inc.created_at, now)} ago"]
     if inc.acknowledged_by:
-        details.append(f"acknowledged by <@{inc.acknowledged_by}>")
+        details.append(f"acknowledged by {mention(inc.acknowledged_by)}")
     if inc.commander:
-        details.append(f"commander <@{inc.commander}>")
+        details.append(f"commander {mention(inc.commander)}")
     blocks.append(context(" · ".join(details)))
     buttons = _lifecycle_buttons(inc)
     if buttons:
         blocks.append(actions(*buttons, block_id=f"notify-{inc.id}"))
-    return message(f"{escape(title_line(inc))} — {inc.status.value}", blocks)
+    return message(f"{inline(title_line(inc))} — {inc.status.value}", blocks)
 
 
 def announcement(event: TimelineEvent) -> Message:
     """A timeline event worth telling the channel (alerts resolved, firing again, ...).
 
     Event texts are Slack-safe mrkdwn by construction: whoever writes an event escapes the
-    alert- or user-derived parts (kit.escape) and may use mentions, so nothing is escaped here.
+    alert- or user-derived parts (kit.inline) and may use mentions, so nothing is escaped here.
     """
     return message(clip(event.text, 300), [section(event.text)])

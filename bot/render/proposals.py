@@ -25,8 +25,10 @@ from bot.core.blockkit import (
     divider,
     escape,
     header,
+    inline,
     message,
     section,
+    single_line,
 )
 from bot.core.policy import EVERYONE, ApprovalRule, Policy, missing_roles
 from bot.core.runs import ActionRun, RunStatus
@@ -62,7 +64,7 @@ def params_text(params: dict[str, Any]) -> str:
         k: v for k, v in params.items() if k not in ("namespace", "deployment", "pod", "node", "cronjob")
     }
     parts = [f"{k}={_plain(v)}" for k, v in shown.items() if v not in (None, {}, [])]
-    return clip(escape(" ".join(parts)), MAX_PARAMS_TEXT) if parts else "—"
+    return inline(" ".join(parts), MAX_PARAMS_TEXT) if parts else "—"
 
 
 def role_mentions(policy: Policy | None, roles: list[str]) -> str:
@@ -108,7 +110,7 @@ def _approvals(run: ActionRun) -> str:
 
 
 def _target(run: ActionRun) -> str:
-    text = f"`{escape(run.target)}`"
+    text = f"`{inline(run.target)}`"
     if run.target_labels:
         plural = "s" if len(run.target_labels) > 1 else ""
         text += f"\n_target from alert label{plural} {_roles(run.target_labels)}_"
@@ -187,7 +189,8 @@ def proposal_message(
     shown above the buttons."""
     approvers = [r for r in rule.approver_roles if r != EVERYONE]
     blocks: list[Block] = [header(STATUS_HEADER[run.status])]
-    blocks.append(section(f"*{clip(run.title, 300)}*" + (f"\n{clip(run.why, 1500)}" if run.why else "")))
+    title = clip(single_line(run.title), 300)
+    blocks.append(section(f"*{title}*" + (f"\n{clip(run.why, 1500)}" if run.why else "")))
     requirement = f"{run.approvals_needed} approval(s)"
     if run.approvers_all_of:
         requirement += f", one each from {_roles(run.approvers_all_of)}"

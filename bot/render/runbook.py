@@ -31,9 +31,11 @@ from bot.core.blockkit import (
     divider,
     escape,
     header,
+    inert,
     link,
     message,
     section,
+    single_line,
 )
 from bot.core.checks import CheckOutcome, format_value
 from bot.core.playbooks import Check, Playbook, Step
@@ -65,9 +67,6 @@ MAX_LIST_LINE = 300
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\ufeff]")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
-# Look-alikes for mrkdwn's formatting characters in untrusted values ("_" is kept: it is
-# common in label values and only italicises at word boundaries).
-_INERT = str.maketrans({"`": "ˋ", "*": "∗", "~": "∼"})
 _PLAIN_ANGLES = str.maketrans({"<": "‹", ">": "›"})
 _SLACK_LINK = re.compile(r"<(?:https?://|mailto:)[^<>|\s]+(?:\|[^<>\n]*)?>")
 _LANGUAGE = re.compile(r"[A-Za-z0-9+#._-]+[ \t]*\n")
@@ -87,7 +86,7 @@ _PENDING = ("⏳", "pending")
 def _inert(text: str) -> str:
     """Untrusted text on one line with mrkdwn's formatting characters neutralised (not escaped:
     `escape`/`render_text` do that)."""
-    return _CONTROL.sub(" ", text).translate(_INERT)
+    return inert(text)
 
 
 def _display_labels(labels: Mapping[str, str]) -> dict[str, str]:
@@ -96,7 +95,7 @@ def _display_labels(labels: Mapping[str, str]) -> dict[str, str]:
 
 def _code_span(text: str, limit: int) -> str:
     """Untrusted text for the inside of a `code span`: one line, no backticks, clipped, escaped."""
-    shown = escape(clip(" ".join(_CONTROL.sub(" ", text).split()).replace("`", "ˋ"), limit))
+    shown = escape(clip(single_line(text).replace("`", "ˋ"), limit))
     return shown or " "
 
 

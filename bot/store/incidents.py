@@ -43,6 +43,18 @@ class PublishState:
 
 
 @dataclass(frozen=True, slots=True)
+class ButtonToken:
+    """What a button's opaque token stands for (bot.store.migrations 0006)."""
+
+    token: str
+    kind: str
+    incident_id: int
+    user_id: str
+    data: dict[str, Any]
+    expires_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
 class AlertChange:
     alert: Alert
     previous: AlertStatus | None  # None: first time this occurrence was seen
@@ -314,6 +326,16 @@ class PostgresStore:
         row = await self.pool.fetchrow("SELECT * FROM incidents WHERE channel_id = $1", channel_id)
         return _incident(row) if row else None
 
+    async def incident_by_message(self, channel_id: str, ts: str) -> Incident | None:
+        """The incident whose card or notification is the message `ts` in `channel_id`."""
+        row = await self.pool.fetchrow(
+            "SELECT * FROM incidents WHERE (channel_id = $1 AND card_ts = $2)"
+            " OR (notification_channel_id = $1 AND notification_ts = $2) ORDER BY id LIMIT 1",
+            channel_id,
+            ts,
+        )
+        return _incident(row) if row else None
+
     async def incident_by_channel_name(self, name: str) -> Incident | None:
         row = await self.pool.fetchrow(
             "SELECT * FROM incidents WHERE channel_name = $1 ORDER BY id DESC LIMIT 1", name
@@ -458,3 +480,42 @@ class PostgresStore:
                 incident_id, "acknowledged", f"Acknowledged by <@{user}>", at=now, actor=user
             )
             return True
+
+    # --- button tokens --------------------------------------------------------------------------
+
+    async def add_button_token(self, token: ButtonToken, now: datetime) -> None:
+        await self.pool.execute(
+            "INSERT INTO button_tokens (token, kind, incident_id, user_id, data, created_at, expires_at)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            token.token,
+            token.kind,
+            token.incident_id,
+            token.user_id,
+            token.data,
+            now,
+            token.expires_at,
+        )
+
+    async def button_token(self, token: str, kind: str, now: datetime) -> ButtonToken | None:
+        """The token when it is of `kind`, unused and not expired."""
+        row = await self.pool.fetchrow(
+            "SELECT * FROM button_tokens WHERE token = $1 AND kind = $2 AND used_at IS NULL AND expires_at > $3",
+            token,
+            kind,
+            now,
+        )
+        if row is None:
+            return None
+        return ButtonToken(
+            row["token"], row["kind"], row["incident_id"], row["user_id"], row["data"], row["expires_at"]
+        )
+
+    async def use_button_token(self, token: str, now: datetime) -> bool:
+        """Compare-and-set: True for the one click that uses the token."""
+        row = await self.pool.fetchval(
+            "UPDATE button_tokens SET used_at = $2 WHERE token = $1 AND used_at IS NULL AND expires_at > $2"
+            " RETURNING token",
+            token,
+            now,
+        )
+        return row is not None

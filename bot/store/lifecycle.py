@@ -10,7 +10,7 @@ from typing import Any
 
 import asyncpg
 
-from bot.core.blockkit import escape
+from bot.core.blockkit import escape, inline
 from bot.core.incident import Incident, Role, Severity
 from bot.store.incidents import IntakeTx, Record, _incident
 
@@ -110,7 +110,7 @@ class LifecycleStore:
         return await self._change(
             "UPDATE incidents SET last_status_update = $2, status_updated_at = $3 WHERE id = $1 RETURNING *",
             (incident_id, text, now),
-            event=("status_update", text),
+            event=("status_update", inline(text)),
             actor=actor,
             now=now,
         )
@@ -149,7 +149,7 @@ class LifecycleStore:
         self, incident_id: int, actor: str, summary: str | None, now: datetime
     ) -> Incident | None:
         who = Actor.of(actor)
-        text = f"Resolved by {who.mrkdwn}" + (f": {summary}" if summary else "")
+        text = f"Resolved by {who.mrkdwn}" + (f": {inline(summary)}" if summary else "")
         return await self._change(
             "UPDATE incidents SET status = 'resolved', open_marker = NULL, resolved_at = $2, resolved_by = $3,"
             " resolved_by_external = $5, resolution_summary = $4 WHERE id = $1 AND open_marker RETURNING *",

@@ -3,21 +3,42 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+import shutil
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import yaml
 
 from bot.app import BotServer, build
-from bot.config.settings import Settings
+from bot.config.settings import BUNDLED_PLAYBOOKS, Settings
 from sandbox.slack import Channel, SlackSandbox
 
 SIGNING_SECRET = "test-signing-secret-0123456789"
 AM_TOKEN = "test-alertmanager-token"
 DATA = Path(__file__).parent.parent / "data"
+
+
+# Roles of the sandbox users in test policies: @alice is `sre`; the @sre-oncall group (alice,
+# bob) and @carol are `oncall`. Any other user holds no role (the bundled policy's lifecycle
+# section then lets them act only as a member of the incident's channel).
+TEST_ROLES: dict[str, Any] = {
+    "sre": {"users": ["U_ALICE"], "usergroups": []},
+    "oncall": {"users": ["U_CAROL"], "usergroups": ["sre-oncall"]},
+    "dba": {"users": [], "usergroups": []},
+}
+
+
+def playbooks_with_roles(target: Path, roles: Mapping[str, Any] | None = None) -> Path:
+    """The bundled playbooks in `target`, with a policy whose roles name the sandbox users."""
+    shutil.copytree(BUNDLED_PLAYBOOKS, target)
+    policy = yaml.safe_load((target / "policy.yaml").read_text(encoding="utf-8"))
+    policy["roles"] = dict(TEST_ROLES if roles is None else roles)
+    (target / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False), encoding="utf-8")
+    return target
 
 
 def bot_settings(slack: SlackSandbox, database_dsn: str, redis_url: str, **overrides: Any) -> Settings:

@@ -498,7 +498,10 @@ async def test_a_nul_or_a_lone_surrogate_is_repaired_and_no_alert_of_the_group_i
         repaired = [e for e in events if e.kind == "delivery_repaired"]
         assert len(repaired) == 1 and f"{expected} character(s)" in repaired[0].text
         exposition = generate_latest(bot.parts.metrics.registry).decode()
-        assert f'incidentbot_webhook_characters_repaired_total{{source="alertmanager"}} {expected}.0' in exposition
+        assert (
+            f'incidentbot_webhook_characters_repaired_total{{source="alertmanager"}} {expected}.0'
+            in exposition
+        )
 
 
 # -- /readyz ------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -12,10 +11,16 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from bot.config.settings import BUNDLED_PLAYBOOKS
 from sandbox.services import PrometheusServer
 from sandbox.slack import SlackSandbox
-from tests.integration.rig import bot_settings, group_payload, notification_channel, post_alert, running_bot
+from tests.integration.rig import (
+    bot_settings,
+    group_payload,
+    notification_channel,
+    playbooks_with_roles,
+    post_alert,
+    running_bot,
+)
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -85,8 +90,7 @@ async def prometheus(exporter: str, services_dir: Path) -> AsyncIterator[Prometh
 
 
 def _playbooks(tmp_path: Path) -> Path:
-    target = tmp_path / "playbooks"
-    shutil.copytree(BUNDLED_PLAYBOOKS, target)
+    target = playbooks_with_roles(tmp_path / "playbooks")
     (target / "tests.yaml").write_text(TEST_PLAYBOOK)
     return target
 

@@ -12,12 +12,14 @@ import asyncpg
 from sandbox.slack import Channel, Message, ResponsePost, SlackDriver, SlackSandbox
 from tests.integration.rig import (
     SIGNING_SECRET,
+    TEST_ROLES,
     FakeClock,
     bot_settings,
     bot_url,
     group_payload,
     incident_channel,
     notification_channel,
+    playbooks_with_roles,
     post_alert,
     running_bot,
     running_bot_with_clock,
@@ -60,9 +62,12 @@ async def _db(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
 
 
 async def test_human_incident_full_lifecycle(
-    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, tmp_path: Path
 ) -> None:
-    async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
+    settings = bot_settings(
+        slack, database_dsn, redis_url, playbooks_dir=playbooks_with_roles(tmp_path / "pb")
+    )
+    async with running_bot(settings) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         channel = await _declare(slack, driver)
         assert channel.name.startswith("inc-") and "checkout-errors" in channel.name
@@ -120,9 +125,12 @@ async def test_human_incident_full_lifecycle(
 
 
 async def test_resolve_asks_first_while_alerts_fire(
-    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, tmp_path: Path
 ) -> None:
-    async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
+    settings = bot_settings(
+        slack, database_dsn, redis_url, playbooks_dir=playbooks_with_roles(tmp_path / "pb")
+    )
+    async with running_bot(settings) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         await post_alert(http, bot, group_payload("shop", [("a1", "firing")]))
         channel = await incident_channel(slack)
@@ -132,41 +140,9 @@ async def test_resolve_asks_first_while_alerts_fire(
         rows = await _db(database_dsn, "SELECT status FROM incidents")
         assert rows[0]["status"] == "triggered"
         # The confirmation button is on the ephemeral reply: click it as Slack would.
-
-        resp = await driver.post(
-            _confirm_payload(slack, channel.id, "U_ALICE"), "application/x-www-form-urlencoded"
-        )
+        resp = await driver.click("confirm_resolve", user_id="U_ALICE", channel_id=channel.id)
         assert resp.status == 200
         await slack.wait_for(lambda s: "Resolved" in json.dumps(_note(s).blocks))
-
-
-def _confirm_payload(slack: SlackSandbox, channel_id: str, user_id: str) -> bytes:
-    import time
-    from urllib.parse import urlencode
-
-    body = {
-        "type": "block_actions",
-        "user": {"id": user_id, "username": user_id.lower(), "team_id": slack.team_id},
-        "api_app_id": slack.app_id,
-        "token": "sandbox-verification-token",
-        "team": {"id": slack.team_id, "domain": slack.team_domain},
-        "container": {"type": "message", "message_ts": "1.1", "channel_id": channel_id, "is_ephemeral": True},
-        "channel": {"id": channel_id, "name": "x"},
-        "response_url": slack.new_response_url(
-            "block_actions", user_id=user_id, channel_id=channel_id, is_ephemeral=True
-        ),
-        "trigger_id": slack.issue_trigger_id(user_id),
-        "actions": [
-            {
-                "action_id": "confirm_resolve",
-                "block_id": "b",
-                "value": "1:",
-                "type": "button",
-                "action_ts": str(time.time()),
-            }
-        ],
-    }
-    return urlencode({"payload": json.dumps(body)}).encode()
 
 
 async def test_bad_input_gets_usage_never_a_traceback(
@@ -254,16 +230,8 @@ async def _wait_timers_done(
 
 
 def _policy_with_escalation(tmp_path: Path) -> Path:
-    import shutil
-
-    from bot.config.settings import BUNDLED_PLAYBOOKS
-
-    target = tmp_path / "playbooks"
-    shutil.copytree(BUNDLED_PLAYBOOKS, target)
-    policy = (target / "policy.yaml").read_text()
-    policy = policy.replace("roles:\n", "roles:\n  escalation:\n    users: []\n    usergroups: [S_SRE]\n", 1)
-    (target / "policy.yaml").write_text(policy)
-    return target
+    escalation = {"users": [], "usergroups": ["S_SRE"]}
+    return playbooks_with_roles(tmp_path / "playbooks", {**TEST_ROLES, "escalation": escalation})
 
 
 async def test_resolved_channel_is_archived_after_the_delay(

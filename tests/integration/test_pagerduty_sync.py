@@ -6,6 +6,8 @@ import asyncio
 import json
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -27,6 +29,7 @@ from tests.integration.rig import (
     bot_url,
     incident_channel,
     notification_channel,
+    playbooks_with_roles,
     running_bot,
 )
 
@@ -39,7 +42,9 @@ async def pd() -> AsyncIterator[PagerDutySandbox]:
         yield sandbox
 
 
-def _settings(slack: SlackSandbox, pd: PagerDutySandbox, dsn: str, redis_url: str) -> Settings:
+def _settings(
+    slack: SlackSandbox, pd: PagerDutySandbox, dsn: str, redis_url: str, **overrides: Any
+) -> Settings:
     return bot_settings(
         slack,
         dsn,
@@ -49,6 +54,7 @@ def _settings(slack: SlackSandbox, pd: PagerDutySandbox, dsn: str, redis_url: st
         pagerduty_from_email="alice@example.com",
         pagerduty_webhook_secret=f"{DEFAULT_WEBHOOK_SECRET},{NEW_SECRET}",
         pagerduty_ca_bundle=str(pd.ca_path),
+        **overrides,
     )
 
 
@@ -107,9 +113,15 @@ async def test_pagerduty_incident_opens_channel_and_invites_oncall(
 
 
 async def test_ack_and_status_in_slack_reach_pagerduty_without_echo(
-    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, pd: PagerDutySandbox
+    slack: SlackSandbox,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+    pd: PagerDutySandbox,
+    tmp_path: Path,
 ) -> None:
-    async with running_bot(_settings(slack, pd, database_dsn, redis_url)) as bot:
+    playbooks = playbooks_with_roles(tmp_path / "pb")
+    async with running_bot(_settings(slack, pd, database_dsn, redis_url, playbooks_dir=playbooks)) as bot:
         url = bot_url(bot) + "/webhooks/pagerduty"
         pd.webhook_url = url  # the sandbox emits webhooks back for changes made through its API
         pd_incident = pd.create_incident("Payments latency", service="PS00002")

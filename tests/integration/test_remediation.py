@@ -72,6 +72,7 @@ def make_policy(*, kill_switch: bool = False) -> dict[str, Any]:
         "sre": {"users": ["U_ALICE", "U_BOB", "U_DAVE"], "usergroups": []},
         "oncall": {"users": [], "usergroups": ["sre-oncall"]},
         "viewer": {"users": ["U_CAROL"], "usergroups": []},
+        "dba": {"users": [], "usergroups": []},  # named by the bundled lifecycle section
     }
     common = {"namespaces_allow": NAMESPACES, "expiry_minutes": 15}
     policy["approvals"] = {

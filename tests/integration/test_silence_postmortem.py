@@ -17,6 +17,7 @@ from tests.integration.rig import (
     bot_url,
     group_payload,
     incident_channel,
+    playbooks_with_roles,
     post_alert,
     running_bot,
 )
@@ -29,13 +30,24 @@ async def _silences(url: str) -> list[dict[str, Any]]:
 
 
 async def test_silence_is_created_recorded_and_expired_on_resolve(
-    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, services_dir: Path
+    slack: SlackSandbox,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+    services_dir: Path,
+    tmp_path: Path,
 ) -> None:
     am = await asyncio.to_thread(
         AlertmanagerServer.start, services_dir, "http://127.0.0.1:9/unused", AM_TOKEN
     )
     try:
-        settings = bot_settings(slack, database_dsn, redis_url, alertmanager_url=am.url)
+        settings = bot_settings(
+            slack,
+            database_dsn,
+            redis_url,
+            alertmanager_url=am.url,
+            playbooks_dir=playbooks_with_roles(tmp_path / "pb"),
+        )
         async with running_bot(settings) as bot:
             driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
             await post_alert(http, bot, group_payload("shop", [("s1", "firing"), ("s2", "firing")]))
@@ -64,11 +76,7 @@ async def test_silence_is_created_recorded_and_expired_on_resolve(
             # Resolving expires the incident's silences.
             await driver.slash_command("/incident", "resolve", user_id="U_ALICE", channel_id=channel.id)
             await slack.wait_for(lambda s: any("still firing" in r.text for r in s.responses))
-            from tests.integration.test_lifecycle import _confirm_payload
-
-            await driver.post(
-                _confirm_payload(slack, channel.id, "U_ALICE"), "application/x-www-form-urlencoded"
-            )
+            await driver.click("confirm_resolve", user_id="U_ALICE", channel_id=channel.id)
             async with asyncio.timeout(10):
                 while any(s["status"]["state"] == "active" for s in await _silences(am.url)):
                     await asyncio.sleep(0.1)
@@ -82,9 +90,12 @@ async def test_silence_is_created_recorded_and_expired_on_resolve(
 
 
 async def test_postmortem_draft_matches_the_stored_timeline(
-    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, tmp_path: Path
 ) -> None:
-    async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
+    settings = bot_settings(
+        slack, database_dsn, redis_url, playbooks_dir=playbooks_with_roles(tmp_path / "pb")
+    )
+    async with running_bot(settings) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         await post_alert(http, bot, group_payload("shop", [("p1", "firing")]))
         channel = await incident_channel(slack)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
+from pathlib import Path
 
 import aiohttp
 import asyncpg
@@ -16,6 +18,7 @@ from tests.integration.rig import (
     bot_url,
     notification_channel,
     payload,
+    playbooks_with_roles,
     post_alert,
     running_bot,
 )
@@ -25,13 +28,23 @@ async def _open_incident(slack: SlackSandbox, http: aiohttp.ClientSession, bot: 
     await post_alert(http, bot, payload())
     channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
     await slack.wait_for(lambda s: s.messages(channel.id) and s.messages(notification_channel(s).id))
-    return channel
+    # Buttons are bound to the messages the bot drew them on: wait until it has stored where
+    # the card and the notification are (a click a few ms earlier is "not valid any more").
+    async with asyncio.timeout(10):
+        while True:
+            loaded = await bot.parts.store.load_view(1)
+            if loaded is not None and loaded[1].card_ts and loaded[1].notification_ts:
+                return channel
+            await asyncio.sleep(0.02)
 
 
 async def test_ack_button_records_who_and_updates_both_messages(
-    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, tmp_path: Path
 ) -> None:
-    async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
+    settings = bot_settings(
+        slack, database_dsn, redis_url, playbooks_dir=playbooks_with_roles(tmp_path / "pb")
+    )
+    async with running_bot(settings) as bot:
         channel = await _open_incident(slack, http, bot)
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         resp = await driver.click("ack_incident", user_id="U_BOB", channel_id=notification_channel(slack).id)
@@ -139,9 +152,12 @@ async def test_tampered_button_value_is_refused_politely(
 
 
 async def test_slash_commands_ack_list_help_and_usage(
-    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, tmp_path: Path
 ) -> None:
-    async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
+    settings = bot_settings(
+        slack, database_dsn, redis_url, playbooks_dir=playbooks_with_roles(tmp_path / "pb")
+    )
+    async with running_bot(settings) as bot:
         channel = await _open_incident(slack, http, bot)
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         resp = await driver.slash_command("/incident", "help", user_id="U_ALICE", channel_id=channel.id)

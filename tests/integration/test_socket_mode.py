@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, cast
 
 import aiohttp
@@ -17,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from sandbox.slack import SlackDriver, SlackSandbox, SocketModeDriver
-from tests.integration.rig import bot_settings, bot_url, running_bot
+from tests.integration.rig import bot_settings, bot_url, playbooks_with_roles, running_bot
 
 
 def _acked_card(channel_id: str, user_id: str) -> Callable[[SlackSandbox], bool]:
@@ -187,12 +188,17 @@ async def test_envelopes_acks_timeouts_and_disconnect_with_a_bolt_app(sandbox: S
 
 
 async def test_bot_over_socket_mode(
-    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, tmp_path: Path
 ) -> None:
     settings = bot_settings(
-        slack, database_dsn, redis_url, slack_signing_secret=None, slack_app_token=slack.app_token
+        slack,
+        database_dsn,
+        redis_url,
+        slack_signing_secret=None,
+        slack_app_token=slack.app_token,
+        playbooks_dir=playbooks_with_roles(tmp_path / "pb"),
     )
-    async with running_bot(settings):
+    async with running_bot(settings) as bot:
         await slack.wait_for(lambda s: s.connected_sockets)
         assert [c.ok for c in slack.calls_to("apps.connections.open")] == [True]
         driver = SocketModeDriver(slack)  # envelopes on the bot's socket; nothing goes to its HTTP port
@@ -210,6 +216,10 @@ async def test_bot_over_socket_mode(
         channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
         assert "socket" in channel.name
         await slack.wait_for(lambda s: s.messages(channel.id) and s.messages(here))
+        # The button is bound to the card: click once the bot has stored where the card is.
+        async with asyncio.timeout(10):
+            while not ((loaded := await bot.parts.store.load_view(1)) and loaded[1].card_ts):
+                await asyncio.sleep(0.02)
 
         resp = await driver.click("ack_incident", user_id="U_BOB", channel_id=channel.id)
         assert resp.status == 200

@@ -19,6 +19,7 @@ METHOD_SCOPES: dict[str, set[str]] = {
     "conversations.invite": {"channels:manage"},
     "conversations.archive": {"channels:manage"},
     "conversations.list": {"channels:read"},
+    "conversations.members": {"channels:read"},
     "conversations.history": {"channels:history"},
     "usergroups.list": {"usergroups:read"},
     "usergroups.users.list": {"usergroups:read"},

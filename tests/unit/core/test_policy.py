@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import textwrap
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,9 +13,14 @@ from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, load_playbooks, validate
 from bot.core.actions import ActionName
 from bot.core.incident import Severity
 from bot.core.policy import (
+    CHANNEL_MEMBERS,
+    COMMANDER,
     DEFAULT_SEVERITY_MAPPING,
+    EVERYONE,
+    ROLE_ONLY,
     ApprovalRule,
     ExecTemplate,
+    Permission,
     Policy,
     approval_complete,
     approval_helps,
@@ -369,3 +375,83 @@ def test_uncordon_without_its_own_rule_follows_cordon_then_drain() -> None:
     assert own.rule_for(ActionName.UNCORDON) == own.approvals["uncordon"]
     # A named rule is used as named.
     assert both.rule_for(ActionName.UNCORDON, "cordon") == both.approvals["cordon"]
+
+
+# --------------------------------------------------------------------------- lifecycle permissions
+
+
+def test_lifecycle_defaults_are_safe() -> None:
+    lifecycle = Policy().lifecycle
+    assert lifecycle.roles_for(Permission.DECLARE) == [EVERYONE]
+    for permission in (Permission.ACK, Permission.STATUS, Permission.RESOLVE, Permission.INVESTIGATE):
+        assert lifecycle.roles_for(permission) == [CHANNEL_MEMBERS], permission
+    assert lifecycle.roles_for(Permission.SEVERITY_DOWNGRADE) == [COMMANDER]
+    for permission in ROLE_ONLY:
+        assert lifecycle.roles_for(permission) == [], permission  # nobody until the policy says
+    assert lifecycle.silence_max(Severity.P1) == timedelta(hours=4)
+    assert lifecycle.silence_max(Severity.P4) == timedelta(days=3)
+
+
+def test_bundled_lifecycle_names_responder_roles() -> None:
+    policy = load_playbooks(DEFAULT_PLAYBOOKS_DIR).policy
+    lifecycle = policy.lifecycle
+    assert lifecycle.roles_for(Permission.SILENCE) == ["oncall", "sre"]
+    assert lifecycle.roles_for(Permission.SILENCE_ELEVATED) == ["sre"]
+    assert lifecycle.roles_for(Permission.RESOLVE_PAGED) == ["oncall", "sre"]
+    assert CHANNEL_MEMBERS in lifecycle.roles_for(Permission.ACK)
+    assert CHANNEL_MEMBERS not in lifecycle.roles_for(Permission.SEVERITY_DOWNGRADE)
+    assert lifecycle.problems(policy.roles) == []
+
+
+def test_silence_caps_merge_over_defaults_and_are_bounded() -> None:
+    lifecycle = Policy.model_validate({"lifecycle": {"silence_max_minutes": {"P1": 60}}}).lifecycle
+    assert lifecycle.silence_max(Severity.P1) == timedelta(hours=1)
+    assert lifecycle.silence_max(Severity.P2) == timedelta(hours=12)
+    for bad in (0, 10081):
+        with pytest.raises(ValidationError):
+            Policy.model_validate({"lifecycle": {"silence_max_minutes": {"P1": bad}}})
+    with pytest.raises(ValidationError):
+        Policy.model_validate({"lifecycle": {"unsilence": ["sre"]}})
+
+
+def test_lifecycle_problems_have_file_and_line(tmp_path: Path) -> None:
+    text = textwrap.dedent(
+        """\
+        roles:
+          sre: {users: [U0SRE]}
+          channel_members: {users: [U0X]}
+        lifecycle:
+          ack: [channel_members, nobody]
+          silence: [everyone]
+          graph: [channel_members]
+          severity_downgrade: [commander, channel_members]
+          resolve_paged: [commander]
+        """
+    )
+    (tmp_path / "policy.yaml").write_text(text)
+    rendered = [str(p) for p in validate_dir(tmp_path)]
+    path = str(tmp_path / "policy.yaml")
+    expect = {
+        line_of(text, "channel_members: {users"): "roles.channel_members: role 'channel_members' is built in",
+        line_of(text, "ack: ["): "lifecycle.ack.1: unknown role 'nobody'",
+        line_of(text, "silence: ["): "lifecycle.silence.0: silence needs a named role, not 'everyone'",
+        line_of(text, "graph: ["): "lifecycle.graph.0: graph needs a named role",
+        line_of(
+            text, "severity_downgrade"
+        ): "lifecycle.severity_downgrade.1: severity_downgrade needs a named role",
+        line_of(text, "resolve_paged"): "lifecycle.resolve_paged.0: resolve_paged needs a named role",
+    }
+    for line, fragment in expect.items():
+        assert any(r.startswith(f"{path}:{line}: ") and fragment in r for r in rendered), (
+            line,
+            fragment,
+            rendered,
+        )
+    # The commander may lower a P1/P2 (not a problem).
+    assert not any("severity_downgrade.0" in r for r in rendered)
+    # A value out of range is a schema problem with its line too.
+    bad = "lifecycle:\n  silence_max_minutes:\n    P1: 99999\n"
+    (tmp_path / "policy.yaml").write_text(bad)
+    assert [str(p) for p in validate_dir(tmp_path)] == [
+        f"{path}:3: lifecycle.silence_max_minutes.P1: Input should be less than or equal to 10080"
+    ]
