@@ -17,6 +17,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 PREFIX = "incidentbot:"
+LEASE_STOP_WAIT_S = 1.0
 
 # Compare-and-delete: release a lock only if we still own it.
 _RELEASE = """
@@ -80,18 +81,23 @@ class Coordination:
         if token is None:
             yield None
             return
-        keeper = asyncio.create_task(self._keep(name, token, ttl_ms), name=f"lease-{name}")
+        stop = asyncio.Event()
+        keeper = asyncio.create_task(self._keep(name, token, ttl_ms, stop), name=f"lease-{name}")
         try:
             yield token
         finally:
+            # The event ends the keeper even if a cancellation is swallowed inside the Redis
+            # client; waiting is bounded and never re-raises the keeper's cancellation here.
+            stop.set()
             keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            await asyncio.wait({keeper}, timeout=LEASE_STOP_WAIT_S)
             await self.release(name, token)
 
-    async def _keep(self, name: str, token: str, ttl_ms: int) -> None:
-        while True:
-            await asyncio.sleep(ttl_ms / 3000)
+    async def _keep(self, name: str, token: str, ttl_ms: int, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), ttl_ms / 3000)
+                return
             try:
                 renewed = await self._renew(keys=[PREFIX + "lock:" + name], args=[token, ttl_ms])
             except (RedisError, OSError):

@@ -29,7 +29,12 @@ def _card(slack: SlackSandbox, channel_id: str) -> Message | None:
 async def test_alert_opens_channel_card_and_notification(
     slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
 ) -> None:
-    async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
+    # The payload's Prometheus and Alertmanager, configured as ours: their links are shown
+    # (links to hosts that are not configured never are: test_promql_limits.py).
+    settings = bot_settings(
+        slack, database_dsn, redis_url, prometheus_hosts="prom:9090", alertmanager_hosts="vm:19093"
+    )
+    async with running_bot(settings) as bot:
         status, body = await post_alert(http, bot, payload())
         assert status == 200 and body["status"] == "accepted"
 
