@@ -35,12 +35,16 @@ from sandbox.slack import SlackDriver, SlackSandbox
 from sandbox.slack.models import Message, ResponsePost
 from tests.integration.rig import (
     SIGNING_SECRET,
+    TEST_ROLES,
     bot_settings,
     bot_url,
     group_payload,
     notification_channel,
     post_alert,
     running_bot,
+)
+from tests.integration.rig import (
+    playbooks_with_roles as with_test_roles,
 )
 
 pytestmark = pytest.mark.timeout(180)
@@ -225,8 +229,16 @@ async def test_costly_adhoc_graphs_are_refused_before_prometheus(
     redis_url: str,
     prometheus: PrometheusServer,
     recorder: PrometheusRecorder,
+    tmp_path: Path,
 ) -> None:
-    settings = bot_settings(slack, database_dsn, redis_url, prometheus_url=recorder.url)
+    # U_CAROL is on call: allowed to graph ad hoc, so what refuses her queries is their cost.
+    settings = bot_settings(
+        slack,
+        database_dsn,
+        redis_url,
+        prometheus_url=recorder.url,
+        playbooks_dir=with_test_roles(tmp_path / "pb"),
+    )
     async with running_bot(settings) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         await post_alert(http, bot, alert_group("NoPlaybookForThis", "adhoc", ""))
@@ -283,11 +295,15 @@ async def test_adhoc_graphs_are_limited_per_user_and_in_flight(
     database_dsn: str,
     redis_url: str,
     recorder: PrometheusRecorder,
+    tmp_path: Path,
 ) -> None:
+    # Alice and Bob may graph ad hoc (on call): what refuses them is the limits.
+    roles = {**TEST_ROLES, "oncall": {"users": ["U_ALICE", "U_BOB", "U_CAROL"], "usergroups": []}}
     settings = bot_settings(
         slack,
         database_dsn,
         redis_url,
+        playbooks_dir=with_test_roles(tmp_path / "pb", roles),
         prometheus_url=recorder.url,
         prometheus_timeout_seconds=60,
         graph_burst=2,
