@@ -116,7 +116,7 @@ def test_notes_render_with_warnings_for_missing_secrets(helm: Path) -> None:
     assert "WARNING" not in full_notes
     assert "https://incidentbot.example.com" in full_notes
     assert "namespace checkout: rollout_restart, scale" in full_notes
-    assert "node operations: drain (cluster-wide)" in full_notes
+    assert "node operations: uncordon, drain (cluster-wide)" in full_notes
 
 
 # --------------------------------------------------------------------------- schemas
