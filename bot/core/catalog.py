@@ -226,6 +226,12 @@ class Catalog(_Model):
         found = self.team(team).services.get(service)
         return (found.title or service) if found is not None else service
 
+    def route_text(self, route: Route) -> str:
+        """`Title` or `Title / Service title`, for timelines and replies (catalog text: no user input)."""
+        service = self.service_title(route.team, route.service)
+        title = self.team_title(route.team)
+        return f"{title} / {service}" if service else title
+
     def knows(self, name: str) -> bool:
         return name in self.teams or name == self.default_team
 
