@@ -157,6 +157,13 @@ class Enricher:
         self.guard = guard
         self.limiter = limiter
 
+    def _key(self, playbook: Playbook, alert: Alert) -> str:
+        """Once per incident, playbook and cluster: the same alert from two clusters (one group)
+        gets each cluster's diagnostics and proposals."""
+        key = _key(playbook, alert)
+        named = self.clusters.catalog.named_by(alert.labels)
+        return f"{key}@{named}" if named else key
+
     @property
     def graphs_on(self) -> bool:
         return self.prometheus is not None
@@ -175,15 +182,16 @@ class Enricher:
         return (own.query, problem) if own is not None and problem is not None else None
 
     def playbooks_for(self, view: IncidentView) -> list[tuple[Playbook, Alert]]:
-        """One playbook per alert name (the first alert of each name gives the labels)."""
+        """One playbook per alert name and cluster (the first such alert gives the labels)."""
         chosen: dict[str, tuple[Playbook, Alert]] = {}
-        seen_names: set[str] = set()
+        seen_names: set[tuple[str, str | None]] = set()
         for alert in view.alerts:
-            if alert.name in seen_names:
+            seen = (alert.name, self.clusters.catalog.named_by(alert.labels))
+            if seen in seen_names:
                 continue
-            seen_names.add(alert.name)
+            seen_names.add(seen)
             playbook = self.playbooks.resolve(alert.labels, alert.annotations, self._trusted_url(alert))
-            chosen.setdefault(_key(playbook, alert), (playbook, alert))
+            chosen.setdefault(self._key(playbook, alert), (playbook, alert))
         return list(chosen.values())
 
     async def after_publish(self, view: IncidentView) -> bool:
@@ -194,7 +202,7 @@ class Enricher:
         await self.gate.turn()
         posted = await self.store.posted(view.incident.id)
         for playbook, alert in self.playbooks_for(view):
-            key = _key(playbook, alert)
+            key = self._key(playbook, alert)
             if key in posted:
                 continue
             if not await self.store.claim(

@@ -217,3 +217,37 @@ async def test_unknown_cluster_is_refused_without_side_effects(two: Clusters) ->
         run = await rollback_proposal(two, bot, control)
         assert run.cluster == "skillforge-prod" and dry_runs(two.prod)
         assert two.dev.requests == []
+
+
+async def test_one_group_from_both_clusters_proposes_in_each(two: Clusters) -> None:
+    """Alertmanager grouping by alertname and namespace puts the dev and prod alert in one
+    incident: each cluster still gets its own proposal, under its own rule."""
+    env = two.env
+    async with running_bot(two.settings()) as bot:
+        body = alert_body({**ALERT, "cluster": "skillforge-dev"}, "both")
+        prod_alert = json.loads(json.dumps(body["alerts"][0]))
+        prod_alert["labels"]["cluster"] = "skillforge-prod"
+        prod_alert["fingerprint"] = "f" * 16
+        body["alerts"].append(prod_alert)
+        before = {c.id for c in env.slack.channels_with_prefix("inc-")}
+        assert (await post_alert(env.http, bot, body))[0] == 200
+
+        def both_proposed(s: SlackSandbox) -> str | None:
+            for c in s.channels_with_prefix("inc-"):
+                blocks = [json.dumps(m.blocks or []) for m in s.messages(c.id)]
+                if (
+                    c.id not in before
+                    and sum(ROLLBACK_TITLE in b and "approve_action" in b for b in blocks) == 2
+                ):
+                    return c.id
+            return None
+
+        channel = await env.slack.wait_for(both_proposed)
+        incident = await bot.parts.store.incident_by_channel(channel)
+        assert incident is not None
+        runs = {r.cluster: r for r in await store(bot).for_incident(incident.id)}
+        assert {name: r.approvals_needed for name, r in runs.items()} == {
+            "skillforge-dev": 1,
+            "skillforge-prod": 2,
+        }
+        assert dry_runs(two.dev) and dry_runs(two.prod)

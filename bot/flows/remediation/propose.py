@@ -144,7 +144,7 @@ class Proposer:
             expires_at=now + timedelta(minutes=rule.expiry_minutes),
             channel_id=incident.channel_id,
             undo_of=request.undo_of,
-            dedupe_key=request.dedupe_key,
+            dedupe_key=self._dedupe_key(request.dedupe_key, cluster),
             approvers_all_of=tuple(rule.approvers_all_of),
             target_labels=request.target_labels,
             cluster=cluster,
@@ -167,6 +167,13 @@ class Proposer:
                 f"({', '.join(f'`{n}`' for n in names)}); an ad hoc run cannot tell which one to act on."
             )
         return names[0]
+
+    def _dedupe_key(self, key: str | None, cluster: str) -> str | None:
+        """One playbook proposal per incident and cluster: alerts of one group can come from
+        several clusters."""
+        if key is None or self.clusters.catalog.implicit:
+            return key
+        return f"{key}@{cluster}"
 
     async def _check_request(
         self, action: ActionName, params: ActionParams, request: Request, rule: ApprovalRule
