@@ -22,26 +22,27 @@ from typing import Any, cast
 
 import aiohttp
 import asyncpg
-import yaml
 from aiohttp import web
-from kubernetes_asyncio import config as kube_config
-from kubernetes_asyncio.client import ApiClient, Configuration
 from redis.exceptions import RedisError
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.clients.alertmanager import AlertmanagerSilences
-from bot.clients.kubernetes.cluster import KubernetesCluster
+from bot.clients.kubernetes.clusters import Clusters
+from bot.clients.kubernetes.clusters import connect as connect_clusters
 from bot.clients.pagerduty import PagerDutyClient
 from bot.clients.prometheus import PrometheusMetrics
 from bot.clients.slack import SlackChat, build_client
 from bot.config.catalog import load_catalog
+from bot.config.clusters import load_clusters
 from bot.config.playbooks import PlaybookError, load_playbooks
 from bot.config.settings import Settings
 from bot.core.catalog import Catalog
+from bot.core.clusters import ClusterCatalog
 from bot.core.errors import ConfigError
 from bot.core.playbooks import PlaybookSet
+from bot.core.policy import Policy
 from bot.core.ports import Clock
 from bot.core.promql import Limits, QueryGuard, TrustedHosts, TrustedSources, playbook_warnings
 from bot.flows.authorize import Authorizer, ChannelMembers
@@ -164,39 +165,13 @@ def build_pager(settings: Settings) -> PagerDutyClient | None:
     )
 
 
-async def build_cluster(settings: Settings, stack: AsyncExitStack) -> KubernetesCluster | None:
-    """KUBECONFIG when given, else the in-cluster service account, else no cluster (the
-    remediation proposals then say that the cluster is not configured)."""
-    configuration = Configuration()
+def load_cluster_catalog(settings: Settings, policy: Policy) -> ClusterCatalog:
+    """clusters.yaml beside the playbooks (none: the single cluster of KUBECONFIG or the pod)."""
     try:
-        if settings.kubeconfig:
-            await kube_config.load_kube_config(
-                config_file=settings.kubeconfig, client_configuration=configuration
-            )
-        elif settings.in_cluster:
-            cast(Any, kube_config).load_incluster_config(client_configuration=configuration)
-        else:
-            return None
-    except (kube_config.ConfigException, OSError) as exc:
-        raise ConfigError(f"KUBECONFIG: cannot load Kubernetes configuration: {exc}") from None
-    api = ApiClient(configuration=configuration)
-    stack.push_async_callback(api.close)
-    return KubernetesCluster(api)
-
-
-def cluster_label(settings: Settings, cluster: KubernetesCluster | None) -> str:
-    """How proposals name the cluster they act on."""
-    if cluster is None:
-        return "not configured"
-    if settings.kubeconfig:
-        path = Path(settings.kubeconfig)
-        try:
-            doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError):
-            return f"KUBECONFIG {path.name}"
-        context = doc.get("current-context") if isinstance(doc, dict) else None
-        return f"context `{context}` (KUBECONFIG)" if context else f"KUBECONFIG {path.name}"
-    return "in-cluster (service account)" if settings.in_cluster else "configured"
+        return load_clusters(Path(settings.playbooks_dir), policy)
+    except PlaybookError as exc:
+        lines = "\n".join(str(p) for p in exc.problems)
+        raise ConfigError(f"invalid clusters in {settings.playbooks_dir}:\n{lines}") from None
 
 
 # --------------------------------------------------------------------------- assembly
@@ -223,7 +198,7 @@ class Components:
     flows: Flows
     executor: Executor
     playbooks: PlaybookSet
-    cluster: KubernetesCluster | None
+    clusters: Clusters
     prometheus: PrometheusMetrics | None
     pager: PagerDutyClient | None
     owner: str
@@ -238,13 +213,13 @@ class _Clients:
     chat: SlackChat
     slack_client: AsyncWebClient
     pager: PagerDutyClient | None
-    cluster: KubernetesCluster | None
+    clusters: Clusters
     prometheus: PrometheusMetrics | None
     silences: AlertmanagerSilences | None
 
 
 async def _open_clients(
-    settings: Settings, metrics: Metrics, gate: IntakeGate, stack: AsyncExitStack
+    settings: Settings, metrics: Metrics, gate: IntakeGate, catalog: ClusterCatalog, stack: AsyncExitStack
 ) -> _Clients:
     # Both stores are checked before anything is changed or logged, so a bad start-up says
     # exactly one thing.
@@ -261,7 +236,9 @@ async def _open_clients(
     chat = SlackChat(
         slack_client, coord, metrics, rate_scale=settings.slack_rate_scale, pace=gate.background_turn
     )
-    cluster = await build_cluster(settings, stack)
+    clusters = await connect_clusters(
+        catalog, kubeconfig=settings.kubeconfig, in_cluster=settings.in_cluster, stack=stack
+    )
     prometheus = (
         PrometheusMetrics(settings.prometheus_url, timeout=settings.prometheus_timeout_seconds)
         if settings.prometheus_url
@@ -272,7 +249,7 @@ async def _open_clients(
     silences = (
         AlertmanagerSilences(settings.alertmanager_url, http_session) if settings.alertmanager_url else None
     )
-    return _Clients(coord, pool, intake_pool, chat, slack_client, pager, cluster, prometheus, silences)
+    return _Clients(coord, pool, intake_pool, chat, slack_client, pager, clusters, prometheus, silences)
 
 
 def query_guard(settings: Settings, playbooks: PlaybookSet) -> tuple[QueryGuard, TrustedSources]:
@@ -310,7 +287,8 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     outages = Outages(metrics)
     supervisor = Supervisor()
     gate = IntakeGate()
-    c = await _open_clients(settings, metrics, gate, stack)
+    cluster_catalog = load_cluster_catalog(settings, policy)
+    c = await _open_clients(settings, metrics, gate, cluster_catalog, stack)
     store, inbox = PostgresStore(c.pool), Inbox(c.pool, intake_pool=c.intake_pool)
     lifecycle, remediation_store = LifecycleStore(c.pool), RemediationStore(c.pool)
     owner = _owner(settings, store)
@@ -320,14 +298,13 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     owned = OwnedMessages(MessageLedger(c.pool), c.chat, clock)
     switch = KillSwitchStore(c.pool)
     messages = ProposalMessages(
-        remediation_store, switch, c.chat, owned, c.coord, supervisor, policy, c.cluster, clock
+        remediation_store, switch, c.chat, owned, c.coord, supervisor, policy, c.clusters, clock
     )
     access = Access(policy, UsergroupResolver(c.chat, c.coord))
     proposer = Proposer(
         remediation_store,
         store,
-        c.cluster,
-        cluster_label(settings, c.cluster),
+        c.clusters,
         c.chat,
         messages,
         access,
@@ -337,7 +314,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     verifier = Verifier(
         remediation_store,
         store,
-        c.cluster,
+        c.clusters,
         c.prometheus,
         playbooks,
         proposer,
@@ -350,7 +327,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         remediation_store,
         store,
         switch,
-        c.cluster,
+        c.clusters,
         verifier,
         messages,
         access,
@@ -389,7 +366,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         lifecycle,
         c.chat,
         c.prometheus,
-        c.cluster,
+        c.clusters,
         playbooks,
         proposer,
         gate,
@@ -510,7 +487,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         flows=flows,
         executor=executor,
         playbooks=playbooks,
-        cluster=c.cluster,
+        clusters=c.clusters,
         prometheus=c.prometheus,
         pager=c.pager,
         owner=owner,

@@ -33,6 +33,7 @@ from bot.core.errors import ConfigError
 from bot.obs import logs
 from bot.tools.testalert import build_payload
 from sandbox.kubernetes import KubeSandbox
+from sandbox.kubernetes.app import write_kubeconfig
 from sandbox.pagerduty import DEFAULT_API_TOKEN, DEFAULT_WEBHOOK_SECRET, PagerDutySandbox
 from sandbox.services import PostgresServer, RedisServer, ServiceError
 from sandbox.slack import SlackSandbox
@@ -68,10 +69,33 @@ SANDBOX_ROLES: dict[str, dict[str, list[str]]] = {
 }
 
 
+# SkillForge's two clusters, each a sandbox cluster behind a context of the sandbox kubeconfig;
+# alerts without a `cluster` label go to dev.
+SANDBOX_CLUSTERS: dict[str, Any] = {
+    "label": "cluster",
+    "default": "skillforge-dev",
+    "clusters": {
+        "skillforge-dev": {"context": "skillforge-dev"},
+        "skillforge-prod": {"context": "skillforge-prod"},
+    },
+}
+# The same alert from both clusters: each proposal goes to its own cluster (prod: 2 approvals).
+CLUSTER_DEMO: list[tuple[str, dict[str, str], str]] = [
+    (
+        "SkillForgeAPIErrorRate",
+        {"namespace": "api", "deployment": "search-api", "severity": "critical", "cluster": cluster},
+        f"search-api error rate above 1% in {cluster}",
+    )
+    for cluster in ("skillforge-dev", "skillforge-prod")
+]
+
+
 def sandbox_playbooks(base: Path) -> Path:
-    """The bundled playbooks with a policy whose roles name the sandbox users."""
+    """The bundled playbooks with a policy whose roles name the sandbox users, and the two
+    sandbox clusters."""
     target = base / "playbooks"
     shutil.copytree(BUNDLED_PLAYBOOKS, target)
+    (target / "clusters.yaml").write_text(yaml.safe_dump(SANDBOX_CLUSTERS, sort_keys=False), encoding="utf-8")
     policy = yaml.safe_load((target / "policy.yaml").read_text(encoding="utf-8"))
     policy["roles"] = SANDBOX_ROLES
     (target / "policy.yaml").write_text(
@@ -189,7 +213,7 @@ class SandboxStack:
     """Everything ``sandbox_stack`` started: the sandboxes, the bot and (maybe) the web view."""
 
     slack: SlackSandbox
-    kube: KubeSandbox
+    kube: KubeSandbox  # skillforge-dev, the default cluster (the web view shows it)
     pagerduty: PagerDutySandbox
     server: BotServer
     bot_url: str
@@ -198,6 +222,8 @@ class SandboxStack:
     web_url: str | None = None
     #: when each demo alert (index into DEMO_ALERTS) started firing, kept for its resolve
     started: dict[int, datetime] = field(default_factory=dict)
+    #: every sandbox cluster by name (clusters.yaml), `kube` among them
+    clusters: dict[str, KubeSandbox] = field(default_factory=dict)
 
     async def fire(self, index: int, resolve: bool = False) -> int:
         """Fire (or resolve) ``DEMO_ALERTS[index]``; return the bot's HTTP status."""
@@ -247,11 +273,14 @@ async def sandbox_stack(
             slack.add_channel(name, members=humans, bot_member=True)
         await slack.start()
         stack.push_async_callback(slack.stop)
-        kube = KubeSandbox()
-        kube.seed_demo()
-        await kube.start()
-        stack.push_async_callback(kube.stop)
-        kubeconfig = kube.write_kubeconfig(base / "kubeconfig")
+        clusters: dict[str, KubeSandbox] = {}
+        for name in SANDBOX_CLUSTERS["clusters"]:
+            clusters[name] = KubeSandbox()
+            clusters[name].seed_demo()
+            await clusters[name].start()
+            stack.push_async_callback(clusters[name].stop)
+        kube = clusters[SANDBOX_CLUSTERS["default"]]
+        kubeconfig = write_kubeconfig(base / "kubeconfig", clusters, SANDBOX_CLUSTERS["default"])
         pagerduty = PagerDutySandbox()
         await stack.enter_async_context(pagerduty)
         values: dict[str, Any] = {
@@ -280,7 +309,13 @@ async def sandbox_stack(
         pagerduty.webhook_url = url + "/webhooks/pagerduty"
         session = await stack.enter_async_context(aiohttp.ClientSession())
         result = SandboxStack(
-            slack=slack, kube=kube, pagerduty=pagerduty, server=server, bot_url=url, session=session
+            slack=slack,
+            kube=kube,
+            pagerduty=pagerduty,
+            server=server,
+            bot_url=url,
+            session=session,
+            clusters=clusters,
         )
         if web_port is not None:
             webview = WebView(
@@ -350,6 +385,7 @@ async def _play(sb: SandboxStack, demo: bool, exit_after_demo: bool) -> None:
             lambda s: any("have resolved" in m.text for c in s.channels.values() for m in c.messages),
             timeout=30,
         )
+        await _cluster_demo(sb)
     if exit_after_demo:
         stop.set()
     await stop.wait()
@@ -357,6 +393,25 @@ async def _play(sb: SandboxStack, demo: bool, exit_after_demo: bool) -> None:
     await asyncio.gather(follower, return_exceptions=True)
     printer.print_changes()
     print("\nsandbox: stopping", flush=True)
+
+
+async def _cluster_demo(sb: SandboxStack) -> None:
+    """The same alert from skillforge-dev and skillforge-prod: each is previewed (dry run) on its
+    own cluster only."""
+    for alertname, labels, summary in CLUSTER_DEMO:
+        print(f"\nsandbox: firing {alertname} from cluster {labels['cluster']}", flush=True)
+        started = datetime.now(UTC) - timedelta(minutes=1)
+        await _fire(sb.session, sb.bot_url, alertname, labels, summary, started=started)
+    for name, kube in sb.clusters.items():
+        await kube.wait_for(_previewed_undo(kube), timeout=30)
+        print(f"sandbox: the {name} proposal was previewed on {name}", flush=True)
+
+
+def _previewed_undo(kube: KubeSandbox) -> Callable[[], bool]:
+    """Whether the rollback the SkillForge playbook proposes was dry-run on `kube`."""
+    return lambda: any(
+        r.param("dryRun") is not None and r.path.endswith("/deployments/search-api") for r in kube.requests
+    )
 
 
 def run_sandbox(

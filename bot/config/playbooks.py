@@ -47,6 +47,8 @@ DEFAULT_PLAYBOOKS_DIR = BUNDLED_PLAYBOOKS
 POLICY_FILE = "policy.yaml"
 SCHEMA_FILE = "schema.json"
 POLICY_SCHEMA_FILE = "policy.schema.json"
+# Files of the directory that hold other settings than playbooks (see bot.config.clusters).
+NOT_PLAYBOOKS = ("clusters.yaml", "clusters.yml")
 
 
 def _schema_text(schema: dict[str, Any]) -> str:
@@ -362,6 +364,7 @@ def _playbook_files(directory: Path) -> list[Path]:
         if p.is_file()
         and p.suffix in (".yaml", ".yml")
         and p.name not in (POLICY_FILE, "policy.yml", *CATALOG_FILES)
+        and p.name not in NOT_PLAYBOOKS
     )
 
 

@@ -47,11 +47,13 @@ from pydantic import (
     Field,
     PrivateAttr,
     StringConstraints,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
 from bot.core.actions import ActionName
+from bot.core.clusters import ClusterName
 from bot.core.incident import Severity
 
 __all__ = [
@@ -207,6 +209,35 @@ class ApprovalRule(_Model):
     cooldown_minutes: int = Field(
         default=0, ge=0, le=1440, description="minimum time between two runs on the same target"
     )
+    clusters: dict[ClusterName, dict[str, Any]] = Field(
+        default_factory=dict,
+        description=(
+            "per cluster (clusters.yaml), fields of this rule that differ there, e.g. "
+            "{skillforge-prod: {approvals_needed: 2, namespaces_allow: [api]}}"
+        ),
+    )
+
+    _by_cluster: dict[str, ApprovalRule] = PrivateAttr(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _cluster_rules(self) -> ApprovalRule:
+        # Each cluster's rule is this one with its fields replaced, validated like any rule.
+        base = self.model_dump(exclude={"clusters"})
+        for name, fields in self.clusters.items():
+            if "clusters" in fields:
+                raise ValueError(f"clusters.{name}: a cluster's rule cannot name clusters again")
+            try:
+                self._by_cluster[name] = ApprovalRule.model_validate({**base, **fields})
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+                )
+                raise ValueError(f"clusters.{name}: {problems}") from None
+        return self
+
+    def for_cluster(self, cluster: str | None) -> ApprovalRule:
+        """This rule as it applies in `cluster` (itself where no cluster rule differs)."""
+        return self._by_cluster.get(cluster or "", self)
 
     @property
     def required_approvals(self) -> int:
@@ -514,21 +545,29 @@ _BUILT_IN_MEANING = {
 # --------------------------------------------------------------------------- the policy
 
 
-def _approvers_problems(key: str, rule: ApprovalRule) -> list[tuple[tuple[str | int, ...], str]]:
+def _rule_problems(
+    where: tuple[str | int, ...], rule: ApprovalRule, roles: Collection[str]
+) -> list[tuple[tuple[str | int, ...], str]]:
+    """Unknown roles, `everyone` approving, a required role listed twice; then the same for
+    each cluster's version of the rule (`where` is the rule's path in the file)."""
     found: list[tuple[tuple[str | int, ...], str]] = []
+    for field in ("requesters", "approvers", "approvers_all_of"):
+        for i, role in enumerate(getattr(rule, field)):
+            if role != EVERYONE and role not in roles:
+                found.append(((*where, field, i), f"unknown role {role!r} (define it under roles)"))
     for field in ("approvers", "approvers_all_of"):
         if EVERYONE in getattr(rule, field):
-            found.append(
-                (("approvals", key, field), f"{EVERYONE!r} may not approve; name the roles that may")
-            )
+            found.append(((*where, field), f"{EVERYONE!r} may not approve; name the roles that may"))
     doubled = sorted({r for r in rule.approvers_all_of if rule.approvers_all_of.count(r) > 1})
     if doubled:
         found.append(
             (
-                ("approvals", key, "approvers_all_of"),
+                (*where, "approvers_all_of"),
                 f"role(s) {', '.join(doubled)} listed twice: each entry needs a different approver",
             )
         )
+    for name in rule.clusters:
+        found += _rule_problems((*where, "clusters", name), rule.for_cluster(name), roles)
     return found
 
 
@@ -586,19 +625,23 @@ class Policy(_Model):
                         f"approval rule name {key!r} must be lowercase letters, digits, - or _",
                     )
                 )
-            for field in ("requesters", "approvers", "approvers_all_of"):
-                for i, role in enumerate(getattr(rule, field)):
-                    if role != EVERYONE and role not in self.roles:
-                        found.append(
-                            (("approvals", key, field, i), f"unknown role {role!r} (define it under roles)")
-                        )
-            found += _approvers_problems(key, rule)
+            found += _rule_problems(("approvals", key), rule, self.roles)
         found += [
             (("kill_switch_roles", i), f"unknown role {role!r} (define it under roles)")
             for i, role in enumerate(self.kill_switch_roles)
             if role != EVERYONE and role not in self.roles
         ]
         return found
+
+    def cluster_problems(self, clusters: Collection[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        """Rules for clusters that clusters.yaml does not list (a misspelt prod would lose its
+        stricter rule without a word)."""
+        return [
+            (("approvals", key, "clusters", name), f"unknown cluster {name!r} (not listed in clusters.yaml)")
+            for key, rule in self.approvals.items()
+            for name in rule.clusters
+            if name not in clusters
+        ]
 
     # ----------------------------------------------------------------- lookups
 
@@ -612,10 +655,16 @@ class Policy(_Model):
     def response(self, severity: Severity) -> SeverityPolicy:
         return self.severity_policy[severity]
 
-    def rule_for(self, action: ActionName | str, approval: str = "default") -> ApprovalRule:
+    def rule_for(
+        self, action: ActionName | str, approval: str = "default", cluster: str | None = None
+    ) -> ApprovalRule:
         """The approval rule for a proposal: a named rule if the playbook names one, else the
         rule of the action, else "default"; with none of them, a rule that allows nothing.
-        Without a rule of its own, `uncordon` follows `cordon`, else `drain`: it undoes them."""
+        Without a rule of its own, `uncordon` follows `cordon`, else `drain`: it undoes them.
+        In `cluster`, the rule's fields for that cluster replace its own."""
+        return self._rule(action, approval).for_cluster(cluster)
+
+    def _rule(self, action: ActionName | str, approval: str) -> ApprovalRule:
         if approval != "default":
             return self.approvals.get(approval, DENY_ALL)
         action_key = action.value if isinstance(action, ActionName) else action

@@ -139,6 +139,8 @@ class ActionRun:
     approvers_all_of: tuple[str, ...] = ()
     # Alert labels the target was taken from (playbook proposals), e.g. ("deployment",).
     target_labels: tuple[str, ...] = ()
+    # The cluster (clusters.yaml) it runs against; '' for runs stored before clusters had names.
+    cluster: str = ""
 
     @property
     def approvers(self) -> tuple[str, ...]:
@@ -184,3 +186,4 @@ class NewRun:
     dedupe_key: str | None = None
     approvers_all_of: tuple[str, ...] = ()
     target_labels: tuple[str, ...] = ()
+    cluster: str = ""

@@ -20,7 +20,7 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from bot.clients.kubernetes.cluster import KubernetesCluster
+from bot.clients.kubernetes.clusters import Clusters
 from bot.clients.prometheus import PrometheusMetrics, choose_step
 from bot.clients.slack import SlackChat
 from bot.core import blockkit as kit
@@ -37,7 +37,7 @@ from bot.flows.gate import IntakeGate
 from bot.flows.remediation.propose import Proposer
 from bot.obs import logs
 from bot.render.graph import GraphSpec, render_graph
-from bot.render.runbook import graph_caption, no_prometheus_note, runbook_messages
+from bot.render.runbook import diagnostics_message, graph_caption, no_prometheus_note, runbook_messages
 from bot.store.coordination import Coordination
 from bot.store.enrichment import EnrichmentStore
 from bot.store.lifecycle import LifecycleStore
@@ -134,7 +134,7 @@ class Enricher:
         lifecycle: LifecycleStore,
         chat: SlackChat,
         prometheus: PrometheusMetrics | None,
-        cluster: KubernetesCluster | None,
+        clusters: Clusters,
         playbooks: PlaybookSet,
         proposer: Proposer,
         gate: IntakeGate,
@@ -148,7 +148,7 @@ class Enricher:
         self.lifecycle = lifecycle
         self.chat = chat
         self.prometheus = prometheus
-        self.cluster = cluster
+        self.clusters = clusters
         self.playbooks = playbooks
         self.proposer = proposer
         self.gate = gate
@@ -156,6 +156,13 @@ class Enricher:
         self.owner = owner
         self.guard = guard
         self.limiter = limiter
+
+    def _key(self, playbook: Playbook, alert: Alert) -> str:
+        """Once per incident, playbook and cluster: the same alert from two clusters (one group)
+        gets each cluster's diagnostics and proposals."""
+        key = _key(playbook, alert)
+        named = self.clusters.catalog.named_by(alert.labels)
+        return f"{key}@{named}" if named else key
 
     @property
     def graphs_on(self) -> bool:
@@ -175,15 +182,16 @@ class Enricher:
         return (own.query, problem) if own is not None and problem is not None else None
 
     def playbooks_for(self, view: IncidentView) -> list[tuple[Playbook, Alert]]:
-        """One playbook per alert name (the first alert of each name gives the labels)."""
+        """One playbook per alert name and cluster (the first such alert gives the labels)."""
         chosen: dict[str, tuple[Playbook, Alert]] = {}
-        seen_names: set[str] = set()
+        seen_names: set[tuple[str, str | None]] = set()
         for alert in view.alerts:
-            if alert.name in seen_names:
+            seen = (alert.name, self.clusters.catalog.named_by(alert.labels))
+            if seen in seen_names:
                 continue
-            seen_names.add(alert.name)
+            seen_names.add(seen)
             playbook = self.playbooks.resolve(alert.labels, alert.annotations, self._trusted_url(alert))
-            chosen.setdefault(_key(playbook, alert), (playbook, alert))
+            chosen.setdefault(self._key(playbook, alert), (playbook, alert))
         return list(chosen.values())
 
     async def after_publish(self, view: IncidentView) -> bool:
@@ -194,7 +202,7 @@ class Enricher:
         await self.gate.turn()
         posted = await self.store.posted(view.incident.id)
         for playbook, alert in self.playbooks_for(view):
-            key = _key(playbook, alert)
+            key = self._key(playbook, alert)
             if key in posted:
                 continue
             if not await self.store.claim(
@@ -241,11 +249,19 @@ class Enricher:
             await self.chat.post(channel, msg)
 
     async def post_diagnostics(self, channel: str, playbook: Playbook, labels: dict[str, str]) -> None:
-        """The playbook's read-only Kubernetes views (pods, events, history, logs)."""
-        if self.cluster is None or not playbook.diagnostics:
+        """The playbook's read-only Kubernetes views (pods, events, history, logs), read from
+        the cluster the alert names; one that is not configured is read from nowhere."""
+        if not playbook.diagnostics:
+            return
+        try:
+            cluster = self.clusters.client(self.clusters.select(labels))
+        except UserError as err:
+            await self.chat.post(channel, diagnostics_message("diagnostics not run", [str(err)]))
+            return
+        if cluster is None:
             return
         for diag in playbook.diagnostics:
-            await self.chat.post(channel, await run_diagnostic(self.cluster, diag, labels))
+            await self.chat.post(channel, await run_diagnostic(cluster, diag, labels))
 
     async def evaluate_checks(self, playbook: Playbook, labels: dict[str, str]) -> dict[int, CheckOutcome]:
         source = self.prometheus

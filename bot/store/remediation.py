@@ -79,6 +79,7 @@ def _run(row: Record) -> ActionRun:
         shown_version=row["shown_version"],
         approvers_all_of=tuple(row["approvers_all_of"] or ()),
         target_labels=tuple(row["target_labels"] or ()),
+        cluster=row["cluster"],
     )
 
 
@@ -105,6 +106,7 @@ class AuditEntry:
     actor: str | None
     event: AuditEvent
     details: dict[str, Any]
+    cluster: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,14 +135,15 @@ class RemediationStore:
     ) -> None:
         """Append the audit entry and (when given) the incident timeline event."""
         await conn.execute(
-            "INSERT INTO audit_log (at, run_id, incident_id, actor, event, details)"
-            " VALUES ($1, $2, $3, $4, $5, $6)",
+            "INSERT INTO audit_log (at, run_id, incident_id, actor, event, details, cluster)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7)",
             now,
             run.id,
             run.incident_id,
             actor,
             event.value,
             {"action": run.action.value, "target": run.target, **(details or {})},
+            run.cluster,
         )
         if timeline:
             await IntakeTx(conn).add_event(
@@ -149,7 +152,12 @@ class RemediationStore:
                 timeline,
                 at=now,
                 actor=actor,
-                data={"run_id": run.id, "action": run.action.value, "target": run.target},
+                data={
+                    "run_id": run.id,
+                    "action": run.action.value,
+                    "target": run.target,
+                    "cluster": run.cluster,
+                },
             )
 
     # ------------------------------------------------------------------ proposals
@@ -165,9 +173,9 @@ class RemediationStore:
                     INSERT INTO action_runs (token, incident_id, action, params, target, namespace,
                         playbook, title, why, requested_by, approval_rule, approvals_needed, preview,
                         labels, generator_url, expires_at, channel_id, created_at, undo_of, dedupe_key,
-                        approvers_all_of, target_labels)
+                        approvers_all_of, target_labels, cluster)
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                            $18, $19, $20, $21, $22)
+                            $18, $19, $20, $21, $22, $23)
                     ON CONFLICT (incident_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
                     RETURNING *
                     """
@@ -194,6 +202,7 @@ class RemediationStore:
                 new.dedupe_key,
                 list(new.approvers_all_of),
                 list(new.target_labels),
+                new.cluster,
             )
             if row is None:
                 return None
@@ -508,17 +517,19 @@ class RemediationStore:
         *,
         exclude: Sequence[int] = (),
         before: tuple[datetime, int] | None = None,
+        cluster: str = "",
     ) -> TargetRun | None:
-        """The latest run that touched `target` since `since` (ignoring `exclude`); with
-        `before=(started_at, id)`, only runs that started earlier (ties: lower id), so that
+        """The latest run that touched `target` in `cluster` since `since` (ignoring `exclude`);
+        with `before=(started_at, id)`, only runs that started earlier (ties: lower id), so that
         of two runs claimed at once the earlier one proceeds."""
-        args: list[Any] = [target, since, list(exclude)]
+        args: list[Any] = [target, since, list(exclude), cluster]
         sql = (
             "SELECT id, action, started_at FROM action_runs WHERE target = $1 AND started_at >= $2"
             " AND status IN ('running', 'succeeded', 'failed') AND NOT (id = ANY($3::bigint[]))"
+            " AND cluster = $4"
         )
         if before is not None:
-            sql += " AND (started_at, id) < ($4, $5)"
+            sql += " AND (started_at, id) < ($5, $6)"
             args += [before[0], before[1]]
         row = await self.pool.fetchrow(sql + " ORDER BY started_at DESC, id DESC LIMIT 1", *args)
         if row is None:
@@ -617,6 +628,7 @@ class RemediationStore:
                 r["actor"],
                 AuditEvent(r["event"]),
                 r["details"],
+                r["cluster"],
             )
             for r in rows
         ]

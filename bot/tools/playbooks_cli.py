@@ -12,12 +12,15 @@ from bot.core.errors import ConfigError
 
 def run_playbooks_command(args: argparse.Namespace) -> int:
     if args.playbooks_command == "validate":
-        from bot.config.playbooks import validate_dir
+        from bot.config.clusters import check_clusters
+        from bot.config.playbooks import load_playbooks, validate_dir
 
         directory = Path(args.dir) if args.dir else playbooks_dir_from_env()
         if not directory.is_dir():
             raise ConfigError(f"{directory}: not a directory")
         problems = validate_dir(directory)
+        # clusters.yaml, and the policy's per-cluster rules against it once the policy is valid.
+        problems += check_clusters(directory, None if problems else load_playbooks(directory).policy)[1]
         for problem in problems:
             print(problem)
         if not problems:

@@ -32,6 +32,7 @@ The package splits it by concern: ``store`` (objects, resourceVersions, timers, 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -89,21 +90,29 @@ class KubeSandbox(Router, DemoCluster):
         config.api_key_prefix = {"BearerToken": "Bearer"}
         return config
 
-    def write_kubeconfig(self, path: str | Path) -> Path:
-        target = Path(path)
-        doc = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": [{"name": "sandbox", "cluster": {"server": self.url}}],
-            "users": [{"name": "incidentbot", "user": {"token": self.token}}],
-            "contexts": [
-                {
-                    "name": "sandbox",
-                    "context": {"cluster": "sandbox", "user": "incidentbot", "namespace": "default"},
-                }
-            ],
-            "current-context": "sandbox",
-            "preferences": {},
-        }
-        target.write_text(yaml.safe_dump(doc, sort_keys=False))
-        return target
+    def write_kubeconfig(self, path: str | Path, *, context: str = "sandbox") -> Path:
+        """A kubeconfig whose one context (`context`) is this sandbox."""
+        return write_kubeconfig(path, {context: self})
+
+
+def write_kubeconfig(
+    path: str | Path, sandboxes: Mapping[str, KubeSandbox], current: str | None = None
+) -> Path:
+    """A kubeconfig with one context (and cluster and user) per sandbox, by name; the current
+    context is `current`, else the first."""
+    target = Path(path)
+    names = list(sandboxes)
+    doc = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": n, "cluster": {"server": sb.url}} for n, sb in sandboxes.items()],
+        "users": [{"name": f"incidentbot@{n}", "user": {"token": sb.token}} for n, sb in sandboxes.items()],
+        "contexts": [
+            {"name": n, "context": {"cluster": n, "user": f"incidentbot@{n}", "namespace": "default"}}
+            for n in names
+        ],
+        "current-context": current or names[0],
+        "preferences": {},
+    }
+    target.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return target

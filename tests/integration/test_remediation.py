@@ -800,7 +800,7 @@ async def test_forbidden_request_is_reported_plainly_in_the_thread(env: Env) -> 
 async def test_without_a_cluster_nothing_mutates(env: Env) -> None:
     settings = env.settings()
     async with running(settings.model_copy(update={"kubeconfig": None})) as bot:
-        assert bot.parts.cluster is None
+        assert bot.parts.clusters.client(None) is None
         incident = await open_incident(env, bot)
         run = await propose_scale(bot, incident, 9)
         text = await wait_message(env, run, "cluster is not configured")

@@ -88,7 +88,8 @@ def blockers(
         )
     if cluster is None:
         found.append(
-            "The Kubernetes cluster is not configured (KUBECONFIG unset, not in a pod): nothing executes."
+            "The Kubernetes cluster is not configured (KUBECONFIG unset, not in a pod, or not listed"
+            " in clusters.yaml): nothing executes."
         )
     return found
 
@@ -123,7 +124,7 @@ class Access:
         return [r for r in roles if r in held], membership
 
     def rule_of(self, run: ActionRun) -> ApprovalRule:
-        return self.policy.rule_for(run.action, run.approval_rule)
+        return self.policy.rule_for(run.action, run.approval_rule, run.cluster)
 
 
 async def cooldown_problem(
@@ -134,11 +135,12 @@ async def cooldown_problem(
     *,
     exclude: list[int],
     before: tuple[datetime, int] | None = None,
+    cluster: str = "",
 ) -> str | None:
     if rule.cooldown_minutes <= 0:
         return None
     since = now - timedelta(minutes=rule.cooldown_minutes)
-    recent = await store.recent_on_target(run_target, since, exclude=exclude, before=before)
+    recent = await store.recent_on_target(run_target, since, exclude=exclude, before=before, cluster=cluster)
     if recent is None:
         return None
     ready = recent.started_at + timedelta(minutes=rule.cooldown_minutes)

@@ -14,7 +14,7 @@ import secrets
 from datetime import datetime, timedelta
 from typing import Any
 
-from bot.clients.kubernetes.cluster import KubernetesCluster
+from bot.clients.kubernetes.clusters import Clusters
 from bot.clients.kubernetes.results import Result
 from bot.core.actions import ActionParams, ExecParams
 from bot.core.blockkit import escape
@@ -78,7 +78,7 @@ class Executor:
         store: RemediationStore,
         incidents: PostgresStore,
         switch: KillSwitchStore,
-        cluster: KubernetesCluster | None,
+        clusters: Clusters,
         verifier: Verifier,
         messages: ProposalMessages,
         access: Access,
@@ -92,7 +92,7 @@ class Executor:
         self.store = store
         self.incidents = incidents
         self.switch = switch
-        self.cluster = cluster
+        self.clusters = clusters
         self.verifier = verifier
         self.messages = messages
         self.access = access
@@ -119,7 +119,7 @@ class Executor:
         reason = await self._recheck(run, params, now)
         if reason is not None:
             return await self._finish_refused(run, reason)
-        cluster = self.cluster
+        cluster = self.clusters.client(run.cluster)
         assert cluster is not None  # checked by _recheck
         argv = exec_argv(self.policy, params) if isinstance(params, ExecParams) else None
         self.messages.spawn_refresh(run.id)
@@ -153,7 +153,7 @@ class Executor:
     async def _recheck(self, run: ActionRun, params: ActionParams, now: datetime) -> str | None:
         """Why the claimed run must not execute now, or None. The target itself is re-read and
         compared with the preview by the adapter, right before the request."""
-        problems = blockers(self.policy, self.cluster, await self.switch.get())
+        problems = blockers(self.policy, self.clusters.client(run.cluster), await self.switch.get())
         if problems:
             return problems[0]
         if now > run.expires_at:
@@ -181,6 +181,7 @@ class Executor:
             now,
             exclude=[run.id] + ([run.undo_of] if run.undo_of else []),
             before=(run.started_at or now, run.id),
+            cluster=run.cluster,
         )
 
     async def _approvals_problem(self, run: ActionRun, rule: ApprovalRule) -> str | None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.clients.kubernetes.cluster import KubernetesCluster
+from bot.clients.kubernetes.clusters import Clusters
 from bot.clients.slack import SlackChat
 from bot.core.errors import IntegrationError
 from bot.core.policy import Policy
@@ -40,7 +40,7 @@ class ProposalMessages:
         coord: Coordination,
         supervisor: Supervisor,
         policy: Policy,
-        cluster: KubernetesCluster | None,
+        clusters: Clusters,
         clock: Clock,
     ) -> None:
         self.store = store
@@ -50,7 +50,7 @@ class ProposalMessages:
         self.coord = coord
         self.supervisor = supervisor
         self.policy = policy
-        self.cluster = cluster
+        self.clusters = clusters
         self.clock = clock
 
     async def note(self, run: ActionRun, text: str) -> None:
@@ -94,10 +94,14 @@ class ProposalMessages:
             if run is None or run.channel_id is None or _shown(run):
                 return
             # What stops execution matters only while the run may still execute.
-            warnings = [] if run.final else blockers(self.policy, self.cluster, await self.switch.get())
+            warnings = (
+                []
+                if run.final
+                else blockers(self.policy, self.clusters.client(run.cluster), await self.switch.get())
+            )
             msg = proposal_message(
                 run,
-                self.policy.rule_for(run.action, run.approval_rule),
+                self.policy.rule_for(run.action, run.approval_rule, run.cluster),
                 self.clock(),
                 policy=self.policy,
                 warnings=warnings,

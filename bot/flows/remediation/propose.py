@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 
 from pydantic import ValidationError
 
-from bot.clients.kubernetes.cluster import KubernetesCluster
+from bot.clients.kubernetes.clusters import Clusters
 from bot.clients.kubernetes.results import Preview
 from bot.clients.slack import SlackChat
 from bot.core.actions import PARAMS_BY_ACTION, ActionName, ActionParams, ExecParams, ScaleParams, target_of
@@ -24,7 +24,7 @@ from bot.core.blockkit import escape
 from bot.core.errors import IntegrationError, UserError
 from bot.core.incident import Incident, IncidentStatus
 from bot.core.playbooks import Playbook, Remediation
-from bot.core.policy import Policy
+from bot.core.policy import ApprovalRule, Policy
 from bot.core.ports import Clock
 from bot.core.runs import ActionRun, NewRun, PreviewInfo
 from bot.core.templating import TemplateError, render_text
@@ -59,6 +59,7 @@ class Request:
     undo_of: int | None = None
     dedupe_key: str | None = None
     target_labels: tuple[str, ...] = ()  # the alert labels the target was taken from
+    cluster: str | None = None  # None: the cluster the alert labels (or the incident's alerts) name
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,8 +76,7 @@ class Proposer:
         self,
         store: RemediationStore,
         incidents: PostgresStore,
-        cluster: KubernetesCluster | None,
-        cluster_label: str,
+        clusters: Clusters,
         chat: SlackChat,
         messages: ProposalMessages,
         access: Access,
@@ -85,8 +85,7 @@ class Proposer:
     ) -> None:
         self.store = store
         self.incidents = incidents
-        self.cluster = cluster
-        self.cluster_label = cluster_label
+        self.clusters = clusters
         self.chat = chat
         self.messages = messages
         self.access = access
@@ -104,26 +103,29 @@ class Proposer:
     async def propose_with_preview(
         self, incident: Incident, action: ActionName, params: ActionParams, request: Request
     ) -> Proposal:
-        """`propose`, also returning the preview lines meant for the requester only."""
-        rule = self.policy.rule_for(action, request.approval)
+        """`propose`, also returning the preview lines meant for the requester only. An alert
+        naming a cluster that is not configured is refused before anything is stored or read."""
         if not isinstance(params, PARAMS_BY_ACTION[action]):
             raise TypeError(f"{action.value} takes {PARAMS_BY_ACTION[action].__name__}")
-        await self._check_request(incident, action, params, request)
+        _check_open(incident)
+        cluster = await self._cluster_for(incident, request)
+        rule = self.policy.rule_for(action, request.approval, cluster)
+        await self._check_request(action, params, request, rule)
         namespace = namespace_of(action, params)
         argv = exec_argv(self.policy, params) if isinstance(params, ExecParams) else None
         target = target_of(action, params)
         now = self.clock()
         exclude = [request.undo_of] if request.undo_of else []
-        problem = await cooldown_problem(self.store, target, rule, now, exclude=exclude)
+        problem = await cooldown_problem(self.store, target, rule, now, exclude=exclude, cluster=cluster)
         if problem:
             raise UserError(f"Not proposed: {problem}")
-        preview, private = await self._preview(action, params, argv, rule.allows_namespace)
+        preview, private = await self._preview(cluster, action, params, argv, rule.allows_namespace)
         bound = parameter_problem(
             self.policy, rule, action, params, current_replicas=preview.current_replicas
         )
         if bound:
             raise UserError(f"The policy refuses this {action.value}: {bound}.")
-        assert incident.channel_id is not None  # checked by _check_request
+        assert incident.channel_id is not None  # checked by _check_open
         new = NewRun(
             incident_id=incident.id,
             action=action,
@@ -142,20 +144,40 @@ class Proposer:
             expires_at=now + timedelta(minutes=rule.expiry_minutes),
             channel_id=incident.channel_id,
             undo_of=request.undo_of,
-            dedupe_key=request.dedupe_key,
+            dedupe_key=self._dedupe_key(request.dedupe_key, cluster),
             approvers_all_of=tuple(rule.approvers_all_of),
             target_labels=request.target_labels,
+            cluster=cluster,
         )
         return Proposal(await self._store_and_post(incident, new, argv, now), private)
 
+    async def _cluster_for(self, incident: Incident, request: Request) -> str:
+        """The cluster to act on: the one given (an undo: its run's), else the one the alert's
+        labels name, else (ad hoc) the one every alert of the incident names."""
+        if request.cluster is not None:
+            return request.cluster or self.clusters.catalog.default_name
+        if request.labels is not None:
+            return self.clusters.select(request.labels)
+        loaded = await self.incidents.load_view(incident.id)
+        alerts = loaded[0].alerts if loaded is not None else []
+        names = sorted({self.clusters.select(a.labels) for a in alerts}) or [self.clusters.select(None)]
+        if len(names) > 1:
+            raise UserError(
+                f"The alerts of incident {incident.ref} come from several clusters "
+                f"({', '.join(f'`{n}`' for n in names)}); an ad hoc run cannot tell which one to act on."
+            )
+        return names[0]
+
+    def _dedupe_key(self, key: str | None, cluster: str) -> str | None:
+        """One playbook proposal per incident and cluster: alerts of one group can come from
+        several clusters."""
+        if key is None or self.clusters.catalog.implicit:
+            return key
+        return f"{key}@{cluster}"
+
     async def _check_request(
-        self, incident: Incident, action: ActionName, params: ActionParams, request: Request
+        self, action: ActionName, params: ActionParams, request: Request, rule: ApprovalRule
     ) -> None:
-        if incident.status is IncidentStatus.RESOLVED:
-            raise UserError(f"Incident {incident.ref} is resolved; remediations are not proposed any more.")
-        if incident.channel_id is None:
-            raise UserError(f"Incident {incident.ref} has no channel yet; try again in a moment.")
-        rule = self.policy.rule_for(action, request.approval)
         if request.requested_by is not None and request.undo_of is None:
             membership = await self.access.membership(request.requested_by, rule.requesters)
             decision = may_request(
@@ -185,7 +207,8 @@ class Proposer:
             secrets.token_hex(TOKEN_BYTES),
             now,
             timeline=(
-                f"{who} proposed “{new.title}” ({new.action.value} on {new.target}),"
+                f"{who} proposed “{new.title}” ({new.action.value} on {new.target} in cluster"
+                f" {new.cluster}),"
                 f" {new.approvals_needed} approval(s) needed"
             ),
             details={"argv": argv} if argv else {},
@@ -199,6 +222,7 @@ class Proposer:
                 "incident_id": incident.id,
                 "action": new.action.value,
                 "target": new.target,
+                "cluster": new.cluster,
             },
         )
         try:
@@ -209,13 +233,14 @@ class Proposer:
 
     async def _preview(
         self,
+        name: str,
         action: ActionName,
         params: ActionParams,
         argv: list[str] | None,
         namespace_allowed: Callable[[str], bool],
     ) -> tuple[PreviewInfo, tuple[str, ...]]:
         """(what is stored and shown, what only the requester may see)."""
-        cluster, label = self.cluster, self.cluster_label
+        cluster, label = self.clusters.client(name), self.clusters.label(name)
         if cluster is None:
             return PreviewInfo(
                 summary_lines=("no preview: the Kubernetes cluster is not configured",),
@@ -318,6 +343,13 @@ class Proposer:
                 target_labels=tuple(rem.target_labels(labels)),
             ),
         )
+
+
+def _check_open(incident: Incident) -> None:
+    if incident.status is IncidentStatus.RESOLVED:
+        raise UserError(f"Incident {incident.ref} is resolved; remediations are not proposed any more.")
+    if incident.channel_id is None:
+        raise UserError(f"Incident {incident.ref} has no channel yet; try again in a moment.")
 
 
 def _safe_title(rem: Remediation, labels: Mapping[str, str]) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Mapping
 
-from bot.clients.kubernetes.cluster import KubernetesCluster
+from bot.clients.kubernetes.clusters import Clusters
 from bot.clients.kubernetes.results import RolloutState
 from bot.clients.prometheus import PrometheusMetrics
 from bot.core.actions import (
@@ -73,7 +73,7 @@ class Verifier:
         self,
         store: RemediationStore,
         incidents: PostgresStore,
-        cluster: KubernetesCluster | None,
+        clusters: Clusters,
         prometheus: PrometheusMetrics | None,
         playbooks: PlaybookSet,
         proposer: Proposer,
@@ -85,7 +85,7 @@ class Verifier:
     ) -> None:
         self.store = store
         self.incidents = incidents
-        self.cluster = cluster
+        self.clusters = clusters
         self.prometheus = prometheus
         self.playbooks = playbooks
         self.proposer = proposer
@@ -123,10 +123,11 @@ class Verifier:
         params = parse_params(run.action, run.params)
         if run.status is not RunStatus.SUCCEEDED:
             return False, f"the change was applied only partly ({run.error})"
-        if self.cluster is None or not isinstance(params, DeploymentTarget):
+        cluster = self.clusters.client(run.cluster)  # the cluster the change was made in
+        if cluster is None or not isinstance(params, DeploymentTarget):
             return True, ""
         try:
-            status = await self.cluster.wait_rollout(params.namespace, params.deployment, ROLLOUT_TIMEOUT_S)
+            status = await cluster.wait_rollout(params.namespace, params.deployment, ROLLOUT_TIMEOUT_S)
         except IntegrationError as err:
             return False, f"rollout status unknown: {err.message}"
         if status.state is RolloutState.COMPLETE:
@@ -219,6 +220,7 @@ class Verifier:
             generator_url=run.generator_url,
             undo_of=run.id,
             dedupe_key=f"undo:{run.id}",
+            cluster=run.cluster,
         )
         try:
             proposal = await self.proposer.propose(incident, action, params, request)

@@ -13,6 +13,7 @@ import yaml
 from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, PlaybookError, load_playbooks, main, validate_dir
 from bot.core.actions import ActionName, ExecParams, ScaleParams
 from bot.core.catalog import CATALOG_FILES
+from bot.core.clusters import ClusterCatalog
 from bot.core.incident import Severity
 from bot.core.playbooks import (
     TARGET_PARAMS,
@@ -62,10 +63,13 @@ def test_schema_files_are_up_to_date() -> None:
 def test_bundled_files_satisfy_the_json_schemas() -> None:
     playbook_validator = jsonschema.Draft202012Validator(playbook_json_schema())
     policy_validator = jsonschema.Draft202012Validator(policy_json_schema())
+    clusters_validator = jsonschema.Draft202012Validator(ClusterCatalog.model_json_schema())
     for path in sorted(DEFAULT_PLAYBOOKS_DIR.glob("*.yaml")):
         if path.name in CATALOG_FILES:
             continue  # the service catalog: tests/unit/config/test_catalog.py
-        validator = policy_validator if path.name == "policy.yaml" else playbook_validator
+        validator = {"policy.yaml": policy_validator, "clusters.yaml": clusters_validator}.get(
+            path.name, playbook_validator
+        )
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             errors = [e.message for e in validator.iter_errors(doc)]
             assert errors == [], (path.name, errors[:3])
@@ -196,6 +200,7 @@ def test_one_file_per_seed_system(bundled: PlaybookSet) -> None:
         "onquota.yaml",
         "policy.yaml",
         "services.yaml",
+        "clusters.yaml",
     }
     assert {pb.system for pb in bundled} == {
         "skillquest",
