@@ -425,6 +425,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         owner=owner,
         archive_after_seconds=settings.archive_after_seconds,
         pagerduty_routing_key=settings.pagerduty_routing_key,
+        lease_seconds=settings.claim_lease_seconds,
     )
     authorize = Authorizer(policy, access, ChannelMembers(c.chat))
     silences = SilenceFlow(store, lifecycle, c.silences, c.chat, authorize, policy, clock, publish)
