@@ -392,6 +392,8 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         owner=owner,
         guard=guard,
         limiter=GraphLimiter(c.coord, graph_limits(settings)),
+        owned=owned,
+        lease_seconds=settings.claim_lease_seconds,
     )
     oncall = OnCallInviter(c.pager, c.chat, lifecycle, c.coord, clock)
     publisher = Publisher(
@@ -607,6 +609,7 @@ class BotServer:
                 for incident_id in await parts.store.unpublished_incidents():
                     parts.publisher.request(incident_id)
                 await parts.timers.run_due()
+                await parts.flows.enrich.resume()
                 await parts.executor.sweep()
             except Exception as exc:
                 dependency = dependency_of(exc)
