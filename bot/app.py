@@ -251,7 +251,11 @@ async def _open_clients(
     http_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     stack.push_async_callback(http_session.close)
     slack_client = build_client(
-        settings.slack_bot_token.get_secret_value(), settings.slack_api_url, metrics, session=http_session
+        settings.slack_bot_token.get_secret_value(),
+        settings.slack_api_url,
+        metrics,
+        session=http_session,
+        timeout_s=settings.slack_timeout_seconds,
     )
     chat = SlackChat(
         slack_client, coord, metrics, rate_scale=settings.slack_rate_scale, pace=gate.background_turn
