@@ -231,7 +231,11 @@ async def _open_clients(
     http_session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
     stack.push_async_callback(http_session.close)
     slack_client = build_client(
-        settings.slack_bot_token.get_secret_value(), settings.slack_api_url, metrics, session=http_session
+        settings.slack_bot_token.get_secret_value(),
+        settings.slack_api_url,
+        metrics,
+        session=http_session,
+        timeout_s=settings.slack_timeout_seconds,
     )
     chat = SlackChat(
         slack_client, coord, metrics, rate_scale=settings.slack_rate_scale, pace=gate.background_turn
@@ -374,6 +378,8 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         owner=owner,
         guard=guard,
         limiter=GraphLimiter(c.coord, graph_limits(settings)),
+        owned=owned,
+        lease_seconds=settings.claim_lease_seconds,
     )
     oncall = OnCallInviter(c.pager, c.chat, lifecycle, c.coord, clock)
     teams = TeamChannels(catalog, c.chat, incident_channel=settings.incident_channel)
@@ -408,6 +414,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         owner=owner,
         archive_after_seconds=settings.archive_after_seconds,
         pagerduty_routing_key=settings.pagerduty_routing_key,
+        lease_seconds=settings.claim_lease_seconds,
     )
     authorize = Authorizer(policy, access, ChannelMembers(c.chat))
     silences = SilenceFlow(store, lifecycle, c.silences, c.chat, authorize, policy, clock, publish)
@@ -598,6 +605,7 @@ class BotServer:
                 for incident_id in await parts.store.unpublished_incidents():
                     parts.publisher.request(incident_id)
                 await parts.timers.run_due()
+                await parts.flows.enrich.resume()
                 await parts.executor.sweep()
             except Exception as exc:
                 dependency = dependency_of(exc)

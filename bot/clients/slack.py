@@ -176,7 +176,11 @@ class _ConnectionErrorRetryHandler(AsyncConnectionErrorRetryHandler):
 
 
 def build_client(
-    token: str, base_url: str, metrics: Metrics, session: aiohttp.ClientSession | None = None
+    token: str,
+    base_url: str,
+    metrics: Metrics,
+    session: aiohttp.ClientSession | None = None,
+    timeout_s: float = 15.0,
 ) -> AsyncWebClient:
     handlers: list[AsyncRetryHandler] = [
         _ConnectionErrorRetryHandler(max_retry_count=2),
@@ -184,7 +188,7 @@ def build_client(
         _ServerErrorRetryHandler(metrics),
     ]
     return AsyncWebClient(
-        token=token, base_url=base_url, retry_handlers=handlers, timeout=15, session=session
+        token=token, base_url=base_url, retry_handlers=handlers, timeout=round(timeout_s), session=session
     )
 
 

@@ -97,6 +97,11 @@ class Settings(BaseSettings):
     http_header_timeout_seconds: float = Field(default=15.0, gt=0)
     http_body_timeout_seconds: float = Field(default=10.0, gt=0)
     http_max_unauthenticated_reads: int = Field(default=16, ge=1)
+    # How long a timer's fire or a playbook post claimed by a replica that died stays claimed
+    # before another replica takes it over (a live holder renews its claim while it works).
+    claim_lease_seconds: float = Field(default=15.0, gt=0, le=300)
+    # How long one Slack Web API call may take before it counts as failed (maybe applied).
+    slack_timeout_seconds: float = Field(default=15.0, ge=1, le=120)
 
     @field_validator("alertmanager_webhook_token", "slack_signing_secret", "pagerduty_webhook_secret")
     @classmethod

@@ -2,7 +2,9 @@
 
 For every alert name of an incident, its playbook (or the generic one): the runbook steps with
 their checks evaluated, the graphs of its queries, and its remediation proposals. Each
-playbook is posted once per incident (claimed in Postgres). Enrichment degrades and never
+playbook is posted once per incident: claimed in Postgres with a short lease renewed while it
+is posted, every message under a key of its own (`playbook:<incident>:<playbook>:<part>`), so a
+post resumed after its holder died repeats nothing already posted. Enrichment degrades and never
 blocks the incident: Prometheus down or a bad query becomes a short note naming the query.
 
 What reaches Prometheus (bot.core.promql): playbook queries are trusted. An alert's own
@@ -34,6 +36,8 @@ from bot.core.promql import QueryGuard, QueryRefused
 from bot.core.templating import TemplateError
 from bot.flows.diagnostics import run_diagnostic
 from bot.flows.gate import IntakeGate
+from bot.flows.leases import heartbeat
+from bot.flows.owned_messages import OwnedMessages
 from bot.flows.remediation.propose import Proposer
 from bot.obs import logs
 from bot.render.graph import GraphSpec, render_graph
@@ -44,9 +48,12 @@ from bot.store.lifecycle import LifecycleStore
 
 log = logs.logger(logs.Component.ENRICH)
 
-LEASE_S = 120.0
+# A playbook post's claim lapses this long after its holder died (a live holder renews it).
+LEASE_S = 15.0
 DEFAULT_LOOKBACK = timedelta(hours=1)
 REFUSED = "refused before it reached Prometheus"
+# What the message ledger records for an uploaded graph (a file has no message ts to adopt).
+UPLOADED = "uploaded"
 
 
 def _key(playbook: Playbook, alert: Alert) -> str:
@@ -143,6 +150,8 @@ class Enricher:
         owner: str,
         guard: QueryGuard,
         limiter: GraphLimiter,
+        owned: OwnedMessages,
+        lease_seconds: float = LEASE_S,
     ) -> None:
         self.store = store
         self.lifecycle = lifecycle
@@ -156,6 +165,8 @@ class Enricher:
         self.owner = owner
         self.guard = guard
         self.limiter = limiter
+        self.owned = owned
+        self.lease_s = lease_seconds
 
     def _key(self, playbook: Playbook, alert: Alert) -> str:
         """Once per incident, playbook and cluster: the same alert from two clusters (one group)
@@ -203,25 +214,42 @@ class Enricher:
         posted = await self.store.posted(view.incident.id)
         for playbook, alert in self.playbooks_for(view):
             key = self._key(playbook, alert)
-            if key in posted:
-                continue
-            if not await self.store.claim(
-                view.incident.id, key, alert.name, self.owner, self.clock(), LEASE_S
-            ):
-                continue
-            await self._post_playbook(view, playbook, alert)
-            await self.store.mark_posted(view.incident.id, key, self.clock())
+            if key not in posted:
+                await self._claim_and_post(view, playbook, alert, key)
         return False
 
-    async def _post_playbook(self, view: IncidentView, playbook: Playbook, alert: Alert) -> None:
+    async def resume(self) -> None:
+        """Sweep: playbook posts whose holder died are taken up again (by the next publish)."""
+        for incident_id in await self.store.release_stale(self.lease_s):
+            log.info("enrich.resumed", extra={"incident_id": incident_id})
+
+    async def _claim_and_post(self, view: IncidentView, playbook: Playbook, alert: Alert, key: str) -> None:
+        incident_id = view.incident.id
+        claim = await self.store.claim(incident_id, key, alert.name, self.owner, self.lease_s)
+        if claim is None:
+            return
+
+        async def renew() -> bool:
+            return await self.store.renew(incident_id, key, self.owner, claim)
+
+        async with heartbeat(renew, self.lease_s, f"playbook-{incident_id}"):
+            await self._post_playbook(view, playbook, alert, f"playbook:{incident_id}:{key}")
+        if not await self.store.mark_posted(incident_id, key, self.owner, claim, self.clock()):
+            log.warning("enrich.claim_lost", extra={"incident_id": incident_id, "playbook": key})
+
+    async def _post_playbook(self, view: IncidentView, playbook: Playbook, alert: Alert, key: str) -> None:
+        """Post one playbook; every message is the bot's own under `key`:<part>, so resuming a
+        post whose holder died repeats none of what it had posted."""
         incident = view.incident
         channel = incident.channel_id
         assert channel is not None
         labels = alert.labels
         # Steps first (the checks are evaluated concurrently, bounded), graphs after.
         checks = await self.evaluate_checks(playbook, labels)
-        for msg in runbook_messages(playbook, labels, check_results=checks, incident_id=incident.id):
-            await self.chat.post(channel, msg)
+        for n, msg in enumerate(
+            runbook_messages(playbook, labels, check_results=checks, incident_id=incident.id)
+        ):
+            await self.owned.post(channel, msg, f"{key}:{n}")
         await self.lifecycle.add_event(
             incident.id,
             "playbook_posted",
@@ -232,11 +260,22 @@ class Enricher:
                 "alertname": alert.name,
                 "generic": playbook.system == "generic",
             },
+            key=key,
         )
-        await self.post_graphs(view, playbook, alert)
-        await self.post_diagnostics(channel, playbook, labels)
+        await self.post_graphs(view, playbook, alert, key=key)
+        await self.post_diagnostics(channel, playbook, labels, key=key)
         if playbook.remediations:
             await self.proposer.propose_for_alert(incident.id, labels, playbook)
+
+    async def _say(self, channel: str, msg: kit.Message, key: str | None) -> None:
+        """Post a message: the bot's own under `key` (exactly once), or plainly without one."""
+        if key is None:
+            await self.chat.post(channel, msg)
+        else:
+            await self.owned.post(channel, msg, key)
+
+    async def _say_text(self, channel: str, text: str, key: str | None) -> None:
+        await self._say(channel, kit.message(text, [kit.section(text)]), key)
 
     async def post_runbook(
         self, channel: str, incident_id: int, playbook: Playbook, labels: dict[str, str]
@@ -248,7 +287,9 @@ class Enricher:
         ):
             await self.chat.post(channel, msg)
 
-    async def post_diagnostics(self, channel: str, playbook: Playbook, labels: dict[str, str]) -> None:
+    async def post_diagnostics(
+        self, channel: str, playbook: Playbook, labels: dict[str, str], *, key: str | None = None
+    ) -> None:
         """The playbook's read-only Kubernetes views (pods, events, history, logs), read from
         the cluster the alert names; one that is not configured is read from nowhere."""
         if not playbook.diagnostics:
@@ -256,12 +297,14 @@ class Enricher:
         try:
             cluster = self.clusters.client(self.clusters.select(labels))
         except UserError as err:
-            await self.chat.post(channel, diagnostics_message("diagnostics not run", [str(err)]))
+            msg = diagnostics_message("diagnostics not run", [str(err)])
+            await self._say(channel, msg, f"{key}:diag:refused" if key else None)
             return
         if cluster is None:
             return
-        for diag in playbook.diagnostics:
-            await self.chat.post(channel, await run_diagnostic(cluster, diag, labels))
+        for n, diag in enumerate(playbook.diagnostics):
+            msg = await run_diagnostic(cluster, diag, labels)
+            await self._say(channel, msg, f"{key}:diag:{n}" if key else None)
 
     async def evaluate_checks(self, playbook: Playbook, labels: dict[str, str]) -> dict[int, CheckOutcome]:
         source = self.prometheus
@@ -287,7 +330,9 @@ class Enricher:
         await asyncio.gather(*(one(i) for i in indexes))
         return results
 
-    async def post_graphs(self, view: IncidentView, playbook: Playbook, alert: Alert) -> None:
+    async def post_graphs(
+        self, view: IncidentView, playbook: Playbook, alert: Alert, *, key: str | None = None
+    ) -> None:
         channel = view.incident.channel_id
         assert channel is not None
         graphs = graphs_of(playbook, alert, self._trusted_url(alert))
@@ -295,19 +340,25 @@ class Enricher:
         if not graphs and untrusted is None:
             return
         if self.prometheus is None:
-            await self.chat.post(channel, no_prometheus_note())
+            await self._say(channel, no_prometheus_note(), f"{key}:graphs" if key else None)
             return
         if untrusted is not None:
             query, problem = untrusted
             caption = graph_caption(
                 f"{alert.name} expression", query, window_text="", error=f"{REFUSED}: {problem}"
             )
-            await self.chat.post_text(channel, caption)
+            await self._say_text(channel, caption, f"{key}:untrusted" if key else None)
         now = self.clock()
         start_of_alerts = min(a.starts_at for a in view.alerts) if view.alerts else view.incident.created_at
-        for graph, from_alert in graphs:
+        for n, (graph, from_alert) in enumerate(graphs):
             await self.draw(
-                channel, graph, alert.labels, alert_start=start_of_alerts, now=now, checked=from_alert
+                channel,
+                graph,
+                alert.labels,
+                alert_start=start_of_alerts,
+                now=now,
+                checked=from_alert,
+                key=f"{key}:graph:{n}" if key else None,
             )
 
     def window_start(
@@ -331,9 +382,11 @@ class Enricher:
         lookback: timedelta | None = None,
         templated: bool = True,
         checked: bool = False,
+        key: str | None = None,
     ) -> None:
         """Query, render and upload one graph; failures become a short note in the channel.
-        `checked`: the query is untrusted and passes the cost checks before it is sent."""
+        `checked`: the query is untrusted and passes the cost checks before it is sent.
+        `key`: the graph (or its note) is the bot's own, posted once."""
         assert self.prometheus is not None
         back = lookback or timedelta(seconds=graph.range_seconds)
         start = self.window_start(now, back, alert_start, trusted=not checked)
@@ -345,21 +398,23 @@ class Enricher:
             if checked:
                 self.guard.check(query, step_seconds=step)
         except TemplateError as exc:
-            await self.chat.post_text(
-                channel, graph_caption(title, graph.query, window_text=window, error=str(exc))
+            await self._say_text(
+                channel, graph_caption(title, graph.query, window_text=window, error=str(exc)), key
             )
             return
         except QueryRefused as exc:
-            await self.chat.post_text(
-                channel,
-                graph_caption(title, graph.query, window_text=window, error=f"{REFUSED}: {exc.plain}"),
+            error = f"{REFUSED}: {exc.plain}"
+            await self._say_text(
+                channel, graph_caption(title, graph.query, window_text=window, error=error), key
             )
             return
+        if key is not None and (await self.owned.ledger.begin(key, channel, now)).ts is not None:
+            return  # uploaded before by a holder that died after
         try:
             series = await self.prometheus.query_range(query, start, now, step)
         except IntegrationError as exc:
-            await self.chat.post_text(
-                channel, graph_caption(title, query, window_text=window, error=exc.message)
+            await self._say_text(
+                channel, graph_caption(title, query, window_text=window, error=exc.message), key
             )
             return
         spec = GraphSpec(title=title, query=query, unit=graph.unit, threshold=graph.threshold)
@@ -374,6 +429,10 @@ class Enricher:
             title=title,
             comment=graph_caption(title, query, window_text=window),
         )
+        if key is not None:
+            # A file cannot carry a key to be found by: its upload is recorded instead, so a
+            # resumed post skips it (only an upload cut off by its holder's death may repeat).
+            await self.owned.ledger.posted(key, UPLOADED)
         log.info("graph.posted", extra={"channel": channel, "query": query})
 
     # ------------------------------------------------------------------ ad hoc graphs

@@ -1,10 +1,15 @@
 """Durable timers: acknowledgement reminders, escalation, update cadence, postmortem
 reminders and channel archive. Stored in Postgres, claimed once across replicas, checked
-against the incident's state when they fire (an acknowledged incident is not escalated)."""
+against the incident's state when they fire (an acknowledged incident is not escalated).
+
+Exactly once in effect: a fire holds a short lease renewed by a heartbeat, and what it writes
+(its timeline event, keyed `timer:<id>`, and its follow-up timer) commits with the
+compare-and-set finish of its claim; a fire repeated after its holder died adds nothing."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from pydantic import SecretStr
@@ -16,17 +21,29 @@ from bot.core.incident import Incident, IncidentStatus, Severity
 from bot.core.policy import Policy
 from bot.core.ports import Clock
 from bot.core.timers import opening_timers
+from bot.flows.leases import heartbeat
 from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.store.incidents import PostgresStore
-from bot.store.lifecycle import LifecycleStore, Timer
+from bot.store.lifecycle import LifecycleStore, Timer, TimerEvent, TimerSpec
 
 log = logs.logger(logs.Component.TIMERS)
 
-LEASE_S = 60.0
+# A fire's claim lapses this long after its holder died (a live holder renews it).
+LEASE_S = 15.0
+MAX_PER_SWEEP = 20
 POSTMORTEM_REPORT_H = 24  # the seeds: incident report within 24 h
 POSTMORTEM_REVIEW_H = 48  # review within 48 h
 ACK_TIMERS = ["ack_reminder", "escalate"]
+
+
+@dataclass(frozen=True, slots=True)
+class Fired:
+    """What a fire did: its outcome, and what it writes in Postgres when it finishes."""
+
+    outcome: str
+    event: TimerEvent | None = None
+    follow_up: TimerSpec | None = None
 
 
 class Timers:
@@ -44,6 +61,7 @@ class Timers:
         owner: str,
         archive_after_seconds: float,
         pagerduty_routing_key: SecretStr | None,
+        lease_seconds: float = LEASE_S,
     ) -> None:
         self.store = store
         self.lifecycle = lifecycle
@@ -56,6 +74,7 @@ class Timers:
         self.owner = owner
         self.archive_after_seconds = archive_after_seconds
         self.routing_key = pagerduty_routing_key
+        self.lease_s = lease_seconds
 
     # ------------------------------------------------------------------ scheduling
 
@@ -63,16 +82,16 @@ class Timers:
         for kind, due_at, data in opening_timers(self.policy, incident, self.clock()):
             await self.lifecycle.schedule(incident.id, kind, due_at, data, replace=True)
 
-    async def schedule_update_reminder(self, incident_id: int, severity: Severity) -> None:
+    def _update_reminder_spec(self, severity: Severity) -> TimerSpec | None:
         every = self.policy.response(severity).update_every_minutes
-        if every:
-            await self.lifecycle.schedule(
-                incident_id,
-                "update_reminder",
-                self.clock() + timedelta(minutes=every),
-                {"every": every},
-                replace=True,
-            )
+        if not every:
+            return None
+        return TimerSpec("update_reminder", self.clock() + timedelta(minutes=every), {"every": every})
+
+    async def schedule_update_reminder(self, incident_id: int, severity: Severity) -> None:
+        spec = self._update_reminder_spec(severity)
+        if spec is not None:
+            await self.lifecycle.schedule(incident_id, spec.kind, spec.due_at, spec.data, replace=True)
 
     async def reschedule_for_severity(self, incident: Incident) -> None:
         await self.lifecycle.cancel_timers(incident.id, [*ACK_TIMERS, "update_reminder"])
@@ -94,30 +113,44 @@ class Timers:
     # ------------------------------------------------------------------ firing
 
     async def run_due(self) -> int:
-        """Fire every due timer this replica can claim; returns how many fired."""
+        """Fire every due timer this replica can claim, one claim at a time (a claim waiting
+        behind a slow fire would lapse); returns how many fired."""
         fired = 0
-        for timer in await self.lifecycle.claim_due(self.clock(), self.owner, LEASE_S):
-            try:
-                outcome = await self._fire(timer)
-            except IntegrationError as exc:
-                # Leave it claimed: another attempt happens when the lease runs out.
-                log.warning(
-                    "timer.failed",
-                    extra={"timer": timer.kind, "incident_id": timer.incident_id, "error": str(exc)},
-                )
-                continue
-            await self.lifecycle.finish_timer(timer.id, outcome, self.clock())
-            self.metrics.timers_fired.labels(timer.kind, outcome).inc()
-            log.info(
-                "timer.fired",
-                extra={"timer": timer.kind, "incident_id": timer.incident_id, "outcome": outcome},
-            )
-            fired += 1
+        for _ in range(MAX_PER_SWEEP):
+            timer = await self.lifecycle.claim_due(self.owner, self.lease_s, self.clock())
+            if timer is None:
+                break
+            fired += await self._run(timer)
         return fired
 
-    async def _announce(self, incident: Incident, kind: str, text: str) -> None:
-        await self.lifecycle.add_event(incident.id, kind, text, now=self.clock(), announce=True)
-        self.publish(incident.id)
+    async def _run(self, timer: Timer) -> int:
+        async def renew() -> bool:
+            return await self.lifecycle.renew_timer(timer, self.owner)
+
+        try:
+            async with heartbeat(renew, self.lease_s, f"timer-{timer.id}"):
+                fired = await self._fire(timer)
+        except IntegrationError as exc:
+            # Left claimed: the lease lapses (no heartbeat now) and the timer fires again.
+            log.warning(
+                "timer.failed",
+                extra={"timer": timer.kind, "incident_id": timer.incident_id, "error": str(exc)},
+            )
+            return 0
+        finished = await self.lifecycle.finish_timer(
+            timer, self.owner, fired.outcome, self.clock(), event=fired.event, follow_up=fired.follow_up
+        )
+        if not finished:
+            log.warning("timer.claim_lost", extra={"timer": timer.kind, "incident_id": timer.incident_id})
+            return 0
+        if fired.event is not None and fired.event.announce:
+            self.publish(timer.incident_id)
+        self.metrics.timers_fired.labels(timer.kind, fired.outcome).inc()
+        log.info(
+            "timer.fired",
+            extra={"timer": timer.kind, "incident_id": timer.incident_id, "outcome": fired.outcome},
+        )
+        return 1
 
     def _escalation_mentions(self) -> str:
         role = self.policy.roles.get("escalation") or self.policy.roles.get("oncall")
@@ -127,76 +160,68 @@ class Timers:
         parts += [f"<!subteam^{g}>" if g.startswith("S") else f"@{g}" for g in role.usergroups]
         return " ".join(parts)
 
-    async def _fire(self, timer: Timer) -> str:
+    async def _fire(self, timer: Timer) -> Fired:
+        """A fire's effects outside Postgres (a page, an archive) happen here and are safe to
+        repeat; what it writes in Postgres is returned and written by `finish_timer`, once."""
         incident = await self.store.get_incident(timer.incident_id)
         if incident is None:
-            return "incident gone"
+            return Fired("incident gone")
         match timer.kind:
             case "ack_reminder":
-                return await self._ack_reminder(incident)
+                return self._ack_reminder(incident)
             case "escalate":
                 if incident.status is not IncidentStatus.TRIGGERED:
-                    return "already acknowledged"
+                    return Fired("already acknowledged")
                 return await self._escalate(incident)
             case "update_reminder":
-                return await self._update_reminder(incident, int(timer.data.get("every", 0)))
+                return self._update_reminder(incident, int(timer.data.get("every", 0)))
             case "postmortem_report" | "postmortem_review":
-                return await self._postmortem_reminder(incident, timer.kind)
+                return self._postmortem_reminder(incident, timer.kind)
             case "archive":
                 return await self._archive(incident)
-        return f"unknown timer kind {timer.kind}"
+        return Fired(f"unknown timer kind {timer.kind}")
 
-    async def _ack_reminder(self, incident: Incident) -> str:
+    def _ack_reminder(self, incident: Incident) -> Fired:
         if incident.status is not IncidentStatus.TRIGGERED:
-            return "already acknowledged"
+            return Fired("already acknowledged")
         now = self.clock()
         response = self.policy.response(incident.severity)
         minutes = int((now - incident.created_at).total_seconds() // 60)
-        await self._announce(
-            incident,
-            "ack_reminder",
+        text = (
             f"⏰ This {incident.severity} incident has not been acknowledged for {minutes} min"
-            f" (target {response.ack_minutes} min). {self._escalation_mentions()}".strip(),
+            f" (target {response.ack_minutes} min). {self._escalation_mentions()}".strip()
         )
+        follow_up = None
         if response.escalate_after_minutes:
-            await self.lifecycle.schedule(
-                incident.id,
-                "escalate",
-                now + timedelta(minutes=response.escalate_after_minutes),
-                replace=True,
-            )
-        return "reminded"
+            follow_up = TimerSpec("escalate", now + timedelta(minutes=response.escalate_after_minutes))
+        return Fired("reminded", TimerEvent("ack_reminder", text), follow_up)
 
-    async def _update_reminder(self, incident: Incident, every: int) -> str:
+    def _update_reminder(self, incident: Incident, every: int) -> Fired:
         if incident.status is IncidentStatus.RESOLVED:
-            return "resolved"
-        await self._announce(
-            incident,
-            "update_reminder",
-            f"📝 No status update for {every} min. Post one with `/incident status <what is happening>`.",
+            return Fired("resolved")
+        text = f"📝 No status update for {every} min. Post one with `/incident status <what is happening>`."
+        return Fired(
+            "reminded", TimerEvent("update_reminder", text), self._update_reminder_spec(incident.severity)
         )
-        await self.schedule_update_reminder(incident.id, incident.severity)
-        return "reminded"
 
-    async def _postmortem_reminder(self, incident: Incident, kind: str) -> str:
+    def _postmortem_reminder(self, incident: Incident, kind: str) -> Fired:
         if incident.status is not IncidentStatus.RESOLVED:
-            return "reopened"
+            return Fired("reopened")
         what = "write the incident report" if kind == "postmortem_report" else "hold the postmortem review"
-        await self._announce(incident, kind, f"📄 Reminder: {what} (`/incident postmortem` drafts it).")
-        return "reminded"
+        return Fired("reminded", TimerEvent(kind, f"📄 Reminder: {what} (`/incident postmortem` drafts it)."))
 
-    async def _archive(self, incident: Incident) -> str:
+    async def _archive(self, incident: Incident) -> Fired:
         if incident.status is not IncidentStatus.RESOLVED or not incident.channel_id or incident.archived_at:
-            return "skipped"
-        now = self.clock()
+            return Fired("skipped")
+        # Archiving twice is harmless (already_archived is not an error).
         await self.chat.archive(incident.channel_id)
-        await self.lifecycle.mark_archived(incident.id, now)
-        await self.lifecycle.add_event(incident.id, "archived", "Channel archived", now=now)
-        return "archived"
+        await self.lifecycle.mark_archived(incident.id, self.clock())
+        return Fired("archived", TimerEvent("archived", "Channel archived", announce=False))
 
-    async def _escalate(self, incident: Incident) -> str:
+    async def _escalate(self, incident: Incident) -> Fired:
         response = self.policy.response(incident.severity)
         if response.page and self.pager is not None and self.routing_key is not None:
+            # A second trigger with the same dedup_key is merged by PagerDuty into the first.
             await self.pager.trigger(
                 self.routing_key.get_secret_value(),
                 summary=f"[{incident.severity}] {incident.title} — not acknowledged in Slack",
@@ -204,13 +229,11 @@ class Timers:
                 severity="critical" if incident.severity in (Severity.P1, Severity.P2) else "warning",
                 dedup_key=f"incidentbot-{incident.id}",
             )
-            await self._announce(incident, "escalated", "🚨 Escalated: paged the on-call through PagerDuty.")
-            return "paged"
+            return Fired(
+                "paged", TimerEvent("escalated", "🚨 Escalated: paged the on-call through PagerDuty.")
+            )
         mentions = self._escalation_mentions()
-        await self._announce(
-            incident,
-            "escalated",
-            "🚨 Escalating: still not acknowledged. "
-            + (mentions or "No escalation group is configured (policy roles: escalation)."),
+        text = "🚨 Escalating: still not acknowledged. " + (
+            mentions or "No escalation group is configured (policy roles: escalation)."
         )
-        return "mentioned"
+        return Fired("mentioned", TimerEvent("escalated", text))

@@ -249,10 +249,14 @@ class IntakeTx:
         actor: str | None = None,
         data: dict[str, Any] | None = None,
         announce: bool = False,
-    ) -> int:
-        event_id: int = await self.conn.fetchval(
-            "INSERT INTO timeline_events (incident_id, at, kind, actor, text, data, announce)"
-            " VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING id",
+        key: str | None = None,
+    ) -> int | None:
+        """Add a timeline event; returns its id. With an idempotency `key` (a timer's or an
+        enrichment post's), an event already stored under that key is kept and None returned:
+        work repeated after its holder died adds nothing."""
+        event_id: int | None = await self.conn.fetchval(
+            "INSERT INTO timeline_events (incident_id, at, kind, actor, text, data, announce, idempotency_key)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (idempotency_key) DO NOTHING RETURNING id",
             incident_id,
             at,
             kind,
@@ -260,6 +264,7 @@ class IntakeTx:
             text,
             data or {},
             announce,
+            key,
         )
         return event_id
 

@@ -4,7 +4,7 @@ timeline event and bumps the version the publisher compares against."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -48,6 +48,7 @@ class Timer:
     kind: str
     due_at: datetime
     data: dict[str, Any]
+    claim: int = 0  # which claim of the timer this is (compare-and-set on finish)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +61,43 @@ class SilenceRecord:
     expired_at: datetime | None
 
 
+@dataclass(frozen=True, slots=True)
+class TimerSpec:
+    """A timer to schedule."""
+
+    kind: str
+    due_at: datetime
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TimerEvent:
+    """What a fire writes on the incident's timeline (announced: posted into the channel)."""
+
+    kind: str
+    text: str
+    announce: bool = True
+
+
 def _timer(row: Record) -> Timer:
-    return Timer(row["id"], row["incident_id"], row["kind"], row["due_at"], row["data"])
+    return Timer(row["id"], row["incident_id"], row["kind"], row["due_at"], row["data"], row["claim"])
+
+
+async def _schedule(conn: asyncpg.Connection, incident_id: int, spec: TimerSpec, *, replace: bool) -> None:
+    if replace:
+        await conn.execute(
+            "UPDATE timers SET done_at = now(), outcome = 'replaced'"
+            " WHERE incident_id = $1 AND kind = $2 AND done_at IS NULL",
+            incident_id,
+            spec.kind,
+        )
+    await conn.execute(
+        "INSERT INTO timers (incident_id, kind, due_at, data) VALUES ($1, $2, $3, $4)",
+        incident_id,
+        spec.kind,
+        spec.due_at,
+        spec.data,
+    )
 
 
 class LifecycleStore:
@@ -229,13 +265,15 @@ class LifecycleStore:
         data: dict[str, Any] | None = None,
         announce: bool = False,
         bump: bool = False,
-    ) -> int:
+        key: str | None = None,
+    ) -> int | None:
+        """Add a timeline event (None: one with the idempotency `key` is there already)."""
         async with self.pool.acquire() as conn, conn.transaction():
             tx = IntakeTx(conn)
             event_id = await tx.add_event(
-                incident_id, kind, text, at=now, actor=actor, data=data, announce=announce
+                incident_id, kind, text, at=now, actor=actor, data=data, announce=announce, key=key
             )
-            if bump or announce:
+            if event_id is not None and (bump or announce):
                 await tx.bump_version(incident_id)
             return event_id
 
@@ -281,20 +319,7 @@ class LifecycleStore:
         replace: bool = False,
     ) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            if replace:
-                await conn.execute(
-                    "UPDATE timers SET done_at = now(), outcome = 'replaced'"
-                    " WHERE incident_id = $1 AND kind = $2 AND done_at IS NULL",
-                    incident_id,
-                    kind,
-                )
-            await conn.execute(
-                "INSERT INTO timers (incident_id, kind, due_at, data) VALUES ($1, $2, $3, $4)",
-                incident_id,
-                kind,
-                due_at,
-                data or {},
-            )
+            await _schedule(conn, incident_id, TimerSpec(kind, due_at, data or {}), replace=replace)
 
     async def cancel_timers(self, incident_id: int, kinds: list[str] | None = None) -> None:
         if kinds is None:
@@ -310,29 +335,78 @@ class LifecycleStore:
                 kinds,
             )
 
-    async def claim_due(self, now: datetime, owner: str, lease_s: float, limit: int = 20) -> list[Timer]:
-        """Claim due timers (compare-and-set with a lease): each fires on one replica."""
-        rows = await self.pool.fetch(
+    async def claim_due(self, owner: str, lease_s: float, now: datetime) -> Timer | None:
+        """Claim the next due timer (compare-and-set with a lease): each fires on one replica at
+        a time. Due times are the bot's clock; leases are Postgres's, shared by every replica,
+        so a holder's death is noticed `lease_s` later whatever the replicas' clocks say."""
+        row = await self.pool.fetchrow(
             """
-            UPDATE timers SET claimed_by = $2, claimed_at = $1
-            WHERE id IN (
+            UPDATE timers SET claimed_by = $2, claimed_at = clock_timestamp(), claim = claim + 1
+            WHERE id = (
                 SELECT id FROM timers
                 WHERE done_at IS NULL AND due_at <= $1
-                  AND (claimed_at IS NULL OR claimed_at < $1::timestamptz - make_interval(secs => $3::float8))
-                ORDER BY due_at LIMIT $4 FOR UPDATE SKIP LOCKED)
+                  AND (claimed_at IS NULL
+                       OR claimed_at < clock_timestamp() - make_interval(secs => $3::float8))
+                ORDER BY due_at LIMIT 1 FOR UPDATE SKIP LOCKED)
             RETURNING *
             """,
             now,
             owner,
             lease_s,
-            limit,
         )
-        return [_timer(r) for r in rows]
+        return _timer(row) if row else None
 
-    async def finish_timer(self, timer_id: int, outcome: str, now: datetime) -> None:
-        await self.pool.execute(
-            "UPDATE timers SET done_at = $3, outcome = $2 WHERE id = $1", timer_id, outcome[:500], now
+    async def renew_timer(self, timer: Timer, owner: str) -> bool:
+        """Heartbeat of a running fire: False when the claim is no longer ours."""
+        row = await self.pool.fetchval(
+            "UPDATE timers SET claimed_at = clock_timestamp() WHERE id = $1 AND claimed_by = $2"
+            " AND claim = $3 AND done_at IS NULL RETURNING id",
+            timer.id,
+            owner,
+            timer.claim,
         )
+        return row is not None
+
+    async def finish_timer(
+        self,
+        timer: Timer,
+        owner: str,
+        outcome: str,
+        now: datetime,
+        *,
+        event: TimerEvent | None = None,
+        follow_up: TimerSpec | None = None,
+    ) -> bool:
+        """Finish a fire, compare-and-set on its claim: its timeline event (keyed `timer:<id>`)
+        and its follow-up timer are written in the same transaction, so they happen once even
+        when the timer fired again after its holder died. False when the claim was lost."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            won = await conn.fetchval(
+                "UPDATE timers SET done_at = $4, outcome = $5 WHERE id = $1 AND claimed_by = $2"
+                " AND claim = $3 AND done_at IS NULL RETURNING id",
+                timer.id,
+                owner,
+                timer.claim,
+                now,
+                outcome[:500],
+            )
+            if won is None:
+                return False
+            tx = IntakeTx(conn)
+            if event is not None:
+                added = await tx.add_event(
+                    timer.incident_id,
+                    event.kind,
+                    event.text,
+                    at=now,
+                    announce=event.announce,
+                    key=f"timer:{timer.id}",
+                )
+                if added is not None and event.announce:
+                    await tx.bump_version(timer.incident_id)
+            if follow_up is not None:
+                await _schedule(conn, timer.incident_id, follow_up, replace=True)
+            return True
 
     # --- silences -----------------------------------------------------------------------
 

@@ -5,7 +5,12 @@ rule says otherwise for the next calls of a method:
 
 - `refuse`: answer 503 without forwarding (the call was not applied);
 - `applied_then_503`: forward (Slack applies it), then answer 503 instead of Slack's answer;
-- `reset_after_write`: forward, then drop the connection without an answer.
+- `reset_after_write`: forward, then drop the connection without an answer;
+- `slow`: wait `delay_s` seconds, then forward and answer (a slow Slack);
+- `applied_then_hang`: forward (Slack applies it), then hold the answer `delay_s` seconds
+  (longer than the client's timeout: the client gives up on a call that was applied).
+
+A rule can also apply only to calls whose body contains a given text (`fail_matching`).
 
 Every call is recorded with what the proxy did, so a test can assert exactly what happened.
 """
@@ -27,6 +32,8 @@ class Fault(StrEnum):
     REFUSE = "refuse"
     APPLIED_THEN_503 = "applied_then_503"
     RESET_AFTER_WRITE = "reset_after_write"
+    SLOW = "slow"
+    APPLIED_THEN_HANG = "applied_then_hang"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +51,8 @@ class FaultProxy:
     _runner: web.AppRunner | None = None
     _session: aiohttp.ClientSession | None = None
     port: int = 0
+    delay_s: float = 3.0
+    _matching: list[tuple[str, bytes, Fault]] = field(default_factory=list)
     _changed: asyncio.Event = field(default_factory=asyncio.Event)
 
     @property
@@ -56,6 +65,17 @@ class FaultProxy:
     def fail_after(self, method: str, passes: int, fault: Fault) -> None:
         """Let `passes` calls of `method` through, then inject `fault` once."""
         self._rules[method].extend([None] * passes + [fault])
+
+    def fail_matching(self, method: str, needle: str, fault: Fault) -> None:
+        """Inject `fault` once, into the first call of `method` whose body contains `needle`."""
+        self._matching.append((method, needle.encode(), fault))
+
+    def _matching_fault(self, method: str, body: bytes) -> Fault | None:
+        for index, (wanted, needle, fault) in enumerate(self._matching):
+            if wanted == method and needle in body:
+                del self._matching[index]
+                return fault
+        return None
 
     def calls(self, method: str) -> list[Seen]:
         return [s for s in self.seen if s.method == method]
@@ -91,10 +111,13 @@ class FaultProxy:
         method = request.match_info["method"]
         rules = self._rules.get(method)
         fault = rules.popleft() if rules else None
+        body = await request.read()
+        fault = self._matching_fault(method, body) or fault
         if fault is Fault.REFUSE:
             self._record(method, fault, forwarded=False)
             return web.Response(status=503, text="service unavailable (injected)")
-        body = await request.read()
+        if fault is Fault.SLOW:
+            await asyncio.sleep(self.delay_s)
         headers = {k: v for k, v in request.headers.items() if k.lower() not in HOP_BY_HOP}
         assert self._session is not None
         url = self.upstream.rstrip("/") + "/" + method
@@ -106,6 +129,9 @@ class FaultProxy:
         self._record(method, fault, forwarded=True)
         if fault is Fault.APPLIED_THEN_503:
             return web.Response(status=503, text="service unavailable (injected after the write)")
+        if fault is Fault.APPLIED_THEN_HANG:
+            await asyncio.sleep(self.delay_s)
+            return web.Response(status=504, text="gateway timeout (injected after the write)")
         if fault is Fault.RESET_AFTER_WRITE:
             assert request.transport is not None
             request.transport.close()

@@ -1,0 +1,245 @@
+"""kill -9 of the bot in the middle of a stream of new alert groups, side by side with the same
+stream undisturbed (issue #11, point 3).
+
+Each run: fresh PostgreSQL database, flushed Redis, a fresh sandbox Slack (per-method limits
+compressed RATE_SCALE times, the bot told the same), the bot as a separate process
+(`python -m bot run`). GROUPS groups are sent, IN_FLIGHT at a time, as Alertmanager does:
+a delivery that is not answered 200 is sent again until it is. In the crash run the bot is
+killed with SIGKILL once KILL_AT channels exist and restarted at once; what is measured is the
+time after the restart (the bot ready again) until every acknowledged group has its channel,
+card and notification. Lost: acknowledged groups with no incident. Duplicated: channels beyond
+one per incident, and repeated card or notification keys.
+
+    .venv/bin/python bench/crash.py [--groups 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import redis.asyncio as aioredis
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from payloads import group_body  # noqa: E402
+from sections import RESULTS_MD, write_section  # noqa: E402
+
+from sandbox.services import PostgresServer, RedisServer, free_port  # noqa: E402
+from sandbox.slack import SlackSandbox  # noqa: E402
+
+AM_TOKEN = "bench-alertmanager-token-0123456789"
+RATE_SCALE = 50.0
+IN_FLIGHT = 8
+KILL_AT = 60
+RESEND_PAUSE_S = 0.2
+DEADLINE_S = 120.0
+TARGET_S = 15.0
+
+
+def bot_env(slack: SlackSandbox, dsn: str, redis_url: str, port: int) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PAGERDUTY_"))}
+    env.update(
+        SLACK_BOT_TOKEN=slack.bot_token,
+        SLACK_SIGNING_SECRET="bench-signing-secret-0123456789",
+        SLACK_API_URL=slack.api_url,
+        DATABASE_URL=dsn,
+        REDIS_URL=redis_url,
+        ALERTMANAGER_WEBHOOK_TOKEN=AM_TOKEN,
+        HTTP_HOST="127.0.0.1",
+        HTTP_PORT=str(port),
+        INCIDENT_CHANNEL="incident",
+        SWEEP_INTERVAL_SECONDS="1",
+        SLACK_RATE_SCALE=str(RATE_SCALE),
+        LOG_FORMAT="console",
+    )
+    return env
+
+
+def start_bot(env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, "-m", "bot", "run"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd=ROOT,
+    )
+
+
+async def wait_ready(http: aiohttp.ClientSession, url: str, timeout: float = 30.0) -> None:
+    async with asyncio.timeout(timeout):
+        while True:
+            try:
+                async with http.get(url + "/readyz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+
+
+async def complete(dsn: str, groups: set[str]) -> tuple[int, int]:
+    """(acknowledged groups with channel, card and notification; acknowledged groups with no
+    incident at all)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT group_key, channel_id IS NOT NULL AND card_ts IS NOT NULL"
+            " AND notification_ts IS NOT NULL AS done FROM incidents"
+        )
+    finally:
+        await conn.close()
+    done = {r["group_key"] for r in rows if r["done"]}
+    known = {r["group_key"] for r in rows}
+    return len(groups & done), len(groups - known)
+
+
+def duplicates(slack: SlackSandbox, incidents: int) -> int:
+    channels = len(slack.channels_with_prefix("inc-"))
+    keys: Counter[str] = Counter()
+    for channel in slack.channels.values():
+        for m in slack.messages(channel.id):
+            key = ((m.metadata or {}).get("event_payload") or {}).get("key")
+            if isinstance(key, str) and key.startswith(("card:", "notification:")):
+                keys[key] += 1
+    return max(0, channels - incidents) + sum(n - 1 for n in keys.values())
+
+
+async def run(pg: PostgresServer, redis_url: str, groups: int, *, crash: bool, tag: str) -> dict[str, Any]:
+    dsn = pg.create_database(f"crash_{tag}")
+    client = aioredis.Redis.from_url(redis_url)
+    await client.flushall()
+    await client.aclose()
+    slack = SlackSandbox(incident_channel="incident", rate_scale=RATE_SCALE)
+    await slack.start()
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    env = bot_env(slack, dsn, redis_url, port)
+    subprocess.run(
+        [sys.executable, "-m", "bot", "migrate"], env=env, cwd=ROOT, check=True, capture_output=True
+    )
+    bodies = {
+        f"crash-{tag}-{i}": group_body(f"crash-{tag}-{i}", "HighErrorRate", [f"f{i}"]) for i in range(groups)
+    }
+    acked: set[str] = set()
+
+    def keys(names: set[str]) -> set[str]:
+        return {str(bodies[name]["groupKey"]) for name in names}
+
+    bot = start_bot(env)
+    result: dict[str, Any] = {"groups": groups, "crash": crash}
+    try:
+        async with aiohttp.ClientSession() as http:
+            await wait_ready(http, url)
+            started = time.monotonic()
+            gate = asyncio.Semaphore(IN_FLIGHT)
+
+            async def send(group: str) -> None:
+                async with gate:
+                    while group not in acked:
+                        try:
+                            async with http.post(
+                                url + "/webhooks/alertmanager",
+                                json=bodies[group],
+                                headers={"Authorization": f"Bearer {AM_TOKEN}"},
+                            ) as resp:
+                                if resp.status == 200:
+                                    acked.add(group)
+                                    return
+                        except aiohttp.ClientError:
+                            pass
+                        await asyncio.sleep(RESEND_PAUSE_S)  # Alertmanager retries after a pause
+
+            restarted = started
+            sending = asyncio.gather(*(send(g) for g in bodies))
+            if crash:
+                await slack.wait_for(
+                    lambda s: len(s.channels_with_prefix("inc-")) >= KILL_AT or None, timeout=60
+                )
+                bot.send_signal(signal.SIGKILL)
+                await asyncio.to_thread(bot.wait, 10)
+                result["acked_before_kill"] = len(acked)
+                result["complete_at_kill"] = (await complete(dsn, keys(acked)))[0]
+                bot = start_bot(env)
+                await wait_ready(http, url)
+                restarted = time.monotonic()
+            await sending
+            result["acked"] = len(acked)
+            result["all_acked_s"] = time.monotonic() - started
+            async with asyncio.timeout(DEADLINE_S):
+                while (await complete(dsn, keys(acked)))[0] < len(acked):
+                    await asyncio.sleep(0.1)
+            finished = time.monotonic()
+            result["total_s"] = finished - started
+            result["after_restart_s"] = finished - restarted if crash else None
+            result["lost"] = (await complete(dsn, keys(acked)))[1]
+            conn = await asyncpg.connect(dsn)
+            try:
+                incidents = await conn.fetchval("SELECT count(*) FROM incidents")
+            finally:
+                await conn.close()
+            result["incidents"] = incidents
+            result["duplicated"] = duplicates(slack, incidents)
+    finally:
+        if bot.poll() is None:
+            bot.send_signal(signal.SIGTERM)
+            await asyncio.to_thread(bot.wait, 30)
+        await slack.stop()
+    return result
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--groups", type=int, default=300)
+    args = parser.parse_args()
+    base = Path(tempfile.mkdtemp(prefix="incidentbot-crash-"))
+    pg = await asyncio.to_thread(PostgresServer.start, base)
+    rd = await asyncio.to_thread(RedisServer.start, base)
+    try:
+        calm = await run(pg, rd.url, args.groups, crash=False, tag="calm")
+        crashed = await run(pg, rd.url, args.groups, crash=True, tag="kill")
+    finally:
+        await asyncio.to_thread(rd.stop)
+        await asyncio.to_thread(pg.stop)
+    print(json.dumps({"undisturbed": calm, "kill -9": crashed}, indent=2))
+    after = crashed["after_restart_s"]
+    table = f"""
+| run | acknowledged | lost | duplicated | every group in Slack after the first send | after the restart | target |
+|---|---|---|---|---|---|---|
+| undisturbed | {calm["acked"]}/{calm["groups"]} | {calm["lost"]} | {calm["duplicated"]} | {calm["total_s"]:.1f} s | — | — |
+| kill -9 at {KILL_AT} channels + restart | {crashed["acked"]}/{crashed["groups"]} ({crashed["acked_before_kill"]} before the kill, {crashed["complete_at_kill"]} of them complete then) | {crashed["lost"]} | {crashed["duplicated"]} | {crashed["total_s"]:.1f} s | **{after:.1f} s** | ≤ {TARGET_S:.0f} s: {"PASS" if after <= TARGET_S and crashed["lost"] == 0 and crashed["duplicated"] == 0 else "FAIL"} |
+"""
+    print(table)
+    command = ".venv/bin/python bench/crash.py" + (" " + " ".join(sys.argv[1:]) if sys.argv[1:] else "")
+    write_section(
+        RESULTS_MD,
+        "crash.py",
+        "## Faults: kill -9 mid-stream (bench/crash.py)\n\n"
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {os.cpu_count()} cores, Python"
+        f" {platform.python_version()}: `{command}`\n\n"
+        f"Real PostgreSQL and Redis on 127.0.0.1, the sandbox Slack with Slack's per-method limits"
+        f" {RATE_SCALE:.0f}x faster (the bot told the same), the bot as a separate process. {args.groups} new"
+        f" groups, {IN_FLIGHT} in flight, each re-sent until answered 200 (as Alertmanager does). 'After the"
+        " restart': from the restarted bot answering /readyz until every acknowledged group has its channel,"
+        " card and notification. Duplicated: channels beyond one per incident plus repeated card or"
+        " notification messages (by their metadata keys).\n" + table,
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
