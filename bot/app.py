@@ -418,7 +418,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     )
     authorize = Authorizer(policy, access, ChannelMembers(c.chat))
     silences = SilenceFlow(store, lifecycle, c.silences, c.chat, authorize, policy, clock, publish)
-    mirror = PagerDutyMirror(c.pager, lifecycle, c.coord, clock, publish)
+    mirror = PagerDutyMirror(c.pager, lifecycle, c.coord, policy, clock, publish)
     incidents = IncidentFlows(
         store,
         lifecycle,

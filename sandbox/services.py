@@ -658,7 +658,12 @@ class AlertmanagerServer(_Service):
         group_wait: str = "1s",
         group_interval: str = "2s",
         repeat_interval: str = "1h",
+        extra_receivers: Sequence[Mapping[str, Any]] = (),
     ) -> AlertmanagerServer:
+        """``extra_receivers`` (Alertmanager receiver objects, e.g. one with ``pagerduty_configs``)
+        get every alert as well: the route sends each group to the bot's receiver and to each
+        of them (sibling child routes with ``continue: true`` and no matchers, so every receiver
+        sees the same group key)."""
         binary = _which(["prometheus-alertmanager", "alertmanager"], "prometheus-alertmanager")
         workdir = cls._make_workdir(base_dir, cls.name)
         server = cls(workdir, free_port())
@@ -684,6 +689,10 @@ class AlertmanagerServer(_Service):
                 }
             ],
         }
+        if extra_receivers:
+            names = [cls.receiver_name, *(str(r["name"]) for r in extra_receivers)]
+            config["route"]["routes"] = [{"receiver": name, "continue": True} for name in names]
+            config["receivers"].extend(dict(r) for r in extra_receivers)
         conf = workdir / "alertmanager.yml"
         conf.write_text(yaml.safe_dump(config, sort_keys=False))
         conf.chmod(0o600)  # holds the bearer token

@@ -40,6 +40,7 @@ __all__ = [
     "PagerDutyChange",
     "PagerDutyClient",
     "PagerDutyIncident",
+    "Priority",
     "Severity",
 ]
 
@@ -75,6 +76,12 @@ class PagerDutyIncident:
     service_id: str | None
     service_name: str | None
     escalation_policy_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Priority:
+    id: str
+    name: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +182,53 @@ class PagerDutyClient:
             actor_email=self.from_email,
             incident=incident,
         )
+
+    async def reopen(self, incident_id: str) -> PagerDutyChange:
+        """``PUT /incidents/{id}`` status triggered: a resolved incident is reopened (PagerDuty
+        sends ``incident.reopened``)."""
+        body = {"type": "incident_reference", "status": "triggered"}
+        raw = await self._call("reopen incident", self._rest.rput, _incident_path(incident_id), json=body)
+        incident = _incident(raw)
+        log.info("pagerduty.reopened", extra={"incident_id": incident.id})
+        return PagerDutyChange(
+            incident_id=incident.id,
+            event_type=EventType.INCIDENT_REOPENED,
+            actor_email=self.from_email,
+            incident=incident,
+        )
+
+    async def set_priority(
+        self, incident_id: str, priority_id: str | None, urgency: Literal["high", "low"] | None
+    ) -> PagerDutyChange:
+        """``PUT /incidents/{id}`` with a ``priority_reference`` and/or ``urgency`` (needs ``From``).
+        An unknown priority id is PagerDuty's 400."""
+        body: dict[str, Any] = {"type": "incident_reference"}
+        if priority_id is not None:
+            body["priority"] = {"id": priority_id, "type": "priority_reference"}
+        if urgency is not None:
+            body["urgency"] = urgency
+        raw = await self._call(
+            "update incident priority", self._rest.rput, _incident_path(incident_id), json=body
+        )
+        incident = _incident(raw)
+        log.info("pagerduty.priority_set", extra={"incident_id": incident.id, "priority_id": priority_id})
+        return PagerDutyChange(
+            incident_id=incident.id,
+            event_type=EventType.INCIDENT_PRIORITY_UPDATED,
+            actor_email=self.from_email,
+            incident=incident,
+        )
+
+    async def priorities(self) -> list[Priority]:
+        """``GET /priorities`` (paginated): the account's priorities, highest first."""
+        raw = await self._call("list priorities", self._rest.list_all, "priorities")
+        found: list[Priority] = []
+        for item in raw:
+            entry = _mapping(item, "priority")
+            priority_id = _require_str(entry, "id", "priority")
+            name = _opt_str(entry, "name") or _opt_str(entry, "summary") or priority_id
+            found.append(Priority(priority_id, name))
+        return found
 
     async def add_note(self, incident_id: str, content: str) -> PagerDutyChange:
         """``POST /incidents/{id}/notes`` (needs ``From``)."""

@@ -4,7 +4,8 @@
   defaults (critical/page -> P1, error/high/warning -> P2, medium -> P3, low/info -> P4,
   p0..p4 / sev0..sev4 / 0..4 with P0 folded into P1). Keys compare case-insensitively.
 - `severity_policy`: per severity, the acknowledgement target, when to escalate an
-  unacknowledged incident, the status-update cadence and whether to page. Defaults come
+  unacknowledged incident, the status-update cadence, whether to page, and the PagerDuty
+  priority and urgency a linked PagerDuty incident gets (none by default). Defaults come
   from the seed runbooks (P1: ack 15 min, escalate after 15; P2: 30/60; P3: 120/240;
   P4: next business day, no escalation).
 - `roles`: name -> Slack users and user groups. The built-in role ``everyone`` is anybody.
@@ -38,7 +39,7 @@ import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -155,6 +156,17 @@ class SeverityPolicy(_Model):
         default=None, ge=1, le=10080, description="remind the channel to post a status update; null: never"
     )
     page: bool = Field(default=False, description="page the on-call responder (PagerDuty)")
+    pagerduty_priority: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=100,
+        description="PagerDuty priority (its name, e.g. P1, or its id) a linked PagerDuty incident"
+        " gets at this severity, and the severity a PagerDuty priority change maps back to; null:"
+        " priorities are not sent",
+    )
+    pagerduty_urgency: Literal["high", "low"] | None = Field(
+        default=None, description="PagerDuty urgency a linked PagerDuty incident gets at this severity"
+    )
 
 
 DEFAULT_SEVERITY_POLICY: dict[Severity, SeverityPolicy] = {

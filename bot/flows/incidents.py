@@ -241,6 +241,7 @@ class IncidentFlows:
             return f"Incident {incident.ref} is already {severity}."
         await self.timers.reschedule_for_severity(changed)
         self.publish(incident.id)
+        await self.pagerduty.send(changed, Mirrored.SEVERITY)
         return f"Severity of {incident.ref} is now {severity}."
 
     async def set_team(self, incident: Incident, team: str, user: str) -> str:
@@ -290,7 +291,7 @@ class IncidentFlows:
         )
         return f"✅ Incident {incident.ref} resolved by <@{user}>."
 
-    async def reopen(self, incident: Incident, user: str) -> str:
+    async def reopen(self, incident: Incident, user: str, *, from_pagerduty: bool = False) -> str:
         if incident.status is not IncidentStatus.RESOLVED:
             return f"Incident {incident.ref} is not resolved."
         try:
@@ -304,6 +305,8 @@ class IncidentFlows:
         await self.lifecycle.cancel_timers(incident.id)
         await self.timers.schedule_open(reopened)
         self.publish(incident.id)
+        if not from_pagerduty:
+            await self.pagerduty.send(reopened, Mirrored.REOPEN)
         return f"Incident {incident.ref} reopened by <@{user}>."
 
     async def _post_resolution_summary(self, incident_id: int) -> None:

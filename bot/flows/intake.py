@@ -30,6 +30,7 @@ from bot.core.ports import Clock
 from bot.core.timers import opening_timers
 from bot.flows.failures import dependency_of
 from bot.flows.gate import BACKGROUND, IntakeGate
+from bot.flows.pagerduty.join import AlertGroupJoin
 from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.obs.outages import Outages
@@ -74,6 +75,7 @@ class Pipeline:
         gate: IntakeGate,
         outages: Outages,
         catalog: Catalog | None = None,
+        join: AlertGroupJoin | None = None,
     ) -> None:
         self.inbox = inbox
         self.catalog = catalog if catalog is not None else Catalog()
@@ -88,6 +90,8 @@ class Pipeline:
         # Webhook requests being answered go first (see bot.flows.gate).
         self.gate = gate
         self.outages = outages
+        # The incident PagerDuty opened for this group, when its webhook came first.
+        self.join = join or AlertGroupJoin()
 
     def severity(self, labels: dict[str, str]) -> Severity:
         return playbook_severity(self.playbooks, labels)
@@ -191,13 +195,22 @@ class Pipeline:
         key = self.group_key(payload)
         await tx.lock_group(key)
         firing = [a for a in alerts if a.status is AlertStatus.FIRING]
-        incident = await tx.open_incident_for(key)
+        joined = await self.join.lock_and_find(tx, payload.group_key, firing)
+        incident = await tx.open_incident_for(key) or joined
         created = False
         if incident is None and firing:
             incident, created = await self._open(tx, key, payload, firing, now)
         firing_before = 0
         if incident is not None and not created:
-            firing_before, _ = await tx.incident_alert_counts(incident.id)
+            firing_before, total_before = await tx.incident_alert_counts(incident.id)
+            if incident is joined and total_before == 0 and firing:
+                # PagerDuty opened it first: the group's first alerts are not "firing again".
+                firing_before = len(firing)
+                await self.join.announce_joined(
+                    tx, incident, ", ".join(sorted({a.name for a in firing})), now
+                )
+        if incident is not None and firing:
+            await self.join.record(tx, incident.id, payload.group_key, firing)
         changes = await tx.upsert_alerts(incident.id if incident else None, alerts, delivery_id, now)
         for change in changes:
             self.metrics.alerts_stored.labels(change.alert.status.value).inc()

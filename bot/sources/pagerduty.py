@@ -22,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
@@ -32,7 +32,12 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Fiel
 from bot.sources import json_body
 
 __all__ = [
+    "DEDUP_KEY_FIELD",
     "INCIDENT_EVENT_TYPES",
+    "JOIN_DEDUP_KEY",
+    "JOIN_GROUP_KEY",
+    "JOIN_PAGERDUTY",
+    "JOIN_SHA256",
     "MAX_EVENT_AGE",
     "SIGNATURE_HEADER",
     "WEBHOOK_ID_HEADER",
@@ -49,6 +54,7 @@ __all__ = [
     "Reference",
     "Urgency",
     "actor_label",
+    "alertmanager_join_keys",
     "parse_webhook",
     "person_label",
     "sign",
@@ -376,3 +382,37 @@ def verify_signature(secret_list: Sequence[str], raw_body: bytes, header: str | 
             # No early exit: the work done does not depend on which entry matched.
             matched |= hmac.compare_digest(candidate, digest)
     return matched
+
+
+# How a PagerDuty incident's ``incident_key`` relates to an Alertmanager group (see
+# :func:`alertmanager_join_keys`): the kinds stored beside each key.
+JOIN_SHA256 = "alertmanager_sha256"
+JOIN_GROUP_KEY = "alertmanager_group_key"
+JOIN_DEDUP_KEY = "dedup_key"
+JOIN_PAGERDUTY = "pagerduty_incident_key"
+# An alert label or annotation naming the dedup key under which whatever pages PagerDuty for it
+# (another integration, a script using the Events API) sends it.
+DEDUP_KEY_FIELD = "pagerduty_dedup_key"
+
+
+def alertmanager_join_keys(
+    group_key: str, alerts: Iterable[tuple[Mapping[str, str], Mapping[str, str]]]
+) -> dict[str, str]:
+    """The PagerDuty incident keys that mean "this Alertmanager group", each with its kind.
+
+    Alertmanager's ``pagerduty_configs`` sends the group as ``dedup_key`` = the hex SHA-256 of
+    its group key (``notify.Key.Hash``; the Events API v1 ``incident_key`` is the same hash), and
+    PagerDuty keeps it as the incident's ``incident_key``. A sender that keys on the raw group
+    key, and the ``pagerduty_dedup_key`` label or annotation of the group's alerts (``alerts``
+    as ``(labels, annotations)``), are recognised as well. Keys longer than the Events API
+    allows (255) can never come back from PagerDuty and are left out.
+    """
+    keys: dict[str, str] = {}
+    for labels, notes in alerts:
+        for value in (labels.get(DEDUP_KEY_FIELD), notes.get(DEDUP_KEY_FIELD)):
+            if value and value.strip() and len(value.strip()) <= 255:
+                keys.setdefault(value.strip(), JOIN_DEDUP_KEY)
+    if len(group_key) <= 255:
+        keys[group_key] = JOIN_GROUP_KEY
+    keys[hashlib.sha256(group_key.encode("utf-8")).hexdigest()] = JOIN_SHA256
+    return keys

@@ -247,6 +247,8 @@ class LifecycleStore:
             event=("acknowledged", f"Acknowledged by {who.mrkdwn}"),
             actor=None,
             now=now,
+            # Said in the channel: nobody there clicked anything, so nobody saw it happen.
+            announce=True,
             data=who.data,
         )
         return changed is not None

@@ -9,9 +9,10 @@ It speaks the calls the bot makes (protocols B.2, B.3) strictly enough for the r
   ``From`` header holding a known user's email and a JSON body (400 otherwise);
 - unknown incidents are 404; errors use PagerDuty's ``{"error": {message, code, errors}}``.
 
-Routes: ``GET/PUT /incidents``, ``GET/PUT /incidents/{id}``, ``GET/POST
-/incidents/{id}/notes``, ``GET /oncalls``, ``GET /users[/{id}]``, ``GET /services/{id}``,
-``GET /escalation_policies/{id}``, ``POST /v2/enqueue`` (Events API, routing key = a
+Routes: ``GET/PUT /incidents``, ``GET/PUT /incidents/{id}`` (status, urgency, title and a
+``priority_reference``; an unknown priority is a 400), ``GET/POST /incidents/{id}/notes``,
+``GET /oncalls``, ``GET /users[/{id}]``, ``GET /services/{id}``, ``GET
+/escalation_policies/{id}``, ``GET /priorities`` (P1..P5), ``POST /v2/enqueue`` (Events API, routing key = a
 service's ``integration_key``; point ``EventsApiV2Client`` at :attr:`base_url`).
 
 The server uses TLS with a throwaway trustme CA (the SDK only accepts ``https://``); give
@@ -90,6 +91,7 @@ class PagerDutySandbox(RestApi, EventsApi):
                 web.get("/users/{id}", self._get_user),
                 web.get("/services/{id}", self._get_service),
                 web.get("/escalation_policies/{id}", self._get_policy),
+                web.get("/priorities", self._list_priorities),
                 web.post("/v2/enqueue", self._enqueue),
             ]
         )

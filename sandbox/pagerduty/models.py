@@ -20,6 +20,8 @@ WEBHOOK_TIMEOUT = 5.0  # PagerDuty waits 5 s for a 2xx
 RATE_LIMIT = 960
 STATUSES = ("triggered", "acknowledged", "resolved")
 SEVERITIES = ("critical", "error", "warning", "info")
+# The priorities a PagerDuty account starts with (P1 highest).
+DEFAULT_PRIORITIES = tuple((f"PPRIO0{n}", f"P{n}") for n in range(1, 6))
 DEFAULT_USERS = (
     ("PU00001", "Alice", "alice@example.com"),
     ("PU00002", "Bob", "bob@example.com"),
@@ -50,6 +52,13 @@ class SandboxService:
 
 
 @dataclass
+class SandboxPriority:
+    id: str
+    name: str
+    order: int  # PagerDuty lists priorities highest first
+
+
+@dataclass
 class SandboxNote:
     id: str
     content: str
@@ -75,6 +84,7 @@ class SandboxIncident:
     resolution: str | None = None
     reopened_at: datetime | None = None
     last_changed_by: str | None = None  # user id
+    priority_id: str | None = None
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from sandbox.pagerduty.models import (
     SandboxEscalationPolicy,
     SandboxIncident,
     SandboxNote,
+    SandboxPriority,
     SandboxService,
     SandboxUser,
     iso,
@@ -56,6 +57,28 @@ class Representations(PagerDutyState):
             "html_url": f"{WEB_URL}/escalation_policies/{policy.id}",
         }
 
+    def _priority_ref(self, priority_id: str | None) -> dict[str, Any] | None:
+        priority = self.priorities.get(priority_id) if priority_id else None
+        if priority is None:
+            return None
+        return {
+            "id": priority.id,
+            "type": "priority_reference",
+            "summary": priority.name,
+            "self": f"{self._api_url()}/priorities/{priority.id}",
+            "html_url": None,
+        }
+
+    def _priority(self, priority: SandboxPriority) -> dict[str, Any]:
+        return {
+            **(self._priority_ref(priority.id) or {}),
+            "type": "priority",
+            "name": priority.name,
+            "description": "",
+            "order": priority.order,
+            "color": "a8171c",
+        }
+
     def _incident_ref(self, incident: SandboxIncident) -> dict[str, Any]:
         return {
             "id": incident.id,
@@ -96,7 +119,7 @@ class Representations(PagerDutyState):
             ),
             "escalation_policy": self._policy_ref(policy),
             "teams": [],
-            "priority": None,
+            "priority": self._priority_ref(incident.priority_id),
             "urgency": incident.urgency,
             "resolve_reason": None,
             "alert_counts": {
@@ -124,7 +147,7 @@ class Representations(PagerDutyState):
             "assignees": [self._user_ref(self.users[uid]) for uid in incident.assignee_ids],
             "escalation_policy": self._policy_ref(policy),
             "teams": [],
-            "priority": None,
+            "priority": self._priority_ref(incident.priority_id),
             "urgency": incident.urgency,
             "conference_bridge": None,
             "resolve_reason": None,

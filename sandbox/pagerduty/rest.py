@@ -58,6 +58,7 @@ class RestApi(Webhooks):
         urgency = update.get("urgency")
         if urgency is not None and urgency not in ("high", "low"):
             raise invalid("urgency must be high or low")
+        priority_id = self._requested_priority(update)
         events = self._transition(incident, status, user) if status else []
         if resolution is not None and "incident.resolved" in events:
             incident.resolution = resolution
@@ -65,8 +66,30 @@ class RestApi(Webhooks):
             incident.title = title
         if urgency is not None:
             incident.urgency = urgency
+        if priority_id is not None and priority_id != incident.priority_id:
+            incident.priority_id = priority_id
+            events.append("incident.priority_updated")
         for event_type in events:
             self._emit(event_type, incident, user)
+
+    def _requested_priority(self, update: Mapping[str, Any]) -> str | None:
+        """The id of a ``priority`` reference in an update; unknown ids are PagerDuty's 400."""
+        if "priority" not in update or update["priority"] is None:
+            return None
+        priority = update["priority"]
+        if (
+            not isinstance(priority, dict)
+            or not isinstance(priority.get("id"), str)
+            or priority.get("type") not in ("priority", "priority_reference")
+        ):
+            raise invalid("priority must be a priority_reference with an id")
+        if priority["id"] not in self.priorities:
+            raise invalid("Priority not found")
+        return str(priority["id"])
+
+    async def _list_priorities(self, request: web.Request) -> web.Response:
+        ordered = sorted(self.priorities.values(), key=lambda p: p.order)
+        return paged_response(request, [self._priority(p) for p in ordered], "priorities")
 
     async def _update_incident(self, request: web.Request) -> web.Response:
         incident = self._incident(request.match_info["id"])

@@ -17,12 +17,14 @@ from aiohttp import web
 
 from sandbox.pagerduty.models import (
     DEFAULT_API_TOKEN,
+    DEFAULT_PRIORITIES,
     DEFAULT_USERS,
     DEFAULT_WEBHOOK_SECRET,
     HOST,
     RecordedRequest,
     SandboxEscalationPolicy,
     SandboxIncident,
+    SandboxPriority,
     SandboxService,
     SandboxUser,
     SentWebhook,
@@ -54,6 +56,7 @@ class PagerDutyState:
         self.escalation_policies: dict[str, SandboxEscalationPolicy] = {}
         self.services: dict[str, SandboxService] = {}
         self.incidents: dict[str, SandboxIncident] = {}
+        self.priorities: dict[str, SandboxPriority] = {}
         self.requests: list[RecordedRequest] = []
         self.webhooks: list[SentWebhook] = []
         self.events: list[dict[str, Any]] = []  # Events API v2 bodies accepted
@@ -74,6 +77,8 @@ class PagerDutyState:
 
         for user_id, name, email in users:
             self.add_user(user_id, name, email)
+        for priority_id, name in DEFAULT_PRIORITIES:
+            self.priorities[priority_id] = SandboxPriority(priority_id, name, len(self.priorities) + 1)
         ids = [u[0] for u in users]
         if len(ids) >= 2:
             self.add_escalation_policy("PE00001", "Platform", [[ids[0]], [ids[1]]])
@@ -113,6 +118,12 @@ class PagerDutyState:
         service = SandboxService(service_id, name, escalation_policy_id, key)
         self.services[service_id] = service
         return service
+
+    def priority_named(self, name: str) -> SandboxPriority:
+        found = next((p for p in self.priorities.values() if p.name == name), None)
+        if found is None:
+            raise KeyError(f"unknown priority {name}")
+        return found
 
     def user_by_email(self, email: str) -> SandboxUser | None:
         wanted = email.strip().lower()

@@ -144,7 +144,9 @@ async def test_a_replayed_resolve_with_a_new_or_missing_webhook_id_does_not_reso
     stored = await _fetch(database_dsn, "SELECT delivery_id FROM webhook_inbox ORDER BY id")
     # Stored once each, under the signed event id: triggered, resolved, acknowledged.
     assert [r["delivery_id"] for r in stored] == [json.loads(w.body)["event"]["id"] for w in pd.webhooks]
-    assert pd.requests_to("PUT", f"/incidents/{pd_incident.id}") == []  # nothing written to PagerDuty
+    # Written to PagerDuty: only the reopen made in Slack (issue #12), nothing for the replays.
+    puts = pd.requests_to("PUT", f"/incidents/{pd_incident.id}")
+    assert [put.json()["incident"]["status"] for put in puts] == ["triggered"]
 
 
 async def test_state_changes_apply_only_when_strictly_newer_ties_broken_by_event_id(

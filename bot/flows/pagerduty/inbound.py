@@ -19,14 +19,22 @@ from bot.core.ports import Clock
 from bot.core.timers import opening_timers
 from bot.flows.incidents import IncidentFlows
 from bot.flows.pagerduty.oncall import OnCallInviter
-from bot.flows.pagerduty.outbound import own_note_key
+from bot.flows.pagerduty.outbound import own_note_key, own_priority_key, severity_for_priority
 from bot.flows.timers import Timers
 from bot.obs import logs
 from bot.obs.metrics import Metrics
-from bot.sources.pagerduty import IncidentData, PagerDutyEvent, actor_label, parse_webhook, person_label
+from bot.sources.pagerduty import (
+    JOIN_PAGERDUTY,
+    IncidentData,
+    PagerDutyEvent,
+    actor_label,
+    parse_webhook,
+    person_label,
+)
 from bot.store.coordination import Coordination
 from bot.store.inbox import InboxRow
 from bot.store.incidents import IntakeTx, PostgresStore
+from bot.store.join_keys import JoinKeys
 from bot.store.lifecycle import LifecycleStore
 
 log = logs.logger(logs.Component.PAGERDUTY)
@@ -105,10 +113,18 @@ class PagerDutyInbound:
         now = self.clock()
         key = data.incident_key or ""
         joined: Incident | None = None
+        join = JoinKeys(tx)
         if key.startswith(OUR_DEDUP_PREFIX) and key[len(OUR_DEDUP_PREFIX) :].isdigit():
             joined = await self.store.get_incident(int(key[len(OUR_DEDUP_PREFIX) :]))
         elif key:
-            joined = await tx.open_incident_for(key)
+            # Locked before looking: an Alertmanager delivery of the same group applied at the
+            # same time either committed its incident already or waits for ours.
+            await join.lock([key])
+            # An incident follows one PagerDuty incident: one already linked is not taken over
+            # by another PagerDuty incident with the same key (another service's, or forged).
+            joined = await join.open_incident([key], unlinked=True) or await tx.open_incident_for(key)
+            if joined is not None and joined.pagerduty_incident_id not in (None, data.id):
+                joined = None
         if joined is not None and joined.status is not IncidentStatus.RESOLVED:
             incident = joined
             label = f"#{data.number}" if data.number is not None else data.id
@@ -120,6 +136,9 @@ class PagerDutyInbound:
             await tx.bump_version(incident.id)
         else:
             incident = await self._open(tx, data)
+            if key:
+                # The Alertmanager group that paged PagerDuty, arriving later, joins it.
+                await join.record(incident.id, {key: JOIN_PAGERDUTY})
         await tx.link_pagerduty(
             incident.id,
             pagerduty_id=data.id,
@@ -184,12 +203,22 @@ class PagerDutyInbound:
             case "incident.reopened" | "incident.unacknowledged" if (
                 incident.status is IncidentStatus.RESOLVED
             ):
-                await self.incidents.reopen(incident, who)
+                await self.incidents.reopen(incident, who, from_pagerduty=True)
             case "incident.priority_updated" if event.incident is not None:
-                severity = severity_of(event.incident)
-                changed = await self.lifecycle.set_severity(incident.id, severity, who, self.clock())
-                if changed is not None:
-                    await self.timers.reschedule_for_severity(changed)
+                await self._priority_updated(incident, event.incident, who)
+
+    async def _priority_updated(self, incident: Incident, data: IncidentData, who: str) -> None:
+        """A priority set in PagerDuty, as the severity naming it in ``severity_policy`` (else
+        read from its name or the urgency); the priority the bot set itself is not re-applied."""
+        priority = data.priority
+        if priority is not None and await self.coord.remembered(own_priority_key(data.id, priority.id)):
+            log.info("pagerduty.own_priority_ignored", extra={"incident_id": incident.id})
+            return
+        mapped = severity_for_priority(self.policy, priority.id, priority.summary) if priority else None
+        severity = mapped or severity_of(data)
+        changed = await self.lifecycle.set_severity(incident.id, severity, who, self.clock())
+        if changed is not None:
+            await self.timers.reschedule_for_severity(changed)
 
     async def _note(self, incident: Incident, event: PagerDutyEvent, content: str) -> None:
         """A note added in PagerDuty, into the channel; a note the bot wrote itself (a Slack

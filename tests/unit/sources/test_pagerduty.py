@@ -18,6 +18,7 @@ from bot.sources.pagerduty import (
     IncidentStatus,
     PagerDutyWebhookError,
     Urgency,
+    alertmanager_join_keys,
     parse_webhook,
     sign,
     verify_signature,
@@ -342,3 +343,20 @@ def test_no_secrets_or_empty_secret_never_verifies() -> None:
     empty_key = hex_hmac("", BODY)
     assert not verify_signature([], BODY, f"v1={empty_key}")
     assert not verify_signature([""], BODY, f"v1={empty_key}")
+
+
+def test_alertmanager_join_keys_are_the_hash_alertmanager_sends_the_raw_key_and_the_operators() -> None:
+    group = '{}:{alertname="HighErrorRate", namespace="checkout"}'
+    # What Alertmanager's pagerduty_configs sends as dedup_key (notify.Key.Hash).
+    digest = hashlib.sha256(group.encode()).hexdigest()
+    keys = alertmanager_join_keys(
+        group, [({"pagerduty_dedup_key": "checkout-errors"}, {}), ({}, {"pagerduty_dedup_key": " x "})]
+    )
+    assert keys == {
+        digest: "alertmanager_sha256",
+        group: "alertmanager_group_key",
+        "checkout-errors": "dedup_key",
+        "x": "dedup_key",
+    }
+    # A group key longer than an Events API dedup_key can never come back raw.
+    assert set(alertmanager_join_keys("k" * 300, [])) == {hashlib.sha256(b"k" * 300).hexdigest()}
