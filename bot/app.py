@@ -434,7 +434,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         teams=teams,
     )
     inbound = PagerDutyInbound(
-        store, lifecycle, incidents, timers, oncall, c.coord, metrics, policy, clock, publish
+        store, lifecycle, incidents, timers, oncall, c.coord, metrics, policy, clock, publish, catalog=catalog
     )
     pipeline = Pipeline(
         inbox,

@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
+import yaml
 
 from bot.app import BotServer
 from bot.config.settings import Settings
@@ -110,6 +111,43 @@ async def test_pagerduty_incident_opens_channel_and_invites_oncall(
         assert [(r["source"], r["pagerduty_incident_id"], r["severity"]) for r in rows] == [
             ("pagerduty", pd_incident.id, "P2")
         ]
+
+
+async def test_a_pagerduty_incident_belongs_to_the_team_of_its_service(
+    slack: SlackSandbox,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+    pd: PagerDutySandbox,
+    tmp_path: Path,
+) -> None:
+    """The catalog names SkillForge's PagerDuty service: its incidents are SkillForge's (its
+    channel prefix, its notification channel); another service's stay with the default team."""
+    directory = playbooks_with_roles(tmp_path / "playbooks")
+    catalog_path = directory / "services.yaml"
+    catalog = yaml.safe_load(catalog_path.read_text(encoding="utf-8"))
+    catalog["teams"]["skillforge"]["pagerduty"] = {"service_id": "PS00002"}
+    catalog_path.write_text(yaml.safe_dump(catalog, sort_keys=False), encoding="utf-8")
+    team_room = slack.add_channel("skillforge-incident", members=["U_ALICE"])
+    settings = _settings(slack, pd, database_dsn, redis_url, playbooks_dir=str(directory))
+    async with running_bot(settings) as bot:
+        url = bot_url(bot) + "/webhooks/pagerduty"
+        pd.webhook_url = url
+        ours = pd.create_incident("Payments queue stuck", service="PS00002")
+        other = pd.create_incident("Checkout API slow", service="PS00001")
+        assert await pd.send_webhook(url, "incident.triggered", ours.id) == 202
+        assert await pd.send_webhook(url, "incident.triggered", other.id) == 202
+        await slack.wait_for(lambda s: s.find_channel("inc-skillforge-") and s.find_channel("inc-2"))
+        await slack.wait_for(
+            lambda s: any("Payments queue stuck" in m.text for m in s.messages(team_room.id))
+        )
+        rows = await _rows(database_dsn, "SELECT pagerduty_incident_id, team FROM incidents")
+        assert {r["pagerduty_incident_id"]: r["team"] for r in rows} == {
+            ours.id: "skillforge",
+            other.id: None,
+        }
+        # The default team's incident is announced in INCIDENT_CHANNEL, not in SkillForge's.
+        assert not any("Checkout API slow" in m.text for m in slack.messages(team_room.id))
 
 
 async def test_ack_and_status_in_slack_reach_pagerduty_without_echo(

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 
 from bot.core.blockkit import escape, link
+from bot.core.catalog import Catalog
 from bot.core.incident import Incident, IncidentSource, IncidentStatus, Severity
 from bot.core.policy import Policy
 from bot.core.ports import Clock
@@ -74,8 +75,11 @@ class PagerDutyInbound:
         policy: Policy,
         clock: Clock,
         publish: Callable[[int], None],
+        *,
+        catalog: Catalog | None = None,
     ) -> None:
         self.store = store
+        self.catalog = catalog if catalog is not None else Catalog()
         self.coord = coord
         self.lifecycle = lifecycle
         self.incidents = incidents
@@ -151,12 +155,15 @@ class PagerDutyInbound:
     async def _open(self, tx: IntakeTx, data: IncidentData) -> Incident:
         now = self.clock()
         severity = severity_of(data)
+        # The team whose PagerDuty service paged; another service's incident is the default team's.
+        team = self.catalog.team_for_pagerduty_service(data.service.id) if data.service else None
         incident, created = await tx.create_incident(
             group_key=f"pagerduty:{data.id}",
             title=data.title[:200] or "PagerDuty incident",
             severity=severity,
             source=IncidentSource.PAGERDUTY,
             now=now,
+            team=team,
         )
         if created:
             for kind, due_at, timer_data in opening_timers(self.policy, incident, now):
