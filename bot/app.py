@@ -146,7 +146,10 @@ def load_playbook_set(settings: Settings) -> tuple[PlaybookSet, Catalog]:
     start-up stops."""
     try:
         playbooks = load_playbooks(settings.playbooks_dir)
-        return playbooks, load_catalog(settings.playbooks_dir, playbooks.policy)
+        catalog = load_catalog(settings.playbooks_dir, playbooks.policy)
+        # One policy: the catalog's say over who approves in each team's namespaces joins it.
+        policy = playbooks.policy.with_namespace_approvers(catalog.namespace_approvers())
+        return PlaybookSet(playbooks.playbooks, policy), catalog
     except PlaybookError as exc:
         lines = "\n".join(str(p) for p in exc.problems)
         raise ConfigError(f"invalid playbooks in {settings.playbooks_dir}:\n{lines}") from None

@@ -238,6 +238,12 @@ class Catalog(_Model):
     def names(self) -> list[str]:
         return list(self.teams) or [self.default_team]
 
+    def namespace_approvers(self) -> list[tuple[list[str], list[str]]]:
+        """(namespace globs, approver roles) of every team that names approvers for its namespaces."""
+        return [
+            (list(team.namespaces), list(team.approvers)) for team in self.teams.values() if team.approvers
+        ]
+
     def team_for_channel(self, channel_name: str) -> str | None:
         """The team whose notification channel this is (declaring there picks the team)."""
         wanted = channel_name.lstrip("#")

@@ -609,6 +609,9 @@ class Policy(_Model):
         default_factory=LifecyclePolicy, description="who may do what to an incident from Slack"
     )
 
+    # Set by the service catalog (with_namespace_approvers): which roles approve in a team's namespaces.
+    _namespace_approvers: tuple[tuple[tuple[str, ...], tuple[str, ...]], ...] = PrivateAttr(default=())
+
     @field_validator("severity_mapping", mode="after")
     @classmethod
     def _merge_mapping(cls, value: dict[str, Severity]) -> dict[str, Severity]:
@@ -668,13 +671,31 @@ class Policy(_Model):
         return self.severity_policy[severity]
 
     def rule_for(
-        self, action: ActionName | str, approval: str = "default", cluster: str | None = None
+        self,
+        action: ActionName | str,
+        approval: str = "default",
+        cluster: str | None = None,
+        namespace: str | None = None,
     ) -> ApprovalRule:
         """The approval rule for a proposal: a named rule if the playbook names one, else the
         rule of the action, else "default"; with none of them, a rule that allows nothing.
         Without a rule of its own, `uncordon` follows `cordon`, else `drain`: it undoes them.
-        In `cluster`, the rule's fields for that cluster replace its own."""
-        return self._rule(action, approval).for_cluster(cluster)
+        In `cluster`, the rule's fields for that cluster replace its own; in a namespace a team
+        owns (the service catalog's `namespaces`), the team's `approvers`
+        narrow the rule's: a team can only take approval away from roles, never grant it (count,
+        required roles and bounds stay the rule's)."""
+        rule = self._rule(action, approval).for_cluster(cluster)
+        for globs, roles in self._namespace_approvers if namespace else ():
+            if any(fnmatch.fnmatchcase(namespace or "", glob) for glob in globs):
+                return rule.model_copy(update={"approvers": [r for r in rule.approvers if r in roles]})
+        return rule
+
+    def with_namespace_approvers(self, owners: Sequence[tuple[Sequence[str], Sequence[str]]]) -> Policy:
+        """This policy with the approver roles of the namespaces teams own: (globs, roles) pairs
+        in catalog order, the first whose glob matches deciding."""
+        copy = self.model_copy()
+        copy._namespace_approvers = tuple((tuple(globs), tuple(roles)) for globs, roles in owners)
+        return copy
 
     def _rule(self, action: ActionName | str, approval: str) -> ApprovalRule:
         if approval != "default":

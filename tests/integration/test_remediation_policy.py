@@ -409,6 +409,40 @@ async def test_exec_needs_a_dba_and_an_sre_not_two_sres(env: Env) -> None:
         assert final.approval_roles == {"U_ALICE": ("sre",), "U_CAROL": ("dba",)}
 
 
+# --------------------------------------------------------------------------- a team's namespaces
+
+
+async def test_a_team_narrows_who_approves_in_its_namespaces(env: Env) -> None:
+    """The policy lets on-calls approve a restart; the catalog says only SREs approve in
+    SkillQuest's namespace: an on-call is refused there with nothing reaching the cluster, and
+    approves in a namespace whose team keeps the rule's approvers."""
+    settings = env.settings()
+    catalog_path = Path(settings.playbooks_dir) / "services.yaml"
+    catalog = yaml.safe_load(catalog_path.read_text(encoding="utf-8"))
+    catalog["teams"]["skillquest"]["approvers"] = ["sre"]
+    catalog_path.write_text(yaml.safe_dump(catalog, sort_keys=False), encoding="utf-8")
+    async with running(settings) as bot:
+        incident = await open_incident(env, bot)
+        guarded = await proposed(
+            env, bot, "U_ALICE", "run rollout_restart skillquest/skillquest-worker", incident
+        )
+        await wait_message(env, guarded, "approve_action")
+        refused = await click(env, bot, "approve_action", guarded, "U_ERIN")
+        assert "You may not approve" in refused and "`sre`" in refused and "`oncall`" not in refused
+        assert (await stored(bot, guarded)).approvals == ()
+        assert mutations(env.kube, "/deployments/skillquest-worker") == []
+        assert [e.event for e in await audit(bot, guarded.id)][-1] is AuditEvent.REFUSED
+
+        # Positive controls: the same on-call approves in SkillForge's `api` (its team keeps the
+        # rule's approvers), and an SRE approves in SkillQuest's namespace.
+        elsewhere = await proposed(env, bot, "U_ALICE", "run rollout_restart api/search-api", incident)
+        assert "executing it now" in await click(env, bot, "approve_action", elsewhere, "U_ERIN")
+        await wait_message(env, elsewhere, "Remediation succeeded")
+        assert "executing it now" in await click(env, bot, "approve_action", guarded, "U_BOB")
+        await wait_message(env, guarded, "Remediation succeeded")
+        assert len(mutations(env.kube, "/deployments/skillquest-worker")) == 1
+
+
 # --------------------------------------------------------------------------- drain and its undo
 
 

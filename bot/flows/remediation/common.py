@@ -124,7 +124,7 @@ class Access:
         return [r for r in roles if r in held], membership
 
     def rule_of(self, run: ActionRun) -> ApprovalRule:
-        return self.policy.rule_for(run.action, run.approval_rule, run.cluster)
+        return self.policy.rule_for(run.action, run.approval_rule, run.cluster, run.namespace)
 
 
 async def cooldown_problem(

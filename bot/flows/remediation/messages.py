@@ -101,7 +101,7 @@ class ProposalMessages:
             )
             msg = proposal_message(
                 run,
-                self.policy.rule_for(run.action, run.approval_rule, run.cluster),
+                self.policy.rule_for(run.action, run.approval_rule, run.cluster, run.namespace),
                 self.clock(),
                 policy=self.policy,
                 warnings=warnings,

@@ -109,9 +109,9 @@ class Proposer:
             raise TypeError(f"{action.value} takes {PARAMS_BY_ACTION[action].__name__}")
         _check_open(incident)
         cluster = await self._cluster_for(incident, request)
-        rule = self.policy.rule_for(action, request.approval, cluster)
-        await self._check_request(action, params, request, rule)
         namespace = namespace_of(action, params)
+        rule = self.policy.rule_for(action, request.approval, cluster, namespace)
+        await self._check_request(action, params, request, rule)
         argv = exec_argv(self.policy, params) if isinstance(params, ExecParams) else None
         target = target_of(action, params)
         now = self.clock()
