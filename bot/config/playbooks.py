@@ -1,15 +1,10 @@
-"""Load a playbook directory (playbooks and policy.yaml) from disk, reporting every problem
-with ``file:line``; write and print the generated JSON Schemas.
-
-    python -m bot.config.playbooks validate [DIR]
-    python -m bot.config.playbooks --write-schema [DIR]
-"""
+"""Load playbooks and policy.yaml from a playbook directory, reporting every problem with
+``file:line``; the generated JSON Schemas. The whole directory (with the service catalog and
+clusters.yaml) is validated, and the command line lives, in `bot.config.directory`."""
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,7 +46,7 @@ POLICY_SCHEMA_FILE = "policy.schema.json"
 NOT_PLAYBOOKS = ("clusters.yaml", "clusters.yml")
 
 
-def _schema_text(schema: dict[str, Any]) -> str:
+def schema_text(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -63,7 +58,7 @@ def write_schemas(directory: Path = DEFAULT_PLAYBOOKS_DIR) -> list[Path]:
         (CATALOG_SCHEMA_FILE, catalog_json_schema()),
     ):
         path = directory / name
-        path.write_text(_schema_text(schema), encoding="utf-8")
+        path.write_text(schema_text(schema), encoding="utf-8")
         written.append(path)
     return written
 
@@ -409,7 +404,7 @@ def _load_file(path: Path, policy: Policy | None, problems: list[Problem]) -> li
     return loaded
 
 
-def _load(directory: Path) -> tuple[PlaybookSet, list[Problem]]:
+def load_with_problems(directory: Path) -> tuple[PlaybookSet, list[Problem]]:
     directory = Path(directory)
     problems: list[Problem] = []
     if not directory.is_dir():
@@ -453,64 +448,12 @@ def _load(directory: Path) -> tuple[PlaybookSet, list[Problem]]:
     return PlaybookSet(unique, policy), sorted(problems)
 
 
-def validate_dir(directory: Path | str = DEFAULT_PLAYBOOKS_DIR) -> list[Problem]:
-    """Every problem in a playbook directory (playbooks, policy.yaml and the service catalog);
-    empty when valid."""
-    # The catalog loader reads YAML with this module's helpers: imported here, not at the top.
-    from bot.config.catalog import catalog_problems
-
-    return sorted(_load(Path(directory))[1] + catalog_problems(directory))
-
-
 def load_playbooks(directory: Path | str = DEFAULT_PLAYBOOKS_DIR) -> PlaybookSet:
     """Load and validate a playbook directory; raises PlaybookError listing every problem."""
-    playbooks, problems = _load(Path(directory))
+    playbooks, problems = load_with_problems(Path(directory))
     if problems:
         raise PlaybookError(problems)
     return playbooks
 
 
 # --------------------------------------------------------------------------- the set and matching
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m bot.config.playbooks", description=__doc__.splitlines()[0]
-    )
-    parser.add_argument("--schema", action="store_true", help="print the playbook JSON Schema")
-    parser.add_argument("--policy-schema", action="store_true", help="print the policy JSON Schema")
-    parser.add_argument(
-        "--write-schema",
-        metavar="DIR",
-        nargs="?",
-        const=str(DEFAULT_PLAYBOOKS_DIR),
-        help="write schema.json and policy.schema.json into DIR (default: bundled)",
-    )
-    sub = parser.add_subparsers(dest="command")
-    validate = sub.add_parser("validate", help="validate a playbook directory")
-    validate.add_argument("dir", nargs="?", default=str(DEFAULT_PLAYBOOKS_DIR))
-    args = parser.parse_args(argv)
-    if args.schema:
-        sys.stdout.write(_schema_text(playbook_json_schema()))
-        return 0
-    if args.policy_schema:
-        sys.stdout.write(_schema_text(policy_json_schema()))
-        return 0
-    if args.write_schema:
-        for path in write_schemas(Path(args.write_schema)):
-            sys.stdout.write(f"wrote {path}\n")
-        return 0
-    if args.command == "validate":
-        problems = validate_dir(Path(args.dir))
-        for problem in problems:
-            sys.stdout.write(f"{problem}\n")
-        return 1 if problems else 0
-    parser.print_help()
-    return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -2,7 +2,7 @@
 
 A playbook directory holds ``*.yaml``/``*.yml`` files (each a playbook, a list of playbooks,
 or several YAML documents) and ``policy.yaml`` (see `bot.core.policy`). ``schema.json`` there is
-generated from these models (``python -m bot.config.playbooks --write-schema``). Reading a
+generated from these models (``python -m bot.config.directory --write-schema``). Reading a
 directory, with every problem reported as ``file:line``, is `bot.config.playbooks`.
 
 Templates

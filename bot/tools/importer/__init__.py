@@ -2,7 +2,7 @@
 
 `import_playbooks` reads a runbook and returns the draft playbooks as plain data;
 `import_runbook` returns them as YAML with a header saying what to review. The result
-always validates (`bot.config.playbooks.validate_dir` next to the bundled ``policy.yaml``):
+always validates (`bot.config.directory.validate_dir` next to the bundled ``policy.yaml``):
 anything the importer cannot turn into valid fields stays as step text.
 
 What becomes what

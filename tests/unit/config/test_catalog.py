@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from bot.config.catalog import catalog_problems, load_catalog
-from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, PlaybookError, load_playbooks, main, validate_dir
+from bot.config.directory import main, validate_dir
+from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, PlaybookError, load_playbooks
 from bot.core.catalog import CATALOG_FILE, CATALOG_SCHEMA_FILE, Catalog, Route, catalog_json_schema
 from bot.core.incident import Severity
 from bot.core.policy import DEFAULT_SEVERITY_POLICY, Policy, SeverityPolicy
@@ -27,7 +28,7 @@ def line_of(text: str, needle: str) -> int:
 
 def test_the_schema_file_is_up_to_date_and_the_bundled_catalog_satisfies_it() -> None:
     committed = json.loads((DEFAULT_PLAYBOOKS_DIR / CATALOG_SCHEMA_FILE).read_text(encoding="utf-8"))
-    assert committed == catalog_json_schema(), "run python -m bot.config.playbooks --write-schema"
+    assert committed == catalog_json_schema(), "run python -m bot.config.directory --write-schema"
     doc = yaml.safe_load((DEFAULT_PLAYBOOKS_DIR / CATALOG_FILE).read_text(encoding="utf-8"))
     errors = [e.message for e in jsonschema.Draft202012Validator(catalog_json_schema()).iter_errors(doc)]
     assert errors == []
@@ -219,7 +220,7 @@ def test_every_problem_is_reported_with_its_line(tmp_path: Path) -> None:
     with pytest.raises(PlaybookError) as info:
         load_catalog(tmp_path, load_playbooks(tmp_path).policy)
     assert len(info.value.problems) == len(rendered)
-    # `python -m bot.config.playbooks validate` (and `incidentbot playbooks validate`) list them.
+    # `python -m bot.config.directory validate` (and `incidentbot playbooks validate`) list them.
     assert main(["validate", str(tmp_path)]) == 1
 
 

@@ -10,7 +10,8 @@ import jsonschema
 import pytest
 import yaml
 
-from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, PlaybookError, load_playbooks, main, validate_dir
+from bot.config.directory import main, validate_dir
+from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, PlaybookError, load_playbooks
 from bot.core.actions import ActionName, ExecParams, ScaleParams
 from bot.core.catalog import CATALOG_FILES
 from bot.core.clusters import ClusterCatalog
@@ -57,7 +58,7 @@ def test_schema_files_are_up_to_date() -> None:
         ("policy.schema.json", policy_json_schema()),
     ):
         committed = json.loads((DEFAULT_PLAYBOOKS_DIR / name).read_text(encoding="utf-8"))
-        assert committed == schema, f"{name} is stale: run python -m bot.config.playbooks --write-schema"
+        assert committed == schema, f"{name} is stale: run python -m bot.config.directory --write-schema"
 
 
 def test_bundled_files_satisfy_the_json_schemas() -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, load_playbooks, validate_dir
+from bot.config.directory import validate_dir
+from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, load_playbooks
 from bot.core.actions import ActionName
 from bot.core.incident import Severity
 from bot.core.policy import (

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, load_playbooks, validate_dir
+from bot.config.directory import validate_dir
+from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, load_playbooks
 from bot.core.playbooks import Playbook
 from bot.tools.importer import import_playbooks, import_runbook, kubectl_proposal
 
