@@ -131,8 +131,8 @@ async def _postgres(dsn: str, stack: AsyncExitStack) -> tuple[asyncpg.Pool, asyn
     return pool, intake
 
 
-async def _redis(url: str, stack: AsyncExitStack) -> coordination.Coordination:
-    coord = coordination.Coordination(coordination.connect(url))
+async def _redis(url: str, replica: str | None, stack: AsyncExitStack) -> coordination.Coordination:
+    coord = coordination.Coordination(coordination.connect(url), replica)
     stack.push_async_callback(coord.aclose)
     try:
         await asyncio.wait_for(coord.ping(), CONNECT_TIMEOUT_S)
@@ -226,7 +226,7 @@ async def _open_clients(
 ) -> _Clients:
     # Both stores are checked before anything is changed or logged, so a bad start-up says
     # exactly one thing.
-    coord = await _redis(settings.redis_url.get_secret_value(), stack)
+    coord = await _redis(settings.redis_url.get_secret_value(), settings.replica_name, stack)
     pool, intake_pool = await _postgres(settings.database_url.get_secret_value(), stack)
     pager = build_pager(settings)
     if pager is not None:

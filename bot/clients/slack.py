@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -66,6 +67,11 @@ METHOD_TIERS: dict[str, tuple[float, int]] = {
 # chat.postMessage: about one per second per channel, short bursts tolerated.
 POST_PER_SECOND = 1.0 * RATE_MARGIN
 POST_BURST = 3
+# How far ahead a rate-limit token may be reserved. Reservations live in Redis, not in the
+# process: one killed with hundreds of calls queued would otherwise leave the shared bucket in
+# debt for as long as those calls would have taken, and the restarted process (or the other
+# replicas) would wait that long for a call nobody makes.
+RESERVE_HORIZON_S = 1.0
 
 
 # Message metadata marking a message the bot owns, with its key in the payload.
@@ -200,6 +206,12 @@ class Channel:
     created: float = 0.0  # unix seconds
 
 
+@dataclass(slots=True)
+class _Turn:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    users: int = 0
+
+
 class SlackChat:
     def __init__(
         self,
@@ -217,20 +229,42 @@ class SlackChat:
         # Awaited before every call: background calls give way to webhook intake (bot.flows.gate).
         self._pace = pace
         self._own_user_id: str | None = None
+        self._turns: dict[str, _Turn] = {}
 
     async def _throttle(self, method: str, channel: str | None) -> None:
         tier = METHOD_TIERS.get(method)
         if tier is not None:
             per_minute, burst = tier
-            wait = await self._coord.take_token("slack:" + method, per_minute * self._rate_scale / 60, burst)
-            if wait > 0:
-                await asyncio.sleep(wait)
+            await self._take("slack:" + method, per_minute * self._rate_scale / 60, burst)
         if method == "chat.postMessage" and channel:
-            wait = await self._coord.take_token(
-                "slack-post:" + channel, POST_PER_SECOND * self._rate_scale, POST_BURST
-            )
-            if wait > 0:
-                await asyncio.sleep(wait)
+            await self._take("slack-post:" + channel, POST_PER_SECOND * self._rate_scale, POST_BURST)
+
+    async def _take(self, bucket: str, rate_per_s: float, burst: int) -> None:
+        """Wait for one token of the shared bucket. The calls of this process queue here in
+        order, and only the first asks Redis (again when told to), so the bucket holds at most
+        RESERVE_HORIZON_S of this process's reservations however many calls are waiting."""
+        async with self._turn(bucket):
+            while True:
+                reservation = await self._coord.reserve_token(bucket, rate_per_s, burst, RESERVE_HORIZON_S)
+                if reservation.granted:
+                    break
+                await asyncio.sleep(reservation.wait_s)
+        if reservation.wait_s > 0:
+            await asyncio.sleep(reservation.wait_s)
+
+    @asynccontextmanager
+    async def _turn(self, bucket: str) -> AsyncIterator[None]:
+        turn = self._turns.get(bucket)
+        if turn is None:
+            turn = self._turns[bucket] = _Turn()
+        turn.users += 1
+        try:
+            async with turn.lock:
+                yield
+        finally:
+            turn.users -= 1
+            if turn.users == 0:
+                del self._turns[bucket]  # one per channel posted to: not kept once idle
 
     async def reserve(self, method: str, count: int) -> float:
         """Take `count` rate-limit tokens of `method` now (waiting as needed), for calls made
@@ -279,8 +313,8 @@ class SlackChat:
         data: dict[str, Any] = response.data if isinstance(response.data, dict) else {}
         return data
 
-    async def create_channel(self, name: str) -> Channel:
-        data = await self.call("conversations.create", name=name, is_private=False)
+    async def create_channel(self, name: str, *, prepaid: bool = False) -> Channel:
+        data = await self.call("conversations.create", name=name, is_private=False, prepaid=prepaid)
         return Channel(data["channel"]["id"], data["channel"]["name"])
 
     async def own_user_id(self) -> str:

@@ -268,6 +268,10 @@ class Publisher:
         inc = view.incident
         prefix = self.catalog.team(inc.team).channel_prefix
         wanted = channel_name(inc.created_at, inc.title, prefix=prefix)
+        # Slack's budget first, the claim after: a publisher killed while its channels wait for
+        # conversations.create holds claims only on the few it was about to create, not on
+        # every incident it had queued (a claim of a dead publisher blocks until it is stale).
+        await self.chat.reserve("conversations.create", 1)
         name = await self.store.claim_channel_creation(
             inc.id, self.owner, wanted, self.clock(), CHANNEL_CLAIM_STALE_S
         )
@@ -281,9 +285,9 @@ class Publisher:
             channel_name(inc.created_at, inc.title, str(inc.id), prefix=prefix),
             channel_name(inc.created_at, inc.title, f"{inc.id}-{secrets.token_hex(2)}", prefix=prefix),
         ]
-        for candidate in candidates:
+        for attempt, candidate in enumerate(candidates):
             try:
-                created = await self.chat.create_channel(candidate)
+                created = await self.chat.create_channel(candidate, prepaid=attempt == 0)
             except NameTakenError:
                 found = await self.chat.find_channel(candidate) if adopt and candidate == name else None
                 if found is None or not await self._ours(found, adopt):

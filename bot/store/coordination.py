@@ -16,6 +16,8 @@ from typing import Any, cast
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
+from bot.core.ports import Reservation
+
 PREFIX = "incidentbot:"
 LEASE_STOP_WAIT_S = 1.0
 
@@ -23,6 +25,20 @@ LEASE_STOP_WAIT_S = 1.0
 _RELEASE = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end
 return 0
+"""
+
+# Take a lock if it is free, or held by an earlier process of this replica (ARGV[3], the
+# replica's prefix, without this process's own prefix ARGV[4]): a replica name is held by one
+# running process at a time, so an earlier holder of the same name has died (kill -9, a
+# container restart in the same pod) and its locks need not lapse first.
+_TAKE = """
+local held = redis.call('get', KEYS[1])
+if held and not (ARGV[3] ~= '' and string.sub(held, 1, #ARGV[3]) == ARGV[3]
+                 and string.sub(held, 1, #ARGV[4]) ~= ARGV[4]) then
+  return 0
+end
+redis.call('set', KEYS[1], ARGV[1], 'px', ARGV[2])
+return 1
 """
 
 # Compare-and-extend: renew a lease only if we still own it.
@@ -33,6 +49,10 @@ return 0
 
 # Token bucket reservation: capacity ARGV[2], refill ARGV[1] tokens/s. Takes a token now or
 # reserves a future one (balance may go negative) and returns ms to wait before using it.
+# With a horizon ARGV[3] (ms, > 0) a token further out than that is not reserved: the answer
+# is then negative, minus the ms after which one would fall within the horizon. Reservations
+# outlive the process that made them, so without a horizon a replica killed while hundreds of
+# its calls were queued leaves the bucket in debt for as long as those calls would have taken.
 _BUCKET = """
 local t = redis.call('time')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -42,6 +62,10 @@ local state = redis.call('hmget', KEYS[1], 'tokens', 'ts')
 local tokens = tonumber(state[1]) or cap
 local ts = tonumber(state[2]) or now
 tokens = math.min(cap, tokens + (now - ts) * rate) - 1
+local horizon = tonumber(ARGV[3]) or 0
+if horizon > 0 and -tokens / rate > horizon then
+  return -math.max(1, math.ceil(-tokens / rate - horizon))
+end
 redis.call('hset', KEYS[1], 'tokens', tokens, 'ts', now)
 redis.call('pexpire', KEYS[1], math.ceil(cap / rate) + 60000)
 if tokens >= 0 then return 0 end
@@ -54,8 +78,15 @@ def connect(url: str) -> aioredis.Redis:
 
 
 class Coordination:
-    def __init__(self, client: aioredis.Redis) -> None:
+    def __init__(self, client: aioredis.Redis, replica: str | None = None) -> None:
+        """`replica`: this process's replica name, when it is stable across restarts and held
+        by one process at a time (a pod's name); locks an earlier process of the same name held
+        are then taken over at once."""
         self.client = client
+        # Lock values: "<replica>|<this process>|<random>", so a holder's successor knows them.
+        self._replica_prefix = f"{replica}|" if replica else ""
+        self._own_prefix = f"{self._replica_prefix}{secrets.token_hex(6)}|"
+        self._take = client.register_script(_TAKE)
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
         self._bucket = client.register_script(_BUCKET)
@@ -65,8 +96,10 @@ class Coordination:
 
     async def try_lock(self, name: str, ttl_ms: int) -> str | None:
         """Take a lock for at most ttl_ms; returns the owner token, or None if held."""
-        token = secrets.token_hex(8)
-        ok = await self.client.set(PREFIX + "lock:" + name, token, nx=True, px=ttl_ms)
+        token = self._own_prefix + secrets.token_hex(8)
+        ok = await self._take(
+            keys=[PREFIX + "lock:" + name], args=[token, ttl_ms, self._replica_prefix, self._own_prefix]
+        )
         return token if ok else None
 
     async def release(self, name: str, token: str) -> None:
@@ -109,6 +142,18 @@ class Coordination:
         """Token-bucket reservation shared by every replica; seconds to wait before the call."""
         wait_ms = await self._bucket(keys=[PREFIX + "rate:" + bucket], args=[rate_per_s, burst])
         return int(wait_ms) / 1000
+
+    async def reserve_token(
+        self, bucket: str, rate_per_s: float, burst: int, horizon_s: float
+    ) -> Reservation:
+        """A token usable within `horizon_s` (granted, seconds to wait), or none reserved
+        (refused, seconds after which to ask again): the bucket is never reserved further
+        ahead than the horizon, so a reserver that dies delays the others by at most that."""
+        horizon_ms = max(1, round(horizon_s * 1000))
+        answer = int(
+            await self._bucket(keys=[PREFIX + "rate:" + bucket], args=[rate_per_s, burst, horizon_ms])
+        )
+        return Reservation(answer >= 0, abs(answer) / 1000)
 
     async def first_time(self, key: str, ttl_s: int) -> bool:
         """True once per key within ttl_s (deduplication of deliveries and echoes)."""
