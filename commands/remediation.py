@@ -57,7 +57,7 @@ ACTION_USAGE: dict[ActionName, str] = {
 FREE_KEYS: dict[ActionName, str] = {ActionName.SET_ENV: "env", ActionName.EXEC: "args"}
 
 USAGE = (
-    "Usage: `/incident run <action> <namespace>/<name> [key=value ...]`, e.g. "
+    "Usage: `/incident run <action> <namespace>/<name> [key=value ...] [cluster=<name>]`, e.g. "
     "`/incident run scale api/search-api replicas=9`, "
     "`/incident run rollout_restart skillquest/skillquest-api`, `/incident run cordon worker-1`.\n"
     "Actions: " + ", ".join(f"`{a.value}`" for a in ActionName)
@@ -153,11 +153,14 @@ def _proposed_text(run: ActionRun) -> str:
 async def run_subcommand(flows: Flows, user_id: str, channel_id: str, args: list[str]) -> str:
     """`/incident run <action> <namespace>/<name> [k=v ...]`: propose an action ad hoc. The
     answer goes to the requester only, with the preview lines meant for them alone."""
-    action, params = parse_run_args(args)
+    # `cluster=<name>` chooses the cluster (else the one the incident's alerts name).
+    clusters = [a.partition("=")[2] for a in args[2:] if a.startswith("cluster=")]
+    if len(clusters) > 1 or (clusters and not clusters[0]):
+        raise UserError(f"Give `cluster=<name>` once.\n{USAGE}")
+    action, params = parse_run_args([a for a in args if not a.startswith("cluster=")])
     incident = await flows.incidents.find(channel_id=channel_id, ref=None)
-    proposal = await flows.proposer.propose_with_preview(
-        incident, action, params, Request(requested_by=user_id)
-    )
+    request = Request(requested_by=user_id, cluster=clusters[0] if clusters else None)
+    proposal = await flows.proposer.propose_with_preview(incident, action, params, request)
     if proposal.run is None:  # only playbook proposals are deduplicated
         raise UserError("This was already proposed.")
     text = _proposed_text(proposal.run)

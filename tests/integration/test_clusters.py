@@ -32,6 +32,7 @@ from tests.integration.test_remediation_policy import (
     Env,
     alert_body,
     click,
+    command,
     mutations,
     store,
     wait_message,
@@ -251,3 +252,35 @@ async def test_one_group_from_both_clusters_proposes_in_each(two: Clusters) -> N
             "skillforge-prod": 2,
         }
         assert dry_runs(two.dev) and dry_runs(two.prod)
+
+
+async def test_an_ad_hoc_run_names_its_cluster_and_an_unknown_one_is_refused(two: Clusters) -> None:
+    """`/incident run ... cluster=<name>` acts on the named cluster under its rule; a name that is
+    not configured is refused with nothing stored and no request to either cluster."""
+    env = two.env
+    async with running_bot(two.settings()) as bot:
+        channel = await alert_channel(two, bot, {**ALERT, "cluster": "skillforge-dev"}, "adhoc")
+        await rollback_proposal(two, bot, channel)  # the playbook's own proposal, on dev
+        incident = await bot.parts.store.incident_by_channel(channel)
+        assert incident is not None
+        before_runs = {r.id for r in await store(bot).for_incident(incident.id)}
+        dev_seen, prod_seen = len(two.dev.requests), len(two.prod.requests)
+
+        refused = await command(
+            env, bot, "U_ALICE", "run rollout_restart api/search-api cluster=skillforge-qa", channel
+        )
+        assert "`skillforge-qa` is not one of the configured clusters" in refused
+        assert {r.id for r in await store(bot).for_incident(incident.id)} == before_runs
+        assert (len(two.dev.requests), len(two.prod.requests)) == (dev_seen, prod_seen)
+        usage = await command(env, bot, "U_ALICE", "run rollout_restart api/search-api cluster=", channel)
+        assert "Give `cluster=<name>` once" in usage
+
+        # Positive control: the incident's alert is dev's, the run asks for prod: prod's rule.
+        answer = await command(
+            env, bot, "U_ALICE", "run rollout_undo api/search-api cluster=skillforge-prod", channel
+        )
+        assert "Proposed" in answer and "2 approval(s) needed" in answer
+        [run] = [r for r in await store(bot).for_incident(incident.id) if r.id not in before_runs]
+        assert run.cluster == "skillforge-prod"
+        assert len(two.dev.requests) == dev_seen  # previewed on prod only
+        assert len(two.prod.requests) > prod_seen

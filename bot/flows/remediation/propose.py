@@ -21,6 +21,7 @@ from bot.clients.kubernetes.results import Preview
 from bot.clients.slack import SlackChat
 from bot.core.actions import PARAMS_BY_ACTION, ActionName, ActionParams, ExecParams, ScaleParams, target_of
 from bot.core.blockkit import escape
+from bot.core.clusters import UnknownClusterError
 from bot.core.errors import IntegrationError, UserError
 from bot.core.incident import Incident, IncidentStatus
 from bot.core.playbooks import Playbook, Remediation
@@ -155,7 +156,14 @@ class Proposer:
         """The cluster to act on: the one given (an undo: its run's), else the one the alert's
         labels name, else (ad hoc) the one every alert of the incident names."""
         if request.cluster is not None:
-            return request.cluster or self.clusters.catalog.default_name
+            named = request.cluster or self.clusters.catalog.default_name
+            if named not in self.clusters.catalog.names:
+                listed = ", ".join(f"`{n}`" for n in self.clusters.catalog.names)
+                raise UnknownClusterError(
+                    f"`{escape(named[:63])}` is not one of the configured clusters ({listed}); "
+                    "nothing is run against any cluster"
+                )
+            return named
         if request.labels is not None:
             return self.clusters.select(request.labels)
         loaded = await self.incidents.load_view(incident.id)
