@@ -36,8 +36,10 @@ from bot.clients.kubernetes.cluster import KubernetesCluster
 from bot.clients.pagerduty import PagerDutyClient
 from bot.clients.prometheus import PrometheusMetrics
 from bot.clients.slack import SlackChat, build_client
+from bot.config.catalog import load_catalog
 from bot.config.playbooks import PlaybookError, load_playbooks
 from bot.config.settings import Settings
+from bot.core.catalog import Catalog
 from bot.core.errors import ConfigError
 from bot.core.playbooks import PlaybookSet
 from bot.core.ports import Clock
@@ -65,6 +67,7 @@ from bot.flows.remediation.propose import Proposer
 from bot.flows.remediation.verify import Verifier
 from bot.flows.silences import SilenceFlow
 from bot.flows.supervisor import Supervisor
+from bot.flows.teams import TeamChannels
 from bot.flows.timers import Timers
 from bot.obs import logs
 from bot.obs.metrics import Metrics
@@ -137,10 +140,12 @@ async def _redis(url: str, stack: AsyncExitStack) -> coordination.Coordination:
     return coord
 
 
-def load_playbook_set(settings: Settings) -> PlaybookSet:
-    """Load and validate playbooks and policy; every problem is listed, start-up stops."""
+def load_playbook_set(settings: Settings) -> tuple[PlaybookSet, Catalog]:
+    """Load and validate playbooks, policy and the service catalog; every problem is listed,
+    start-up stops."""
     try:
-        return load_playbooks(settings.playbooks_dir)
+        playbooks = load_playbooks(settings.playbooks_dir)
+        return playbooks, load_catalog(settings.playbooks_dir, playbooks.policy)
     except PlaybookError as exc:
         lines = "\n".join(str(p) for p in exc.problems)
         raise ConfigError(f"invalid playbooks in {settings.playbooks_dir}:\n{lines}") from None
@@ -303,7 +308,7 @@ def _owner(settings: Settings, store: PostgresStore) -> str:
 
 async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> BotServer:
     """Build every part; resources opened are closed by `stack` (in reverse order)."""
-    playbooks = load_playbook_set(settings)
+    playbooks, catalog = load_playbook_set(settings)
     policy = playbooks.policy
     metrics = Metrics()
     outages = Outages(metrics)
@@ -400,6 +405,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         lease_seconds=settings.claim_lease_seconds,
     )
     oncall = OnCallInviter(c.pager, c.chat, lifecycle, c.coord, clock)
+    teams = TeamChannels(catalog, c.chat, incident_channel=settings.incident_channel)
     publisher = Publisher(
         store,
         c.chat,
@@ -408,7 +414,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         metrics,
         supervisor,
         clock,
-        incident_channel=settings.incident_channel,
+        teams=teams,
         owner=owner,
         gate=gate,
         outages=outages,
@@ -448,12 +454,21 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         clock,
         publish,
         decisions.expire_for_incident,
+        teams=teams,
     )
     inbound = PagerDutyInbound(
         store, lifecycle, incidents, timers, oncall, c.coord, metrics, policy, clock, publish
     )
     pipeline = Pipeline(
-        inbox, playbooks, metrics, clock, publish, pagerduty=inbound.apply, gate=gate, outages=outages
+        inbox,
+        playbooks,
+        metrics,
+        clock,
+        publish,
+        pagerduty=inbound.apply,
+        gate=gate,
+        outages=outages,
+        catalog=catalog,
     )
 
     flows = Flows(

@@ -34,13 +34,22 @@ async def _help(flows: Flows, inv: Invocation) -> Reply:
     return Reply(help_text())
 
 
+def _team_arg(arg: str) -> str | None:
+    """The value of a `team=<name>` argument, None for any other argument."""
+    key, sep, value = arg.partition("=")
+    return value if sep and key.lower() == "team" else None
+
+
 async def _open(flows: Flows, inv: Invocation) -> Reply:
-    usage = 'Usage: `/incident open "title" [sev=P1..P4]`'
+    usage = 'Usage: `/incident open "title" [sev=P1..P4] [team=<name>]`'
     severity = Severity.P3
+    team: str | None = None
     words: list[str] = []
     for arg in inv.args:
         if arg.lower().startswith("sev="):
             severity = parse_severity(arg)
+        elif _team_arg(arg) is not None:
+            team = _team_arg(arg)
         else:
             words.append(arg)
     title = " ".join(words).strip()
@@ -49,7 +58,8 @@ async def _open(flows: Flows, inv: Invocation) -> Reply:
     if len(title) > MAX_TITLE:
         raise UserError(f"The title is too long ({len(title)} characters, at most {MAX_TITLE}).")
     await flows.authorize.require(Permission.DECLARE, inv.user_id)
-    incident = await flows.incidents.open(title, severity, inv.user_id)
+    route = await flows.incidents.declared_route(team, inv.channel_id)
+    incident = await flows.incidents.open(title, severity, inv.user_id, route)
     return Reply(
         f"🚨 <@{inv.user_id}> declared incident {incident.ref} [{severity}] {kit.inline(title)} —"
         " the channel is being created and you are its commander.",
@@ -135,21 +145,33 @@ async def _reopen(flows: Flows, inv: Invocation) -> Reply:
 
 
 async def _list(flows: Flows, inv: Invocation) -> Reply:
-    if inv.args:
-        raise UserError("Usage: `/incident list`")
-    open_incidents = await flows.incidents.list_open()
+    team = _team_arg(inv.args[0]) if len(inv.args) == 1 else None
+    if inv.args and not team:
+        raise UserError("Usage: `/incident list [team=<name>]`")
+    open_incidents = await flows.incidents.list_open(team)
     if not open_incidents:
-        return Reply("No open incidents. 🎉")
+        return Reply(
+            f"No open incidents of team `{kit.inline(team, 40)}`. 🎉" if team else "No open incidents. 🎉"
+        )
     now = flows.clock()
     lines = []
     for inc in open_incidents:
         where = f"<#{inc.channel_id}>" if inc.channel_id else "(channel pending)"
         commander = f"<@{inc.commander}>" if inc.commander else "no commander"
+        team_title = kit.inline(flows.incidents.catalog.team_title(inc.team), 60)
         lines.append(
             f"• {inc.ref} {kit.inline(title_line(inc))} — {inc.status.value}, "
-            f"{age(inc.created_at, now)} old, {commander}, {where}"
+            f"{age(inc.created_at, now)} old, {commander}, {team_title}, {where}"
         )
     return Reply(kit.clip("*Open incidents*\n" + "\n".join(lines), kit.MAX_SECTION_TEXT))
+
+
+async def _team(flows: Flows, inv: Invocation) -> Reply:
+    ref, rest = ref_and_rest(inv)
+    if len(rest) != 1:
+        raise UserError("Usage: `/incident team <name>` (the teams of the service catalog)")
+    incident = await authorized_incident(flows, inv, ref, Permission.TEAM)
+    return Reply(await flows.incidents.set_team(incident, rest[0], inv.user_id), in_channel=True)
 
 
 async def _timeline(flows: Flows, inv: Invocation) -> Reply:
@@ -194,7 +216,10 @@ async def _postmortem(flows: Flows, inv: Invocation) -> Reply:
 
 SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand(
-        "open", '/incident open "title" [sev=P1..P4]', "declare an incident; you become commander", _open
+        "open",
+        '/incident open "title" [sev=P1..P4] [team=<name>]',
+        "declare an incident; you become commander (team: named, else the channel's team)",
+        _open,
     ),
     Subcommand("ack", "/incident ack [#id]", "acknowledge the incident", _ack),
     Subcommand("status", "/incident status <text>", "post a status update (also in #incident)", _status),
@@ -204,7 +229,10 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     ),
     Subcommand("resolve", "/incident resolve [summary]", "resolve (asks first while alerts fire)", _resolve),
     Subcommand("reopen", "/incident reopen [#id]", "reopen a resolved incident", _reopen),
-    Subcommand("list", "/incident list", "open incidents with age, severity and commander", _list),
+    Subcommand(
+        "list", "/incident list [team=<name>]", "open incidents with age, severity and commander", _list
+    ),
+    Subcommand("team", "/incident team <name>", "give the incident to another team of the catalog", _team),
     Subcommand("timeline", "/incident timeline [#id]", "the incident's timeline", _timeline),
     Subcommand(
         "silence",

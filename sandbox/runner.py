@@ -28,6 +28,7 @@ import yaml
 
 from bot.app import BotServer, build
 from bot.config.settings import BUNDLED_PLAYBOOKS, Settings, sandbox_environment
+from bot.core.catalog import CATALOG_FILE, Catalog
 from bot.core.errors import ConfigError
 from bot.obs import logs
 from bot.tools.testalert import build_payload
@@ -79,6 +80,22 @@ def sandbox_playbooks(base: Path) -> Path:
         encoding="utf-8",
     )
     return target
+
+
+def team_channels(playbooks: Path) -> list[str]:
+    """The teams' notification channels of the service catalog: the sandbox workspace has them,
+    as a real workspace would (the bot is a member)."""
+    path = playbooks / CATALOG_FILE
+    if not path.exists():
+        return []
+    catalog = Catalog.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+    return sorted({team.channel for team in catalog.teams.values() if team.channel})
+
+
+def notifications(slack: SlackSandbox) -> int:
+    """Incident notifications posted so far in INCIDENT_CHANNEL and the teams' channels."""
+    names = ["incident", *team_channels(BUNDLED_PLAYBOOKS)]
+    return sum(len(slack.messages(c.id)) for n in names if (c := slack.channel_by_name(n)) is not None)
 
 
 class ConversationPrinter:
@@ -225,6 +242,9 @@ async def sandbox_stack(
             stack.callback(rd.stop)
             values_env["redis_url"] = rd.url
         slack = SlackSandbox(incident_channel="incident")
+        humans = [u.id for u in slack.users.values() if not u.is_bot]
+        for name in team_channels(BUNDLED_PLAYBOOKS):
+            slack.add_channel(name, members=humans, bot_member=True)
         await slack.start()
         stack.push_async_callback(slack.stop)
         kube = KubeSandbox()
@@ -319,7 +339,7 @@ async def _play(sb: SandboxStack, demo: bool, exit_after_demo: bool) -> None:
         await slack.wait_for(
             lambda s: (
                 len([c for c in s.channels.values() if c.name.startswith("inc-")]) >= len(DEMO_ALERTS)
-                and len(s.messages(s.incident_channel.id if s.incident_channel else "")) >= len(DEMO_ALERTS)
+                and notifications(s) >= len(DEMO_ALERTS)
             ),
             timeout=60,
         )

@@ -22,6 +22,7 @@ from pydantic import (
 
 from bot.config.settings import BUNDLED_PLAYBOOKS
 from bot.core.actions import PARAMS_BY_ACTION, ActionName
+from bot.core.catalog import CATALOG_FILES, CATALOG_SCHEMA_FILE, catalog_json_schema
 from bot.core.errors import ConfigError
 from bot.core.playbooks import (
     Path_,
@@ -54,7 +55,11 @@ def _schema_text(schema: dict[str, Any]) -> str:
 
 def write_schemas(directory: Path = DEFAULT_PLAYBOOKS_DIR) -> list[Path]:
     written = []
-    for name, schema in ((SCHEMA_FILE, playbook_json_schema()), (POLICY_SCHEMA_FILE, policy_json_schema())):
+    for name, schema in (
+        (SCHEMA_FILE, playbook_json_schema()),
+        (POLICY_SCHEMA_FILE, policy_json_schema()),
+        (CATALOG_SCHEMA_FILE, catalog_json_schema()),
+    ):
         path = directory / name
         path.write_text(_schema_text(schema), encoding="utf-8")
         written.append(path)
@@ -354,7 +359,9 @@ def _playbook_files(directory: Path) -> list[Path]:
     return sorted(
         p
         for p in directory.iterdir()
-        if p.is_file() and p.suffix in (".yaml", ".yml") and p.name not in (POLICY_FILE, "policy.yml")
+        if p.is_file()
+        and p.suffix in (".yaml", ".yml")
+        and p.name not in (POLICY_FILE, "policy.yml", *CATALOG_FILES)
     )
 
 
@@ -444,8 +451,12 @@ def _load(directory: Path) -> tuple[PlaybookSet, list[Problem]]:
 
 
 def validate_dir(directory: Path | str = DEFAULT_PLAYBOOKS_DIR) -> list[Problem]:
-    """Every problem in a playbook directory (playbooks and policy.yaml); empty when valid."""
-    return _load(Path(directory))[1]
+    """Every problem in a playbook directory (playbooks, policy.yaml and the service catalog);
+    empty when valid."""
+    # The catalog loader reads YAML with this module's helpers: imported here, not at the top.
+    from bot.config.catalog import catalog_problems
+
+    return sorted(_load(Path(directory))[1] + catalog_problems(directory))
 
 
 def load_playbooks(directory: Path | str = DEFAULT_PLAYBOOKS_DIR) -> PlaybookSet:

@@ -85,6 +85,9 @@ class Incident:
     pagerduty_url: str | None = None
     archived_at: datetime | None = None
     version: int = 1
+    # The service catalog's team and service (bot.core.catalog); None: the default team.
+    team: str | None = None
+    service: str | None = None
 
     @property
     def ref(self) -> str:
@@ -107,6 +110,9 @@ class IncidentView:
     external_url: str | None = None
     grafana_url: str | None = None
     roles: tuple[tuple[Role, str], ...] = ()
+    # The catalog's names for the incident's team and service, filled in by the publisher.
+    team_title: str | None = None
+    service_title: str | None = None
 
     @property
     def firing(self) -> tuple[Alert, ...]:
@@ -173,8 +179,9 @@ def slugify(text: str, max_len: int) -> str:
     return slug[:max_len].rstrip("-") or "incident"
 
 
-def channel_name(created_at: datetime, title: str, suffix: str = "") -> str:
-    """`inc-<yyyymmdd>-<slug>[-suffix]`: always a valid Slack name of at most 80 characters."""
-    prefix = f"inc-{created_at:%Y%m%d}-"
+def channel_name(created_at: datetime, title: str, suffix: str = "", *, prefix: str = "inc") -> str:
+    """`<prefix>-<yyyymmdd>-<slug>[-suffix]` (the team's prefix, default `inc`): always a valid
+    Slack name of at most 80 characters."""
+    prefix = f"{prefix}-{created_at:%Y%m%d}-"
     tail = f"-{suffix}" if suffix else ""
     return prefix + slugify(title, 80 - len(prefix) - len(tail)) + tail

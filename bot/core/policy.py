@@ -397,6 +397,7 @@ class Permission(StrEnum):
     GRAPH = "graph"
     RUN = "run"
     INVESTIGATE = "investigate"
+    TEAM = "team"
 
 
 # Permissions that act beyond the incident (Alertmanager, Prometheus, the cluster, PagerDuty):
@@ -461,6 +462,9 @@ class LifecyclePolicy(_Model):
     run: list[RoleName] = _roles(description="propose a remediation ad hoc (/incident run); named roles only")
     investigate: list[RoleName] = _roles(
         CHANNEL_MEMBERS, description="post runbooks and checks, read the timeline, draft the postmortem"
+    )
+    team: list[RoleName] = _roles(
+        COMMANDER, description="give the incident to another team of the service catalog (/incident team)"
     )
 
     @field_validator("silence_max_minutes", mode="after")

@@ -39,6 +39,7 @@ DOING: dict[Permission, str] = {
     Permission.GRAPH: "graph ad hoc queries",
     Permission.RUN: "propose remediations ad hoc",
     Permission.INVESTIGATE: "post runbooks, read the timeline or draft the postmortem of incident {ref}",
+    Permission.TEAM: "give incident {ref} to another team",
 }
 _WHO: dict[str, str] = {
     EVERYONE: "anyone",

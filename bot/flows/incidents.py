@@ -15,7 +15,8 @@ from datetime import timedelta
 import asyncpg
 
 from bot.clients.slack import SlackChat
-from bot.core.blockkit import inline
+from bot.core.blockkit import escape, inline
+from bot.core.catalog import Route
 from bot.core.errors import UserError
 from bot.core.incident import (
     Incident,
@@ -31,6 +32,7 @@ from bot.core.postmortem import resolution_summary
 from bot.flows.pagerduty.outbound import Mirrored, PagerDutyMirror
 from bot.flows.silences import SilenceFlow
 from bot.flows.supervisor import Supervisor
+from bot.flows.teams import TeamChannels
 from bot.flows.timers import Timers
 from bot.obs import logs
 from bot.obs.metrics import Metrics
@@ -73,6 +75,8 @@ class IncidentFlows:
         clock: Clock,
         publish: Callable[[int], None],
         expire_remediations: Callable[[Incident, str], Awaitable[object]],
+        *,
+        teams: TeamChannels,
     ) -> None:
         self.store = store
         self.lifecycle = lifecycle
@@ -86,6 +90,8 @@ class IncidentFlows:
         self.publish = publish
         # Approvals die with their incident (bot.flows.remediation.decide).
         self.expire_remediations = expire_remediations
+        self.teams = teams
+        self.catalog = teams.catalog
 
     # ------------------------------------------------------------------ reads
 
@@ -99,7 +105,8 @@ class IncidentFlows:
                 found = await self.store.incident_by_channel(text[2:-1].split("|", 1)[0])
             elif text.lstrip("#").isdigit() and len(text) < 18:
                 found = await self.store.get_incident(int(text.lstrip("#")))
-            elif text.startswith("#inc-") or text.startswith("inc-"):
+            elif text.startswith("#") or text.startswith("inc-"):
+                # An incident channel's name: `inc-...` or a team's own prefix.
                 found = await self.store.incident_by_channel_name(text.lstrip("#"))
             if found is None:
                 raise UserError(f"No incident {inline(ref, 40)}. Use `/incident list` to see open incidents.")
@@ -155,8 +162,29 @@ class IncidentFlows:
             raise UserError(INVALID_BUTTON)
         return await self.resolve(offer.incident, user, offer.summary)
 
-    async def list_open(self) -> list[Incident]:
-        return await self.store.list_open()
+    async def list_open(self, team: str | None = None) -> list[Incident]:
+        """Open incidents; only the team's when named (the default team's include those
+        without a team)."""
+        if team is None:
+            return await self.store.list_open()
+        name = self.require_team(team)
+        teams: list[str | None] = [name, None] if name == self.catalog.default_team else [name]
+        return await self.store.list_open(teams=teams)
+
+    def require_team(self, name: str) -> str:
+        """A team of the catalog by name, or a UserError listing them."""
+        wanted = name.strip().lower().lstrip("@#")
+        if not self.catalog.knows(wanted):
+            known = ", ".join(f"`{n}`" for n in self.catalog.names())
+            raise UserError(f"No team {inline(name, 40)} in the service catalog. Teams: {known}.")
+        return wanted
+
+    async def declared_route(self, team: str | None, channel_id: str) -> Route:
+        """A declared incident's team: the one named, else the team whose notification channel
+        it is declared in, else the default team."""
+        if team is not None:
+            return Route(self.require_team(team))
+        return Route(await self.teams.team_of_channel(channel_id) or self.catalog.default_team)
 
     async def timeline(self, incident_id: int) -> list[TimelineEvent]:
         return await self.store.timeline(incident_id)
@@ -167,9 +195,10 @@ class IncidentFlows:
 
     # ------------------------------------------------------------------ changes
 
-    async def open(self, title: str, severity: Severity, user: str) -> Incident:
+    async def open(self, title: str, severity: Severity, user: str, route: Route | None = None) -> Incident:
         """A human-declared incident: same channel, cards and timeline as an alert-born one."""
         now = self.clock()
+        route = route or Route(self.catalog.default_team)
         async with self.store.transaction() as tx:
             incident, _ = await tx.create_incident(
                 group_key=f"human:{secrets.token_hex(8)}",
@@ -178,8 +207,16 @@ class IncidentFlows:
                 source=IncidentSource.HUMAN,
                 now=now,
                 commander=user,
+                team=route.team,
             )
-            await tx.add_event(incident.id, "opened", f"Declared by <@{user}>", at=now, actor=user)
+            await tx.add_event(
+                incident.id,
+                "opened",
+                f"Declared by <@{user}> (team {escape(self.catalog.route_text(route))})",
+                at=now,
+                actor=user,
+                data={"team": route.team},
+            )
             await tx.add_role(incident.id, Role.COMMANDER.value, user, now)
         self.metrics.incidents_opened.labels("human", severity.value).inc()
         await self.timers.schedule_open(incident)
@@ -205,6 +242,19 @@ class IncidentFlows:
         await self.timers.reschedule_for_severity(changed)
         self.publish(incident.id)
         return f"Severity of {incident.ref} is now {severity}."
+
+    async def set_team(self, incident: Incident, team: str, user: str) -> str:
+        """Give the incident to another team: its notification moves to that team's channel."""
+        name = self.require_team(team)
+        title = escape(self.catalog.team_title(name))
+        if self.catalog.team_name(incident.team) == name:
+            return f"Incident {incident.ref} already belongs to {title}."
+        before = escape(self.catalog.team_title(incident.team))
+        text = f"<@{user}> moved the incident from {before} to {title}"
+        if await self.lifecycle.set_team(incident.id, name, None, text, user, self.clock()) is None:
+            return f"Incident {incident.ref} already belongs to {title}."
+        self.publish(incident.id)
+        return f"Incident {incident.ref} now belongs to {title}."
 
     async def post_status(self, incident: Incident, text: str, user: str) -> str:
         _require_open(incident)

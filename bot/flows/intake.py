@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 
 from bot.core.blockkit import escape
+from bot.core.catalog import Catalog, Route
 from bot.core.incident import (
     Alert,
     AlertStatus,
@@ -72,8 +73,10 @@ class Pipeline:
         pagerduty: SourceHandler,
         gate: IntakeGate,
         outages: Outages,
+        catalog: Catalog | None = None,
     ) -> None:
         self.inbox = inbox
+        self.catalog = catalog if catalog is not None else Catalog()
         self.playbooks = playbooks
         self.policy = playbooks.policy
         self.metrics = metrics
@@ -88,6 +91,12 @@ class Pipeline:
 
     def severity(self, labels: dict[str, str]) -> Severity:
         return playbook_severity(self.playbooks, labels)
+
+    def route(self, firing: list[Alert]) -> Route:
+        """The incident's team and service, from its alerts' labels (bot.core.catalog)."""
+        return self.catalog.route_alerts(
+            (a.labels, self.policy.map_severity(a.labels.get("severity"))) for a in firing
+        )
 
     def group_key(self, payload: AMPayload) -> str:
         return playbook_group_key(self.playbooks, payload)
@@ -214,6 +223,7 @@ class Pipeline:
         self, tx: IntakeTx, key: str, payload: AMPayload, firing: list[Alert], now: datetime
     ) -> tuple[Incident, bool]:
         severity = highest_severity([self.severity(a.labels) for a in firing]) or Severity.P3
+        route = self.route(firing)
         incident, created = await tx.create_incident(
             group_key=key,
             title=incident_title(firing),
@@ -221,15 +231,17 @@ class Pipeline:
             source=IncidentSource.ALERTMANAGER,
             now=now,
             external_url=payload.external_url or None,
+            team=route.team,
+            service=route.service,
         )
         if created:
             names = ", ".join(sorted({a.name for a in firing}))
             await tx.add_event(
                 incident.id,
                 "opened",
-                f"Incident opened by Alertmanager: {escape(names)}",
+                f"Incident opened by Alertmanager: {escape(names)} (team {escape(self.catalog.route_text(route))})",
                 at=now,
-                data={"group_key": key, "alerts": len(firing)},
+                data={"group_key": key, "alerts": len(firing), "team": route.team, "service": route.service},
             )
             for kind, due_at, data in opening_timers(self.policy, incident, now):
                 await tx.schedule_timer(incident.id, kind, due_at, data)

@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.clients.slack import Channel, NameTakenError, SlackChat
+from bot.core.catalog import Catalog
 from bot.core.errors import IntegrationError
 from bot.core.incident import IncidentView, channel_name
 from bot.core.ports import Clock
@@ -27,6 +28,7 @@ from bot.flows.failures import dependency_of
 from bot.flows.gate import BACKGROUND, IntakeGate
 from bot.flows.owned_messages import OwnedMessages
 from bot.flows.supervisor import Supervisor
+from bot.flows.teams import TeamChannels
 from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.obs.outages import Outages
@@ -72,7 +74,7 @@ class Publisher:
         supervisor: Supervisor,
         clock: Clock,
         *,
-        incident_channel: str,
+        teams: TeamChannels,
         owner: str,
         gate: IntakeGate,
         outages: Outages,
@@ -87,7 +89,8 @@ class Publisher:
         self.metrics = metrics
         self.supervisor = supervisor
         self.clock = clock
-        self.incident_channel = incident_channel
+        self.teams = teams
+        self.catalog: Catalog = teams.catalog
         self.owner = owner
         self.grafana_url = grafana_url
         self.link_sources = link_sources
@@ -95,8 +98,6 @@ class Publisher:
         # Webhook intake goes first during a burst (bot.flows.gate).
         self.gate = gate
         self.outages = outages
-        self._incident_channel_id: str | None = None
-        self._channel_lookup = asyncio.Lock()
         self._dirty: set[int] = set()
         self._running: set[int] = set()
         self._last_run: dict[int, float] = {}
@@ -167,10 +168,20 @@ class Publisher:
             view, state = loaded
             started = time.monotonic()
             self._last_run[incident_id] = started
-            if not await self._sync(replace(view, grafana_url=self.grafana_url), state, prepaid):
+            if not await self._sync(self._complete(view), state, prepaid):
                 return
             await self.store.mark_published(incident_id, state.version, self.clock())
             self.metrics.publish_latency.observe(time.monotonic() - started)
+
+    def _complete(self, view: IncidentView) -> IncidentView:
+        """The view with what the store does not know: Grafana, the catalog's titles."""
+        inc = view.incident
+        return replace(
+            view,
+            grafana_url=self.grafana_url,
+            team_title=self.catalog.team_title(inc.team),
+            service_title=self.catalog.service_title(inc.team, inc.service),
+        )
 
     async def _load_if_behind(self, incident_id: int) -> tuple[IncidentView, PublishState] | None:
         """The stored view when Slack is behind it (or has announcements to post), else None."""
@@ -215,15 +226,7 @@ class Publisher:
         # in #incident (which is paced with every other incident's).
         for hook in self.after_publish:
             self.supervisor.spawn(self._run_hook(hook, view), name=f"enrich-{inc.id}")
-        note = cards.notification(view, now)
-        if state.notification_ts is None or state.notification_channel_id is None:
-            target = await self._notification_channel()
-            ts = await self.owned.post(target, note, f"notification:{inc.id}")
-            await self.store.set_notification(inc.id, target, ts)
-        else:
-            await self.chat.update(
-                state.notification_channel_id, state.notification_ts, note, prepaid=prepaid > 0
-            )
+        await self._notify(view, state, now, prepaid)
         for event_id, event in await self.store.unannounced_events(inc.id):
             ts = await self.owned.post(channel_id, cards.announcement(event), f"event:{event_id}")
             await self.store.mark_announced(event_id, ts)
@@ -233,11 +236,23 @@ class Publisher:
         if await hook(view):
             self.request(view.incident.id)
 
-    async def _notification_channel(self) -> str:
-        async with self._channel_lookup:
-            if self._incident_channel_id is None:
-                self._incident_channel_id = await self.chat.resolve_channel_id(self.incident_channel)
-            return self._incident_channel_id
+    async def _notify(self, view: IncidentView, state: PublishState, now: datetime, prepaid: int) -> None:
+        """Post or update the notification in the team's channel. After `/incident team` moved
+        the incident, the old notification is updated one last time (it names the new team) and
+        a new one is posted in the new team's channel."""
+        inc = view.incident
+        note = cards.notification(view, now)
+        target = await self.teams.notification_channel(inc.team)
+        if state.notification_ts is not None and state.notification_channel_id is not None:
+            await self.chat.update(
+                state.notification_channel_id, state.notification_ts, note, prepaid=prepaid > 0
+            )
+            if state.notification_channel_id == target:
+                return
+        # The first notification keeps its historical key; a moved one is keyed by its channel.
+        key = f"notification:{inc.id}" if state.notification_ts is None else f"notification:{inc.id}:{target}"
+        ts = await self.owned.post(target, note, key)
+        await self.store.set_notification(inc.id, target, ts)
 
     async def _ours(self, found: Channel, claimed_at: datetime | None) -> bool:
         """Whether an existing channel with the claimed name is the one an earlier publisher of
@@ -251,7 +266,8 @@ class Publisher:
 
     async def _ensure_channel(self, view: IncidentView, state: PublishState) -> tuple[str, str] | None:
         inc = view.incident
-        wanted = channel_name(inc.created_at, inc.title)
+        prefix = self.catalog.team(inc.team).channel_prefix
+        wanted = channel_name(inc.created_at, inc.title, prefix=prefix)
         name = await self.store.claim_channel_creation(
             inc.id, self.owner, wanted, self.clock(), CHANNEL_CLAIM_STALE_S
         )
@@ -262,8 +278,8 @@ class Publisher:
         adopt = state.channel_claimed_at if state.channel_claimed_by is not None else None
         candidates = [
             name,
-            channel_name(inc.created_at, inc.title, str(inc.id)),
-            channel_name(inc.created_at, inc.title, f"{inc.id}-{secrets.token_hex(2)}"),
+            channel_name(inc.created_at, inc.title, str(inc.id), prefix=prefix),
+            channel_name(inc.created_at, inc.title, f"{inc.id}-{secrets.token_hex(2)}", prefix=prefix),
         ]
         for candidate in candidates:
             try:

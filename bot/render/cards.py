@@ -90,6 +90,11 @@ def _status_fields(view: IncidentView, now: datetime) -> list[str]:
         f"*Opened*\n{when(inc.created_at)} ({age(inc.created_at, now)} ago)",
         f"*Alerts*\n{_counts(view)}",
     ]
+    if view.team_title:
+        team = inline(view.team_title, 100)
+        fields.append(
+            f"*Team*\n{team} · {inline(view.service_title, 100)}" if view.service_title else f"*Team*\n{team}"
+        )
     if inc.acknowledged_by:
         fields.append(f"*Acknowledged by*\n{mention(inc.acknowledged_by)}")
     if inc.resolved_by:
@@ -220,6 +225,8 @@ def notification(view: IncidentView, now: datetime) -> Message:
         text += f"\n_Latest:_ {inline(inc.last_status_update, 500)}"
     blocks: list[Block] = [section(text)]
     details = [f"Incident {inc.ref}", f"opened {age(inc.created_at, now)} ago"]
+    if view.team_title:
+        details.append(f"team {inline(view.team_title, 100)}")
     if inc.acknowledged_by:
         details.append(f"acknowledged by {mention(inc.acknowledged_by)}")
     if inc.commander:

@@ -83,6 +83,8 @@ def _incident(row: Record) -> Incident:
         pagerduty_url=row["pagerduty_url"],
         archived_at=row["archived_at"],
         version=row["version"],
+        team=row["team"],
+        service=row["service"],
     )
 
 
@@ -125,6 +127,8 @@ class IntakeTx:
         now: datetime,
         external_url: str | None = None,
         commander: str | None = None,
+        team: str | None = None,
+        service: str | None = None,
     ) -> tuple[Incident, bool]:
         """Open an incident for the key, or return the one already open: (incident, created).
 
@@ -134,8 +138,8 @@ class IntakeTx:
         row = await self.conn.fetchrow(
             """
             INSERT INTO incidents (group_key, status, severity, title, source, created_at,
-                                   external_url, commander)
-            VALUES ($1, 'triggered', $2, $3, $4, $5, $6, $7)
+                                   external_url, commander, team, service)
+            VALUES ($1, 'triggered', $2, $3, $4, $5, $6, $7, $8, $9)
             ON CONFLICT (group_key, open_marker) DO NOTHING
             RETURNING *
             """,
@@ -146,6 +150,8 @@ class IntakeTx:
             now,
             external_url,
             commander,
+            team,
+            service,
         )
         if row is not None:
             return _incident(row), True
@@ -381,10 +387,23 @@ class PostgresStore:
         )
         return view, state
 
-    async def list_open(self, limit: int = 50) -> list[Incident]:
+    async def list_open(
+        self, limit: int = 50, *, teams: Sequence[str | None] | None = None
+    ) -> list[Incident]:
+        """Open incidents, most severe first; only those of `teams` when given (None in it: the
+        incidents without a team, which belong to the catalog's default team)."""
+        if teams is None:
+            rows = await self.pool.fetch(
+                "SELECT * FROM incidents WHERE open_marker ORDER BY substr(severity, 2)::int, id LIMIT $1",
+                limit,
+            )
+            return [_incident(r) for r in rows]
         rows = await self.pool.fetch(
-            "SELECT * FROM incidents WHERE open_marker ORDER BY substr(severity, 2)::int, id LIMIT $1",
+            "SELECT * FROM incidents WHERE open_marker AND (team = ANY($2::text[]) OR (team IS NULL AND $3))"
+            " ORDER BY substr(severity, 2)::int, id LIMIT $1",
             limit,
+            [t for t in teams if t is not None],
+            None in teams,
         )
         return [_incident(r) for r in rows]
 

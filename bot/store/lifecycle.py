@@ -142,6 +142,22 @@ class LifecycleStore:
             data=who.data,
         )
 
+    async def set_team(
+        self, incident_id: int, team: str, service: str | None, text: str, actor: str, now: datetime
+    ) -> Incident | None:
+        """Move the incident to another team of the catalog (None: it is there already);
+        `text` is the timeline's (and the channel's) account of it."""
+        return await self._change(
+            "UPDATE incidents SET team = $2, service = $3 WHERE id = $1 AND team IS DISTINCT FROM $2"
+            " RETURNING *",
+            (incident_id, team, service),
+            event=("team_changed", text),
+            actor=actor,
+            now=now,
+            announce=True,
+            data={"team": team},
+        )
+
     async def post_status(self, incident_id: int, text: str, actor: str, now: datetime) -> Incident | None:
         return await self._change(
             "UPDATE incidents SET last_status_update = $2, status_updated_at = $3 WHERE id = $1 RETURNING *",
