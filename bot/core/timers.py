@@ -30,27 +30,49 @@ def escalation_levels(
     return list(catalog.team(incident.team).escalation)
 
 
-def level_plan(incident: Incident, levels: list[EscalationLevel], number: int) -> TimerPlan | None:
-    """The timer engaging level `number` (1-based), due its delay after the incident opened."""
+def level_plan(levels: list[EscalationLevel], number: int, since: datetime) -> TimerPlan | None:
+    """The timer engaging level `number` (1-based), due its delay after `since` (the incident's
+    open, or its reopen: the delays count from when it last needed someone)."""
     if not 1 <= number <= len(levels):
         return None
     level = levels[number - 1]
-    return (LEVEL_TIMER, incident.created_at + timedelta(minutes=level.after_minutes), {"level": number})
+    return (
+        LEVEL_TIMER,
+        since + timedelta(minutes=level.after_minutes),
+        {"level": number, "since": since.isoformat()},
+    )
+
+
+def level_since(data: dict[str, Any], incident: Incident) -> datetime:
+    """When a level timer's delays count from (stored with it; the open for older timers)."""
+    raw = data.get("since")
+    try:
+        return datetime.fromisoformat(raw) if isinstance(raw, str) else incident.created_at
+    except ValueError:
+        return incident.created_at
 
 
 def opening_timers(
-    policy: Policy, incident: Incident, now: datetime, catalog: Catalog | None = None
+    policy: Policy,
+    incident: Incident,
+    now: datetime,
+    catalog: Catalog | None = None,
+    *,
+    since: datetime | None = None,
+    after_level: int = 0,
 ) -> list[TimerPlan]:
-    """While unacknowledged: the team's first escalation level, or (a team without levels) the
+    """While unacknowledged: the team's next escalation level (after `after_level`, already
+    engaged; delays from `since`, default the open), or (a team without levels) the
     acknowledgement reminder from the incident's start; and the update cadence."""
     catalog = catalog or Catalog()
     response = response_for(policy, catalog, incident.team, incident.severity)
     plans: list[TimerPlan] = []
     if incident.status is IncidentStatus.TRIGGERED:
-        first = level_plan(incident, escalation_levels(catalog, incident, response), 1)
+        levels = escalation_levels(catalog, incident, response)
+        first = level_plan(levels, after_level + 1, since or incident.created_at)
         if first is not None:
             plans.append(first)
-        else:
+        elif not levels:
             plans.append(
                 (
                     "ack_reminder",

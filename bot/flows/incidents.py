@@ -304,7 +304,7 @@ class IncidentFlows:
         if reopened is None:
             return f"Incident {incident.ref} is not resolved."
         await self.lifecycle.cancel_timers(incident.id)
-        await self.timers.schedule_open(reopened)
+        await self.timers.schedule_open(reopened, restart=True)
         self.publish(incident.id)
         return f"Incident {incident.ref} reopened by <@{user}>."
 

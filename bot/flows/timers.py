@@ -23,7 +23,14 @@ from bot.core.errors import IntegrationError
 from bot.core.incident import Incident, IncidentStatus, Severity
 from bot.core.policy import Policy, SeverityPolicy
 from bot.core.ports import Clock
-from bot.core.timers import LEVEL_TIMER, escalation_levels, level_plan, opening_timers, response_for
+from bot.core.timers import (
+    LEVEL_TIMER,
+    escalation_levels,
+    level_plan,
+    level_since,
+    opening_timers,
+    response_for,
+)
 from bot.flows.leases import heartbeat
 from bot.flows.owned_messages import OwnedMessages
 from bot.flows.responders import Found, Responders
@@ -103,8 +110,17 @@ class Timers:
 
     # ------------------------------------------------------------------ scheduling
 
-    async def schedule_open(self, incident: Incident) -> None:
-        for kind, due_at, data in opening_timers(self.policy, incident, self.clock(), self.catalog):
+    async def schedule_open(self, incident: Incident, *, restart: bool = False) -> None:
+        """The opening timers; `restart` (a reopen): escalation starts again from now."""
+        now = self.clock()
+        since: datetime | None = now
+        after = 0
+        if not restart:
+            # A severity change continues the escalation where it stands.
+            stored, after = await self.lifecycle.escalation_progress(incident.id)
+            since = level_since({"since": stored}, incident)
+        plans = opening_timers(self.policy, incident, now, self.catalog, since=since, after_level=after)
+        for kind, due_at, data in plans:
             await self.lifecycle.schedule(incident.id, kind, due_at, data, replace=True)
 
     def _response(self, incident: Incident) -> SeverityPolicy:
@@ -206,7 +222,7 @@ class Timers:
             case "escalation_level":
                 if incident.status is not IncidentStatus.TRIGGERED:
                     return Fired("already acknowledged")
-                return await self._escalate_level(incident, int(timer.data.get("level", 0)))
+                return await self._escalate_level(incident, timer)
             case "update_reminder":
                 return self._update_reminder(incident, int(timer.data.get("every", 0)))
             case "postmortem_report" | "postmortem_review":
@@ -269,10 +285,12 @@ class Timers:
         )
         return True
 
-    async def _escalate_level(self, incident: Incident, number: int) -> Fired:
+    async def _escalate_level(self, incident: Incident, timer: Timer) -> Fired:
         """Engage a team's escalation level: its contacts mentioned and invited, a page where
         the level names a PagerDuty policy, the step on the timeline and (a level with a delay)
         in the team's channel (an owned message, once); the next level follows at its delay."""
+        number = int(timer.data.get("level", 0))
+        since = level_since(timer.data, incident)
         levels = escalation_levels(self.catalog, incident, self._response(incident))
         if self.escalation is None or not 1 <= number <= len(levels):
             return Fired("no such level")
@@ -287,7 +305,7 @@ class Timers:
             # The first responders, engaged on open: announced with the incident already.
             head = f"📣 Level {number}{name} engaged."
         else:
-            minutes = int((self.clock() - incident.created_at).total_seconds() // 60)
+            minutes = int((self.clock() - since).total_seconds() // 60)
             head = f"🚨 Escalation level {number}{name}: not acknowledged after {minutes} min."
             await self._tell_team(
                 incident, number, f"{head} <#{incident.channel_id}>" if incident.channel_id else head, found
@@ -296,7 +314,7 @@ class Timers:
         return Fired(
             "escalated",
             TimerEvent("escalated", text),
-            _spec(level_plan(incident, levels, number + 1)),
+            _spec(level_plan(levels, number + 1, since)),
         )
 
     async def _page_level(self, incident: Incident, number: int, policy: str, found: Found) -> None:

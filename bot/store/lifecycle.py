@@ -360,6 +360,19 @@ class LifecycleStore:
         async with self.pool.acquire() as conn, conn.transaction():
             await _schedule(conn, incident_id, TimerSpec(kind, due_at, data or {}), replace=replace)
 
+    async def escalation_progress(self, incident_id: int) -> tuple[str | None, int]:
+        """Where the incident's team escalation stands: when its latest run of levels counts
+        from (as stored with its timers; None: no level timer yet) and the highest level of
+        that run engaged (0: none)."""
+        row = await self.pool.fetchrow(
+            "SELECT data->>'since' AS since,"
+            " coalesce(max((data->>'level')::int) FILTER (WHERE outcome = 'escalated'), 0) AS level"
+            " FROM timers WHERE incident_id = $1 AND kind = 'escalation_level'"
+            " GROUP BY data->>'since' ORDER BY max(id) DESC LIMIT 1",
+            incident_id,
+        )
+        return (None, 0) if row is None else (row["since"], int(row["level"]))
+
     async def cancel_timers(self, incident_id: int, kinds: list[str] | None = None) -> None:
         if kinds is None:
             await self.pool.execute(

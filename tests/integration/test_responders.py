@@ -264,6 +264,15 @@ async def test_an_unacknowledged_incident_climbs_the_teams_levels_until_acknowle
         await slack.wait_for(said(team.id, "Escalation level 2 (Secondary SRE)"))
         assert any("Escalation level 2" in t and "<@U_SECOND>" in t for t in texts(slack, team.id))
         assert pd.events == []  # levels 1 and 2 name no PagerDuty policy
+        # A severity change continues where the escalation stands: level 3 next, level 1 not again.
+        driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
+        await driver.slash_command("/incident", "sev P2", user_id="U_ALICE", channel_id=channel.id)
+        await slack.wait_for(lambda s: any("is now P2" in r.text for r in s.responses))
+        pending = await rows(
+            database_dsn,
+            "SELECT data->>'level' AS level FROM timers WHERE done_at IS NULL AND kind = 'escalation_level'",
+        )
+        assert [r["level"] for r in pending] == ["3"]
         # Level 3 pages through PagerDuty and brings the managers in.
         clock.advance(minutes=1)
         await fired(database_dsn, 3, "escalated")
