@@ -335,3 +335,68 @@ async def test_two_replicas_invite_and_escalate_once(
         assert sorted(u for u in joined if u in PEOPLE) == sorted(PEOPLE), joined
         assert len(pd.events) == 1
         assert len(pd.requests_to("GET", "/oncalls")) == 1
+
+
+async def test_a_pagerduty_ack_makes_the_acker_commander_when_matched_by_email(
+    slack: SlackSandbox,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+    pd: PagerDutySandbox,
+    tmp_path: Path,
+) -> None:
+    people(slack)
+    clock = FakeClock()
+    async with running_bot_with_clock(settings(slack, pd, database_dsn, redis_url, tmp_path), clock) as bot:
+        url = bot_url(bot) + "/webhooks/pagerduty"
+        matched = pd.create_incident("Search index stale", service="PSKF100", urgency="high")
+        unmatched = pd.create_incident("Search quota", service="PSKF100", urgency="high")
+        for incident in (matched, unmatched):
+            assert await pd.send_webhook(url, "incident.triggered", incident.id) == 202
+        await slack.wait_for(lambda s: len(s.channels_with_prefix("inc-")) == 2)
+        # Sam Second's PagerDuty email is a Slack user's; Nora Noslack's is nobody's.
+        assert await pd.send_webhook(url, "incident.acknowledged", matched.id, agent="PU_SECOND") == 202
+        assert await pd.send_webhook(url, "incident.acknowledged", unmatched.id, agent="PU_NOSLACK") == 202
+        taken = await wait_rows(
+            database_dsn, "SELECT id FROM timeline_events WHERE kind = 'commander_on_ack'"
+        )
+        assert len(taken) == 1
+        await wait_rows(database_dsn, "SELECT id FROM timeline_events WHERE kind = 'commander_unmatched'")
+        stored = await rows(
+            database_dsn, "SELECT title, commander, acknowledged_by FROM incidents ORDER BY title"
+        )
+        assert [tuple(r) for r in stored] == [
+            ("Search index stale", "U_SECOND", None),
+            ("Search quota", None, None),
+        ]
+        [unmatched_event] = await events(database_dsn, "commander_unmatched")
+        assert "no Slack user has the email nora@elsewhere.test" in unmatched_event["text"]
+        assert [r.path for r in pd.requests_to("GET", "/users/PU_SECOND")] == ["/users/PU_SECOND"]
+
+
+async def wait_rows(dsn: str, sql: str) -> list[asyncpg.Record]:
+    async with asyncio.timeout(10):
+        while not (found := await rows(dsn, sql)):
+            await asyncio.sleep(0.05)
+    return found
+
+
+async def test_a_failed_oncall_lookup_is_shown_and_the_responders_still_come(
+    slack: SlackSandbox,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+    pd: PagerDutySandbox,
+    tmp_path: Path,
+) -> None:
+    people(slack)
+    pd.fail_next(500, count=20, path="/oncalls")
+    clock = FakeClock()
+    async with running_bot_with_clock(settings(slack, pd, database_dsn, redis_url, tmp_path), clock) as bot:
+        assert (await post_alert(http, bot, alert_payload(P1_ALERT)))[0] == 200
+        channel = await slack.wait_for(room)
+        await slack.wait_for(said(channel.id, f"On-call lookup failed for policy {POLICY}"))
+        [invited] = await events(database_dsn, "people_invited")
+        assert "HTTP 500" in invited["text"] and "Responders (P1)" in invited["text"]
+        assert {"U_SRE1", "U_SRE2"} <= set(slack.channels[channel.id].members)
+        assert "U_SECOND" not in slack.channels[channel.id].members

@@ -3,10 +3,16 @@ reassigns it. The on-call (and responders) invited on open is `bot.flows.respond
 
 from __future__ import annotations
 
+from bot.core.blockkit import escape
+from bot.core.errors import IntegrationError
 from bot.core.incident import Incident
 from bot.core.ports import Clock
 from bot.flows.responders import Responders
+from bot.sources.pagerduty import Reference
 from bot.store.lifecycle import LifecycleStore
+
+# A webhook's agent that is a person (a service or an integration acknowledges too).
+USER_TYPES = frozenset({None, "user", "user_reference"})
 
 
 class OnCallInviter:
@@ -32,3 +38,27 @@ class OnCallInviter:
                 incident.id, "oncall_invited", found.lines(), now=self.clock(), announce=True
             )
         return found.users
+
+    async def acknowledged_by(self, incident: Incident, agent: Reference | None) -> None:
+        """A PagerDuty user acknowledged: the Slack user with their email becomes commander
+        unless one is set. A user who cannot be matched is said on the timeline."""
+        if agent is None or agent.type not in USER_TYPES or self.people.pager is None or incident.commander:
+            return  # automation (a service, an integration) leads nobody
+        pagerduty_user_id = agent.id
+        problem: str | None = None
+        try:
+            email = await self.people.pager.user_email(pagerduty_user_id)
+            user = await self.people.chat.lookup_by_email(email) if email else None
+        except IntegrationError as exc:
+            email, user, problem = None, None, exc.message
+        if user is not None:
+            await self.lifecycle.take_command(incident.id, user, self.clock())
+            return
+        why = problem or (f"no Slack user has the email {email}" if email else "they have no email")
+        await self.lifecycle.add_event(
+            incident.id,
+            "commander_unmatched",
+            f"⚠️ The PagerDuty user who acknowledged could not be made commander: {escape(why)}",
+            now=self.clock(),
+            announce=True,
+        )
