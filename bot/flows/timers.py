@@ -307,9 +307,10 @@ class Timers:
         else:
             minutes = int((self.clock() - since).total_seconds() // 60)
             head = f"🚨 Escalation level {number}{name}: not acknowledged after {minutes} min."
-            await self._tell_team(
-                incident, number, f"{head} <#{incident.channel_id}>" if incident.channel_id else head, found
-            )
+            where = f"{head} <#{incident.channel_id}>" if incident.channel_id else head
+            # Keyed by the run too: after a reopen its levels are posted again, each once.
+            key = f"escalation:{incident.id}:{number}:{int(since.timestamp())}"
+            await self._tell_team(incident, key, where, found)
         text = f"{head} {found.mentions}".strip() + ("\n" + found.lines() if found.lines() else "")
         return Fired(
             "escalated",
@@ -330,7 +331,7 @@ class Timers:
         else:
             found.problems.append(f"Not paged (policy {policy}): PagerDuty's routing key is not configured")
 
-    async def _tell_team(self, incident: Incident, number: int, head: str, found: Found) -> None:
+    async def _tell_team(self, incident: Incident, key: str, head: str, found: Found) -> None:
         """The step in the team's notification channel, once (an owned message keyed by level)."""
         assert self.escalation is not None
         channel = await self.escalation.teams.notification_channel(incident.team)
@@ -338,7 +339,7 @@ class Timers:
         if found.problems:
             body += "\n" + "\n".join(f"⚠️ {p}" for p in found.problems)
         msg = message(clip(body, 300), [section(clip(body, 3000))])
-        await self.escalation.owned.post(channel, msg, f"escalation:{incident.id}:{number}")
+        await self.escalation.owned.post(channel, msg, key)
 
     async def _escalate(self, incident: Incident) -> Fired:
         response = self._response(incident)

@@ -294,6 +294,18 @@ async def test_an_unacknowledged_incident_climbs_the_teams_levels_until_acknowle
         )
         assert left == []
 
+        # Resolved and reopened: the levels start again from the reopen, each step posted again once.
+        await driver.slash_command("/incident", "resolve", user_id="U_ALICE", channel_id=channel.id)
+        await slack.wait_for(lambda s: any("still firing" in r.text for r in s.responses))
+        await driver.click("confirm_resolve", user_id="U_ALICE", channel_id=channel.id)
+        await slack.wait_for(lambda s: any("resolved by" in r.text for r in s.responses))
+        await driver.slash_command("/incident", "reopen", user_id="U_ALICE", channel_id=channel.id)
+        await slack.wait_for(lambda s: any("reopened by" in r.text for r in s.responses))
+        await slack.wait_for(lambda s: count(s, channel.id, "Level 1 (Primary SRE) engaged") == 2)
+        clock.advance(seconds=65)
+        await slack.wait_for(lambda s: count(s, team.id, "Escalation level 2 (Secondary SRE)") == 2)
+        assert count(slack, team.id, "Escalation level 3") == 1
+
 
 async def test_two_replicas_invite_and_escalate_once(
     slack: SlackSandbox,
