@@ -363,9 +363,12 @@ async def test_a_pagerduty_ack_makes_the_acker_commander_when_matched_by_email(
         url = bot_url(bot) + "/webhooks/pagerduty"
         matched = pd.create_incident("Search index stale", service="PSKF100", urgency="high")
         unmatched = pd.create_incident("Search quota", service="PSKF100", urgency="high")
-        for incident in (matched, unmatched):
+        automated = pd.create_incident("Search shards", service="PSKF100", urgency="high")
+        for incident in (matched, unmatched, automated):
             assert await pd.send_webhook(url, "incident.triggered", incident.id) == 202
-        await slack.wait_for(lambda s: len(s.channels_with_prefix("inc-")) == 2)
+        await slack.wait_for(lambda s: len(s.channels_with_prefix("inc-")) == 3)
+        # Acknowledged by automation (no agent): nobody is looked up, nobody leads.
+        assert await pd.send_webhook(url, "incident.acknowledged", automated.id) == 202
         # Sam Second's PagerDuty email is a Slack user's; Nora Noslack's is nobody's.
         assert await pd.send_webhook(url, "incident.acknowledged", matched.id, agent="PU_SECOND") == 202
         assert await pd.send_webhook(url, "incident.acknowledged", unmatched.id, agent="PU_NOSLACK") == 202
@@ -374,16 +377,23 @@ async def test_a_pagerduty_ack_makes_the_acker_commander_when_matched_by_email(
         )
         assert len(taken) == 1
         await wait_rows(database_dsn, "SELECT id FROM timeline_events WHERE kind = 'commander_unmatched'")
+        await wait_rows(
+            database_dsn,
+            "SELECT 1 FROM incidents HAVING count(*) FILTER (WHERE status = 'acknowledged') = 3",
+        )
         stored = await rows(
             database_dsn, "SELECT title, commander, acknowledged_by FROM incidents ORDER BY title"
         )
         assert [tuple(r) for r in stored] == [
             ("Search index stale", "U_SECOND", None),
             ("Search quota", None, None),
+            ("Search shards", None, None),
         ]
+        assert len(await events(database_dsn, "commander_on_ack")) == 1
         [unmatched_event] = await events(database_dsn, "commander_unmatched")
         assert "no Slack user has the email nora@elsewhere.test" in unmatched_event["text"]
-        assert [r.path for r in pd.requests_to("GET", "/users/PU_SECOND")] == ["/users/PU_SECOND"]
+        looked_up = sorted(r.path for r in pd.requests if r.method == "GET" and r.path.startswith("/users/"))
+        assert looked_up == ["/users/PU_NOSLACK", "/users/PU_SECOND"]
 
 
 async def wait_rows(dsn: str, sql: str) -> list[asyncpg.Record]:
