@@ -206,8 +206,8 @@ class Responders:
             self._done.add(incident.id)
             return False
         found = await self.on_open(incident)
-        self._done.add(incident.id)
         if not found.users and not found.problems:
+            self._done.add(incident.id)
             return False
         await self.invite(incident.channel_id, found)
         head = "👥 Invited to the incident:" if found.users else "👥 Nobody could be invited:"
@@ -220,4 +220,6 @@ class Responders:
             data={"users": found.users, "problems": len(found.problems)},
             key=key,
         )
+        # Only now: a failure before this is tried again by the next publish.
+        self._done.add(incident.id)
         return added is not None
