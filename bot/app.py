@@ -66,10 +66,11 @@ from bot.flows.remediation.kill_switch import KillSwitch
 from bot.flows.remediation.messages import ProposalMessages
 from bot.flows.remediation.propose import Proposer
 from bot.flows.remediation.verify import Verifier
+from bot.flows.responders import Responders
 from bot.flows.silences import SilenceFlow
 from bot.flows.supervisor import Supervisor
 from bot.flows.teams import TeamChannels
-from bot.flows.timers import Timers
+from bot.flows.timers import Escalation, Timers
 from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.obs.outages import Outages
@@ -307,7 +308,8 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     messages = ProposalMessages(
         remediation_store, switch, c.chat, owned, c.coord, supervisor, policy, c.clusters, clock
     )
-    access = Access(policy, UsergroupResolver(c.chat, c.coord))
+    usergroups = UsergroupResolver(c.chat, c.coord)
+    access = Access(policy, usergroups)
     proposer = Proposer(
         remediation_store,
         store,
@@ -384,7 +386,8 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         owned=owned,
         lease_seconds=settings.claim_lease_seconds,
     )
-    oncall = OnCallInviter(c.pager, c.chat, lifecycle, c.coord, clock)
+    people = Responders(c.pager, c.chat, lifecycle, usergroups, catalog, c.coord, clock)
+    oncall = OnCallInviter(people, lifecycle, clock)
     teams = TeamChannels(catalog, c.chat, incident_channel=settings.incident_channel)
     publisher = Publisher(
         store,
@@ -398,7 +401,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         owner=owner,
         gate=gate,
         outages=outages,
-        after_publish=(enricher.after_publish, oncall.after_publish),
+        after_publish=(enricher.after_publish, people.after_publish),
         grafana_url=settings.grafana_url,
         link_sources=sources,
     )
@@ -418,6 +421,8 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         archive_after_seconds=settings.archive_after_seconds,
         pagerduty_routing_key=settings.pagerduty_routing_key,
         lease_seconds=settings.claim_lease_seconds,
+        catalog=catalog,
+        escalation=Escalation(people, teams, owned),
     )
     authorize = Authorizer(policy, access, ChannelMembers(c.chat))
     silences = SilenceFlow(store, lifecycle, c.silences, c.chat, authorize, policy, clock, publish)

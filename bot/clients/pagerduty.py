@@ -282,6 +282,13 @@ class PagerDutyClient:
             )
         return sorted(users.values(), key=lambda u: (u.escalation_level, u.name, u.id))
 
+    async def user_email(self, user_id: str) -> str | None:
+        """``GET /users/{id}``: the user's login email (None when there is none)."""
+        if not user_id:
+            raise ValueError("user_id is empty")
+        raw = await self._call("get user", self._rest.rget, f"users/{quote(user_id, safe='')}")
+        return _opt_str(_mapping(raw, "user"), "email")
+
     # -- Events API v2 --------------------------------------------------------------------
 
     async def trigger(

@@ -395,7 +395,9 @@ class SlackChat:
         if not users:
             return
         try:
-            await self.call("conversations.invite", channel=channel, users=",".join(users))
+            # force: the others are invited when one is already in (or cannot be): without it
+            # Slack refuses the whole list for one such user.
+            await self.call("conversations.invite", channel=channel, users=",".join(users), force=True)
         except IntegrationError as exc:
             if "already_in_channel" not in exc.message and "cant_invite_self" not in exc.message:
                 raise

@@ -229,6 +229,8 @@ class IncidentFlows:
         if not await self.store.acknowledge(incident.id, user, self.clock()):
             who = f" by <@{incident.acknowledged_by}>" if incident.acknowledged_by else ""
             return f"Incident {incident.ref} was already acknowledged{who}."
+        # The first to acknowledge leads unless someone was named (or declared it).
+        await self.lifecycle.take_command(incident.id, user, self.clock())
         self.publish(incident.id)
         if not from_pagerduty:
             await self.pagerduty.send(incident, Mirrored.ACKNOWLEDGE)
@@ -260,7 +262,7 @@ class IncidentFlows:
     async def post_status(self, incident: Incident, text: str, user: str) -> str:
         _require_open(incident)
         await self.lifecycle.post_status(incident.id, text, user, self.clock())
-        await self.timers.schedule_update_reminder(incident.id, incident.severity)
+        await self.timers.schedule_update_reminder(incident.id, incident.severity, incident.team)
         self.publish(incident.id)
         await self.pagerduty.send(incident, Mirrored.NOTE, f"Status update from Slack: {text}")
         return f"📣 *Status update* from <@{user}>: {inline(text)}"
@@ -303,7 +305,7 @@ class IncidentFlows:
         if reopened is None:
             return f"Incident {incident.ref} is not resolved."
         await self.lifecycle.cancel_timers(incident.id)
-        await self.timers.schedule_open(reopened)
+        await self.timers.schedule_open(reopened, restart=True)
         self.publish(incident.id)
         if not from_pagerduty:
             await self.pagerduty.send(reopened, Mirrored.REOPEN)

@@ -256,7 +256,7 @@ class Pipeline:
                 at=now,
                 data={"group_key": key, "alerts": len(firing), "team": route.team, "service": route.service},
             )
-            for kind, due_at, data in opening_timers(self.policy, incident, now):
+            for kind, due_at, data in opening_timers(self.policy, incident, now, self.catalog):
                 await tx.schedule_timer(incident.id, kind, due_at, data)
             self.metrics.incidents_opened.labels("alertmanager", severity.value).inc()
             log.info("incident.opened", extra={"incident_id": incident.id, "severity": severity.value})

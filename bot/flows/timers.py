@@ -10,18 +10,31 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import SecretStr
 
 from bot.clients.pagerduty import PagerDutyClient
 from bot.clients.slack import SlackChat
+from bot.core.blockkit import clip, escape, message, section
+from bot.core.catalog import Catalog
 from bot.core.errors import IntegrationError
 from bot.core.incident import Incident, IncidentStatus, Severity
-from bot.core.policy import Policy
+from bot.core.policy import Policy, SeverityPolicy
 from bot.core.ports import Clock
-from bot.core.timers import opening_timers
+from bot.core.timers import (
+    LEVEL_TIMER,
+    escalation_levels,
+    level_plan,
+    level_since,
+    opening_timers,
+    response_for,
+)
 from bot.flows.leases import heartbeat
+from bot.flows.owned_messages import OwnedMessages
+from bot.flows.responders import Found, Responders
+from bot.flows.teams import TeamChannels
 from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.store.incidents import PostgresStore
@@ -34,7 +47,21 @@ LEASE_S = 15.0
 MAX_PER_SWEEP = 20
 POSTMORTEM_REPORT_H = 24  # the seeds: incident report within 24 h
 POSTMORTEM_REVIEW_H = 48  # review within 48 h
-ACK_TIMERS = ["ack_reminder", "escalate"]
+ACK_TIMERS = ["ack_reminder", "escalate", LEVEL_TIMER]
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """What engaging a team's escalation level needs: who its contacts are, the team's
+    notification channel, and posting there exactly once."""
+
+    people: Responders
+    teams: TeamChannels
+    owned: OwnedMessages
+
+
+def _spec(plan: tuple[str, datetime, dict[str, Any]] | None) -> TimerSpec | None:
+    return None if plan is None else TimerSpec(plan[0], plan[1], plan[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +89,8 @@ class Timers:
         archive_after_seconds: float,
         pagerduty_routing_key: SecretStr | None,
         lease_seconds: float = LEASE_S,
+        catalog: Catalog | None = None,
+        escalation: Escalation | None = None,
     ) -> None:
         self.store = store
         self.lifecycle = lifecycle
@@ -75,21 +104,38 @@ class Timers:
         self.archive_after_seconds = archive_after_seconds
         self.routing_key = pagerduty_routing_key
         self.lease_s = lease_seconds
+        self.catalog = catalog or Catalog()
+        # Where team escalation levels reach people; None: levels are not engaged.
+        self.escalation = escalation
 
     # ------------------------------------------------------------------ scheduling
 
-    async def schedule_open(self, incident: Incident) -> None:
-        for kind, due_at, data in opening_timers(self.policy, incident, self.clock()):
+    async def schedule_open(self, incident: Incident, *, restart: bool = False) -> None:
+        """The opening timers; `restart` (a reopen): escalation starts again from now."""
+        now = self.clock()
+        since: datetime | None = now
+        after = 0
+        if not restart:
+            # A severity change continues the escalation where it stands.
+            stored, after = await self.lifecycle.escalation_progress(incident.id)
+            since = level_since({"since": stored}, incident)
+        plans = opening_timers(self.policy, incident, now, self.catalog, since=since, after_level=after)
+        for kind, due_at, data in plans:
             await self.lifecycle.schedule(incident.id, kind, due_at, data, replace=True)
 
-    def _update_reminder_spec(self, severity: Severity) -> TimerSpec | None:
-        every = self.policy.response(severity).update_every_minutes
+    def _response(self, incident: Incident) -> SeverityPolicy:
+        return response_for(self.policy, self.catalog, incident.team, incident.severity)
+
+    def _update_reminder_spec(self, severity: Severity, team: str | None = None) -> TimerSpec | None:
+        every = response_for(self.policy, self.catalog, team, severity).update_every_minutes
         if not every:
             return None
         return TimerSpec("update_reminder", self.clock() + timedelta(minutes=every), {"every": every})
 
-    async def schedule_update_reminder(self, incident_id: int, severity: Severity) -> None:
-        spec = self._update_reminder_spec(severity)
+    async def schedule_update_reminder(
+        self, incident_id: int, severity: Severity, team: str | None = None
+    ) -> None:
+        spec = self._update_reminder_spec(severity, team)
         if spec is not None:
             await self.lifecycle.schedule(incident_id, spec.kind, spec.due_at, spec.data, replace=True)
 
@@ -173,6 +219,10 @@ class Timers:
                 if incident.status is not IncidentStatus.TRIGGERED:
                     return Fired("already acknowledged")
                 return await self._escalate(incident)
+            case "escalation_level":
+                if incident.status is not IncidentStatus.TRIGGERED:
+                    return Fired("already acknowledged")
+                return await self._escalate_level(incident, timer)
             case "update_reminder":
                 return self._update_reminder(incident, int(timer.data.get("every", 0)))
             case "postmortem_report" | "postmortem_review":
@@ -185,7 +235,7 @@ class Timers:
         if incident.status is not IncidentStatus.TRIGGERED:
             return Fired("already acknowledged")
         now = self.clock()
-        response = self.policy.response(incident.severity)
+        response = self._response(incident)
         minutes = int((now - incident.created_at).total_seconds() // 60)
         text = (
             f"⏰ This {incident.severity} incident has not been acknowledged for {minutes} min"
@@ -201,7 +251,9 @@ class Timers:
             return Fired("resolved")
         text = f"📝 No status update for {every} min. Post one with `/incident status <what is happening>`."
         return Fired(
-            "reminded", TimerEvent("update_reminder", text), self._update_reminder_spec(incident.severity)
+            "reminded",
+            TimerEvent("update_reminder", text),
+            self._update_reminder_spec(incident.severity, incident.team),
         )
 
     def _postmortem_reminder(self, incident: Incident, kind: str) -> Fired:
@@ -218,17 +270,80 @@ class Timers:
         await self.lifecycle.mark_archived(incident.id, self.clock())
         return Fired("archived", TimerEvent("archived", "Channel archived", announce=False))
 
+    async def _page(self, incident: Incident, details: dict[str, str] | None = None) -> bool:
+        """Page through PagerDuty's Events API; False when it is not configured. A second
+        trigger with the same dedup_key is merged by PagerDuty into the first: safe to repeat."""
+        if self.pager is None or self.routing_key is None:
+            return False
+        await self.pager.trigger(
+            self.routing_key.get_secret_value(),
+            summary=f"[{incident.severity}] {incident.title} — not acknowledged in Slack",
+            source="incidentbot",
+            severity="critical" if incident.severity in (Severity.P1, Severity.P2) else "warning",
+            dedup_key=f"incidentbot-{incident.id}",
+            custom_details=details,
+        )
+        return True
+
+    async def _escalate_level(self, incident: Incident, timer: Timer) -> Fired:
+        """Engage a team's escalation level: its contacts mentioned and invited, a page where
+        the level names a PagerDuty policy, the step on the timeline and (a level with a delay)
+        in the team's channel (an owned message, once); the next level follows at its delay."""
+        number = int(timer.data.get("level", 0))
+        since = level_since(timer.data, incident)
+        levels = escalation_levels(self.catalog, incident, self._response(incident))
+        if self.escalation is None or not 1 <= number <= len(levels):
+            return Fired("no such level")
+        level = levels[number - 1]
+        found = await self.escalation.people.contacts(level)
+        if incident.channel_id:
+            await self.escalation.people.invite(incident.channel_id, found)
+        if level.pagerduty_escalation_policy:
+            await self._page_level(incident, number, level.pagerduty_escalation_policy, found)
+        name = f" ({escape(level.name)})" if level.name else ""
+        if level.after_minutes == 0:
+            # The first responders, engaged on open: announced with the incident already.
+            head = f"📣 Level {number}{name} engaged."
+        else:
+            minutes = int((self.clock() - since).total_seconds() // 60)
+            head = f"🚨 Escalation level {number}{name}: not acknowledged after {minutes} min."
+            where = f"{head} <#{incident.channel_id}>" if incident.channel_id else head
+            # Keyed by the run too: after a reopen its levels are posted again, each once.
+            key = f"escalation:{incident.id}:{number}:{int(since.timestamp())}"
+            await self._tell_team(incident, key, where, found)
+        text = f"{head} {found.mentions}".strip() + ("\n" + found.lines() if found.lines() else "")
+        return Fired(
+            "escalated",
+            TimerEvent("escalated", text),
+            _spec(level_plan(levels, number + 1, since)),
+        )
+
+    async def _page_level(self, incident: Incident, number: int, policy: str, found: Found) -> None:
+        details = {"escalation_level": str(number), "escalation_policy": policy}
+        try:
+            paged = await self._page(incident, details)
+        except IntegrationError as exc:
+            # Shown with the step (people can page by hand) rather than holding the step back.
+            found.problems.append(f"Paging through PagerDuty failed: {escape(exc.message)}")
+            return
+        if paged:
+            found.reasons.append(f"Paged through PagerDuty (policy {policy})")
+        else:
+            found.problems.append(f"Not paged (policy {policy}): PagerDuty's routing key is not configured")
+
+    async def _tell_team(self, incident: Incident, key: str, head: str, found: Found) -> None:
+        """The step in the team's notification channel, once (an owned message keyed by level)."""
+        assert self.escalation is not None
+        channel = await self.escalation.teams.notification_channel(incident.team)
+        body = f"*{escape(incident.ref)} {escape(incident.title)}*\n{head} {found.mentions}".rstrip()
+        if found.problems:
+            body += "\n" + "\n".join(f"⚠️ {p}" for p in found.problems)
+        msg = message(clip(body, 300), [section(clip(body, 3000))])
+        await self.escalation.owned.post(channel, msg, key)
+
     async def _escalate(self, incident: Incident) -> Fired:
-        response = self.policy.response(incident.severity)
-        if response.page and self.pager is not None and self.routing_key is not None:
-            # A second trigger with the same dedup_key is merged by PagerDuty into the first.
-            await self.pager.trigger(
-                self.routing_key.get_secret_value(),
-                summary=f"[{incident.severity}] {incident.title} — not acknowledged in Slack",
-                source="incidentbot",
-                severity="critical" if incident.severity in (Severity.P1, Severity.P2) else "warning",
-                dedup_key=f"incidentbot-{incident.id}",
-            )
+        response = self._response(incident)
+        if response.page and await self._page(incident):
             return Fired(
                 "paged", TimerEvent("escalated", "🚨 Escalated: paged the on-call through PagerDuty.")
             )

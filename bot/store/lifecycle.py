@@ -279,6 +279,45 @@ class LifecycleStore:
                 await tx.bump_version(incident_id)
             return event_id
 
+    async def has_event(self, key: str) -> bool:
+        """Whether the timeline event with this idempotency key was written."""
+        found: bool = await self.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM timeline_events WHERE idempotency_key = $1)", key
+        )
+        return found
+
+    async def take_command(self, incident_id: int, user: str, now: datetime) -> bool:
+        """Make `user` commander unless the incident has one (the first to acknowledge leads);
+        compare-and-set, so two acks at once name one commander."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE incidents SET commander = $2 WHERE id = $1 AND commander IS NULL RETURNING id",
+                incident_id,
+                user,
+            )
+            if row is None:
+                return False
+            await conn.execute(
+                "INSERT INTO incident_roles (incident_id, role, user_id, assigned_at, assigned_by)"
+                " VALUES ($1, $2, $3, $4, $3) ON CONFLICT (incident_id, role) DO NOTHING",
+                incident_id,
+                Role.COMMANDER.value,
+                user,
+                now,
+            )
+            tx = IntakeTx(conn)
+            await tx.add_event(
+                incident_id,
+                "commander_on_ack",
+                f"<@{user}> is commander: first to acknowledge",
+                at=now,
+                actor=user,
+                announce=True,
+                data={"role": Role.COMMANDER.value, "user": user},
+            )
+            await tx.bump_version(incident_id)
+            return True
+
     async def by_pagerduty(self, pd_id: str) -> Incident | None:
         row = await self.pool.fetchrow("SELECT * FROM incidents WHERE pagerduty_incident_id = $1", pd_id)
         return _incident(row) if row else None
@@ -322,6 +361,19 @@ class LifecycleStore:
     ) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             await _schedule(conn, incident_id, TimerSpec(kind, due_at, data or {}), replace=replace)
+
+    async def escalation_progress(self, incident_id: int) -> tuple[str | None, int]:
+        """Where the incident's team escalation stands: when its latest run of levels counts
+        from (as stored with its timers; None: no level timer yet) and the highest level of
+        that run engaged (0: none)."""
+        row = await self.pool.fetchrow(
+            "SELECT data->>'since' AS since,"
+            " coalesce(max((data->>'level')::int) FILTER (WHERE outcome = 'escalated'), 0) AS level"
+            " FROM timers WHERE incident_id = $1 AND kind = 'escalation_level'"
+            " GROUP BY data->>'since' ORDER BY max(id) DESC LIMIT 1",
+            incident_id,
+        )
+        return (None, 0) if row is None else (row["since"], int(row["level"]))
 
     async def cancel_timers(self, incident_id: int, kinds: list[str] | None = None) -> None:
         if kinds is None:

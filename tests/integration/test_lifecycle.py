@@ -48,7 +48,15 @@ async def _declare(
         "/incident", f'open "{title}" sev={sev}', user_id=user, channel_id="C_INCIDENTS"
     )
     channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
-    await slack.wait_for(lambda s: s.messages(channel.id) and s.messages(notification_channel(s).id))
+    # The notification itself (the command's reply lands in the same channel).
+    await slack.wait_for(
+        lambda s: (
+            s.messages(channel.id)
+            and any(
+                m.blocks and "opened" in json.dumps(m.blocks) for m in s.messages(notification_channel(s).id)
+            )
+        )
+    )
     return channel
 
 

@@ -237,6 +237,14 @@ async def test_oncall_users_other_policy(client: PagerDutyClient) -> None:
     ]
 
 
+async def test_user_email(pd: PagerDutySandbox, client: PagerDutyClient) -> None:
+    assert await client.user_email("PU00002") == "bob@example.com"
+    assert [r.path for r in pd.requests_to("GET", "/users/PU00002")] == ["/users/PU00002"]
+    with pytest.raises(IntegrationError) as caught:
+        await client.user_email("PNOBODY")
+    assert caught.value.status == 404
+
+
 async def test_bad_token_is_an_integration_error_401(pd: PagerDutySandbox) -> None:
     incident = pd.create_incident("Checkout latency")
     bad = make_client(pd, api_key="not-the-token")

@@ -204,7 +204,8 @@ class PagerDutyInbound:
         who = actor_label(event)
         match event.event_type:
             case "incident.acknowledged" if incident.status is IncidentStatus.TRIGGERED:
-                await self.lifecycle.acknowledge_external(incident.id, who, self.clock())
+                if await self.lifecycle.acknowledge_external(incident.id, who, self.clock()):
+                    await self.oncall.acknowledged_by(incident, event.agent)
             case "incident.resolved" if incident.status is not IncidentStatus.RESOLVED:
                 await self.incidents.resolve(incident, who, "resolved in PagerDuty", from_pagerduty=True)
             case "incident.reopened" | "incident.unacknowledged" if (

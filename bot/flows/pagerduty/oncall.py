@@ -1,80 +1,64 @@
-"""Invite the current PagerDuty on-call of a linked incident into its channel."""
+"""Invite the current PagerDuty on-call of a linked incident into its channel when PagerDuty
+reassigns it. The on-call (and responders) invited on open is `bot.flows.responders`."""
 
 from __future__ import annotations
 
-from bot.clients.pagerduty import PagerDutyClient
-from bot.clients.slack import SlackChat
 from bot.core.blockkit import escape
 from bot.core.errors import IntegrationError
-from bot.core.incident import Incident, IncidentView
+from bot.core.incident import Incident
 from bot.core.ports import Clock
-from bot.store.coordination import Coordination
+from bot.flows.responders import Responders
+from bot.sources.pagerduty import Reference
 from bot.store.lifecycle import LifecycleStore
 
-ONCE_TTL_S = 7 * 86400
+# A webhook's agent that is a person (a service or an integration acknowledges too).
+USER_TYPES = frozenset({None, "user", "user_reference"})
 
 
 class OnCallInviter:
-    def __init__(
-        self,
-        pager: PagerDutyClient | None,
-        chat: SlackChat,
-        lifecycle: LifecycleStore,
-        coord: Coordination,
-        clock: Clock,
-    ) -> None:
-        self.pager = pager
-        self.chat = chat
+    def __init__(self, people: Responders, lifecycle: LifecycleStore, clock: Clock) -> None:
+        self.people = people
         self.lifecycle = lifecycle
-        self.coord = coord
         self.clock = clock
 
     async def invite(self, incident: Incident) -> list[str]:
         """Look up the current on-call of the incident's escalation policy, map them to Slack
-        users by email and invite them to the channel. Returns the Slack ids invited (the
-        caller asks for a republish when any were)."""
-        if self.pager is None or not incident.channel_id:
+        users by email and invite them to the channel, on the timeline with every lookup that
+        failed. Returns the Slack ids invited."""
+        if not incident.channel_id:
             return []
         policy_id = await self.lifecycle.escalation_policy(incident.id)
         if not policy_id:
             return []
-        try:
-            oncall = await self.pager.oncall_users(policy_id)
-        except IntegrationError as exc:
+        found = await self.people.oncall(policy_id, "📟 On-call from PagerDuty invited")
+        if found.users:
+            await self.people.invite(incident.channel_id, found)
+        if found.users or found.problems:
             await self.lifecycle.add_event(
-                incident.id,
-                "oncall_lookup_failed",
-                f"⚠️ On-call lookup failed: {escape(exc.message)}",
-                now=self.clock(),
-                announce=True,
+                incident.id, "oncall_invited", found.lines(), now=self.clock(), announce=True
             )
-            return []
-        invited: list[str] = []
-        for person in oncall:
-            if not person.email:
-                continue
-            user = await self.chat.lookup_by_email(person.email)
-            if user is not None:
-                invited.append(user)
-        if invited:
-            await self.chat.invite(incident.channel_id, invited)
-            mentions = " ".join(f"<@{u}>" for u in invited)
-            await self.lifecycle.add_event(
-                incident.id,
-                "oncall_invited",
-                f"📟 On-call from PagerDuty invited: {mentions}",
-                now=self.clock(),
-                announce=True,
-            )
-        return invited
+        return found.users
 
-    async def after_publish(self, view: IncidentView) -> bool:
-        """Publish hook: once a PagerDuty-linked incident has its channel, invite the on-call
-        (once). True when the incident changed and must be published again."""
-        incident = view.incident
-        if self.pager is None or not incident.pagerduty_incident_id or not incident.channel_id:
-            return False
-        key = f"pd-oncall:{incident.id}:{incident.pagerduty_incident_id}"
-        if await self.coord.first_time(key, ONCE_TTL_S):
-            return bool(await self.invite(incident))
-        return False
+    async def acknowledged_by(self, incident: Incident, agent: Reference | None) -> None:
+        """A PagerDuty user acknowledged: the Slack user with their email becomes commander
+        unless one is set. A user who cannot be matched is said on the timeline."""
+        if agent is None or agent.type not in USER_TYPES or self.people.pager is None or incident.commander:
+            return  # automation (a service, an integration) leads nobody
+        pagerduty_user_id = agent.id
+        problem: str | None = None
+        try:
+            email = await self.people.pager.user_email(pagerduty_user_id)
+            user = await self.people.chat.lookup_by_email(email) if email else None
+        except IntegrationError as exc:
+            email, user, problem = None, None, exc.message
+        if user is not None:
+            await self.lifecycle.take_command(incident.id, user, self.clock())
+            return
+        why = problem or (f"no Slack user has the email {email}" if email else "they have no email")
+        await self.lifecycle.add_event(
+            incident.id,
+            "commander_unmatched",
+            f"⚠️ The PagerDuty user who acknowledged could not be made commander: {escape(why)}",
+            now=self.clock(),
+            announce=True,
+        )
