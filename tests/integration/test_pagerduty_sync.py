@@ -148,6 +148,15 @@ async def test_a_pagerduty_incident_belongs_to_the_team_of_its_service(
         }
         # The default team's incident is announced in INCIDENT_CHANNEL, not in SkillForge's.
         assert not any("Checkout API slow" in m.text for m in slack.messages(team_room.id))
+        # SkillForge's escalation levels drive its incident's timers; the default team has none.
+        rows = await _rows(
+            database_dsn,
+            "SELECT i.pagerduty_incident_id, array_agg(t.kind ORDER BY t.kind) AS kinds"
+            " FROM incidents i JOIN timers t ON t.incident_id = i.id GROUP BY 1",
+        )
+        kinds = {r["pagerduty_incident_id"]: set(r["kinds"]) for r in rows}
+        assert "escalation_level" in kinds[ours.id] and "ack_reminder" not in kinds[ours.id]
+        assert "ack_reminder" in kinds[other.id] and "escalation_level" not in kinds[other.id]
 
 
 async def test_ack_and_status_in_slack_reach_pagerduty_without_echo(

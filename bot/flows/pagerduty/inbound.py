@@ -166,7 +166,7 @@ class PagerDutyInbound:
             team=team,
         )
         if created:
-            for kind, due_at, timer_data in opening_timers(self.policy, incident, now):
+            for kind, due_at, timer_data in opening_timers(self.policy, incident, now, self.catalog):
                 await tx.schedule_timer(incident.id, kind, due_at, timer_data)
             service = data.service.summary if data.service and data.service.summary else "PagerDuty"
             await tx.add_event(
