@@ -30,9 +30,17 @@ from tests.integration.rig import (
     bot_url,
     playbooks_with_roles,
     post_alert,
+    running_bot,
     running_bot_with_clock,
 )
-from tests.integration.test_routing import alert_payload, rows, settled
+from tests.integration.test_routing import (
+    SEED_ALERTS,
+    add_team_channels,
+    alert_payload,
+    catalog_with_channels,
+    rows,
+    settled,
+)
 
 POLICY = "PSKF001"  # SkillForge's PagerDuty escalation policy in these tests
 PAGING_POLICY = "PSKF002"  # the engineering managers' policy, paged at level 3
@@ -119,6 +127,14 @@ def texts(slack: SlackSandbox, channel_id: str) -> list[str]:
 
 def said(channel_id: str, needle: str) -> Callable[[SlackSandbox], bool]:
     return lambda s: any(needle in t for t in texts(s, channel_id))
+
+
+def opened(prefix: str) -> Callable[[SlackSandbox], Channel | None]:
+    return lambda s: s.find_channel(prefix)
+
+
+def member(channel_id: str, user: str) -> Callable[[SlackSandbox], bool]:
+    return lambda s: user in s.channels[channel_id].members
 
 
 def count(slack: SlackSandbox, channel_id: str, needle: str) -> int:
@@ -422,3 +438,47 @@ async def test_a_failed_oncall_lookup_is_shown_and_the_responders_still_come(
         assert "HTTP 500" in invited["text"] and "Responders (P1)" in invited["text"]
         assert {"U_SRE1", "U_SRE2"} <= set(slack.channels[channel.id].members)
         assert "U_SECOND" not in slack.channels[channel.id].members
+
+
+async def test_each_seed_team_gets_its_alert_in_its_channel_with_its_own_oncall_invited(
+    slack: SlackSandbox,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+    pd: PagerDutySandbox,
+    tmp_path: Path,
+) -> None:
+    """The five seed teams, each with its PagerDuty escalation policy: each team's alert is
+    announced in its channel and its incident channel has that team's on-call in it, nobody
+    else's."""
+    directory = catalog_with_channels(tmp_path / "seed-teams")
+    path = directory / "services.yaml"
+    catalog = yaml.safe_load(path.read_text(encoding="utf-8"))
+    oncall: dict[str, str] = {}
+    for n, team in enumerate(SEED_ALERTS):
+        slack_id, pd_id, policy = f"U_ONCALL{n}", f"PU_ONCALL{n}", f"PSEED{n:03d}"
+        email = f"oncall{n}@{team}.test"
+        slack.add_user(slack_id, f"oncall{n}", f"On-call {team}", email)
+        pd.add_user(pd_id, f"On-call {team}", email)
+        pd.add_escalation_policy(policy, team, [[pd_id]])
+        catalog["teams"][team]["pagerduty"] = {"escalation_policy_id": policy}
+        oncall[team] = slack_id
+    path.write_text(yaml.safe_dump(catalog, sort_keys=False), encoding="utf-8")
+    rooms = add_team_channels(slack)
+    config = settings(slack, pd, database_dsn, redis_url, tmp_path).model_copy(
+        update={"playbooks_dir": directory}
+    )
+    async with running_bot(config) as bot:
+        for labels, _, _ in SEED_ALERTS.values():
+            status, _ = await post_alert(http, bot, alert_payload(labels))
+            assert status == 200
+        for team, (labels, _, prefix) in SEED_ALERTS.items():
+            channel = await slack.wait_for(opened(prefix))
+            await slack.wait_for(member(channel.id, oncall[team]))
+            await slack.wait_for(said(rooms[team].id, labels["alertname"]))
+        await settled(bot, database_dsn)
+        for team, (_, _, prefix) in SEED_ALERTS.items():
+            room = slack.find_channel(prefix)
+            assert room is not None
+            others = {u for t, u in oncall.items() if t != team}
+            assert not others & set(slack.channels[room.id].members), team
