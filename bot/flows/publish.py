@@ -233,7 +233,18 @@ class Publisher:
         return True
 
     async def _run_hook(self, hook: PublishedHook, view: IncidentView) -> None:
-        if await hook(view):
+        try:
+            again = await hook(view)
+        except Exception as exc:
+            dependency = dependency_of(exc)
+            if dependency is None:
+                raise  # a bug: the supervisor logs it with its traceback
+            # An outage: one line for it (bot.obs.outages); what the hook claimed lapses and
+            # the sweep gives it to the next publish.
+            self.outages.down(dependency, f"{type(exc).__name__}: {exc}")
+            log.debug("publish.hook_failed", extra={"incident_id": view.incident.id, "error": str(exc)})
+            return
+        if again:
             self.request(view.incident.id)
 
     async def _notify(self, view: IncidentView, state: PublishState, now: datetime, prepaid: int) -> None:

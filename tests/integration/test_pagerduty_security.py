@@ -121,7 +121,9 @@ async def test_a_replayed_resolve_with_a_new_or_missing_webhook_id_does_not_reso
         resolve = pd.webhooks[-1]
         await _row(database_dsn, STATUS, lambda r: r["status"] == "resolved")
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
-        await driver.slash_command("/incident", "reopen", user_id="U_BOB", channel_id=channel.id)
+        # The on-call invited into the channel (level 1 of the escalation policy) reopens it.
+        await slack.wait_for(lambda s: "U_ALICE" in s.channels[channel.id].members)
+        await driver.slash_command("/incident", "reopen", user_id="U_ALICE", channel_id=channel.id)
         await _row(database_dsn, STATUS, lambda r: r["status"] == "triggered")
 
         # The signed body again: with a fresh X-Webhook-Id it is a duplicate of the stored
