@@ -36,16 +36,21 @@ from bot.clients.prometheus import PrometheusMetrics
 from bot.clients.slack import SlackChat, build_client
 from bot.config.catalog import load_catalog
 from bot.config.clusters import load_clusters
+from bot.config.correlation import load_correlation
 from bot.config.playbooks import PlaybookError, load_playbooks
 from bot.config.settings import Settings
 from bot.core.catalog import Catalog
 from bot.core.clusters import ClusterCatalog
+from bot.core.correlation import CorrelationRules
 from bot.core.errors import ConfigError
 from bot.core.playbooks import PlaybookSet
 from bot.core.policy import Policy
 from bot.core.ports import Clock
 from bot.core.promql import Limits, QueryGuard, TrustedHosts, TrustedSources, playbook_warnings
 from bot.flows.authorize import Authorizer, ChannelMembers
+from bot.flows.correlation.corrections import Corrections
+from bot.flows.correlation.intake import Correlator
+from bot.flows.correlation.topology import Topology
 from bot.flows.enrich import Enricher, GraphLimiter, GraphLimits
 from bot.flows.failures import dependency_of
 from bot.flows.gate import IntakeGate
@@ -75,6 +80,7 @@ from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.obs.outages import Outages
 from bot.store import coordination
+from bot.store.correlation import CorrelationStore
 from bot.store.db import apply_migrations, create_pool, durability
 from bot.store.enrichment import EnrichmentStore
 from bot.store.inbox import INTAKE_BATCHES_IN_FLIGHT, Inbox
@@ -154,6 +160,15 @@ def load_playbook_set(settings: Settings) -> tuple[PlaybookSet, Catalog]:
     except PlaybookError as exc:
         lines = "\n".join(str(p) for p in exc.problems)
         raise ConfigError(f"invalid playbooks in {settings.playbooks_dir}:\n{lines}") from None
+
+
+def load_correlation_rules(settings: Settings) -> CorrelationRules:
+    """correlation.yaml beside the playbooks (none: the default rules)."""
+    try:
+        return load_correlation(settings.playbooks_dir)
+    except PlaybookError as exc:
+        lines = "\n".join(str(p) for p in exc.problems)
+        raise ConfigError(f"invalid correlation rules in {settings.playbooks_dir}:\n{lines}") from None
 
 
 def build_pager(settings: Settings) -> PagerDutyClient | None:
@@ -444,6 +459,8 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     inbound = PagerDutyInbound(
         store, lifecycle, incidents, timers, oncall, c.coord, metrics, policy, clock, publish, catalog=catalog
     )
+    correlation_rules = load_correlation_rules(settings)
+    correlator = Correlator(correlation_rules, catalog, Topology(c.clusters, correlation_rules.topology))
     pipeline = Pipeline(
         inbox,
         playbooks,
@@ -454,7 +471,9 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         gate=gate,
         outages=outages,
         catalog=catalog,
+        correlator=correlator,
     )
+    corrections = Corrections(store, CorrelationStore(c.pool), incidents, playbooks, catalog, clock, publish)
 
     flows = Flows(
         incidents=incidents,
@@ -468,6 +487,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         supervisor=supervisor,
         clock=clock,
         authorize=authorize,
+        correlation=corrections,
     )
     bolt = AsyncApp(
         client=c.slack_client,

@@ -16,6 +16,7 @@ from bot.core.playbooks import PlaybookSet
 from bot.core.policy import Permission
 from bot.core.ports import Clock
 from bot.flows.authorize import Authorizer
+from bot.flows.correlation.corrections import Corrections
 from bot.flows.enrich import Enricher
 from bot.flows.incidents import IncidentFlows
 from bot.flows.pins import Pins
@@ -46,6 +47,7 @@ class Flows:
     supervisor: Supervisor
     clock: Clock
     authorize: Authorizer
+    correlation: Corrections
 
 
 @dataclass(frozen=True, slots=True)

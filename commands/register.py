@@ -9,12 +9,13 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 
+from bot.core.correlation import ATTACH_ACTION, SEPARATE_ACTION
 from bot.core.errors import UserError
 from bot.core.policy import Permission
 from bot.flows.authorize import resolve_permission
 from bot.flows.incidents import INVALID_BUTTON
 from bot.render.proposals import APPROVE_ACTION, REJECT_ACTION
-from commands import playbook_commands, slash
+from commands import correlation, playbook_commands, slash
 from commands.base import Flows, Reply
 from commands.edge import button, slash_command
 from commands.remediation import decide_button
@@ -73,4 +74,8 @@ def register(app: AsyncApp, flows: Flows) -> None:
     app.action("show_runbook_steps")(button("show_runbook_steps", on_show_steps))
     app.action(APPROVE_ACTION)(button(APPROVE_ACTION, decide_button(flows, APPROVE_ACTION)))
     app.action(REJECT_ACTION)(button(REJECT_ACTION, decide_button(flows, REJECT_ACTION)))
+    app.action(ATTACH_ACTION)(button(ATTACH_ACTION, correlation.answer_button(flows, True, _clicked_message)))
+    app.action(SEPARATE_ACTION)(
+        button(SEPARATE_ACTION, correlation.answer_button(flows, False, _clicked_message))
+    )
     app.event("reaction_added")(on_reaction)

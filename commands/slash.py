@@ -8,7 +8,7 @@ from bot.core.incident import AlertStatus, Role, Severity
 from bot.core.policy import Permission
 from bot.flows.authorize import resolve_permission, severity_permission
 from bot.render.cards import age, title_line
-from commands import lifecycle_extra, playbook_commands, remediation
+from commands import correlation, lifecycle_extra, playbook_commands, remediation
 from commands.base import (
     Flows,
     Invocation,
@@ -256,6 +256,21 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         "/incident killswitch [on|off] [reason]",
         "stop every remediation on every replica (or allow them again)",
         remediation.killswitch,
+    ),
+    Subcommand(
+        "merge",
+        "/incident merge #id",
+        "merge that incident into this one (its alerts move here)",
+        correlation.merge,
+    ),
+    Subcommand(
+        "split",
+        "/incident split <alertname>",
+        "move that alert's group out into a new incident",
+        correlation.split,
+    ),
+    Subcommand(
+        "links", "/incident links [remove <id>]", "links learned from merges and splits", correlation.links
     ),
     Subcommand("help", "/incident help", "this list", _help),
 )

@@ -1,5 +1,5 @@
-"""A whole playbook directory: playbooks, policy.yaml, the service catalog (services.yaml) and
-clusters.yaml, every problem with ``file:line``; and its command line.
+"""A whole playbook directory: playbooks, policy.yaml, the service catalog (services.yaml),
+clusters.yaml and correlation.yaml, every problem with ``file:line``; and its command line.
 
     python -m bot.config.directory validate [DIR]
     python -m bot.config.directory --write-schema [DIR]
@@ -14,6 +14,7 @@ from pathlib import Path
 
 from bot.config.catalog import catalog_problems
 from bot.config.clusters import check_clusters
+from bot.config.correlation import check_correlation
 from bot.config.playbooks import (
     DEFAULT_PLAYBOOKS_DIR,
     Problem,
@@ -30,6 +31,7 @@ def validate_dir(directory: Path | str = DEFAULT_PLAYBOOKS_DIR) -> list[Problem]
     playbooks, problems = load_with_problems(Path(directory))
     problems += catalog_problems(directory)
     problems += check_clusters(Path(directory), None if problems else playbooks.policy)[1]
+    problems += check_correlation(directory)[1]
     return sorted(problems)
 
 

@@ -18,6 +18,7 @@ from pydantic import (
 from bot.config.settings import BUNDLED_PLAYBOOKS
 from bot.core.actions import PARAMS_BY_ACTION, ActionName
 from bot.core.catalog import CATALOG_FILES, CATALOG_SCHEMA_FILE, catalog_json_schema
+from bot.core.correlation import CORRELATION_SCHEMA_FILE, correlation_json_schema
 from bot.core.errors import ConfigError
 from bot.core.playbooks import (
     Path_,
@@ -43,7 +44,7 @@ POLICY_FILE = "policy.yaml"
 SCHEMA_FILE = "schema.json"
 POLICY_SCHEMA_FILE = "policy.schema.json"
 # Files of the directory that hold other settings than playbooks (see bot.config.clusters).
-NOT_PLAYBOOKS = ("clusters.yaml", "clusters.yml")
+NOT_PLAYBOOKS = ("clusters.yaml", "clusters.yml", "correlation.yaml", "correlation.yml")
 
 
 def schema_text(schema: dict[str, Any]) -> str:
@@ -56,6 +57,7 @@ def write_schemas(directory: Path = DEFAULT_PLAYBOOKS_DIR) -> list[Path]:
         (SCHEMA_FILE, playbook_json_schema()),
         (POLICY_SCHEMA_FILE, policy_json_schema()),
         (CATALOG_SCHEMA_FILE, catalog_json_schema()),
+        (CORRELATION_SCHEMA_FILE, correlation_json_schema()),
     ):
         path = directory / name
         path.write_text(schema_text(schema), encoding="utf-8")

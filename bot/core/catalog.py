@@ -74,6 +74,12 @@ class Service(_Model):
     match: list[Match] = Field(
         min_length=1, description="label matchers; an alert matching any of them belongs to this service"
     )
+    depends_on: list[str] = Field(
+        default_factory=list,
+        max_length=50,
+        description="services this one depends on: `<service>` of the same team or `<team>/<service>`"
+        " (an incident of a dependency and one of this service are correlated)",
+    )
 
 
 class PagerDutyRef(_Model):
@@ -199,7 +205,38 @@ class Catalog(_Model):
                         f"the same matcher as service {earlier}, which always wins",
                     )
                 )
+        return found + self._dependency_problems()
+
+    def _dependency_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        found: list[tuple[tuple[str | int, ...], str]] = []
+        for team_name, team in self.teams.items():
+            for service_name, service in team.services.items():
+                for index, ref in enumerate(service.depends_on):
+                    other = self.dependency(team_name, ref)
+                    loc = ("teams", team_name, "services", service_name, "depends_on", index)
+                    if other is None:
+                        found.append((loc, f"unknown service {ref!r} (`<service>` or `<team>/<service>`)"))
+                    elif other == (team_name, service_name):
+                        found.append((loc, "a service cannot depend on itself"))
         return found
+
+    def dependency(self, team: str, ref: str) -> tuple[str, str] | None:
+        """The (team, service) a `depends_on` entry of a service of `team` names, if it exists."""
+        other_team, sep, other_service = ref.partition("/")
+        if not sep:
+            other_team, other_service = team, ref
+        found = self.teams.get(other_team)
+        return (other_team, other_service) if found is not None and other_service in found.services else None
+
+    def depends(self, team: str, service: str | None, other_team: str, other_service: str | None) -> bool:
+        """Whether service (team, service) declares a dependency on (other_team, other_service)."""
+        if service is None or other_service is None:
+            return False
+        found = self.teams.get(team)
+        declared = found.services.get(service) if found is not None else None
+        if declared is None:
+            return False
+        return any(self.dependency(team, ref) == (other_team, other_service) for ref in declared.depends_on)
 
     def _matchers(self) -> Iterable[tuple[str, str, int, Match]]:
         for team_name, team in self.teams.items():

@@ -441,6 +441,7 @@ class Permission(StrEnum):
     RUN = "run"
     INVESTIGATE = "investigate"
     TEAM = "team"
+    CORRELATE = "correlate"
 
 
 # Permissions that act beyond the incident (Alertmanager, Prometheus, the cluster, PagerDuty):
@@ -508,6 +509,10 @@ class LifecyclePolicy(_Model):
     )
     team: list[RoleName] = _roles(
         COMMANDER, description="give the incident to another team of the service catalog (/incident team)"
+    )
+    correlate: list[RoleName] = _roles(
+        COMMANDER,
+        description="merge and split incidents, answer correlation suggestions, remove learned links",
     )
 
     @field_validator("silence_max_minutes", mode="after")

@@ -40,6 +40,7 @@ DOING: dict[Permission, str] = {
     Permission.RUN: "propose remediations ad hoc",
     Permission.INVESTIGATE: "post runbooks, read the timeline or draft the postmortem of incident {ref}",
     Permission.TEAM: "give incident {ref} to another team",
+    Permission.CORRELATE: "merge, split or correlate incident {ref}",
 }
 _WHO: dict[str, str] = {
     EVERYONE: "anyone",

@@ -28,6 +28,7 @@ from bot.core.incident import (
 from bot.core.playbooks import PlaybookSet
 from bot.core.ports import Clock
 from bot.core.timers import opening_timers
+from bot.flows.correlation.intake import Correlator, Placed
 from bot.flows.failures import dependency_of
 from bot.flows.gate import BACKGROUND, IntakeGate
 from bot.flows.pagerduty.join import AlertGroupJoin
@@ -76,6 +77,7 @@ class Pipeline:
         outages: Outages,
         catalog: Catalog | None = None,
         join: AlertGroupJoin | None = None,
+        correlator: Correlator | None = None,
     ) -> None:
         self.inbox = inbox
         self.catalog = catalog if catalog is not None else Catalog()
@@ -92,6 +94,8 @@ class Pipeline:
         self.outages = outages
         # The incident PagerDuty opened for this group, when its webhook came first.
         self.join = join or AlertGroupJoin()
+        # Without one, every new group opens its own incident (as before correlation).
+        self.correlator = correlator
 
     def severity(self, labels: dict[str, str]) -> Severity:
         return playbook_severity(self.playbooks, labels)
@@ -198,8 +202,15 @@ class Pipeline:
         joined = await self.join.lock_and_find(tx, payload.group_key, firing)
         incident = await tx.open_incident_for(key) or joined
         created = False
+        placed: Placed | None = None
+        if incident is None and firing and self.correlator is not None:
+            placed = await self.correlator.place(tx, firing, self.route(firing), now)
+            incident = placed.target
         if incident is None and firing:
             incident, created = await self._open(tx, key, payload, firing, now)
+        related: list[int] = []
+        if placed is not None and incident is not None and self.correlator is not None:
+            related = await self.correlator.record(tx, placed, incident, key, payload.group_key, now)
         firing_before = 0
         if incident is not None and not created:
             firing_before, total_before = await tx.incident_alert_counts(incident.id)
@@ -230,7 +241,7 @@ class Pipeline:
             changed = await self._follow_up(tx, incident.id, firing, firing_before, now) or changed
         if changed and not created:
             await tx.bump_version(incident.id)
-        return [incident.id] if changed else []
+        return ([incident.id] if changed else []) + related
 
     async def _open(
         self, tx: IntakeTx, key: str, payload: AMPayload, firing: list[Alert], now: datetime

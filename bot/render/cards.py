@@ -23,6 +23,7 @@ from bot.core.blockkit import (
     section,
     single_line,
 )
+from bot.core.correlation import ATTACH_ACTION, SEPARATE_ACTION, SUGGESTED_EVENT
 from bot.core.incident import (
     Alert,
     AlertStatus,
@@ -244,4 +245,15 @@ def announcement(event: TimelineEvent) -> Message:
     Event texts are Slack-safe mrkdwn by construction: whoever writes an event escapes the
     alert- or user-derived parts (kit.inline) and may use mentions, so nothing is escaped here.
     """
-    return message(clip(event.text, 300), [section(event.text)])
+    blocks = [section(event.text)]
+    token = event.data.get("token") if event.kind == SUGGESTED_EVENT else None
+    if isinstance(token, str) and token:
+        # A correlation suggestion: its buttons carry only the opaque token of the stored question.
+        blocks.append(
+            actions(
+                button("Attach", ATTACH_ACTION, token, style="primary"),
+                button("Keep separate", SEPARATE_ACTION, token),
+                block_id=f"correlation-{token[:12]}",
+            )
+        )
+    return message(clip(event.text, 300), blocks)

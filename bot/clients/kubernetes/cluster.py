@@ -22,6 +22,7 @@ from bot.clients.kubernetes import deployments, diagnostics, pod_exec, rollouts
 from bot.clients.kubernetes.api import KubeApi
 from bot.clients.kubernetes.context import Expectation, Request
 from bot.clients.kubernetes.errors import SYSTEM, ConflictError
+from bot.clients.kubernetes.ownership import PodOwner, pod_owner
 from bot.clients.kubernetes.results import (
     EventInfo,
     ExecResult,
@@ -152,6 +153,10 @@ class KubernetesCluster:
         return await deployments.wait_rollout(self._api, namespace, deployment, timeout)
 
     # ------------------------------------------------------------------ diagnostics (read-only)
+
+    async def pod_owner(self, namespace: str, pod: str) -> PodOwner:
+        """The workload that controls a pod (through its ReplicaSet) and the pod's node."""
+        return await pod_owner(self._api, namespace, pod)
 
     async def pods(self, namespace: str, selector_or_deployment: str) -> list[PodInfo]:
         """Pods of a deployment (a bare name) or matching a label selector (anything with = ! , or ' in ')."""

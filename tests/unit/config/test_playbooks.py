@@ -15,6 +15,7 @@ from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, PlaybookError, load_play
 from bot.core.actions import ActionName, ExecParams, ScaleParams
 from bot.core.catalog import CATALOG_FILES
 from bot.core.clusters import ClusterCatalog
+from bot.core.correlation import correlation_json_schema
 from bot.core.incident import Severity
 from bot.core.playbooks import (
     TARGET_PARAMS,
@@ -68,9 +69,11 @@ def test_bundled_files_satisfy_the_json_schemas() -> None:
     for path in sorted(DEFAULT_PLAYBOOKS_DIR.glob("*.yaml")):
         if path.name in CATALOG_FILES:
             continue  # the service catalog: tests/unit/config/test_catalog.py
-        validator = {"policy.yaml": policy_validator, "clusters.yaml": clusters_validator}.get(
-            path.name, playbook_validator
-        )
+        validator = {
+            "policy.yaml": policy_validator,
+            "clusters.yaml": clusters_validator,
+            "correlation.yaml": jsonschema.Draft202012Validator(correlation_json_schema()),
+        }.get(path.name, playbook_validator)
         for doc in yaml.safe_load_all(path.read_text(encoding="utf-8")):
             errors = [e.message for e in validator.iter_errors(doc)]
             assert errors == [], (path.name, errors[:3])
@@ -202,6 +205,7 @@ def test_one_file_per_seed_system(bundled: PlaybookSet) -> None:
         "policy.yaml",
         "services.yaml",
         "clusters.yaml",
+        "correlation.yaml",
     }
     assert {pb.system for pb in bundled} == {
         "skillquest",

@@ -1,0 +1,103 @@
+"""The facts topology compares: which workloads and nodes an alert group is about.
+
+A pod label is resolved through the alert's cluster (Pod → ReplicaSet → Deployment, or the
+StatefulSet/DaemonSet that controls it; and the pod's node), bounded by a timeout and cached for
+a while, so a storm of alerts about one pod asks the cluster once. When the cluster cannot
+answer (not configured, unreachable, the pod is gone) the labels decide: a deployment,
+statefulset or daemonset label, else the ReplicaSet hash in the pod's name."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from bot.clients.kubernetes.clusters import Clusters
+from bot.clients.kubernetes.ownership import PodOwner
+from bot.core.clusters import UnknownClusterError
+from bot.core.correlation import TopologyRule, Workload, workload_from_labels
+from bot.core.errors import IntegrationError
+from bot.core.incident import Alert
+from bot.obs import logs
+
+log = logs.logger(logs.Component.INTAKE)
+
+# A group's first pods are enough to name its workloads; a storm's 40-pod group asks for 8.
+MAX_PODS_PER_GROUP = 8
+MAX_CACHED = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a group's alerts are, topologically."""
+
+    cluster: str
+    workloads: tuple[Workload, ...]
+    nodes: tuple[str, ...]
+    node_level: bool
+
+
+class Topology:
+    def __init__(
+        self, clusters: Clusters, rule: TopologyRule, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.clusters = clusters
+        self.rule = rule
+        self.monotonic = monotonic
+        self._cache: dict[tuple[str, str, str], tuple[float, PodOwner | None]] = {}
+
+    def cluster_of(self, alerts: Sequence[Alert]) -> str:
+        labels = alerts[0].labels if alerts else {}
+        try:
+            return self.clusters.select(labels)
+        except UnknownClusterError:
+            # Not one of ours: compared by name only, never asked.
+            return f"unknown:{self.clusters.catalog.named_by(labels) or ''}"
+
+    async def place(self, alerts: Sequence[Alert]) -> Placement:
+        cluster = self.cluster_of(alerts)
+        workloads: dict[str, Workload] = {}
+        nodes: list[str] = []
+        node_level = False
+        pods = [a for a in alerts if a.labels.get(self.rule.pod_label) and a.labels.get("namespace")]
+        owners = await asyncio.gather(*(self._owner(cluster, a) for a in pods[:MAX_PODS_PER_GROUP]))
+        resolved = dict(zip((id(a) for a in pods), owners, strict=False))
+        for alert in alerts:
+            owner = resolved.get(id(alert))
+            workload = self._workload(cluster, alert, owner)
+            if workload is not None:
+                workloads.setdefault(workload.key, workload)
+            node = (owner.node if owner is not None else None) or alert.labels.get(self.rule.node_label)
+            if node:
+                nodes.append(node)
+                # A node-level alert names a node and no pod or workload.
+                node_level = node_level or (not alert.labels.get(self.rule.pod_label) and workload is None)
+        return Placement(cluster, tuple(workloads.values()), tuple(sorted(set(nodes))), node_level)
+
+    def _workload(self, cluster: str, alert: Alert, owner: PodOwner | None) -> Workload | None:
+        if owner is not None and owner.kind and owner.name:
+            pod = alert.labels.get(self.rule.pod_label, "")
+            return Workload(
+                cluster, alert.labels.get("namespace", ""), owner.kind, owner.name, f"owner of pod {pod}"
+            )
+        return workload_from_labels(alert.labels, cluster, self.rule.pod_label)
+
+    async def _owner(self, cluster: str, alert: Alert) -> PodOwner | None:
+        namespace, pod = alert.labels["namespace"], alert.labels[self.rule.pod_label]
+        key = (cluster, namespace, pod)
+        now = self.monotonic()
+        cached = self._cache.get(key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        client = self.clusters.client(cluster) if not cluster.startswith("unknown:") else None
+        owner: PodOwner | None = None
+        if client is not None:
+            try:
+                owner = await asyncio.wait_for(client.pod_owner(namespace, pod), self.rule.timeout_seconds)
+            except (IntegrationError, TimeoutError) as exc:
+                log.debug("correlation.owner_unknown", extra={"pod": f"{namespace}/{pod}", "error": str(exc)})
+        if len(self._cache) >= MAX_CACHED:
+            self._cache.clear()
+        self._cache[key] = (now + self.rule.cache_seconds, owner)
+        return owner
