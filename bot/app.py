@@ -67,6 +67,7 @@ from bot.flows.remediation.messages import ProposalMessages
 from bot.flows.remediation.propose import Proposer
 from bot.flows.remediation.verify import Verifier
 from bot.flows.silences import SilenceFlow
+from bot.flows.storms import Storms
 from bot.flows.supervisor import Supervisor
 from bot.flows.teams import TeamChannels
 from bot.flows.timers import Timers
@@ -82,6 +83,7 @@ from bot.store.kill_switch import KillSwitchStore
 from bot.store.lifecycle import LifecycleStore
 from bot.store.messages import MessageLedger
 from bot.store.remediation import RemediationStore
+from bot.store.storms import StormStore
 from bot.web.bodies import BodyReader
 from bot.web.handlers import Handlers
 from bot.web.routes import build_runner, build_web_app
@@ -386,6 +388,23 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     )
     oncall = OnCallInviter(c.pager, c.chat, lifecycle, c.coord, clock)
     teams = TeamChannels(catalog, c.chat, incident_channel=settings.incident_channel)
+
+    def publish_later(incident_id: int) -> None:
+        # The publisher is built next and takes the storms: a late-bound call breaks the cycle.
+        publisher.request(incident_id)
+
+    storms = Storms(
+        StormStore(c.pool),
+        store,
+        c.chat,
+        owned,
+        c.coord,
+        teams,
+        supervisor,
+        metrics,
+        clock,
+        publish_later,
+    )
     publisher = Publisher(
         store,
         c.chat,
@@ -401,6 +420,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         after_publish=(enricher.after_publish, oncall.after_publish),
         grafana_url=settings.grafana_url,
         link_sources=sources,
+        storms=storms,
     )
     publish = publisher.request
 
@@ -463,6 +483,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         supervisor=supervisor,
         clock=clock,
         authorize=authorize,
+        storms=storms,
     )
     bolt = AsyncApp(
         client=c.slack_client,
@@ -608,6 +629,7 @@ class BotServer:
                 for incident_id in await parts.store.unpublished_incidents():
                     parts.publisher.request(incident_id)
                 await parts.timers.run_due()
+                await parts.flows.storms.sweep()
                 await parts.flows.enrich.resume()
                 await parts.executor.sweep()
             except Exception as exc:

@@ -23,6 +23,7 @@ from bot.flows.postmortems import Postmortems
 from bot.flows.remediation.decide import Decisions
 from bot.flows.remediation.propose import Proposer
 from bot.flows.silences import SilenceFlow
+from bot.flows.storms import Storms
 from bot.flows.supervisor import Supervisor
 
 MENTION = re.compile(r"^<@([UW][A-Z0-9_]+)(?:\|[^>]*)?>$")
@@ -46,6 +47,7 @@ class Flows:
     supervisor: Supervisor
     clock: Clock
     authorize: Authorizer
+    storms: Storms
 
 
 @dataclass(frozen=True, slots=True)

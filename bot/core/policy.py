@@ -441,6 +441,7 @@ class Permission(StrEnum):
     RUN = "run"
     INVESTIGATE = "investigate"
     TEAM = "team"
+    OPEN_CHANNEL = "open_channel"
 
 
 # Permissions that act beyond the incident (Alertmanager, Prometheus, the cluster, PagerDuty):
@@ -508,6 +509,10 @@ class LifecyclePolicy(_Model):
     )
     team: list[RoleName] = _roles(
         COMMANDER, description="give the incident to another team of the service catalog (/incident team)"
+    )
+    open_channel: list[RoleName] = _roles(
+        EVERYONE,
+        description="open the channel of an incident waiting in a storm digest (its Open channel button)",
     )
 
     @field_validator("silence_max_minutes", mode="after")

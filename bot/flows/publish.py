@@ -24,9 +24,11 @@ from bot.core.errors import IntegrationError
 from bot.core.incident import IncidentView, channel_name
 from bot.core.ports import Clock
 from bot.core.promql import TrustedSources
+from bot.core.storms import Admission
 from bot.flows.failures import dependency_of
 from bot.flows.gate import BACKGROUND, IntakeGate
 from bot.flows.owned_messages import OwnedMessages
+from bot.flows.storms import Storms
 from bot.flows.supervisor import Supervisor
 from bot.flows.teams import TeamChannels
 from bot.obs import logs
@@ -81,6 +83,7 @@ class Publisher:
         after_publish: Sequence[PublishedHook],
         grafana_url: str | None = None,
         link_sources: TrustedSources | None = None,
+        storms: Storms | None = None,
     ) -> None:
         self.store = store
         self.chat = chat
@@ -98,6 +101,8 @@ class Publisher:
         # Webhook intake goes first during a burst (bot.flows.gate).
         self.gate = gate
         self.outages = outages
+        # Storm mode (bot.flows.storms): a digest instead of notifications, channels held back.
+        self.storms = storms
         self._dirty: set[int] = set()
         self._running: set[int] = set()
         self._last_run: dict[int, float] = {}
@@ -158,10 +163,12 @@ class Publisher:
             if loaded is None:
                 return
             prepaid = 0
-            if incident_id in self._last_run:
+            if incident_id in self._last_run and loaded[1].card_ts is not None:
                 # Updating what is already on Slack: wait for the chat.update tokens (card,
                 # notification) first and render after, so the update sent is the newest.
                 prepaid = UPDATES_PER_ROUND
+                if self.storms is not None and await self.storms.quiet(incident_id):
+                    prepaid = 1  # no notification of its own (a storm's digest): the card only
                 if await self.chat.reserve("chat.update", prepaid) > RELOAD_AFTER_WAIT_S:
                     self._dirty.discard(incident_id)
                     loaded = await self._load_if_behind(incident_id) or loaded
@@ -202,6 +209,23 @@ class Publisher:
         return loaded
 
     async def _sync(self, view: IncidentView, state: PublishState, prepaid: int = 0) -> bool:
+        admission = await self.storms.admit(view.incident) if self.storms is not None else None
+        if state.channel_id is None and admission is not None and admission.waiting:
+            # Held back during a storm: the digest lists it with an Open channel button.
+            await self.storms_changed(admission)
+            return True
+        done = await self._sync_slack(view, state, prepaid, admission)
+        if done:
+            await self.storms_changed(admission)
+        return done
+
+    async def storms_changed(self, admission: Admission | None) -> None:
+        if self.storms is not None:
+            await self.storms.member_changed(admission)
+
+    async def _sync_slack(
+        self, view: IncidentView, state: PublishState, prepaid: int, admission: Admission | None
+    ) -> bool:
         now = self.clock()
         inc = view.incident
         if state.channel_id is None:
@@ -226,7 +250,8 @@ class Publisher:
         # in #incident (which is paced with every other incident's).
         for hook in self.after_publish:
             self.supervisor.spawn(self._run_hook(hook, view), name=f"enrich-{inc.id}")
-        await self._notify(view, state, now, prepaid)
+        if admission is None or not admission.quiet or state.notification_ts is not None:
+            await self._notify(view, state, now, prepaid)
         for event_id, event in await self.store.unannounced_events(inc.id):
             ts = await self.owned.post(channel_id, cards.announcement(event), f"event:{event_id}")
             await self.store.mark_announced(event_id, ts)
