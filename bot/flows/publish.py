@@ -10,10 +10,12 @@ coalesce into one update.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
 import random
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -56,6 +58,43 @@ PUBLISH_RETRY_CAP_S = 8.0
 # proposals; the PagerDuty on-call invite). True asks for another publish: the hook changed
 # the incident (an announcement to post).
 PublishedHook = Callable[[IncidentView], Coroutine[Any, Any, bool]]
+
+
+class WorstFirst:
+    """Turns one at a time, the lowest rank (the worst severity) first, then first come: which
+    incident takes the next conversations.create token when channels queue (a P1 before a P4)."""
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._busy = False
+        self._seq = 0
+
+    @contextlib.asynccontextmanager
+    async def turn(self, rank: int) -> AsyncIterator[None]:
+        if self._busy or self._waiting:
+            self._seq += 1
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (rank, self._seq, waiter))
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._next()  # handed the turn while being cancelled: pass it on
+                raise
+        self._busy = True
+        try:
+            yield
+        finally:
+            self._next()
+
+    def _next(self) -> None:
+        self._busy = False
+        while self._waiting:
+            _, _, waiter = heapq.heappop(self._waiting)
+            if not waiter.done():
+                waiter.set_result(None)
+                self._busy = True
+                return
 
 
 def retry_delay(failures: int) -> float:
@@ -108,6 +147,7 @@ class Publisher:
         self._last_run: dict[int, float] = {}
         self._retry_at: dict[int, float] = {}
         self._failures: dict[int, int] = {}
+        self._channel_order = WorstFirst()
 
     def request(self, incident_id: int) -> None:
         """Ask for the incident's messages to be brought up to date (cheap, idempotent)."""
@@ -296,7 +336,8 @@ class Publisher:
         # Slack's budget first, the claim after: a publisher killed while its channels wait for
         # conversations.create holds claims only on the few it was about to create, not on
         # every incident it had queued (a claim of a dead publisher blocks until it is stale).
-        await self.chat.reserve("conversations.create", 1)
+        async with self._channel_order.turn(inc.severity.rank):
+            await self.chat.reserve("conversations.create", 1)
         name = await self.store.claim_channel_creation(
             inc.id, self.owner, wanted, self.clock(), CHANNEL_CLAIM_STALE_S
         )
