@@ -73,6 +73,7 @@ from bot.flows.remediation.propose import Proposer
 from bot.flows.remediation.verify import Verifier
 from bot.flows.responders import Responders
 from bot.flows.silences import SilenceFlow
+from bot.flows.storms import Storms
 from bot.flows.supervisor import Supervisor
 from bot.flows.teams import TeamChannels
 from bot.flows.timers import Escalation, Timers
@@ -89,6 +90,7 @@ from bot.store.kill_switch import KillSwitchStore
 from bot.store.lifecycle import LifecycleStore
 from bot.store.messages import MessageLedger
 from bot.store.remediation import RemediationStore
+from bot.store.storms import StormStore
 from bot.web.bodies import BodyReader
 from bot.web.handlers import Handlers
 from bot.web.routes import build_runner, build_web_app
@@ -404,6 +406,23 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     people = Responders(c.pager, c.chat, lifecycle, usergroups, catalog, c.coord, clock)
     oncall = OnCallInviter(people, lifecycle, clock)
     teams = TeamChannels(catalog, c.chat, incident_channel=settings.incident_channel)
+
+    def publish_later(incident_id: int) -> None:
+        # The publisher is built next and takes the storms: a late-bound call breaks the cycle.
+        publisher.request(incident_id)
+
+    storms = Storms(
+        StormStore(c.pool),
+        store,
+        c.chat,
+        owned,
+        c.coord,
+        teams,
+        supervisor,
+        metrics,
+        clock,
+        publish_later,
+    )
     publisher = Publisher(
         store,
         c.chat,
@@ -419,6 +438,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         after_publish=(enricher.after_publish, people.after_publish),
         grafana_url=settings.grafana_url,
         link_sources=sources,
+        storms=storms,
     )
     publish = publisher.request
 
@@ -488,6 +508,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         clock=clock,
         authorize=authorize,
         correlation=corrections,
+        storms=storms,
     )
     bolt = AsyncApp(
         client=c.slack_client,
@@ -633,6 +654,7 @@ class BotServer:
                 for incident_id in await parts.store.unpublished_incidents():
                     parts.publisher.request(incident_id)
                 await parts.timers.run_due()
+                await parts.flows.storms.sweep()
                 await parts.flows.enrich.resume()
                 await parts.executor.sweep()
             except Exception as exc:

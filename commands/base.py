@@ -24,6 +24,7 @@ from bot.flows.postmortems import Postmortems
 from bot.flows.remediation.decide import Decisions
 from bot.flows.remediation.propose import Proposer
 from bot.flows.silences import SilenceFlow
+from bot.flows.storms import Storms
 from bot.flows.supervisor import Supervisor
 
 MENTION = re.compile(r"^<@([UW][A-Z0-9_]+)(?:\|[^>]*)?>$")
@@ -48,6 +49,7 @@ class Flows:
     clock: Clock
     authorize: Authorizer
     correlation: Corrections
+    storms: Storms
 
 
 @dataclass(frozen=True, slots=True)

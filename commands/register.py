@@ -15,6 +15,7 @@ from bot.core.policy import Permission
 from bot.flows.authorize import resolve_permission
 from bot.flows.incidents import INVALID_BUTTON
 from bot.render.proposals import APPROVE_ACTION, REJECT_ACTION
+from bot.render.storms import OPEN_CHANNEL_ACTION
 from commands import correlation, playbook_commands, slash
 from commands.base import Flows, Reply
 from commands.edge import button, slash_command
@@ -50,6 +51,15 @@ def register(app: AsyncApp, flows: Flows) -> None:
         await flows.authorize.require(resolve_permission(offer.incident), user, offer.incident)
         return Reply(await flows.incidents.resolve_offered(offer, user))
 
+    async def on_open_channel(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
+        """Bound to its message: the clicked message must be a storm's digest and the incident
+        one of that storm's; the policy's `open_channel` decides who may."""
+        storm_id, incident = await flows.storms.waiting_incident(
+            *_clicked_message(body), str(action.get("value", ""))
+        )
+        await flows.authorize.require(Permission.OPEN_CHANNEL, user, incident)
+        return Reply(await flows.storms.open_channel(storm_id, incident, user))
+
     async def on_show_steps(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
         channel, _ = _clicked_message(body)
         value = str(action.get("value", ""))
@@ -71,6 +81,7 @@ def register(app: AsyncApp, flows: Flows) -> None:
     app.command("/incident")(slash_command(on_incident))
     app.action("ack_incident")(button("ack_incident", on_ack))
     app.action("confirm_resolve")(button("confirm_resolve", on_confirm_resolve, replace_original=True))
+    app.action(OPEN_CHANNEL_ACTION)(button(OPEN_CHANNEL_ACTION, on_open_channel))
     app.action("show_runbook_steps")(button("show_runbook_steps", on_show_steps))
     app.action(APPROVE_ACTION)(button(APPROVE_ACTION, decide_button(flows, APPROVE_ACTION)))
     app.action(REJECT_ACTION)(button(REJECT_ACTION, decide_button(flows, REJECT_ACTION)))

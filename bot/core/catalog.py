@@ -45,6 +45,7 @@ __all__ = [
     "PagerDutyRef",
     "Route",
     "Service",
+    "StormPolicy",
     "Team",
     "catalog_json_schema",
 ]
@@ -108,6 +109,24 @@ class EscalationLevel(_Model):
         return bool(self.users or self.usergroups or self.pagerduty_escalation_policy)
 
 
+class StormPolicy(_Model):
+    """When a team's incidents come in a storm, and what waits during one (see bot.flows.storms)."""
+
+    incidents: int = Field(
+        default=5, ge=1, le=1000, description="a storm starts when more than this many incidents open"
+    )
+    window_seconds: int = Field(
+        default=120,
+        ge=5,
+        le=86400,
+        description="... within this many seconds; it ends after as long with none",
+    )
+    channels_for: list[Severity] = Field(
+        default_factory=lambda: [Severity.P1, Severity.P2],
+        description="severities whose channels open at once during a storm; the others wait in the digest",
+    )
+
+
 class Team(_Model):
     title: str = Field(default="", max_length=100, description="shown on the card; default: the name")
     channel: ChannelName | None = Field(
@@ -133,6 +152,9 @@ class Team(_Model):
         default_factory=list, description="policy roles that approve changes in the team's namespaces"
     )
     services: dict[TeamName, Service] = Field(default_factory=dict)
+    storm: StormPolicy | None = Field(
+        default=None, description="storm mode for this team; default: the catalog's"
+    )
 
     def problems(self, roles: Iterable[str]) -> list[tuple[tuple[str | int, ...], str]]:
         """Escalation levels in order with increasing delays and a contact each; approver roles
@@ -173,6 +195,7 @@ class Catalog(_Model):
         default="default", description="team of alerts no service matches (and of incidents without a team)"
     )
     teams: dict[TeamName, Team] = Field(default_factory=dict)
+    storm: StormPolicy = Field(default_factory=StormPolicy, description="storm mode of teams that set none")
 
     @model_validator(mode="after")
     def _default_team_exists(self) -> Catalog:
@@ -290,6 +313,9 @@ class Catalog(_Model):
         return next(
             (name for name, team in self.teams.items() if team.pagerduty.service_id == service_id), None
         )
+
+    def storm_policy(self, team: str | None) -> StormPolicy:
+        return self.team(team).storm or self.storm
 
     def severity_policy(
         self, team: str | None, base: Mapping[Severity, SeverityPolicy]

@@ -442,6 +442,7 @@ class Permission(StrEnum):
     INVESTIGATE = "investigate"
     TEAM = "team"
     CORRELATE = "correlate"
+    OPEN_CHANNEL = "open_channel"
 
 
 # Permissions that act beyond the incident (Alertmanager, Prometheus, the cluster, PagerDuty):
@@ -513,6 +514,10 @@ class LifecyclePolicy(_Model):
     correlate: list[RoleName] = _roles(
         COMMANDER,
         description="merge and split incidents, answer correlation suggestions, remove learned links",
+    )
+    open_channel: list[RoleName] = _roles(
+        EVERYONE,
+        description="open the channel of an incident waiting in a storm digest (its Open channel button)",
     )
 
     @field_validator("silence_max_minutes", mode="after")

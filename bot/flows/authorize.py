@@ -41,6 +41,7 @@ DOING: dict[Permission, str] = {
     Permission.INVESTIGATE: "post runbooks, read the timeline or draft the postmortem of incident {ref}",
     Permission.TEAM: "give incident {ref} to another team",
     Permission.CORRELATE: "merge, split or correlate incident {ref}",
+    Permission.OPEN_CHANNEL: "open the channel of incident {ref} from the storm digest",
 }
 _WHO: dict[str, str] = {
     EVERYONE: "anyone",

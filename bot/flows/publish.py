@@ -10,10 +10,12 @@ coalesce into one update.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import heapq
 import random
 import secrets
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -24,9 +26,11 @@ from bot.core.errors import IntegrationError
 from bot.core.incident import IncidentView, channel_name
 from bot.core.ports import Clock
 from bot.core.promql import TrustedSources
+from bot.core.storms import Admission
 from bot.flows.failures import dependency_of
 from bot.flows.gate import BACKGROUND, IntakeGate
 from bot.flows.owned_messages import OwnedMessages
+from bot.flows.storms import Storms
 from bot.flows.supervisor import Supervisor
 from bot.flows.teams import TeamChannels
 from bot.obs import logs
@@ -56,6 +60,43 @@ PUBLISH_RETRY_CAP_S = 8.0
 PublishedHook = Callable[[IncidentView], Coroutine[Any, Any, bool]]
 
 
+class WorstFirst:
+    """Turns one at a time, the lowest rank (the worst severity) first, then first come: which
+    incident takes the next conversations.create token when channels queue (a P1 before a P4)."""
+
+    def __init__(self) -> None:
+        self._waiting: list[tuple[int, int, asyncio.Future[None]]] = []
+        self._busy = False
+        self._seq = 0
+
+    @contextlib.asynccontextmanager
+    async def turn(self, rank: int) -> AsyncIterator[None]:
+        if self._busy or self._waiting:
+            self._seq += 1
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            heapq.heappush(self._waiting, (rank, self._seq, waiter))
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._next()  # handed the turn while being cancelled: pass it on
+                raise
+        self._busy = True
+        try:
+            yield
+        finally:
+            self._next()
+
+    def _next(self) -> None:
+        self._busy = False
+        while self._waiting:
+            _, _, waiter = heapq.heappop(self._waiting)
+            if not waiter.done():
+                waiter.set_result(None)
+                self._busy = True
+                return
+
+
 def retry_delay(failures: int) -> float:
     """Seconds before a failed publish is tried again: doubling from 1 s, capped low so an
     incident is on Slack within seconds once Slack is healthy again, with jitter so incidents
@@ -81,6 +122,7 @@ class Publisher:
         after_publish: Sequence[PublishedHook],
         grafana_url: str | None = None,
         link_sources: TrustedSources | None = None,
+        storms: Storms | None = None,
     ) -> None:
         self.store = store
         self.chat = chat
@@ -98,11 +140,14 @@ class Publisher:
         # Webhook intake goes first during a burst (bot.flows.gate).
         self.gate = gate
         self.outages = outages
+        # Storm mode (bot.flows.storms): a digest instead of notifications, channels held back.
+        self.storms = storms
         self._dirty: set[int] = set()
         self._running: set[int] = set()
         self._last_run: dict[int, float] = {}
         self._retry_at: dict[int, float] = {}
         self._failures: dict[int, int] = {}
+        self._channel_order = WorstFirst()
 
     def request(self, incident_id: int) -> None:
         """Ask for the incident's messages to be brought up to date (cheap, idempotent)."""
@@ -158,10 +203,12 @@ class Publisher:
             if loaded is None:
                 return
             prepaid = 0
-            if incident_id in self._last_run:
+            if incident_id in self._last_run and loaded[1].card_ts is not None:
                 # Updating what is already on Slack: wait for the chat.update tokens (card,
                 # notification) first and render after, so the update sent is the newest.
                 prepaid = UPDATES_PER_ROUND
+                if self.storms is not None and await self.storms.quiet(incident_id):
+                    prepaid = 1  # no notification of its own (a storm's digest): the card only
                 if await self.chat.reserve("chat.update", prepaid) > RELOAD_AFTER_WAIT_S:
                     self._dirty.discard(incident_id)
                     loaded = await self._load_if_behind(incident_id) or loaded
@@ -202,6 +249,23 @@ class Publisher:
         return loaded
 
     async def _sync(self, view: IncidentView, state: PublishState, prepaid: int = 0) -> bool:
+        admission = await self.storms.admit(view.incident) if self.storms is not None else None
+        if state.channel_id is None and admission is not None and admission.waiting:
+            # Held back during a storm: the digest lists it with an Open channel button.
+            await self.storms_changed(admission)
+            return True
+        done = await self._sync_slack(view, state, prepaid, admission)
+        if done:
+            await self.storms_changed(admission)
+        return done
+
+    async def storms_changed(self, admission: Admission | None) -> None:
+        if self.storms is not None:
+            await self.storms.member_changed(admission)
+
+    async def _sync_slack(
+        self, view: IncidentView, state: PublishState, prepaid: int, admission: Admission | None
+    ) -> bool:
         now = self.clock()
         inc = view.incident
         if state.channel_id is None:
@@ -226,7 +290,8 @@ class Publisher:
         # in #incident (which is paced with every other incident's).
         for hook in self.after_publish:
             self.supervisor.spawn(self._run_hook(hook, view), name=f"enrich-{inc.id}")
-        await self._notify(view, state, now, prepaid)
+        if admission is None or not admission.quiet or state.notification_ts is not None:
+            await self._notify(view, state, now, prepaid)
         for event_id, event in await self.store.unannounced_events(inc.id):
             ts = await self.owned.post(channel_id, cards.announcement(event), f"event:{event_id}")
             await self.store.mark_announced(event_id, ts)
@@ -282,7 +347,8 @@ class Publisher:
         # Slack's budget first, the claim after: a publisher killed while its channels wait for
         # conversations.create holds claims only on the few it was about to create, not on
         # every incident it had queued (a claim of a dead publisher blocks until it is stale).
-        await self.chat.reserve("conversations.create", 1)
+        async with self._channel_order.turn(inc.severity.rank):
+            await self.chat.reserve("conversations.create", 1)
         name = await self.store.claim_channel_creation(
             inc.id, self.owner, wanted, self.clock(), CHANNEL_CLAIM_STALE_S
         )

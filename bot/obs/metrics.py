@@ -75,3 +75,18 @@ class Metrics:
         self.delivery_failures = Counter(
             "incidentbot_delivery_failures_total", "Webhook processing attempts that failed", registry=r
         )
+        self.storms = Counter(
+            "incidentbot_storms_total",
+            "Incident storms, by team and event (started, ended)",
+            ["team", "event"],
+            registry=r,
+        )
+        self.storm_incidents = Counter(
+            "incidentbot_storm_incidents_total",
+            "Incidents opened during a storm, by role (digest: channel at once, waiting: channel held back)",
+            ["role"],
+            registry=r,
+        )
+        self.storm_digest_writes = Counter(
+            "incidentbot_storm_digest_writes_total", "Storm digest posts and updates", ["kind"], registry=r
+        )
