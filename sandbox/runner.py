@@ -16,7 +16,7 @@ import json
 import shutil
 import signal
 import tempfile
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -32,10 +32,19 @@ from bot.core.catalog import CATALOG_FILE, Catalog
 from bot.core.errors import ConfigError
 from bot.obs import logs
 from bot.tools.testalert import build_payload
+from sandbox.alert_rules import ALERT_RULES, write_rules
 from sandbox.kubernetes import KubeSandbox
 from sandbox.kubernetes.app import write_kubeconfig
+from sandbox.metrics_exporter import SeedExporter
 from sandbox.pagerduty import DEFAULT_API_TOKEN, DEFAULT_WEBHOOK_SECRET, PagerDutySandbox
-from sandbox.services import PostgresServer, RedisServer, ServiceError
+from sandbox.services import (
+    AlertmanagerServer,
+    PostgresServer,
+    PrometheusServer,
+    RedisServer,
+    ServiceError,
+    free_port,
+)
 from sandbox.slack import SlackSandbox
 from sandbox.textview import blocks_to_text
 from sandbox.webview import DemoAlert, WebView
@@ -224,10 +233,21 @@ class SandboxStack:
     started: dict[int, datetime] = field(default_factory=dict)
     #: every sandbox cluster by name (clusters.yaml), `kube` among them
     clusters: dict[str, KubeSandbox] = field(default_factory=dict)
+    #: with metrics: the seed exporter Prometheus scrapes (its faults fire the alerts for real)
+    exporter: SeedExporter | None = None
+    prometheus_url: str | None = None
+    alertmanager_url: str | None = None
 
     async def fire(self, index: int, resolve: bool = False) -> int:
-        """Fire (or resolve) ``DEMO_ALERTS[index]``; return the bot's HTTP status."""
+        """Fire (or resolve) ``DEMO_ALERTS[index]``; return the bot's HTTP status (200 when the
+        sandbox has metrics: the exporter's fault is set and Prometheus fires the alert)."""
         alertname, labels, summary = DEMO_ALERTS[index]
+        if self.exporter is not None:
+            if resolve:
+                self.exporter.recover(alertname)
+            else:
+                self.exporter.fail(alertname)
+            return 200
         if resolve:
             started = self.started.pop(index, None) or datetime.now(UTC) - timedelta(minutes=3)
         else:
@@ -246,13 +266,16 @@ async def sandbox_stack(
     env: Mapping[str, Any] | None = None,
     overrides: Mapping[str, Any] | None = None,
     say: Callable[[str], None] | None = None,
+    metrics: bool = False,
 ) -> AsyncIterator[SandboxStack]:
     """Start Postgres/Redis (unless ``env`` names them), the sandbox Slack, Kubernetes (seeded)
     and PagerDuty, the bot on ``port`` and the web view on ``web_port`` (None: no web view;
     0: any free port), all on 127.0.0.1, with working files under ``base``.
 
     ``env`` holds sandbox_environment()-style settings (``database_url``, ``redis_url``, …);
-    ``overrides`` are further bot settings applied last.
+    ``overrides`` are further bot settings applied last. ``metrics`` also starts the seed
+    exporter, a real Prometheus scraping it with the seed alert rules and a real Alertmanager
+    sending them to the bot: demo alerts then fire through Prometheus.
     """
     values_env = dict(env or {})
     note = say or (lambda _text: None)
@@ -283,6 +306,10 @@ async def sandbox_stack(
         kubeconfig = write_kubeconfig(base / "kubeconfig", clusters, SANDBOX_CLUSTERS["default"])
         pagerduty = PagerDutySandbox()
         await stack.enter_async_context(pagerduty)
+        observed: dict[str, Any] = {}
+        if metrics:
+            port = port or free_port()  # Alertmanager must know the bot's address first
+            observed = await _start_metrics(stack, base, f"http://127.0.0.1:{port}", note)
         values: dict[str, Any] = {
             "kubeconfig": str(kubeconfig),
             "playbooks_dir": sandbox_playbooks(base),
@@ -298,6 +325,7 @@ async def sandbox_stack(
             "http_host": "127.0.0.1",
             "http_port": port,
             "incident_channel": "incident",
+            **{k: v for k, v in observed.items() if k.endswith("_url")},
             **values_env,
             **(overrides or {}),
         }
@@ -316,30 +344,120 @@ async def sandbox_stack(
             bot_url=url,
             session=session,
             clusters=clusters,
+            exporter=observed.get("exporter"),
+            prometheus_url=observed.get("prometheus_url"),
+            alertmanager_url=observed.get("alertmanager_url"),
         )
+        if result.exporter is not None:
+            cure = asyncio.create_task(_cure_on_rollout(result.exporter, clusters.values()))
+            stack.push_async_callback(_cancel, cure)
         if web_port is not None:
-            webview = WebView(
-                slack,
-                kube,
-                url,
-                SANDBOX_SIGNING_SECRET,
-                fire=result.fire,
-                alerts=[
-                    DemoAlert(name=name, system=labels["namespace"], summary=summary)
-                    for name, labels, summary in DEMO_ALERTS
-                ],
-            )
-            try:
-                bound = await webview.start(web_port)
-            except OSError as exc:
-                raise ServiceError(
-                    f"web view: cannot listen on 127.0.0.1:{web_port} ({exc.strerror or exc}); "
-                    "choose another port with --web-port"
-                ) from None
-            stack.push_async_callback(webview.stop)
-            result.webview = webview
-            result.web_url = f"http://127.0.0.1:{bound}/"
+            await _start_webview(stack, result, web_port)
         yield result
+
+
+async def _start_webview(stack: AsyncExitStack, result: SandboxStack, web_port: int) -> None:
+    webview = WebView(
+        result.slack,
+        result.kube,
+        result.bot_url,
+        SANDBOX_SIGNING_SECRET,
+        fire=result.fire,
+        alerts=[
+            DemoAlert(name=name, system=labels["namespace"], summary=summary)
+            for name, labels, summary in DEMO_ALERTS
+        ],
+    )
+    try:
+        bound = await webview.start(web_port)
+    except OSError as exc:
+        raise ServiceError(
+            f"web view: cannot listen on 127.0.0.1:{web_port} ({exc.strerror or exc}); "
+            "choose another port with --web-port"
+        ) from None
+    stack.push_async_callback(webview.stop)
+    result.webview = webview
+    result.web_url = f"http://127.0.0.1:{bound}/"
+
+
+async def _start_metrics(
+    stack: AsyncExitStack, base: Path, bot_url: str, note: Callable[[str], None]
+) -> dict[str, Any]:
+    """The seed exporter (with ten minutes of healthy history), Alertmanager routing to the bot
+    and Prometheus scraping the exporter with the seed alert rules."""
+    exporter = SeedExporter()
+    await exporter.start()
+    stack.push_async_callback(exporter.stop)
+    note("sandbox: starting Alertmanager and Prometheus …")
+    alertmanager = await asyncio.to_thread(
+        AlertmanagerServer.start, base, bot_url + "/webhooks/alertmanager", SANDBOX_TOKEN, group_wait="1s"
+    )
+    stack.callback(alertmanager.stop)
+    rules = write_rules(base / "seed-rules.yml")
+    prometheus = await asyncio.to_thread(
+        PrometheusServer.start,
+        base,
+        [],
+        "1s",
+        [rules],
+        jobs=exporter.scrape_jobs(),
+        alertmanager_url=alertmanager.url,
+        backfill=exporter.backfill(),
+    )
+    stack.callback(prometheus.stop)
+    return {
+        "exporter": exporter,
+        "prometheus_url": prometheus.url,
+        "alertmanager_url": alertmanager.url,
+    }
+
+
+def _rollouts(clusters: Iterable[KubeSandbox]) -> dict[tuple[str, str], tuple[Any, ...]]:
+    """Each deployment's restart stamp and revision: a restart or rollback changes them."""
+    seen: dict[tuple[str, str], tuple[Any, ...]] = {}
+    for kube in clusters:
+        for dep in kube.objects("deployments"):
+            meta = dep.get("metadata") or {}
+            template = ((dep.get("spec") or {}).get("template") or {}).get("metadata") or {}
+            key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+            seen[key] = (
+                (template.get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt"),
+                (meta.get("annotations") or {}).get("deployment.kubernetes.io/revision"),
+            )
+    return seen
+
+
+async def _cure_on_rollout(exporter: SeedExporter, clusters: Iterable[KubeSandbox]) -> None:
+    """A restart or rollback of the deployment a fault lives in cures it: the metrics recover,
+    so the bot's verification sees the recovery in Prometheus."""
+    kubes = list(clusters)
+    before = _rollouts(kubes)
+    while True:
+        changed = _moved_since(kubes, before)
+        waiters = [asyncio.create_task(kube.wait_for(changed, timeout=30.0)) for kube in kubes]
+        _done, pending = await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)  # a timeout just looks again
+        now = _rollouts(kubes)
+        moved = {key for key, value in now.items() if before.get(key) != value}
+        cured = [
+            rule.alert for rule in ALERT_RULES if rule.cured_by in moved and rule.alert in exporter.failing
+        ]
+        if cured:
+            exporter.recover(*cured)
+        before = now
+
+
+def _moved_since(
+    kubes: list[KubeSandbox], before: dict[tuple[str, str], tuple[Any, ...]]
+) -> Callable[[], bool]:
+    return lambda: _rollouts(kubes) != before
+
+
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _sandbox(port: int, demo: bool, exit_after_demo: bool, web_port: int | None) -> None:
@@ -347,7 +465,7 @@ async def _sandbox(port: int, demo: bool, exit_after_demo: bool, web_port: int |
     logs.configure(env.get("log_format", "console"))
     with tempfile.TemporaryDirectory(prefix="incidentbot-sandbox-") as tmp:
         async with sandbox_stack(
-            Path(tmp), port=port, web_port=web_port, env=env, say=lambda t: print(t, flush=True)
+            Path(tmp), port=port, web_port=web_port, env=env, say=lambda t: print(t, flush=True), metrics=True
         ) as sb:
             await _play(sb, demo, exit_after_demo)
 

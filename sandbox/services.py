@@ -586,10 +586,19 @@ class PrometheusServer(_Service):
         scrape_targets: list[str],
         scrape_interval: str = "1s",
         rule_files: list[Path] | None = None,
+        *,
+        jobs: Mapping[str, str] | None = None,
+        alertmanager_url: str | None = None,
+        backfill: str | None = None,
     ) -> PrometheusServer:
+        """``jobs`` (job name -> target URL) are scraped as well, each as its own job (so
+        ``up{job="..."}`` names it); ``alertmanager_url`` receives the alerts of ``rule_files``;
+        ``backfill`` (OpenMetrics text with timestamps) is loaded as history before the start."""
         binary = _which(["prometheus"], "prometheus")
         workdir = cls._make_workdir(base_dir, cls.name)
         server = cls(workdir, free_port())
+        if backfill is not None:
+            server._backfill(backfill)
 
         groups: dict[tuple[str, str], list[str]] = {}
         for target in scrape_targets:
@@ -605,6 +614,16 @@ class PrometheusServer(_Service):
                     "static_configs": [{"targets": hosts}],
                 }
             )
+        for job, target in (jobs or {}).items():
+            scheme, hostport, path = _split_target(target)
+            scrape_configs.append(
+                {
+                    "job_name": job,
+                    "scheme": scheme,
+                    "metrics_path": path,
+                    "static_configs": [{"targets": [hostport]}],
+                }
+            )
         config: dict[str, Any] = {
             "global": {
                 "scrape_interval": scrape_interval,
@@ -615,6 +634,13 @@ class PrometheusServer(_Service):
         }
         if rule_files:
             config["rule_files"] = [str(Path(p).resolve()) for p in rule_files]
+        if alertmanager_url is not None:
+            scheme, hostport, _path = _split_target(alertmanager_url)
+            config["alerting"] = {
+                "alertmanagers": [
+                    {"scheme": scheme, "api_version": "v2", "static_configs": [{"targets": [hostport]}]}
+                ]
+            }
         conf = workdir / "prometheus.yml"
         conf.write_text(yaml.safe_dump(config, sort_keys=False))
         server._spawn(
@@ -623,6 +649,8 @@ class PrometheusServer(_Service):
                 f"--config.file={conf}",
                 f"--storage.tsdb.path={workdir / 'data'}",
                 f"--web.listen-address={HOST}:{server.port}",
+                # alerts' generatorURL names this address, the one the bot queries
+                f"--web.external-url=http://{HOST}:{server.port}/",
                 "--web.enable-lifecycle",
                 "--storage.tsdb.retention.time=1d",
             ]
@@ -632,6 +660,31 @@ class PrometheusServer(_Service):
     @property
     def url(self) -> str:
         return f"http://{HOST}:{self.port}"
+
+    def _backfill(self, openmetrics: str) -> None:
+        promtool = _which(["promtool"], "prometheus")
+        source = self.workdir / "backfill.om"
+        source.write_text(openmetrics, encoding="utf-8")
+        with self.log_path.open("ab") as log:
+            result = subprocess.run(
+                [
+                    promtool,
+                    "tsdb",
+                    "create-blocks-from",
+                    "openmetrics",
+                    str(source),
+                    str(self.workdir / "data"),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=120,
+                check=False,
+            )
+        if result.returncode != 0:
+            raise ServiceError(
+                f"promtool backfill failed ({result.returncode}); log {self.log_path}:\n{self.log_tail()}"
+            )
 
     def _ready(self) -> bool:
         return _http_ok(f"{self.url}/-/ready")
