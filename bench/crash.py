@@ -26,6 +26,7 @@ import asyncio
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import sys
@@ -46,6 +47,7 @@ sys.path.insert(0, str(ROOT))
 from payloads import group_body  # noqa: E402
 from sections import RESULTS_MD, write_section  # noqa: E402
 
+from bot.config.settings import BUNDLED_PLAYBOOKS  # noqa: E402
 from sandbox.services import PostgresServer, RedisServer, free_port  # noqa: E402
 from sandbox.slack import SlackSandbox  # noqa: E402
 
@@ -59,9 +61,26 @@ DEADLINE_S = 120.0
 TARGET_S = 15.0
 
 
+def uncorrelated_playbooks() -> Path:
+    """The bundled playbooks with correlation and storm mode off: the stream's groups name one
+    service, which correlation would rightly make one incident; this measures the recovery of
+    300 incidents, each with its channel, card and notification."""
+    target = Path(tempfile.mkdtemp(prefix="incidentbot-crash-playbooks-")) / "playbooks"
+    shutil.copytree(BUNDLED_PLAYBOOKS, target)
+    (target / "correlation.yaml").write_text("enabled: false\n", encoding="utf-8")
+    # Nor storm mode: every incident's own notification is what is counted.
+    with (target / "services.yaml").open("a", encoding="utf-8") as catalog:
+        catalog.write("\nstorm: {incidents: 1000, window_seconds: 5}\n")
+    return target
+
+
+PLAYBOOKS = uncorrelated_playbooks()
+
+
 def bot_env(slack: SlackSandbox, dsn: str, redis_url: str, port: int, replica: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PAGERDUTY_"))}
     env.update(
+        PLAYBOOKS_DIR=str(PLAYBOOKS),
         SLACK_BOT_TOKEN=slack.bot_token,
         SLACK_SIGNING_SECRET="bench-signing-secret-0123456789",
         SLACK_API_URL=slack.api_url,

@@ -295,7 +295,8 @@ Title = Callable[[str, str | None], str]
 def _dependency(
     new: GroupFacts, old: GroupFacts, rule: WindowRule, depends: Depends, title: Title
 ) -> str | None:
-    if not _within(new, old, rule.window_minutes):
+    # Another cluster is another environment (dev and prod of one service): never the same problem.
+    if new.cluster != old.cluster or not _within(new, old, rule.window_minutes):
         return None
     if depends(new.team, new.service, old.team, old.service):
         upstream, downstream = new, old
@@ -310,7 +311,7 @@ def _dependency(
 
 
 def _service(new: GroupFacts, old: GroupFacts, rule: WindowRule, title: Title) -> str | None:
-    if new.service is None or (new.team, new.service) != (old.team, old.service):
+    if new.service is None or (new.cluster, new.team, new.service) != (old.cluster, old.team, old.service):
         return None
     if not _within(new, old, rule.window_minutes):
         return None
@@ -318,13 +319,13 @@ def _service(new: GroupFacts, old: GroupFacts, rule: WindowRule, title: Title) -
 
 
 def _team(new: GroupFacts, old: GroupFacts, rule: WindowRule, title: Title) -> str | None:
-    if new.team != old.team or not _within(new, old, rule.window_minutes):
+    if (new.cluster, new.team) != (old.cluster, old.team) or not _within(new, old, rule.window_minutes):
         return None
     return f"same team {title(new.team, None)}, {_apart(new, old)}"
 
 
 def _labels(new: GroupFacts, old: GroupFacts, rule: LabelRule) -> str | None:
-    if not _within(new, old, rule.window_minutes):
+    if new.cluster != old.cluster or not _within(new, old, rule.window_minutes):
         return None
     shared = [n for n in rule.labels if new.labels.get(n) and new.labels.get(n) == old.labels.get(n)]
     if len(shared) < rule.min_shared:

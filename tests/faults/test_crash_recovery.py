@@ -20,7 +20,7 @@ import pytest
 
 from sandbox.services import free_port
 from sandbox.slack import SlackSandbox
-from tests.integration.rig import AM_TOKEN, group_payload
+from tests.integration.rig import AM_TOKEN, group_payload, one_incident_per_group, playbooks_with_roles
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUPS = 160
@@ -42,9 +42,12 @@ async def fast_slack() -> AsyncIterator[SlackSandbox]:
         await sandbox.stop()
 
 
-def bot_env(slack: SlackSandbox, database_dsn: str, redis_url: str, port: int) -> dict[str, str]:
+def bot_env(
+    slack: SlackSandbox, database_dsn: str, redis_url: str, port: int, playbooks: Path
+) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("SLACK_", "PAGERDUTY_"))}
     env.update(
+        PLAYBOOKS_DIR=str(playbooks),
         SLACK_BOT_TOKEN=slack.bot_token,
         SLACK_SIGNING_SECRET="fault-test-signing-secret-0123456789",
         SLACK_API_URL=slack.api_url,
@@ -96,12 +99,14 @@ async def unfinished(database_dsn: str) -> int:
 
 
 async def test_after_kill_9_every_acknowledged_group_is_in_slack_within_seconds_of_the_restart(
-    fast_slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str
+    fast_slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, tmp_path: Path
 ) -> None:
     slack = fast_slack
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    env = bot_env(slack, database_dsn, redis_url, port)
+    # Many groups of one service: correlation would make them one incident, storm mode a digest.
+    playbooks = one_incident_per_group(playbooks_with_roles(tmp_path / "playbooks"))
+    env = bot_env(slack, database_dsn, redis_url, port, playbooks)
     acked: list[str] = []
     first = start_bot(env)
     try:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -14,7 +15,7 @@ import pytest
 from bot.app import BotServer
 from bot.core.incident import Incident
 from sandbox.slack import SlackSandbox
-from tests.integration.rig import group_payload, notification_channel, post_alert
+from tests.integration.rig import group_payload, notification_channel, one_incident_per_group, post_alert
 from tests.integration.test_remediation import (
     TEST_ALERT,
     Env,
@@ -103,6 +104,8 @@ async def _open_remediation_incident(env: Env, bots: tuple[BotServer, BotServer]
 
 async def test_two_replicas_every_group_to_both_and_clicks_split_do_everything_once(env: Env) -> None:
     settings = env.settings(sweep_interval_seconds=0.5, slack_rate_scale=RATE_SCALE)
+    # Twenty groups of one service, each meant as its own incident with its own notification.
+    one_incident_per_group(Path(settings.playbooks_dir))
     async with (
         running(settings) as one,
         running(settings.model_copy(update={"replica_name": "replica-two"})) as two,

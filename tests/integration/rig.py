@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator, Mapping
@@ -170,3 +171,36 @@ async def running_bot_with_clock(settings: Settings, clock: FakeClock) -> AsyncI
         yield server
     finally:
         await server.stop()
+
+
+async def quiet(bot: BotServer, timeout: float = 20.0) -> None:
+    """Until everything is published and nothing runs in the background: what follows is the
+    next request's doing only."""
+    pool = bot.parts.store.pool
+    async with asyncio.timeout(timeout):
+        while True:
+            pending = await pool.fetchval(
+                "SELECT (SELECT count(*) FROM incidents WHERE version > published_version)"
+                " + (SELECT count(*) FROM timeline_events WHERE announce AND announced_ts IS NULL)"
+            )
+            if pending == 0 and bot.parts.supervisor.running == 0:
+                return
+            await asyncio.sleep(0.05)
+
+
+def without_correlation(directory: Path) -> Path:
+    """Correlation off in a playbook directory: for tests of other things that send several
+    groups of one service and mean them as separate incidents."""
+    (directory / "correlation.yaml").write_text("enabled: false\n", encoding="utf-8")
+    return directory
+
+
+def one_incident_per_group(directory: Path) -> Path:
+    """Every group its own incident with its own channel and notification: correlation off and
+    no storm mode (for tests of delivery, recovery and replicas that send many groups of one
+    service)."""
+    path = directory / "services.yaml"
+    catalog = yaml.safe_load(path.read_text(encoding="utf-8"))
+    catalog["storm"] = {"incidents": 1000, "window_seconds": 5}
+    path.write_text(yaml.safe_dump(catalog, sort_keys=False), encoding="utf-8")
+    return without_correlation(directory)

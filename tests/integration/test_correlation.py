@@ -25,6 +25,7 @@ from tests.integration.rig import (
     bot_url,
     playbooks_with_roles,
     post_alert,
+    quiet,
     running_bot,
 )
 
@@ -226,6 +227,7 @@ async def test_merge_split_links_and_refused_merge(
     # Refused: dave holds no role of `correlate`. The incidents' stored versions (what Slack is
     # redrawn from) do not move, and no Slack write about a merge is made; enrichment of the two
     # new incidents may still be posting, so the writes are told apart by what they say.
+    await quiet(bot)
     calls_before = len(slack.calls)
     versions = {i.id: i.version for i in await bot.parts.store.list_open()}
     await commands.slash_command("/incident", f"merge #{b_id}", user_id="U_DAVE", channel_id=a.channel_id)

@@ -38,7 +38,7 @@ from bot.core.runs import ActionRun, AuditEvent, RunStatus
 from bot.store.remediation import RemediationStore
 from sandbox.kubernetes import KubeSandbox
 from sandbox.slack import SlackDriver, SlackSandbox
-from tests.integration.rig import SIGNING_SECRET, bot_settings, bot_url, post_alert
+from tests.integration.rig import SIGNING_SECRET, bot_settings, bot_url, one_incident_per_group, post_alert
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -58,7 +58,8 @@ def write_playbooks(directory: Path, *, kill_switch: bool) -> Path:
     policy["roles"] = ROLES
     policy["kill_switch"] = kill_switch
     (directory / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
-    return directory
+    # Several groups of one service here are separate incidents on purpose.
+    return one_incident_per_group(directory)
 
 
 @dataclass

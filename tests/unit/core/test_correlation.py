@@ -41,12 +41,13 @@ def facts(
     nodes: tuple[str, ...] = (),
     node_level: bool = False,
     labels: dict[str, str] | None = None,
+    cluster: str = "default",
 ) -> GroupFacts:
     return GroupFacts(
         alertnames=names,
         team=team,
         service=service,
-        cluster="default",
+        cluster=cluster,
         started_at=T0 + timedelta(minutes=minutes),
         workloads=workloads,
         nodes=nodes,
@@ -106,6 +107,30 @@ def test_same_service_attaches_same_team_suggests_and_windows_bound_both() -> No
     suggested = run(facts("B", service="ai", minutes=5), facts("A", service="cache"))
     assert suggested.outcome is Outcome.SUGGESTED and suggested.rule == "same_team"
     assert run(facts("B", service="ai", minutes=11), facts("A", service="cache")).outcome is Outcome.OPENED
+
+
+def test_another_cluster_is_never_the_same_problem() -> None:
+    """Dev and prod of one service, at the same minute: no rule links them (positive control:
+    the same pair within one cluster)."""
+    prod = facts("HighAPILatency", service="api", cluster="skillforge-prod")
+    dev_api = facts("HighAPIErrorRate", service="api", minutes=1, cluster="skillforge-dev")
+    dev_db = facts("DatabaseConnectionPoolExhausted", service="database", minutes=1, cluster="skillforge-dev")
+    labels = {"namespace": "x", "job": "j"}
+    assert run(dev_api, prod).outcome is Outcome.OPENED
+    assert run(dev_db, prod).outcome is Outcome.OPENED
+    assert run(facts("B", service="ai", cluster="b"), facts("A", service="cache", cluster="a")).outcome is (
+        Outcome.OPENED
+    )
+    assert (
+        run(
+            facts("B", team="t1", service=None, labels=labels, cluster="b"),
+            facts("A", team="t1", service=None, labels=labels, cluster="a"),
+        ).outcome
+        is Outcome.OPENED
+    )
+    assert run(facts("HighAPIErrorRate", service="api", minutes=1, cluster="skillforge-prod"), prod).rule == (
+        "same_service"
+    )
 
 
 def test_label_similarity_ignores_volatile_labels_and_needs_a_window() -> None:
