@@ -40,6 +40,7 @@ from bot.core.blockkit import (
 from bot.core.checks import CheckOutcome, format_value
 from bot.core.playbooks import Check, Playbook, Step
 from bot.core.templating import TemplateError, render_plain, render_text, template_variables
+from bot.render.times import GraphWindow
 
 __all__ = [
     "COLLAPSED_STEPS",
@@ -432,14 +433,17 @@ def runbook_messages(
 # --------------------------------------------------------------------------- graphs
 
 
-def graph_caption(graph_title: str, query: str, *, window_text: str, error: str | None = None) -> str:
-    """The comment posted with a graph upload; with `error`, the note that replaces the graph
-    (the query failed or Prometheus is down). Arguments are plain text, escaped here."""
+def graph_caption(
+    graph_title: str, query: str, *, window: GraphWindow | None = None, error: str | None = None
+) -> str:
+    """The comment posted with a graph upload (with its window and the alert start it marks);
+    with `error`, the note that replaces the graph (the query failed or Prometheus is down).
+    The title, query and error are plain text, escaped here."""
     title = escape(clip(_inert(graph_title), MAX_HEADER))
     shown_query = _code_span(query, MAX_QUERY_CHARS)
     if error is None:
-        window = escape(clip(_inert(window_text), 200))
-        return f"📈 *{title}* · {window}\n`{shown_query}`"
+        span = f" · {window.text()}" if window is not None else ""
+        return f"📈 *{title}*{span}\n`{shown_query}`"
     reason = escape(clip(_inert(error), MAX_ERROR_CHARS)) or "unknown error"
     return f"⚠️ *{title}*: no graph — the query `{shown_query}` failed: {reason}"
 
