@@ -97,7 +97,9 @@ async def _sev(flows: Flows, inv: Invocation) -> Reply:
     severity = parse_severity(rest[0])
     incident = await incident_of(flows, inv, ref)
     await flows.authorize.require(severity_permission(incident, severity), inv.user_id, incident)
-    return Reply(await flows.incidents.set_severity(incident, severity, inv.user_id), in_channel=True)
+    # The change is announced in the incident's channel (whoever made it, from wherever): the
+    # answer to the command is the requester's own, so the channel reads it once.
+    return Reply(await flows.incidents.set_severity(incident, severity, inv.user_id))
 
 
 async def _assign(flows: Flows, inv: Invocation) -> Reply:

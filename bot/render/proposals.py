@@ -227,8 +227,9 @@ def thread_note(text: str) -> Message:
     return message(text, [section(text)])
 
 
-def not_proposed_message(notes: list[str]) -> Message:
-    """Playbook remediations that were not proposed, with the reason for each."""
-    lines = "\n".join(f"• {n}" for n in notes)
+def not_proposed_message(fates: list[str]) -> Message:
+    """What became of each remediation of a runbook when some were not proposed: proposed, or
+    not proposed with the reason."""
+    lines = "\n".join(f"• {n}" for n in fates)
     text = "Some runbook remediations were not proposed"
     return message(text, [section(f"*{text}*\n{lines}")])

@@ -324,7 +324,9 @@ def _links_blocks(playbook: Playbook, display: Mapping[str, str], raw: Mapping[s
 def _remediation_blocks(playbook: Playbook, labels: Mapping[str, str]) -> list[Block]:
     if not playbook.remediations:
         return []
-    parts = [_Part("*Proposed remediations* (proposed below, each needs approval):")]
+    # Whether each one is proposed is known only after the policy and a dry run have had their
+    # say: the proposals (and a note naming any not proposed, with why) follow this message.
+    parts = [_Part("*Remediations in this runbook* (each one the policy allows is proposed for approval):")]
     for rem in playbook.remediations:
         title = _try_text("A remediation title", rem.title, labels)
         parts.append(_Part(f"• {title} (`{rem.action.value}`)"))

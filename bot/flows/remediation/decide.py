@@ -230,8 +230,11 @@ class Decisions:
                 self.supervisor.spawn(self.executor.execute(run.id, hint=run), name=f"run-{run.id}")
                 self.messages.spawn_refresh(run.id)
                 log.info("remediation.approved", extra={"run_id": run.id, "user": user})
+                # Only what is known: the executor re-checks (policy, cooldown, target) first.
                 return Outcome(
-                    f"Approved “{run.title}”: executing it now. Follow the thread for the result.", run
+                    f"Approved “{run.title}”: all approvals are in. It runs once the bot's last checks"
+                    " pass (policy, cooldown, unchanged target); the proposal's thread says what happened.",
+                    run,
                 )
             case ApproveOutcome.RECORDED:
                 self.messages.spawn_refresh(run.id)

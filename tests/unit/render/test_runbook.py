@@ -268,7 +268,8 @@ def test_header_summary_links_and_proposals() -> None:
     assert "label `missing`" in text
     assert "$missing" not in text
     assert "Restart api (`rollout_restart`)" in text
-    assert "proposed below" in text
+    # Listed without claiming they were proposed: that is decided after this message.
+    assert "Remediations in this runbook" in text and "proposed below" not in text
     assert messages[0].text == "Runbook: Pool exhausted in pay ments"
 
 
