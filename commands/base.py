@@ -4,7 +4,6 @@ parsing."""
 from __future__ import annotations
 
 import re
-import shlex
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -58,6 +57,8 @@ class Invocation:
     channel_id: str
     args: list[str]
     raw: str = ""
+    #: What follows the subcommand, exactly as typed (free text keeps its quotes).
+    text: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,15 +80,68 @@ class Subcommand:
     aliases: tuple[str, ...] = field(default_factory=tuple)
 
 
+QUOTES = "\"'“”‘’"
+CLOSING = {"“": "”", "‘": "’"}
+
+
+def _quoted_end(text: str, start: int) -> int | None:
+    """Where the quote opened at `start` closes, when it closes at the end of a word."""
+    closing = CLOSING.get(text[start], text[start])
+    end = text.find(closing, start + 1)
+    while end != -1:
+        if end + 1 == len(text) or text[end + 1].isspace():
+            return end
+        end = text.find(closing, end + 1)
+    return None
+
+
+def split_words(text: str) -> list[str]:
+    """Words of a command, forgiving as a person types at 3 a.m.: a word that starts with a
+    quote (or a `key=` followed by one) runs to the matching quote at the end of a word, and
+    loses that pair; any other quote is an ordinary character (`We're`, `"5.."` inside PromQL).
+    Unlike a shell, nothing here can fail."""
+    words: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        word: list[str] = []
+        at_value = True  # a quote may open here: the word's start, or just after its first "="
+        while i < n and not text[i].isspace():
+            char = text[i]
+            end = _quoted_end(text, i) if at_value and char in QUOTES else None
+            if end is not None:
+                word.append(text[i + 1 : end])
+                i = end + 1
+                break
+            at_value = char == "=" and "=" not in word
+            word.append(char)
+            i += 1
+        words.append("".join(word))
+    return words
+
+
+def unquote(text: str) -> str:
+    """`text` without one pair of quotes around all of it (the way titles used to be typed)."""
+    value = text.strip()
+    if len(value) >= 2 and value[0] in QUOTES and _quoted_end(value, 0) == len(value) - 1:
+        return value[1:-1].strip()
+    return value
+
+
 def parse(text: str) -> tuple[str, list[str]]:
-    """Split `/incident` text into a subcommand and arguments, honouring quotes."""
-    try:
-        words = shlex.split(text.strip())
-    except ValueError as exc:
-        raise UserError(f'Could not read that command ({exc}). Quote titles with "double quotes".') from None
+    """Split `/incident` text into a subcommand and its words (see `split_words`)."""
+    words = split_words(text.strip())
     if not words:
         return "help", []
     return words[0].lower(), words[1:]
+
+
+def rest_of(text: str) -> str:
+    """What follows the first word of `text`, verbatim (the free text of a subcommand)."""
+    parts = text.strip().split(maxsplit=1)
+    return parts[1] if len(parts) == 2 else ""
 
 
 def parse_user(text: str) -> str:
@@ -107,11 +161,25 @@ def parse_severity(text: str) -> Severity:
     return Severity(match.group(1).upper())
 
 
+def _is_ref(word: str) -> bool:
+    return word.startswith(("#", "<#")) or word.isdigit()
+
+
 def ref_and_rest(inv: Invocation) -> tuple[str | None, list[str]]:
     """An optional leading incident reference (`#42`, `<#C123>`, `#inc-...`)."""
-    if inv.args and (inv.args[0].startswith(("#", "<#")) or inv.args[0].isdigit()):
+    if inv.args and _is_ref(inv.args[0]):
         return inv.args[0], inv.args[1:]
     return None, inv.args
+
+
+def ref_and_text(inv: Invocation) -> tuple[str | None, str]:
+    """An optional leading incident reference, and the free text after it exactly as typed
+    (apostrophes, quotes and brackets kept; one pair of quotes around all of it dropped)."""
+    # Only `#42` or a channel counts here: free text may well start with a number.
+    first = inv.text.split(maxsplit=1)
+    if first and first[0].startswith(("#", "<#")):
+        return first[0], unquote(rest_of(inv.text))
+    return None, unquote(inv.text)
 
 
 async def incident_of(flows: Flows, inv: Invocation, ref: str | None) -> Incident:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import re
+from datetime import datetime
 
 from bot.core import blockkit as kit
 from bot.core.errors import UserError
@@ -12,12 +13,14 @@ from bot.core.promql import QueryRefused
 from bot.flows.enrich import REFUSED
 from bot.flows.incidents import INVALID_BUTTON
 from bot.render.runbook import playbook_list_message, runbook_messages
-from commands.base import Flows, Invocation, Reply, parse_duration
+from commands.base import Flows, Invocation, Reply, parse_duration, unquote
 
 GRAPH_USAGE = (
     "Usage: `/incident graph <promql> [range]`, e.g. `/incident graph 'rate(http_requests_total[5m])' 2h`"
 )
 MAX_QUERY = 2000
+DEFAULT_RANGE = "1h"
+RANGE_WORD = re.compile(r"^\d+[a-z]+$", re.IGNORECASE)  # a duration, or a mistyped one
 
 
 async def _labels_for(flows: Flows, incident: Incident | None, playbook_name: str) -> dict[str, str]:
@@ -69,37 +72,49 @@ async def show_all_steps(flows: Flows, value: str, channel_id: str, user: str) -
     return f"Posted all steps of `{kit.inline(playbook.name)}`."
 
 
+def graph_args(text: str) -> tuple[str, str]:
+    """`<promql> [range]` → (the query exactly as typed, the range word). The query keeps its
+    quotes, braces and brackets; one pair of quotes around all of it is dropped. A last word
+    that looks like a duration is the range, unless it belongs to an `offset`."""
+    words = text.strip().rsplit(maxsplit=2)
+    if len(words) >= 2 and RANGE_WORD.match(words[-1]) and words[-2].lower() != "offset":
+        return unquote(text.strip()[: -len(words[-1])]), words[-1]
+    return unquote(text), DEFAULT_RANGE
+
+
+async def _alert_start(flows: Flows, incident: Incident) -> datetime | None:
+    """When the incident's first alert started; None for an incident no alert started (its
+    opening time is not an alert's start)."""
+    view = await flows.incidents.view(incident.id)
+    return min((a.starts_at for a in view.alerts), default=None) if view else None
+
+
 async def graph(flows: Flows, inv: Invocation) -> Reply:
-    if not inv.args or len(inv.args) > 2:
-        raise UserError(GRAPH_USAGE)
-    query = inv.args[0].strip()
+    query, range_word = graph_args(inv.text)
     if not query or len(query) > MAX_QUERY:
         raise UserError(GRAPH_USAGE)
-    lookback = parse_duration(inv.args[1]) if len(inv.args) == 2 else timedelta(hours=1)
+    lookback = parse_duration(range_word)
     if not flows.enrich.graphs_on:
         raise UserError("Graphs are off: PROMETHEUS_URL is not configured.")
     incident = await flows.incidents.in_channel(inv.channel_id)
     channel = incident.channel_id if incident and incident.channel_id else None
-    if channel is None:
+    if incident is None or channel is None:
         raise UserError("Run `/incident graph` in an incident channel (the graph is uploaded there).")
-    # Authorization hook: the policy's role check for ad hoc graphs belongs here, before the
-    # cost check and the limiter (so a refused user never takes a token or a slot).
     now = flows.clock()
-    since = incident.created_at if incident else None
     # Ad hoc PromQL is untrusted: it is checked (and refused with the reasons) before anything
-    # reaches Prometheus, then limited per user and in number at once.
+    # reaches Prometheus, then limited per user and in number at once. The window is the range
+    # asked for, ending now.
     try:
-        flows.enrich.check_ad_hoc(query, lookback, since, now)
+        flows.enrich.check_ad_hoc(query, lookback, now)
     except QueryRefused as refused:
         raise UserError(f"Not graphed — {REFUSED}: {refused}") from None
+    alert_start = await _alert_start(flows, incident)
     slot = await flows.enrich.admit_ad_hoc(inv.user_id)
     task = flows.supervisor.spawn(
-        flows.enrich.draw_ad_hoc(slot, channel, query, lookback=lookback, since=since, now=now),
+        flows.enrich.draw_ad_hoc(slot, channel, query, lookback=lookback, alert_start=alert_start, now=now),
         name=f"graph-{channel}",
     )
     if task is None:
         await flows.enrich.release_ad_hoc(slot)
         raise UserError("The bot is shutting down; try again in a moment.")
-    return Reply(
-        f"Drawing `{kit.escape(kit.clip(query, 200))}` over the last {inv.args[1] if len(inv.args) == 2 else '1h'}…"
-    )
+    return Reply(f"Drawing `{kit.escape(kit.clip(query, 200))}` over the last {range_word}…")

@@ -19,7 +19,8 @@ from bot.flows.remediation.authz import NODE_ACTIONS
 from bot.flows.remediation.decide import Click
 from bot.flows.remediation.propose import Request
 from bot.render.proposals import APPROVE_ACTION, code_block
-from commands.base import Flows, Invocation, Reply
+from bot.render.times import at
+from commands.base import Flows, Invocation, Reply, rest_of, unquote
 from commands.edge import Work
 
 # The explicit table: how `/incident run <action> <target> [k=v ...]` reads each action.
@@ -145,7 +146,7 @@ def parse_run_args(args: list[str]) -> tuple[ActionName, ActionParams]:
 def _proposed_text(run: ActionRun) -> str:
     needed = f"{run.approvals_needed} approval(s)"
     return (
-        f"Proposed “{run.title}” (run {run.id}): {needed} needed, expires at {run.expires_at:%H:%M} UTC. "
+        f"Proposed “{run.title}” (run {run.id}): {needed} needed, expires at {at(run.expires_at)}. "
         "The proposal with its preview and buttons is in this channel."
     )
 
@@ -183,7 +184,7 @@ async def killswitch(flows: Flows, inv: Invocation) -> Reply:
     word = inv.args[0].lower()
     if word not in ("on", "off"):
         raise UserError(KILLSWITCH_USAGE)
-    reason = " ".join(inv.args[1:])
+    reason = unquote(rest_of(inv.text))
     return Reply(await flows.decisions.kill_switch.flip(inv.user_id, word == "on", reason))
 
 

@@ -7,7 +7,8 @@ from bot.core.errors import UserError
 from bot.core.incident import AlertStatus, Role, Severity
 from bot.core.policy import Permission
 from bot.flows.authorize import resolve_permission, severity_permission
-from bot.render.cards import age, title_line
+from bot.render.cards import title_line
+from bot.render.times import ago, when
 from commands import correlation, lifecycle_extra, playbook_commands, remediation
 from commands.base import (
     Flows,
@@ -20,6 +21,9 @@ from commands.base import (
     parse_severity,
     parse_user,
     ref_and_rest,
+    ref_and_text,
+    rest_of,
+    unquote,
 )
 
 MAX_TITLE = 150
@@ -45,14 +49,15 @@ async def _open(flows: Flows, inv: Invocation) -> Reply:
     severity = Severity.P3
     team: str | None = None
     words: list[str] = []
-    for arg in inv.args:
+    # The title is free text: the words as typed, apostrophes and quotes included.
+    for arg in inv.text.split():
         if arg.lower().startswith("sev="):
             severity = parse_severity(arg)
         elif _team_arg(arg) is not None:
             team = _team_arg(arg)
         else:
             words.append(arg)
-    title = " ".join(words).strip()
+    title = unquote(" ".join(words))
     if not title:
         raise UserError(usage)
     if len(title) > MAX_TITLE:
@@ -76,8 +81,7 @@ async def _ack(flows: Flows, inv: Invocation) -> Reply:
 
 
 async def _status(flows: Flows, inv: Invocation) -> Reply:
-    ref, rest = ref_and_rest(inv)
-    text = " ".join(rest).strip()
+    ref, text = ref_and_text(inv)
     if not text:
         raise UserError("Usage: `/incident status <what is happening now>`")
     if len(text) > MAX_STATUS:
@@ -93,7 +97,9 @@ async def _sev(flows: Flows, inv: Invocation) -> Reply:
     severity = parse_severity(rest[0])
     incident = await incident_of(flows, inv, ref)
     await flows.authorize.require(severity_permission(incident, severity), inv.user_id, incident)
-    return Reply(await flows.incidents.set_severity(incident, severity, inv.user_id), in_channel=True)
+    # The change is announced in the incident's channel (whoever made it, from wherever): the
+    # answer to the command is the requester's own, so the channel reads it once.
+    return Reply(await flows.incidents.set_severity(incident, severity, inv.user_id))
 
 
 async def _assign(flows: Flows, inv: Invocation) -> Reply:
@@ -113,8 +119,8 @@ async def _assign(flows: Flows, inv: Invocation) -> Reply:
 
 
 async def _resolve(flows: Flows, inv: Invocation) -> Reply:
-    ref, rest = ref_and_rest(inv)
-    summary = " ".join(rest).strip() or None
+    ref, text = ref_and_text(inv)
+    summary = text or None
     incident = await incident_of(flows, inv, ref)
     await flows.authorize.require(resolve_permission(incident), inv.user_id, incident)
     view = await flows.incidents.view(incident.id)
@@ -153,7 +159,6 @@ async def _list(flows: Flows, inv: Invocation) -> Reply:
         return Reply(
             f"No open incidents of team `{kit.inline(team, 40)}`. 🎉" if team else "No open incidents. 🎉"
         )
-    now = flows.clock()
     lines = []
     for inc in open_incidents:
         where = f"<#{inc.channel_id}>" if inc.channel_id else "(channel pending)"
@@ -161,7 +166,7 @@ async def _list(flows: Flows, inv: Invocation) -> Reply:
         team_title = kit.inline(flows.incidents.catalog.team_title(inc.team), 60)
         lines.append(
             f"• {inc.ref} {kit.inline(title_line(inc))} — {inc.status.value}, "
-            f"{age(inc.created_at, now)} old, {commander}, {team_title}, {where}"
+            f"opened {ago(inc.created_at)}, {commander}, {team_title}, {where}"
         )
     return Reply(kit.clip("*Open incidents*\n" + "\n".join(lines), kit.MAX_SECTION_TEXT))
 
@@ -181,12 +186,12 @@ async def _timeline(flows: Flows, inv: Invocation) -> Reply:
     incident = await authorized_incident(flows, inv, ref, Permission.INVESTIGATE)
     events = await flows.incidents.timeline(incident.id)
     shown = events[-TIMELINE_LIMIT:]
-    lines = [f"*Timeline of {incident.ref}* ({len(events)} events, times UTC)"]
+    lines = [f"*Timeline of {incident.ref}* ({len(events)} events)"]
     if len(events) > len(shown):
         lines.append(f"_… {len(events) - len(shown)} earlier events omitted_")
     for event in shown:
         # Event texts are Slack-safe mrkdwn already (mentions kept); one line each here.
-        lines.append(f"`{event.at:%m-%d %H:%M:%S}` {kit.clip(kit.single_line(event.text), 300)}")
+        lines.append(f"{when(event.at)} {kit.clip(kit.single_line(event.text), 300)}")
     return Reply(kit.clip("\n".join(lines), kit.MAX_SECTION_TEXT))
 
 
@@ -293,4 +298,5 @@ def lookup(name: str, table: tuple[Subcommand, ...] = SUBCOMMANDS) -> Subcommand
 async def dispatch(flows: Flows, user_id: str, channel_id: str, text: str) -> Reply:
     name, args = parse(text)
     sub = lookup(name)
-    return await sub.handler(flows, Invocation(user_id=user_id, channel_id=channel_id, args=args, raw=text))
+    invocation = Invocation(user_id=user_id, channel_id=channel_id, args=args, raw=text, text=rest_of(text))
+    return await sub.handler(flows, invocation)

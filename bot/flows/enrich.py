@@ -42,6 +42,7 @@ from bot.flows.remediation.propose import Proposer
 from bot.obs import logs
 from bot.render.graph import GraphSpec, render_graph
 from bot.render.runbook import diagnostics_message, graph_caption, no_prometheus_note, runbook_messages
+from bot.render.times import GraphWindow
 from bot.store.coordination import Coordination
 from bot.store.enrichment import EnrichmentStore
 from bot.store.lifecycle import LifecycleStore
@@ -344,12 +345,11 @@ class Enricher:
             return
         if untrusted is not None:
             query, problem = untrusted
-            caption = graph_caption(
-                f"{alert.name} expression", query, window_text="", error=f"{REFUSED}: {problem}"
-            )
+            caption = graph_caption(f"{alert.name} expression", query, error=f"{REFUSED}: {problem}")
             await self._say_text(channel, caption, f"{key}:untrusted" if key else None)
         now = self.clock()
-        start_of_alerts = min(a.starts_at for a in view.alerts) if view.alerts else view.incident.created_at
+        # The incident's opening time is no alert's start: nothing is marked without an alert.
+        start_of_alerts = min((a.starts_at for a in view.alerts), default=None)
         for n, (graph, from_alert) in enumerate(graphs):
             await self.draw(
                 channel,
@@ -379,19 +379,21 @@ class Enricher:
         *,
         alert_start: datetime | None,
         now: datetime,
-        lookback: timedelta | None = None,
+        start: datetime | None = None,
         templated: bool = True,
         checked: bool = False,
         key: str | None = None,
     ) -> None:
         """Query, render and upload one graph; failures become a short note in the channel.
         `checked`: the query is untrusted and passes the cost checks before it is sent.
-        `key`: the graph (or its note) is the bot's own, posted once."""
+        `key`: the graph (or its note) is the bot's own, posted once. `start`: the window's start
+        when it is given (an ad hoc range), else the graph's range widened to the alert's."""
         assert self.prometheus is not None
-        back = lookback or timedelta(seconds=graph.range_seconds)
-        start = self.window_start(now, back, alert_start, trusted=not checked)
+        if start is None:
+            back = timedelta(seconds=graph.range_seconds)
+            start = self.window_start(now, back, alert_start, trusted=not checked)
         step = choose_step(start, now)
-        window = f"{start:%H:%M}–{now:%H:%M} UTC"
+        window = GraphWindow(start, now, alert_start)
         title = graph.title
         try:
             query = graph.render_query(labels) if templated else graph.query
@@ -399,23 +401,19 @@ class Enricher:
                 self.guard.check(query, step_seconds=step)
         except TemplateError as exc:
             await self._say_text(
-                channel, graph_caption(title, graph.query, window_text=window, error=str(exc)), key
+                channel, graph_caption(title, graph.query, window=window, error=str(exc)), key
             )
             return
         except QueryRefused as exc:
             error = f"{REFUSED}: {exc.plain}"
-            await self._say_text(
-                channel, graph_caption(title, graph.query, window_text=window, error=error), key
-            )
+            await self._say_text(channel, graph_caption(title, graph.query, window=window, error=error), key)
             return
         if key is not None and (await self.owned.ledger.begin(key, channel, now)).ts is not None:
             return  # uploaded before by a holder that died after
         try:
             series = await self.prometheus.query_range(query, start, now, step)
         except IntegrationError as exc:
-            await self._say_text(
-                channel, graph_caption(title, query, window_text=window, error=exc.message), key
-            )
+            await self._say_text(channel, graph_caption(title, query, window=window, error=exc.message), key)
             return
         spec = GraphSpec(title=title, query=query, unit=graph.unit, threshold=graph.threshold)
         # Drawing is CPU work: a worker thread keeps the event loop free.
@@ -427,7 +425,7 @@ class Enricher:
             png,
             filename=f"{graph.title[:40].replace('/', '-')}.png",
             title=title,
-            comment=graph_caption(title, query, window_text=window),
+            comment=graph_caption(title, query, window=window),
         )
         if key is not None:
             # A file cannot carry a key to be found by: its upload is recorded instead, so a
@@ -437,14 +435,19 @@ class Enricher:
 
     # ------------------------------------------------------------------ ad hoc graphs
 
-    def check_ad_hoc(self, query: str, lookback: timedelta, since: datetime | None, now: datetime) -> None:
+    def ad_hoc_start(self, now: datetime, lookback: timedelta) -> datetime:
+        """An ad hoc graph shows the range asked for (never widened to the alert's start),
+        within the maximum lookback."""
+        return max(now - lookback, self.guard.earliest(now))
+
+    def check_ad_hoc(self, query: str, lookback: timedelta, now: datetime) -> None:
         """Refuse (QueryRefused, every reason) an ad hoc graph that must not reach Prometheus."""
         reasons: list[str] = []
         try:
             self.guard.check_range(lookback)
         except QueryRefused as exc:
             reasons += exc.reasons
-        start = self.window_start(now, lookback, since, trusted=False)
+        start = self.ad_hoc_start(now, lookback)
         try:
             self.guard.check(query, step_seconds=choose_step(start, now))
         except QueryRefused as exc:
@@ -465,10 +468,12 @@ class Enricher:
         query: str,
         *,
         lookback: timedelta,
-        since: datetime | None,
+        alert_start: datetime | None,
         now: datetime,
     ) -> None:
-        """Draw an admitted ad hoc graph (as typed: no labels are substituted), then free its slot."""
+        """Draw an admitted ad hoc graph (as typed: no labels are substituted) over the range
+        asked for, then free its slot. `alert_start` (the incident's first alert, if any) is
+        marked."""
         graph = Graph.model_construct(
             title=kit.clip(query, 140), query=query, unit="", threshold=None, range="1h"
         )
@@ -477,9 +482,9 @@ class Enricher:
                 channel,
                 graph,
                 {},
-                alert_start=since,
+                alert_start=alert_start,
                 now=now,
-                lookback=lookback,
+                start=self.ad_hoc_start(now, lookback),
                 templated=False,
                 checked=True,
             )

@@ -227,8 +227,9 @@ class IncidentFlows:
     async def acknowledge(self, incident: Incident, user: str, *, from_pagerduty: bool = False) -> str:
         _require_open(incident)
         if not await self.store.acknowledge(incident.id, user, self.clock()):
+            # Told to the one who asked, not to the channel: nothing changed.
             who = f" by <@{incident.acknowledged_by}>" if incident.acknowledged_by else ""
-            return f"Incident {incident.ref} was already acknowledged{who}."
+            raise UserError(f"Incident {incident.ref} was already acknowledged{who}.")
         # The first to acknowledge leads unless someone was named (or declared it).
         await self.lifecycle.take_command(incident.id, user, self.clock())
         self.publish(incident.id)
@@ -240,7 +241,7 @@ class IncidentFlows:
         _require_open(incident)
         changed = await self.lifecycle.set_severity(incident.id, severity, user, self.clock())
         if changed is None:
-            return f"Incident {incident.ref} is already {severity}."
+            raise UserError(f"Incident {incident.ref} is already {severity}.")
         await self.timers.reschedule_for_severity(changed)
         self.publish(incident.id)
         await self.pagerduty.send(changed, Mirrored.SEVERITY)
@@ -280,7 +281,9 @@ class IncidentFlows:
     ) -> str:
         resolved = await self.lifecycle.resolve(incident.id, user, summary, self.clock())
         if resolved is None:
-            return f"Incident {incident.ref} is already resolved."
+            if from_pagerduty:
+                return f"Incident {incident.ref} is already resolved."
+            raise UserError(f"Incident {incident.ref} is already resolved.")
         await self.expire_remediations(resolved, user)
         await self.lifecycle.cancel_timers(incident.id)
         await self.timers.schedule_after_resolve(resolved)

@@ -24,6 +24,7 @@ from bot.core.policy import Permission, Policy
 from bot.core.ports import Clock
 from bot.flows.authorize import Authorizer
 from bot.obs import logs
+from bot.render.times import at
 from bot.store.incidents import PostgresStore
 from bot.store.lifecycle import LifecycleStore
 
@@ -170,7 +171,7 @@ class SilenceFlow:
             ends,
         )
         text = (
-            f"🔕 <@{user}> silenced {described} for {_duration(duration)}, until {ends:%Y-%m-%d %H:%M} UTC"
+            f"🔕 <@{user}> silenced {described} for {_duration(duration)}, until {at(ends)}"
             f" (silence {inline(silence_id)})"
         )
         await self.lifecycle.add_event(

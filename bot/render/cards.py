@@ -34,6 +34,7 @@ from bot.core.incident import (
     TimelineEvent,
 )
 from bot.core.promql import TrustedSources
+from bot.render.times import ago, when
 
 SEVERITY_EMOJI = {Severity.P1: "🔴", Severity.P2: "🟠", Severity.P3: "🟡", Severity.P4: "🔵"}
 STATUS_LABEL = {
@@ -44,23 +45,6 @@ STATUS_LABEL = {
 MAX_ALERT_GROUPS = 8
 MAX_ALERTS_LISTED = 10
 HIDDEN_LABELS = {"alertname", "severity"}
-
-
-def age(since: datetime, now: datetime) -> str:
-    seconds = max(0, int((now - since).total_seconds()))
-    if seconds < 60:
-        return f"{seconds}s"
-    minutes = seconds // 60
-    if minutes < 60:
-        return f"{minutes}m"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{hours}h {minutes}m"
-    return f"{hours // 24}d {hours % 24}h"
-
-
-def when(ts: datetime) -> str:
-    return f"<!date^{int(ts.timestamp())}^{{date_short_pretty}} {{time_secs}}|{ts:%Y-%m-%d %H:%M:%S} UTC>"
 
 
 def title_line(incident: Incident) -> str:
@@ -88,7 +72,7 @@ def _status_fields(view: IncidentView, now: datetime) -> list[str]:
         f"*Status*\n{STATUS_LABEL[inc.status]}",
         f"*Severity*\n{SEVERITY_EMOJI[inc.severity]} {inc.severity}",
         f"*Commander*\n{mention(inc.commander) if inc.commander else '_unassigned_'}",
-        f"*Opened*\n{when(inc.created_at)} ({age(inc.created_at, now)} ago)",
+        f"*Opened*\n{when(inc.created_at)} ({ago(inc.created_at)})",
         f"*Alerts*\n{_counts(view)}",
     ]
     if view.team_title:
@@ -225,7 +209,7 @@ def notification(view: IncidentView, now: datetime) -> Message:
     if inc.last_status_update:
         text += f"\n_Latest:_ {inline(inc.last_status_update, 500)}"
     blocks: list[Block] = [section(text)]
-    details = [f"Incident {inc.ref}", f"opened {age(inc.created_at, now)} ago"]
+    details = [f"Incident {inc.ref}", f"opened {ago(inc.created_at)}"]
     if view.team_title:
         details.append(f"team {inline(view.team_title, 100)}")
     if inc.acknowledged_by:

@@ -32,7 +32,7 @@ from bot.core.blockkit import (
 )
 from bot.core.policy import EVERYONE, ApprovalRule, Policy, missing_roles
 from bot.core.runs import ActionRun, RunStatus
-from bot.render.cards import age, when
+from bot.render.times import at, when
 
 APPROVE_ACTION = "approve_action"
 REJECT_ACTION = "reject_action"
@@ -87,11 +87,9 @@ def role_mentions(policy: Policy | None, roles: list[str]) -> str:
 
 
 def _expiry(run: ActionRun, now: datetime) -> str:
-    if run.status is RunStatus.PROPOSED:
-        if run.expires_at <= now:
-            return f"{when(run.expires_at)} (expired)"
-        return f"{when(run.expires_at)} (in {age(now, run.expires_at)})"
-    return when(run.expires_at)
+    if run.status is RunStatus.PROPOSED and run.expires_at <= now:
+        return f"{at(run.expires_at)} (expired)"
+    return at(run.expires_at)
 
 
 def _roles(names: list[str] | tuple[str, ...]) -> str:
@@ -229,8 +227,9 @@ def thread_note(text: str) -> Message:
     return message(text, [section(text)])
 
 
-def not_proposed_message(notes: list[str]) -> Message:
-    """Playbook remediations that were not proposed, with the reason for each."""
-    lines = "\n".join(f"• {n}" for n in notes)
+def not_proposed_message(fates: list[str]) -> Message:
+    """What became of each remediation of a runbook when some were not proposed: proposed, or
+    not proposed with the reason."""
+    lines = "\n".join(f"• {n}" for n in fates)
     text = "Some runbook remediations were not proposed"
     return message(text, [section(f"*{text}*\n{lines}")])

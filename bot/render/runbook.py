@@ -40,6 +40,7 @@ from bot.core.blockkit import (
 from bot.core.checks import CheckOutcome, format_value
 from bot.core.playbooks import Check, Playbook, Step
 from bot.core.templating import TemplateError, render_plain, render_text, template_variables
+from bot.render.times import GraphWindow
 
 __all__ = [
     "COLLAPSED_STEPS",
@@ -323,7 +324,9 @@ def _links_blocks(playbook: Playbook, display: Mapping[str, str], raw: Mapping[s
 def _remediation_blocks(playbook: Playbook, labels: Mapping[str, str]) -> list[Block]:
     if not playbook.remediations:
         return []
-    parts = [_Part("*Proposed remediations* (proposed below, each needs approval):")]
+    # Whether each one is proposed is known only after the policy and a dry run have had their
+    # say: the proposals (and a note naming any not proposed, with why) follow this message.
+    parts = [_Part("*Remediations in this runbook* (each one the policy allows is proposed for approval):")]
     for rem in playbook.remediations:
         title = _try_text("A remediation title", rem.title, labels)
         parts.append(_Part(f"• {title} (`{rem.action.value}`)"))
@@ -432,14 +435,17 @@ def runbook_messages(
 # --------------------------------------------------------------------------- graphs
 
 
-def graph_caption(graph_title: str, query: str, *, window_text: str, error: str | None = None) -> str:
-    """The comment posted with a graph upload; with `error`, the note that replaces the graph
-    (the query failed or Prometheus is down). Arguments are plain text, escaped here."""
+def graph_caption(
+    graph_title: str, query: str, *, window: GraphWindow | None = None, error: str | None = None
+) -> str:
+    """The comment posted with a graph upload (with its window and the alert start it marks);
+    with `error`, the note that replaces the graph (the query failed or Prometheus is down).
+    The title, query and error are plain text, escaped here."""
     title = escape(clip(_inert(graph_title), MAX_HEADER))
     shown_query = _code_span(query, MAX_QUERY_CHARS)
     if error is None:
-        window = escape(clip(_inert(window_text), 200))
-        return f"📈 *{title}* · {window}\n`{shown_query}`"
+        span = f" · {window.text()}" if window is not None else ""
+        return f"📈 *{title}*{span}\n`{shown_query}`"
     reason = escape(clip(_inert(error), MAX_ERROR_CHARS)) or "unknown error"
     return f"⚠️ *{title}*: no graph — the query `{shown_query}` failed: {reason}"
 

@@ -7,7 +7,8 @@ from datetime import datetime
 from bot.core.blockkit import Block, Message, actions, button, context, header, inline, message, section
 from bot.core.incident import IncidentStatus
 from bot.core.storms import StormMember, StormRole, StormView
-from bot.render.cards import SEVERITY_EMOJI, STATUS_LABEL, age
+from bot.render.cards import SEVERITY_EMOJI, STATUS_LABEL
+from bot.render.times import ago, lasted
 
 OPEN_CHANNEL_ACTION = "storm_open_channel"
 # The digest lists this many incidents (worst first); the counts cover them all.
@@ -26,7 +27,7 @@ def _member_line(member: StormMember, now: datetime) -> str:
     service = f" · {inline(member.service, 40)}" if member.service else ""
     return (
         f"{SEVERITY_EMOJI[member.severity]} *{member.ref}* [{member.severity}] {inline(member.title, 80)}"
-        f"{service} · {STATUS_LABEL[member.status]} · {where} · {age(member.created_at, now)} ago"
+        f"{service} · {STATUS_LABEL[member.status]} · {where} · opened {ago(member.created_at)}"
     )
 
 
@@ -43,12 +44,12 @@ def digest(view: StormView, now: datetime) -> Message:
     if view.ended_at is None:
         title = f"⛈️ Incident storm: {total} incidents for {view.team_title}"
         state = (
-            f"Started {age(view.started_at, now)} ago · last incident {age(view.last_opened_at, now)} ago ·"
+            f"Started {ago(view.started_at)} · last incident {ago(view.last_opened_at)} ·"
             f" ends after {view.window_seconds // 60 or 1} min with no new incident"
         )
     else:
         title = f"🌤️ Incident storm ended: {total} incidents for {view.team_title}"
-        state = f"Ended {age(view.ended_at, now)} ago after {age(view.started_at, view.ended_at)}"
+        state = f"Ended {ago(view.ended_at)} after {lasted(view.started_at, view.ended_at)}"
     ranked = view.ranked()
     lines = [_member_line(m, now) for m in ranked[:TOP_INCIDENTS]]
     if total > TOP_INCIDENTS:
@@ -84,7 +85,7 @@ def ended(view: StormView) -> Message:
     minutes = view.window_seconds // 60 or 1
     text = (
         f"🌤️ The incident storm of {view.team_title} is over: no new incident for {minutes} min."
-        f" {len(view.members)} incidents in {age(view.started_at, view.ended_at)}; incidents are"
+        f" {len(view.members)} incidents in {lasted(view.started_at, view.ended_at)}; incidents are"
         " announced one by one again, and waiting ones get their channels."
     )
     return message(text, [section(text)])

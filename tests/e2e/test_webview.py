@@ -118,7 +118,7 @@ async def test_incident_journey_in_the_browser(page: Page, stack: SandboxStack, 
     await expect(runbook).to_be_visible(timeout=WAIT)
     await expect(runbook.locator(".block-header")).to_have_text("📘 SkillQuest API is down")
     await expect(runbook).to_contain_text("3. Restart the API")
-    await expect(runbook.locator("b").filter(has_text="Proposed remediations")).to_be_visible()
+    await expect(runbook.locator("b").filter(has_text="Remediations in this runbook")).to_be_visible()
     await shots.take(page, "incident-channel")
 
     # Acknowledge from the card as @bob: a signed block_actions through SlackDriver.click.

@@ -163,7 +163,7 @@ async def test_prod_alert_runs_on_prod_after_prods_two_approvals(two: Clusters) 
         assert after_one.approvers == ("U_BOB",)
         assert mutations(two.prod, "/deployments") == [] and mutations(two.dev, "") == []
 
-        assert "executing it now" in await click(env, bot, "approve_action", run, "U_DAVE")
+        assert "all approvals are in" in await click(env, bot, "approve_action", run, "U_DAVE")
         await wait_message(env, run, "Remediation succeeded")
         assert len(mutations(two.prod, "/deployments/search-api")) == 1
         assert two.dev.requests == []  # dev untouched: not even read
@@ -184,7 +184,7 @@ async def test_dev_alert_runs_on_dev_after_one_approval(two: Clusters) -> None:
         run = await rollback_proposal(two, bot, channel)
         assert (run.cluster, run.approvals_needed) == ("skillforge-dev", 1)
         await wait_message(env, run, "skillforge-dev")
-        assert "executing it now" in await click(env, bot, "approve_action", run, "U_BOB")
+        assert "all approvals are in" in await click(env, bot, "approve_action", run, "U_BOB")
         await wait_message(env, run, "Remediation succeeded")
         assert len(mutations(two.dev, "/deployments/search-api")) == 1
         assert two.prod.requests == []

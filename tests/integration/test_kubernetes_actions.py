@@ -696,7 +696,13 @@ async def test_exec_returns_stdout_and_exit_code(sandbox: KubeSandbox, cluster: 
     params = ExecParams(namespace="skillquest", pod="skillquest-postgres-0", template="pg_connection_count")
     preview = await cluster.preview(ActionName.EXEC, params, argv=argv)
     assert preview.dry_run_ok
-    assert preview.summary_lines[0].startswith("run psql -c 'SELECT count(*) FROM pg_stat_activity;' in pod")
+    # The command as argv, one argument a line: no shell quoting to decode.
+    assert preview.summary_lines[0].startswith("run in pod skillquest/skillquest-postgres-0")
+    assert preview.summary_lines[1:4] == [
+        "  argv[0]: psql",
+        "  argv[1]: -c",
+        "  argv[2]: SELECT count(*) FROM pg_stat_activity;",
+    ]
 
     result = await cluster.execute(
         ActionName.EXEC, params, None, expect_fingerprint=preview.fingerprint, argv=argv

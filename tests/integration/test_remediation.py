@@ -420,7 +420,7 @@ async def test_propose_approve_execute_once_and_verify_without_prometheus(env: E
         )
         assert resp.status == 200
         await env.kube.wait_for(lambda: len(mutations(env.kube, "/deployments/search-api/scale")) == 1)
-        await wait_response(env, "U_BOB", "executing it now")
+        await wait_response(env, "U_BOB", "all approvals are in")
         await wait_thread(env, run, "replicas 6 → 9")
         note = await wait_thread(env, run, "Verification")
         assert "successfully rolled out" in note and "Prometheus is not configured" in note
@@ -539,7 +539,7 @@ async def test_outsider_refused_and_usergroup_member_approves(env: Env) -> None:
         await driver.click(
             "approve_action", user_id="U_ERIN", channel_id=run.channel_id, message_ts=run.message_ts
         )
-        await wait_response(env, "U_ERIN", "executing it now")
+        await wait_response(env, "U_ERIN", "all approvals are in")
         await env.kube.wait_for(lambda: len(mutations(env.kube, "/deployments/skillquest-api")) == 1)
         assert env.slack.calls_to("usergroups.users.list")
         await wait_thread(env, run, "Verification")
@@ -830,7 +830,7 @@ async def test_double_click_and_two_bot_instances_execute_once(env: Env) -> None
         assert len(mutations(env.kube, "/deployments/search-api/scale")) == 1
         events = await audit_events(bot_a, run.id)
         assert events.count(AuditEvent.CLAIMED) == 1 and events.count(AuditEvent.SUCCEEDED) == 1
-        assert len([r for r in env.slack.responses if "executing it now" in r.text]) == 1
+        assert len([r for r in env.slack.responses if "all approvals are in" in r.text]) == 1
 
 
 async def test_fifty_concurrent_approvals_execute_once(env: Env) -> None:

@@ -305,7 +305,7 @@ async def test_resolving_an_incident_expires_its_pending_proposals(env: Env) -> 
         control = await proposed(
             env, bot, "U_ALICE", "run scale skillquest/skillquest-worker replicas=3", incident
         )
-        assert "executing it now" in await click(env, bot, "approve_action", control, "U_BOB")
+        assert "all approvals are in" in await click(env, bot, "approve_action", control, "U_BOB")
         await wait_message(env, control, "Remediation succeeded")
         assert len(mutations(env.kube, "/deployments/skillquest-worker/scale")) == 1
 
@@ -403,7 +403,7 @@ async def test_exec_needs_a_dba_and_an_sre_not_two_sres(env: Env) -> None:
         assert [e.event for e in await audit(bot, run.id)][-1] is AuditEvent.REFUSED
 
         # The DBA completes it.
-        assert "executing it now" in await click(env, bot, "approve_action", run, "U_CAROL")
+        assert "all approvals are in" in await click(env, bot, "approve_action", run, "U_CAROL")
         await env.kube.wait_for(lambda: len(exec_requests()) == 1)
         await wait_message(env, run, "Remediation succeeded", "2 of 2: <@U_ALICE>, <@U_CAROL>")
         final = await stored(bot, run)
@@ -437,9 +437,9 @@ async def test_a_team_narrows_who_approves_in_its_namespaces(env: Env) -> None:
         # Positive controls: the same on-call approves in SkillForge's `api` (its team keeps the
         # rule's approvers), and an SRE approves in SkillQuest's namespace.
         elsewhere = await proposed(env, bot, "U_ALICE", "run rollout_restart api/search-api", incident)
-        assert "executing it now" in await click(env, bot, "approve_action", elsewhere, "U_ERIN")
+        assert "all approvals are in" in await click(env, bot, "approve_action", elsewhere, "U_ERIN")
         await wait_message(env, elsewhere, "Remediation succeeded")
-        assert "executing it now" in await click(env, bot, "approve_action", guarded, "U_BOB")
+        assert "all approvals are in" in await click(env, bot, "approve_action", guarded, "U_BOB")
         await wait_message(env, guarded, "Remediation succeeded")
         assert len(mutations(env.kube, "/deployments/skillquest-worker")) == 1
 
@@ -489,7 +489,7 @@ async def test_drain_leaves_denied_namespaces_alone_and_its_undo_uncordons(env: 
         text = await wait_message(env, drain, "namespace kube-system is not allowed by the policy")
         assert f"skip kube-system/{system_pods[0]}" in text
         assert "Approval recorded (1 of 2)" in await click(env, bot, "approve_action", drain, "U_BOB")
-        assert "executing it now" in await click(env, bot, "approve_action", drain, "U_DAVE")
+        assert "all approvals are in" in await click(env, bot, "approve_action", drain, "U_DAVE")
         note = await wait_thread(env, drain, "did not complete", timeout=40)
         assert f"left kube-system/{system_pods[0]} running" in note
 
@@ -505,7 +505,7 @@ async def test_drain_leaves_denied_namespaces_alone_and_its_undo_uncordons(env: 
         assert undo.action is ActionName.UNCORDON and undo.approval_rule == "default"
         undo = await stored(bot, undo)
         await wait_message(env, undo, "unschedulable → schedulable", "approve_action")
-        assert "executing it now" in await click(env, bot, "approve_action", undo, "U_BOB")
+        assert "all approvals are in" in await click(env, bot, "approve_action", undo, "U_BOB")
         await wait_message(env, undo, "Remediation succeeded")
         assert not node_unschedulable(env.kube, node)
 
@@ -706,7 +706,7 @@ async def test_kill_switch_flipped_at_runtime_stops_every_replica(env: Env) -> N
         control = await proposed(
             env, bot_a, "U_ALICE", "run scale skillquest/skillquest-worker replicas=3", incident
         )
-        assert "executing it now" in await click(env, bot_a, "approve_action", control, "U_BOB")
+        assert "all approvals are in" in await click(env, bot_a, "approve_action", control, "U_BOB")
         await wait_message(env, control, "Remediation succeeded")
         events = [e.details["engaged"] for e in await audit(bot_b) if e.event is AuditEvent.KILL_SWITCH]
         assert events == [True, False]

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -35,6 +34,12 @@ def check_argv(argv: Sequence[str] | None) -> list[str]:
     return list(argv)
 
 
+def argv_lines(argv: Sequence[str]) -> list[str]:
+    """The command as a person reads it: one argument a line, as the program receives it (no
+    shell quoting to decode; a line break inside an argument shown as ⏎)."""
+    return [f"  argv[{n}]: {arg.replace(chr(10), '⏎')}" for n, arg in enumerate(argv)]
+
+
 def _exec_container(pod: JSON, container: str | None) -> str:
     names = [str(c.get("name")) for c in dig_dicts(pod, "spec", "containers")]
     if container is not None:
@@ -57,7 +62,8 @@ async def preview_exec(api: KubeApi, p: ExecParams, req: Request) -> Preview:
     container = _exec_container(pod, p.container)
     phase = dig(pod, "status", "phase")
     lines = [
-        f"run {shlex.join(command)} in pod {p.namespace}/{p.pod} container {container} (template {p.template})",
+        f"run in pod {p.namespace}/{p.pod} container {container} (template {p.template}), no shell:",
+        *argv_lines(command),
         "exec has no dry run; the pod and container were checked",
     ]
     problem = None if phase == "Running" else f"pod {p.namespace}/{p.pod} is {phase}, not Running"
@@ -72,7 +78,9 @@ async def exec_action(api: KubeApi, p: ExecParams, req: Request, expect: Expecta
     return Result(
         req.action,
         f"pod {p.namespace}/{p.pod}",
-        [f"ran {shlex.join(command)} in pod {p.namespace}/{p.pod}: exit code {result.exit_code}"],
+        [
+            f"ran {command[0]} (template {p.template}) in pod {p.namespace}/{p.pod}: exit code {result.exit_code}"
+        ],
         resource_version=resource_version(pod),
         complete=result.ok,
         exec_result=result,

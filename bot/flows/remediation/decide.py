@@ -28,6 +28,7 @@ from bot.flows.remediation.messages import ProposalMessages
 from bot.flows.supervisor import Supervisor
 from bot.obs import logs
 from bot.obs.metrics import Metrics
+from bot.render.times import at
 from bot.store.incidents import PostgresStore
 from bot.store.remediation import ApproveOutcome, RemediationStore
 
@@ -55,7 +56,7 @@ def status_reason(run: ActionRun) -> str:
             return f"This proposal expired {run.error}."
         case RunStatus.EXPIRED:
             return (
-                f"This proposal expired at {run.expires_at:%H:%M} UTC; propose it again "
+                f"This proposal expired at {at(run.expires_at)}; propose it again "
                 "(`/incident run ...`) if it is still needed."
             )
         case RunStatus.CANCELLED:
@@ -134,7 +135,7 @@ class Decisions:
         if run.expires_at <= self.clock():
             await self._expire_now(run)
             reason = (
-                f"This proposal expired at {run.expires_at:%H:%M} UTC and can no longer be approved; "
+                f"This proposal expired at {at(run.expires_at)} and can no longer be approved; "
                 "propose it again if it is still needed."
                 if what is Click.APPROVE
                 else "This proposal has already expired."
@@ -229,8 +230,11 @@ class Decisions:
                 self.supervisor.spawn(self.executor.execute(run.id, hint=run), name=f"run-{run.id}")
                 self.messages.spawn_refresh(run.id)
                 log.info("remediation.approved", extra={"run_id": run.id, "user": user})
+                # Only what is known: the executor re-checks (policy, cooldown, target) first.
                 return Outcome(
-                    f"Approved “{run.title}”: executing it now. Follow the thread for the result.", run
+                    f"Approved “{run.title}”: all approvals are in. It runs once the bot's last checks"
+                    " pass (policy, cooldown, unchanged target); the proposal's thread says what happened.",
+                    run,
                 )
             case ApproveOutcome.RECORDED:
                 self.messages.spawn_refresh(run.id)

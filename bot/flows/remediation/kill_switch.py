@@ -17,6 +17,7 @@ from bot.flows.remediation.authz import roles_text
 from bot.flows.remediation.common import Access, with_problems
 from bot.flows.remediation.messages import ProposalMessages
 from bot.obs import logs
+from bot.render.times import at
 from bot.store.kill_switch import KillSwitchStore
 from bot.store.remediation import RemediationStore
 
@@ -58,7 +59,7 @@ class KillSwitch:
         why = f" ({escape(state.reason)})" if state.reason else ""
         return (
             f"🛑 The kill switch is *on*: nothing executes. Turned on by <@{state.changed_by}> at "
-            f"{state.changed_at:%H:%M} UTC{why}."
+            f"{at(state.changed_at)}{why}."
         )
 
     async def flip(self, user: str, engaged: bool, reason: str) -> str:

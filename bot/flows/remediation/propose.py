@@ -265,6 +265,11 @@ class Proposer:
                 problem=f"could not preview: {err.message}",
                 cluster=label,
             ), ()
+        if not preview.target_exists:
+            # Nothing to approve: a proposal that can never run is refused, not posted.
+            raise UserError(
+                f"Not proposed: {preview.problem or 'the target does not exist'} (cluster {label})."
+            )
         current: int | None = None
         if isinstance(params, ScaleParams) and preview.target_exists:
             try:
@@ -310,17 +315,23 @@ class Proposer:
         labels = dict(alert_labels)
         runs: list[ActionRun] = []
         notes: list[str] = []
+        # What happened to each remediation, said once and in the runbook's order.
+        fates: list[str] = []
         for index, rem in enumerate(playbook.remediations):
+            title = _safe_title(rem, labels)
             try:
                 run = await self._propose_one(incident, playbook, rem, index, labels, generator_url)
             except (TemplateError, UserError, ValidationError) as err:
-                notes.append(f"{_safe_title(rem, labels)}: not proposed: {escape(str(err))}")
+                reason = escape(str(err)).removeprefix("Not proposed: ")
+                notes.append(f"{title}: not proposed: {reason}")
+                fates.append(f"{title} (`{rem.action.value}`): not proposed: {reason}")
                 continue
             if run is not None:
                 runs.append(run)
+            fates.append(f"{title} (`{rem.action.value}`): {'proposed above' if run else 'proposed before'}")
         if notes and incident.channel_id:
             try:
-                await self.chat.post(incident.channel_id, not_proposed_message(notes))
+                await self.chat.post(incident.channel_id, not_proposed_message(fates))
             except IntegrationError as err:
                 log.warning("remediation.note_failed", extra={"incident_id": incident.id, "error": str(err)})
         return runs, notes

@@ -113,7 +113,10 @@ def test_proposal_shows_preview_target_cluster_approvers_and_expiry() -> None:
         "<@U_ALICE>" in text and "<@U_BOB>" in text and "<!subteam^S0SRE>" in text and "@sre-oncall" in text
     )
     assert "0 of 1" in text
-    assert "in 15m" in text
+    # The expiry is a Slack date (each reader's own time zone), never a static "in 15m".
+    expiry = int((NOW + timedelta(minutes=15)).timestamp())
+    assert f"<!date^{expiry}^{{date_short_pretty}} {{time}}|2026-11-22 16:15 UTC>" in text
+    assert "in 15m" not in text
     assert "<@U_CAROL>" in text  # requested by
     assert "not the requester" in text
 

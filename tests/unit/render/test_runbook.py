@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -24,6 +25,7 @@ from bot.render.runbook import (
     playbook_list_message,
     runbook_messages,
 )
+from bot.render.times import GraphWindow
 from sandbox.slack import validate_message_blocks
 
 PLAYBOOKS: PlaybookSet = load_playbooks()
@@ -266,7 +268,8 @@ def test_header_summary_links_and_proposals() -> None:
     assert "label `missing`" in text
     assert "$missing" not in text
     assert "Restart api (`rollout_restart`)" in text
-    assert "proposed below" in text
+    # Listed without claiming they were proposed: that is decided after this message.
+    assert "Remediations in this runbook" in text and "proposed below" not in text
     assert messages[0].text == "Runbook: Pool exhausted in pay ments"
 
 
@@ -372,17 +375,28 @@ def test_missing_label_shows_a_note_never_the_raw_template() -> None:
 
 
 def test_graph_caption() -> None:
-    caption = graph_caption(
-        "API p99 latency", 'histogram_quantile(0.99, x{service="api"})', window_text="last 1h"
+    start = datetime(2024, 5, 1, 13, 0, tzinfo=UTC)
+    window = GraphWindow(start, start + timedelta(minutes=15))
+    caption = graph_caption("API p99 latency", 'histogram_quantile(0.99, x{service="api"})', window=window)
+    assert caption == (
+        "📈 *API p99 latency* · <!date^1714568400^{date_short_pretty} {time}|2024-05-01 13:00 UTC>"
+        "–<!date^1714569300^{time}|13:15 UTC>\n"
+        '`histogram_quantile(0.99, x{service="api"})`'
     )
-    assert caption == '📈 *API p99 latency* · last 1h\n`histogram_quantile(0.99, x{service="api"})`'
+
+
+def test_graph_caption_names_the_alert_start_only_when_there_is_one() -> None:
+    start = datetime(2024, 5, 1, 13, 0, tzinfo=UTC)
+    marked = graph_caption("q", "up", window=GraphWindow(start, start + timedelta(hours=1), start))
+    assert (
+        "alert started <!date^1714568400^{date_short_pretty} {time_secs}|2024-05-01 13:00:00 UTC>" in marked
+    )
+    assert "alert" not in graph_caption("q", "up", window=GraphWindow(start, start + timedelta(hours=1)))
 
 
 def test_graph_caption_with_error_names_query_and_error() -> None:
     query = "rate(" + "x" * 1000 + "`)\n<!channel>"
-    caption = graph_caption(
-        "<!channel> *t*", query, window_text="last 1h", error="connection refused <!here>"
-    )
+    caption = graph_caption("<!channel> *t*", query, error="connection refused <!here>")
     assert caption.startswith("⚠️ *&lt;!channel&gt; ∗t∗*")
     assert "connection refused &lt;!here&gt;" in caption
     assert "<!" not in caption
