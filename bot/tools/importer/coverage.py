@@ -85,12 +85,8 @@ def mappable_family(command: str) -> tuple[str | None, str]:
     kind = args[0].lower().partition("/")[0] if args else ""
     if verb in _NODE_VERBS:
         return f"{verb} node", ""
-    if verb in ("logs",) or (verb == "describe" and kind in POD_KINDS):
-        return f"{verb} pod", ""
-    if verb == "get":
-        if kind in POD_KINDS or kind in ("events", "event", "ev"):
-            return f"get {kind}", ""
-        return None, f"reads {kind or 'something'}: no diagnostic of that kind"
+    if verb in ("logs", "get", "describe"):
+        return _read_family(verb, kind)
     if verb == "delete":
         if kind in POD_KINDS:
             return "delete pod", ""
@@ -104,6 +100,16 @@ def mappable_family(command: str) -> tuple[str | None, str]:
     if verb in _FREE_FORM:
         return None, f"`{verb}` is a free-form change: no typed action"
     return None, f"`{verb}`: no typed action or diagnostic"
+
+
+def _read_family(verb: str, kind: str) -> tuple[str | None, str]:
+    if verb == "logs":
+        return "logs", ""
+    if kind in POD_KINDS:
+        return f"{verb} pods", ""
+    if verb == "get" and kind in ("events", "event", "ev"):
+        return "get events", ""
+    return None, f"{verb} {kind or 'something'}: no diagnostic of that kind"
 
 
 def _deployment_family(verb: str, args: list[str]) -> tuple[str | None, str]:
@@ -158,14 +164,15 @@ def measure(markdown: str, source_name: str, expected_queries: list[str]) -> Cov
 
 def _command_outcome(command: str, default_ns: str, produced: set[tuple[Any, ...]]) -> CommandOutcome:
     family, reason = mappable_family(command)
+    shown = command.replace(SUBSTITUTED, "$(…)")
     if family is None:
-        return CommandOutcome(command, None, False, reason)
+        return CommandOutcome(shown, None, False, reason)
     proposal = kubectl_proposal(command, default_namespace=default_ns)
     if proposal is None:
-        return CommandOutcome(command, family, False, _refusal(command))
+        return CommandOutcome(shown, family, False, _refusal(command))
     if _proposal_key(proposal) not in produced:
-        return CommandOutcome(command, family, False, "mapped, but not in the imported playbooks")
-    return CommandOutcome(command, family, True, "")
+        return CommandOutcome(shown, family, False, "mapped, but not in the imported playbooks")
+    return CommandOutcome(shown, family, True, "")
 
 
 def _refusal(command: str) -> str:

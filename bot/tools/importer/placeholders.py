@@ -142,11 +142,24 @@ def k8s_template(token: str, *, dns_label: bool = False) -> str | None:
     return template
 
 
+def _balanced(query: str) -> bool:
+    """Brackets outside string literals open and close in order."""
+    code = re.sub(r'"(?:[^"\\\n]|\\.)*"|\'(?:[^\'\\\n]|\\.)*\'|`[^`]*`', '""', query)
+    stack: list[str] = []
+    pairs = {")": "(", "]": "[", "}": "{"}
+    for char in code:
+        if char in "([{":
+            stack.append(char)
+        elif char in pairs and (not stack or stack.pop() != pairs[char]):
+            return False
+    return not stack
+
+
 def promql_template(query: str) -> str | None:
     """A PromQL query as a valid template (placeholders inside strings become labels), or None."""
     q = query.strip().rstrip(";")
-    if re.search(r"\{\s*(?:\.\.\.|…)\s*\}", q):
-        return None  # `metric{...}`: an elided selector, not a query
+    if re.search(r"\{\s*(?:\.\.\.|…)\s*\}", q) or not _balanced(q):
+        return None  # `metric{...}` (an elided selector) or a fragment of a query
     # Grafana's interval and range variables: a value that works in any graph
     q = re.sub(r"\$__(?:rate_)?interval|\$\{__(?:rate_)?interval\}|\$interval|\$\{interval\}", "5m", q)
     q = re.sub(r"\$__range|\$\{__range\}", "1h", q)

@@ -321,3 +321,48 @@ def test_corpus_share_of_commands_mapped_and_promql_recognised() -> None:
     assert mappable >= 80 and queries >= 30  # the corpus is not trivially small
     assert mapped / mappable >= 0.90, (mapped, mappable)
     assert recognised / queries >= 0.90, (recognised, queries)
+
+
+# --------------------------------------------------------------------------- PromQL as written
+
+PROMQL_AS_WRITTEN = """# ACMRemoteWriteError
+
+## Meaning
+
+The alert query `sum by (name)
+(rate(acm_remote_write_requests_total{code!~"2.*"}[10m])) / sum by (name)
+(rate(acm_remote_write_requests_total[10m])) > 0.2` means that the alert fires when
+more than 20 % of the writes fail.
+
+## Diagnosis
+
+1. Run in the console:
+   ```console
+   sum by(client) (rate(metricsclient_http_requests_total{status_code!~"200"}[15m])) > 0
+   ```
+2. Watch the growth:
+   ```bash
+   # more than 10 new clones per second over 30 minutes
+   rate(ocs_rbd_children_count[30m]) > 10
+   ```
+3. The scaler's `spec` is left alone. Always increase  by 1. This is effective when
+   the pool is small.
+4. Not a query: `rate(node_network_transmit_bytes_total{...}) * 8`
+"""
+
+
+def test_promql_in_console_blocks_and_wrapped_inline_code_is_graphed() -> None:
+    graphs = [
+        (g["query"], g.get("threshold")) for pb in import_playbooks(PROMQL_AS_WRITTEN) for g in pb["graphs"]
+    ]
+    assert sorted(graphs) == sorted(
+        [
+            (
+                'sum by (name) (rate(acm_remote_write_requests_total{code!~"2.*"}[10m])) / sum by (name) '
+                "(rate(acm_remote_write_requests_total[10m]))",
+                0.2,
+            ),
+            ('sum by(client) (rate(metricsclient_http_requests_total{status_code!~"200"}[15m]))', 0),
+            ("rate(ocs_rbd_children_count[30m])", 10),
+        ]
+    )  # and neither the prose line, a wrapped line alone nor the elided `{...}`
