@@ -32,11 +32,30 @@ def run_playbooks_command(args: argparse.Namespace) -> int:
         source = Path(args.runbook)
         if not source.is_file():
             raise ConfigError(f"{source}: no such file")
-        yaml_text = import_runbook(source.read_text(encoding="utf-8"), source_name=source.name)
+        try:
+            markdown = source.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{source}: cannot read it as UTF-8 text ({exc})") from None
+        yaml_text = import_runbook(markdown, source_name=source.name)
         if args.output:
-            Path(args.output).write_text(yaml_text, encoding="utf-8")
+            _write_output(Path(args.output), yaml_text)
             print(f"wrote {args.output}", file=sys.stderr)
         else:
             sys.stdout.write(yaml_text)
         return 0
     return 2
+
+
+def _write_output(path: Path, text: str) -> None:
+    """Write the drafts, or say in one line why not (nothing is created on the way)."""
+    parent = path.parent
+    if not parent.is_dir():
+        raise ConfigError(
+            f"{path}: the directory {parent} does not exist; create it first or choose another -o"
+        )
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a directory; give -o a file name")
+    try:
+        path.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write it ({exc.strerror or exc})") from None

@@ -23,14 +23,17 @@ What becomes what
     - Graphs: ``promql`` blocks and PromQL-looking lines or inline code (selectors,
       ``rate(``, ``histogram_quantile(``, ``sum by`` ...); a trailing ``> number`` becomes
       the threshold, the unit is guessed from the metric names.
-    - Remediations: recognised ``kubectl`` commands (rollout restart/undo, scale, set
-      env, set resources, delete pod, cordon, uncordon, drain, create job --from=cronjob)
-      become typed proposals; ``-n``/``--namespace`` gives the namespace (default
-      ``${namespace:-default}``) and shell placeholders (``$NAMESPACE``, ``${DEPLOYMENT}``,
-      ``<pod-name>``, ``POD_NAME``) become label templates (``$namespace``,
-      ``$deployment``, ``$pod``). ``kubectl exec`` and everything unrecognised stay text;
-      read-only ``kubectl`` (logs, rollout history, get pods/events, describe pod) also
-      becomes read-only diagnostics.
+    - Remediations: recognised ``kubectl`` and ``oc`` commands (rollout restart/undo,
+      scale, set env, set resources, delete pod, cordon, uncordon, drain, ``oc adm``
+      cordon/uncordon/drain, create job --from=cronjob), flags in any order, become typed
+      proposals; ``-n``/``--namespace`` anywhere gives the namespace (default
+      ``${namespace:-default}``). ``delete pod -l app=x`` becomes a rolling restart of
+      deployment ``x``, saying so. Placeholders (``$NAMESPACE``, ``${DEPLOYMENT}``,
+      ``<pod-name>``, ``POD_NAME``) naming an alert label become that label
+      (``$namespace``, ``$deployment``, ``$pod``); others become ``$FILL_<name>``, listed
+      in the header and the proposal for the operator to fill. ``exec`` and everything
+      unrecognised stay text; read-only commands (logs, rollout history, get pods/events,
+      describe pod) become read-only diagnostics.
 
 Plain-text runbooks (no fences and no ``##`` headings) are first converted to markdown:
 short stand-alone lines become headings, ``Label:`` lines become labels and runs of
@@ -57,6 +60,7 @@ Modules (each imports only those listed before it)
     alert_drafts  drafts matched on alerts
     playbooks     drafts as playbook data (`import_playbooks`)
     yaml_output   the YAML with its review header (`import_runbook`)
+    coverage      the share of a runbook's commands and PromQL that became typed parts
 """
 
 from bot.tools.importer.kubectl import kubectl_proposal

@@ -11,7 +11,7 @@ from typing import Any
 from bot.core.playbooks import Diagnostic, Graph, Link, split_threshold
 from bot.core.templating import escape_template
 from bot.tools.importer.kubectl import kubectl_proposal
-from bot.tools.importer.placeholders import promql_template
+from bot.tools.importer.placeholders import fill_parameters, promql_template
 from bot.tools.importer.promql import PROMQL_LANGS, guess_unit, promql_like, promql_queries
 from bot.tools.importer.shell import SHELL_LANGS, is_command, shell_commands
 from bot.tools.importer.steps import StepDraft, step_sources
@@ -95,7 +95,7 @@ class Collector:
                 for command in shell_commands(body):
                     self.command(command, step.title)
         for span in inline:
-            if span.startswith("kubectl "):
+            if span.startswith(("kubectl ", "oc ")):
                 self.command(span, step.title)
             elif promql_like(span):
                 self.graph(step.title, span)
@@ -107,18 +107,30 @@ class Collector:
         if result.get("kind"):
             self.diagnostic(result)
             return
-        why = f"From the runbook ({shorten(clean_title(context), 80)}): `{' '.join(command.split())}`"
-        result["why"] = fit_template(why, 3000)
+        why = fit_template(
+            f"From the runbook ({shorten(clean_title(context), 80)}): `{' '.join(command.split())}`.", 2000
+        )
+        fill = [p for v in result["params"].values() if isinstance(v, str) for p in fill_parameters(v)]
+        notes = [str(result.get("why") or "")]
+        if fill:
+            names = ", ".join("$" + name for name in dict.fromkeys(fill))
+            notes.append(
+                escape_template(
+                    f"Fill in before use: {names} (the runbook left these to the operator; no alert label has that name)."
+                )
+            )
+        result["why"] = " ".join([why, *(n for n in notes if n)])
         self.remediation(result)
 
 
 def _is_promql_code(language: str, body: str) -> bool:
-    """A PromQL block: labelled so, or unlabelled with queries and no commands."""
+    """A PromQL block: labelled so, or unlabelled (or labelled shell, as runbooks often
+    label whatever is pasted into a console) with queries and no commands."""
     if language in PROMQL_LANGS:
         return True
     lines = [x for x in body.splitlines() if x.strip() and not x.strip().startswith("#")]
     return (
-        language == ""
+        language in SHELL_LANGS
         and bool(lines)
         and all(promql_like(x) or not is_command(x) for x in lines)
         and any(promql_like(x) for x in lines)

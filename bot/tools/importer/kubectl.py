@@ -1,8 +1,14 @@
-"""``kubectl`` commands as typed proposals: rollout restart/undo, scale, set env, set
-resources, delete pod, cordon, uncordon, drain and create job --from=cronjob become
-remediations; logs, rollout history, get pods/events and describe pod become read-only
-diagnostics. Everything else (``exec``, unknown verbs, names that are not valid after
-converting placeholders) stays text."""
+"""``kubectl`` and ``oc`` commands as typed proposals: rollout restart/undo, scale, set env,
+set resources, delete pod, cordon, uncordon, drain (``oc adm cordon``/``drain`` too) and
+create job --from=cronjob become remediations; logs, rollout history, get pods/events and
+describe pod become read-only diagnostics. Flags may come in any order, before or after the
+verb (``-n ns``, ``-nns``, ``--namespace=ns``). Everything else (``exec``, unknown verbs,
+names that are not valid after converting placeholders) stays text.
+
+``delete pod -l app=x`` (every pod of an app) becomes a rolling restart of deployment ``x``:
+there is no action that deletes by selector, and a rolling restart recreates the same pods
+without taking them all down at once. The proposal says so, for the reviewer to check that
+``x`` is the deployment owning those pods."""
 
 from __future__ import annotations
 
@@ -27,11 +33,14 @@ _VALUE_FLAGS = word_set(
     --output --since -e --env --field-selector --sort-by --type --current-replicas
     --resource-version --revision --image --server --token --as --as-group --chunk-size
     --pod-running-timeout --max-log-requests --since-time --overrides --restart --schedule --port
-    --filename
+    --filename --pod-selector --patch --for
     """
 )
-_DEPLOYMENT_KINDS = frozenset({"deployment", "deployments", "deploy", "deployment.apps", "deployments.apps"})
-_POD_KINDS = frozenset({"pod", "pods", "po"})
+# Short flags whose value may be attached: `-nkube-system`, `-ojson`, `-lapp=web`.
+_ATTACHED = frozenset({"-n", "-c", "-l", "-o", "-e"})
+_COMMANDS = frozenset({"kubectl", "oc"})
+DEPLOYMENT_KINDS = frozenset({"deployment", "deployments", "deploy", "deployment.apps", "deployments.apps"})
+POD_KINDS = frozenset({"pod", "pods", "po"})
 _CRONJOB_KINDS = frozenset({"cronjob", "cronjobs", "cj", "cronjob.batch"})
 _NODE_ACTIONS = {"cordon": ActionName.CORDON, "uncordon": ActionName.UNCORDON, "drain": ActionName.DRAIN}
 _ENV_ASSIGNMENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*=.*|[A-Za-z_][A-Za-z0-9_]*-")  # NAME=value, NAME-
@@ -39,7 +48,7 @@ _SEPARATORS = ("|", "||", "&&", ";", ">", ">>", "2>&1")
 
 
 @dataclass
-class _Kubectl:
+class Kubectl:
     positionals: list[str]
     flags: dict[str, str | bool]
     assignments: list[str]  # NAME=value and NAME- of `set env`
@@ -50,12 +59,13 @@ def kubectl_proposal(command: str, *, default_namespace: str = "default") -> dic
     (``kind``/``namespace``/``target``...) for one ``kubectl`` command, or None when it
     stays text (``exec``, unknown verbs, names that are not valid after converting
     placeholders, replicas above the bundled policy's maximum)."""
-    tokens = _command_tokens(command)
-    if tokens is None or len(tokens) < 2 or tokens[0] != "kubectl":
+    cmd = parse_command(command)
+    if cmd is None:
         return None
     default_ns = default_namespace if DNS_LABEL.fullmatch(default_namespace) else "default"
-    cmd = _parse_kubectl(tokens)
     pos = cmd.positionals
+    if pos[:1] == ["adm"] and len(pos) > 1 and pos[1] in _NODE_ACTIONS:
+        pos = pos[1:]  # oc adm cordon|uncordon|drain
     if not pos:
         return None
     namespace = _namespace(cmd, default_ns)
@@ -67,6 +77,14 @@ def kubectl_proposal(command: str, *, default_namespace: str = "default") -> dic
     if result is None or "kind" in result:
         return result
     return result if remediation_ok(result) else None
+
+
+def parse_command(command: str) -> Kubectl | None:
+    """The verb, arguments and flags of a ``kubectl``/``oc`` command (None for anything else)."""
+    tokens = _command_tokens(command)
+    if tokens is None or len(tokens) < 2 or tokens[0] not in _COMMANDS:
+        return None
+    return _parse_kubectl(tokens)
 
 
 def _command_tokens(command: str) -> list[str] | None:
@@ -81,7 +99,7 @@ def _command_tokens(command: str) -> list[str] | None:
     return tokens
 
 
-def _parse_kubectl(tokens: list[str]) -> _Kubectl:
+def _parse_kubectl(tokens: list[str]) -> Kubectl:
     positionals: list[str] = []
     flags: dict[str, str | bool] = {}
     assignments: list[str] = []
@@ -97,6 +115,8 @@ def _parse_kubectl(tokens: list[str]) -> _Kubectl:
                 flags[key] = value
             elif re.fullmatch(r"-[a-zA-Z]=.+", tok):
                 flags[tok[:2]] = tok[3:]
+            elif tok[:2] in _ATTACHED and len(tok) > 2:
+                flags[tok[:2]] = tok[2:]
             elif tok in _VALUE_FLAGS and i + 1 < len(tokens):
                 flags[tok] = tokens[i + 1]
                 i += 1
@@ -108,10 +128,10 @@ def _parse_kubectl(tokens: list[str]) -> _Kubectl:
         else:
             positionals.append(tok)
         i += 1
-    return _Kubectl(positionals, flags, assignments)
+    return Kubectl(positionals, flags, assignments)
 
 
-def _flag(cmd: _Kubectl, *names: str) -> str | bool | None:
+def _flag(cmd: Kubectl, *names: str) -> str | bool | None:
     for name in names:
         if name in cmd.flags:
             return cmd.flags[name]
@@ -141,7 +161,7 @@ def _one_target(args: Sequence[str], kinds: frozenset[str]) -> str | None:
     return k8s_template(names[0]) if names and len(names) == 1 else None
 
 
-def _namespace(cmd: _Kubectl, default_ns: str) -> str | None:
+def _namespace(cmd: Kubectl, default_ns: str) -> str | None:
     value = _flag(cmd, "-n", "--namespace")
     if value is None or value is True:
         return f"${{namespace:-{default_ns}}}"
@@ -171,7 +191,7 @@ def _resources(value: str | bool | None) -> dict[str, str] | None:
 # --------------------------------------------------------------------------- remediations
 
 
-def _proposal(pos: list[str], cmd: _Kubectl, namespace: str) -> dict[str, Any] | None:
+def _proposal(pos: list[str], cmd: Kubectl, namespace: str) -> dict[str, Any] | None:
     """The remediation of a verb that changes something (or a rollout's history diagnostic)."""
     verb = pos[0]
     if verb == "rollout" and len(pos) >= 3:
@@ -189,10 +209,10 @@ def _proposal(pos: list[str], cmd: _Kubectl, namespace: str) -> dict[str, Any] |
     return None
 
 
-def _rollout(sub: str, args: list[str], cmd: _Kubectl, namespace: str) -> dict[str, Any] | None:
+def _rollout(sub: str, args: list[str], cmd: Kubectl, namespace: str) -> dict[str, Any] | None:
     if sub == "history":
         return _diagnostic("rollout-history", args, cmd, namespace)
-    deployment = _one_target(args, _DEPLOYMENT_KINDS)
+    deployment = _one_target(args, DEPLOYMENT_KINDS)
     if sub not in ("restart", "undo") or deployment is None:
         return None
     params: dict[str, Any] = {"namespace": namespace, "deployment": deployment}
@@ -214,8 +234,8 @@ def _rollout(sub: str, args: list[str], cmd: _Kubectl, namespace: str) -> dict[s
     return {"action": ActionName.ROLLOUT_UNDO.value, "title": title, "params": params}
 
 
-def _scale(args: list[str], cmd: _Kubectl, namespace: str) -> dict[str, Any] | None:
-    deployment = _one_target(args, _DEPLOYMENT_KINDS)
+def _scale(args: list[str], cmd: Kubectl, namespace: str) -> dict[str, Any] | None:
+    deployment = _one_target(args, DEPLOYMENT_KINDS)
     replicas = _int_value(_flag(cmd, "--replicas"), 0, 1000)
     if deployment is None or replicas is None or _flag(cmd, "--current-replicas", "-l", "--selector"):
         return None
@@ -226,7 +246,7 @@ def _scale(args: list[str], cmd: _Kubectl, namespace: str) -> dict[str, Any] | N
     }
 
 
-def _set(sub: str, args: list[str], cmd: _Kubectl, namespace: str) -> dict[str, Any] | None:
+def _set(sub: str, args: list[str], cmd: Kubectl, namespace: str) -> dict[str, Any] | None:
     params = _set_target(args, cmd, namespace)
     if params is None:
         return None
@@ -235,10 +255,10 @@ def _set(sub: str, args: list[str], cmd: _Kubectl, namespace: str) -> dict[str, 
     return _set_resources(cmd, params)
 
 
-def _set_target(args: list[str], cmd: _Kubectl, namespace: str) -> dict[str, Any] | None:
+def _set_target(args: list[str], cmd: Kubectl, namespace: str) -> dict[str, Any] | None:
     """The namespace, deployment and container parameters of ``kubectl set``: one
     deployment, not a selection."""
-    deployment = _one_target(args[:2] if "/" not in args[0] else args[:1], _DEPLOYMENT_KINDS)
+    deployment = _one_target(args[:2] if "/" not in args[0] else args[:1], DEPLOYMENT_KINDS)
     extra = args[2:] if "/" not in args[0] else args[1:]
     if deployment is None or extra or _flag(cmd, "-l", "--selector", "--all", "--from", "-f"):
         return None
@@ -254,7 +274,7 @@ def _set_target(args: list[str], cmd: _Kubectl, namespace: str) -> dict[str, Any
     return params
 
 
-def _set_env(cmd: _Kubectl, params: dict[str, Any]) -> dict[str, Any] | None:
+def _set_env(cmd: Kubectl, params: dict[str, Any]) -> dict[str, Any] | None:
     env: dict[str, str] = {}
     pairs = list(cmd.assignments)
     flag_env = _flag(cmd, "-e", "--env")
@@ -275,7 +295,7 @@ def _set_env(cmd: _Kubectl, params: dict[str, Any]) -> dict[str, Any] | None:
     }
 
 
-def _set_resources(cmd: _Kubectl, params: dict[str, Any]) -> dict[str, Any] | None:
+def _set_resources(cmd: Kubectl, params: dict[str, Any]) -> dict[str, Any] | None:
     limits, requests = _flag(cmd, "--limits"), _flag(cmd, "--requests")
     if limits is None and requests is None:
         return None
@@ -292,9 +312,23 @@ def _set_resources(cmd: _Kubectl, params: dict[str, Any]) -> dict[str, Any] | No
     }
 
 
-def _delete_pod(args: list[str], cmd: _Kubectl, namespace: str) -> dict[str, Any] | None:
-    pod = _one_target(args, _POD_KINDS)
-    if pod is None or _flag(cmd, "-l", "--selector", "--all", "-A", "--all-namespaces"):
+def selector_name(value: str | bool | None) -> str | None:
+    """The name in a one-term equality selector (``app=web``, ``k8s-app==dns``), as a
+    template; None for anything wider (several terms, sets, existence)."""
+    if not isinstance(value, str):
+        return None
+    m = re.fullmatch(r"[A-Za-z0-9_./-]+==?([^,=!()\s]+)", value.strip())
+    return k8s_template(m.group(1)) if m else None
+
+
+def _delete_pod(args: list[str], cmd: Kubectl, namespace: str) -> dict[str, Any] | None:
+    if _flag(cmd, "--all", "-A", "--all-namespaces"):
+        return None
+    selector = _flag(cmd, "-l", "--selector")
+    if selector is not None:
+        return _delete_selected(args, str(selector), namespace)
+    pod = _one_target(args, POD_KINDS)
+    if pod is None:
         return None
     params: dict[str, Any] = {"namespace": namespace, "pod": pod}
     grace = _flag(cmd, "--grace-period")
@@ -306,7 +340,25 @@ def _delete_pod(args: list[str], cmd: _Kubectl, namespace: str) -> dict[str, Any
     return {"action": ActionName.DELETE_POD.value, "title": f"Delete pod {pod}", "params": params}
 
 
-def _node(verb: str, name: str, cmd: _Kubectl) -> dict[str, Any] | None:
+def _delete_selected(args: list[str], selector: str, namespace: str) -> dict[str, Any] | None:
+    """``delete pod -l app=x``: a rolling restart of deployment x (see the module's doc)."""
+    deployment = selector_name(selector)
+    if deployment is None or len(args) != 1 or args[0].lower() not in POD_KINDS:
+        return None
+    why = (
+        f"The runbook deletes every pod labelled `{selector}`; a rolling restart of deployment "
+        f"{deployment} recreates them without taking them all down at once. Check that it is "
+        "the deployment owning those pods."
+    )
+    return {
+        "action": ActionName.ROLLOUT_RESTART.value,
+        "title": f"Restart deployment {deployment} (pods {selector})",
+        "params": {"namespace": namespace, "deployment": deployment},
+        "why": escape_template(why),
+    }
+
+
+def _node(verb: str, name: str, cmd: Kubectl) -> dict[str, Any] | None:
     if name.startswith("node/"):
         name = name[5:]
     node = k8s_template(name)
@@ -319,7 +371,7 @@ def _node(verb: str, name: str, cmd: _Kubectl) -> dict[str, Any] | None:
     return {"action": action.value, "title": f"{verb.capitalize()} node {node}", "params": params}
 
 
-def _drain_params(cmd: _Kubectl) -> dict[str, Any]:
+def _drain_params(cmd: Kubectl) -> dict[str, Any]:
     """The drain options the action supports; values out of its bounds are left out."""
     params: dict[str, Any] = {}
     if _flag(cmd, "--ignore-daemonsets") is True:
@@ -342,7 +394,7 @@ def _drain_params(cmd: _Kubectl) -> dict[str, Any]:
     return params
 
 
-def _create_job(name: str, cmd: _Kubectl, namespace: str) -> dict[str, Any] | None:
+def _create_job(name: str, cmd: Kubectl, namespace: str) -> dict[str, Any] | None:
     source = _flag(cmd, "--from")
     if not isinstance(source, str):
         return None
@@ -366,7 +418,7 @@ def _create_job(name: str, cmd: _Kubectl, namespace: str) -> dict[str, Any] | No
 # --------------------------------------------------------------------------- diagnostics
 
 
-def _diagnostic(verb: str, args: list[str], cmd: _Kubectl, namespace: str) -> dict[str, Any] | None:
+def _diagnostic(verb: str, args: list[str], cmd: Kubectl, namespace: str) -> dict[str, Any] | None:
     fields = _diagnostic_fields(verb, args, cmd)
     if fields is None:
         return None
@@ -374,27 +426,34 @@ def _diagnostic(verb: str, args: list[str], cmd: _Kubectl, namespace: str) -> di
     return data if is_valid(Diagnostic, data) else None
 
 
-def _diagnostic_fields(verb: str, args: list[str], cmd: _Kubectl) -> dict[str, Any] | None:
+def _diagnostic_fields(verb: str, args: list[str], cmd: Kubectl) -> dict[str, Any] | None:
     if verb == "rollout-history":
-        target = _one_target(args, _DEPLOYMENT_KINDS)
+        target = _one_target(args, DEPLOYMENT_KINDS)
         return None if target is None else {"kind": "rollout_history", "target": target}
     if verb == "logs":
         return _logs_fields(args, cmd)
-    first = args[0].lower() if args else ""
-    if verb == "get" and first in ("pods", "pod", "po") and len(args) == 1:
-        return {"kind": "pods"}
-    if verb == "get" and first in ("events", "event", "ev"):
+    if not args:
+        return None
+    kind, _, name = args[0].lower().partition("/")
+    names = [name] if name else [a for a in args[1:]]
+    if verb == "get" and kind in POD_KINDS:
+        return {"kind": "pods"}  # one pod or all: the namespace's pods show it
+    if verb == "get" and kind in ("events", "event", "ev"):
         return {"kind": "events"}
-    if verb == "describe" and len(args) == 2 and first in _POD_KINDS:
-        target = k8s_template(args[1])
+    if verb == "describe" and kind in POD_KINDS and len(names) == 1:
+        target = k8s_template(args[0][len(kind) + 1 :] if name else names[0])
         return None if target is None else {"kind": "events", "target": target, "target_kind": "pod"}
     return None
 
 
-def _logs_fields(args: list[str], cmd: _Kubectl) -> dict[str, Any] | None:
-    if not args or _flag(cmd, "-l", "--selector"):
+def _logs_fields(args: list[str], cmd: Kubectl) -> dict[str, Any] | None:
+    selector = _flag(cmd, "-l", "--selector")
+    if selector is not None:
+        target, kind = (selector_name(selector), "deployment") if not args else (None, "")
+    elif args:
+        target, kind = _logs_target(args[0])
+    else:
         return None
-    target, kind = _logs_target(args[0])
     if target is None:
         return None
     data: dict[str, Any] = {"kind": "logs", "target": target}
@@ -413,10 +472,10 @@ def _logs_fields(args: list[str], cmd: _Kubectl) -> dict[str, Any] | None:
 
 def _logs_target(arg: str) -> tuple[str | None, str]:
     """(name template, ``deployment`` or ``pod``) of the object whose logs are read."""
-    names = _targets([arg], _DEPLOYMENT_KINDS)
+    names = _targets([arg], DEPLOYMENT_KINDS)
     if names:
         return k8s_template(names[0]), "deployment"
     if "/" in arg:
         pod_kind, _, pod_name = arg.partition("/")
-        return (k8s_template(pod_name) if pod_kind in _POD_KINDS else None), "pod"
+        return (k8s_template(pod_name) if pod_kind in POD_KINDS else None), "pod"
     return k8s_template(arg), "pod"

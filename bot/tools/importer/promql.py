@@ -19,7 +19,11 @@ _SELECTOR = re.compile(r"(?<![$\w])[A-Za-z_:][A-Za-z0-9_:]*\{[^{}\n]*\}")
 _PROSE = re.compile(r"(?:\b[A-Za-z]{2,}\b[ ,]+){4}")
 # A line continues the previous one when that one ends with an operator or keyword, or when
 # it starts with one (multi-line queries are common in runbooks).
-_ENDS_OPEN = re.compile(r"(?:[-+*/(,^%]|\b(?:and|or|unless|by|without|on|ignoring|offset|bool))$")
+_ENDS_OPEN = re.compile(
+    r"(?:[-+*/(,^%]|\b(?:and|or|unless|by|without|on|ignoring|offset|bool)"
+    # a grouping clause waits for what it groups: `sum without(a, b)` / `> 5 and on()`
+    r"|\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^()]*\))$"
+)
 _STARTS_CONTINUED = re.compile(
     r"^(?:[-+*/)^%\[@]|(?:and|or|unless|by|without|on|ignoring|offset|group_left|"
     r"group_right|bool)\b|[<>=!]=?)"
@@ -33,6 +37,8 @@ def promql_like(text: str) -> bool:
         return False
     if is_command(s) or s.startswith(("-", "$", "/", "#", "{{")):
         return False
+    if re.search(r"\{\s*(?:\.\.\.|…)\s*\}", s):
+        return False  # `metric{...}`: an elided selector, not a query
     if re.search(r"\bSELECT\b|\bFROM\b|count\(\*\)|\|=|\|~|\|\s*(?:json|logfmt|line_format|pattern)\b", s):
         return False  # SQL and LogQL look like PromQL to the patterns below
     return _PROMQL_FUNC.search(s) is not None or _SELECTOR.search(s) is not None
@@ -41,6 +47,9 @@ def promql_like(text: str) -> bool:
 def bare_promql(line: str) -> bool:
     """A text line that is a PromQL expression and not a sentence."""
     s = strip_list_marker(line)
+    unquoted = re.sub(r'"(?:[^"\\]|\\.)*"', '""', s)
+    if re.search(r"\.\s+[A-Z][a-z]", unquoted):
+        return False  # two sentences ("Always increase by 1. This is ...")
     return promql_like(s) and "`" not in s and _PROSE.search(re.sub(r"\([^()]*\)", "", s)) is None
 
 

@@ -4,6 +4,7 @@ or the unit as one step; a code block of ``# 1. ...`` chunks gives one step per 
 from __future__ import annotations
 
 import re
+import textwrap
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,7 +15,6 @@ from bot.tools.importer.rules import is_rule_code
 from bot.tools.importer.sections import Unit
 from bot.tools.importer.shell import guess_language, is_command
 from bot.tools.importer.text import (
-    INLINE_CODE,
     clean_title,
     first_sentence,
     fit_template,
@@ -177,18 +177,31 @@ def _append_block(step: StepDraft, block: Block) -> None:
         step.text = (step.text + "\n\n" + block.markdown()).strip()
 
 
+# Inline code may wrap over lines of a paragraph (never over a blank line); fences inside a
+# step's text come from nested lists.
+_WRAPPED_CODE = re.compile(r"(?<!`)(`+)(?!`)((?:(?!\n[ \t]*\n).)+?)(?<!`)\1(?!`)", re.DOTALL)
+_TEXT_FENCE = re.compile(
+    r"^[ \t]*(`{3,}|~{3,})[ \t]*([\w+-]*)[^\n]*\n(.*?)\n[ \t]*\1[ \t]*$", re.MULTILINE | re.DOTALL
+)
+
+
 def step_sources(step: StepDraft) -> tuple[list[tuple[str, str]], list[str]]:
-    """(code blocks, inline code / bare PromQL lines) of a step."""
-    inline = [m.group(2).strip() for m in INLINE_CODE.finditer(step.title + "\n" + step.text)]
-    for line in (step.title + "\n" + step.text).splitlines():
+    """(code blocks, inline code / bare PromQL lines) of a step; fenced code in its text
+    (from nested lists) counts as a code block."""
+    text = step.title + "\n" + step.text
+    fenced = [(m.group(2), textwrap.dedent(m.group(3))) for m in _TEXT_FENCE.finditer(text)]
+    text = _TEXT_FENCE.sub("", text)
+    inline = [" ".join(m.group(2).split()) for m in _WRAPPED_CODE.finditer(text)]
+    text = _WRAPPED_CODE.sub("", text)  # their lines are not bare PromQL
+    for line in text.splitlines():
         if "`" in line:
             continue
         if bare_promql(line):
             inline.append(strip_list_marker(line))
-        command = re.search(r"(?:^|[\s:(])(kubectl\s[^\n]+)", line)
+        command = re.search(r"(?:^|[\s:(])((?:kubectl|oc)\s[^\n]+)", line)
         if command:  # a command written without backticks: up to the end of the line/sentence
             inline.append(re.sub(r"[.)]+$|\.\s.*$", "", command.group(1).strip()))
-    return step.codes, inline
+    return step.codes + fenced, inline
 
 
 def step_dict(step: StepDraft) -> dict[str, Any]:

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import yaml
 
+from bot.tools.importer.placeholders import fill_parameters
 from bot.tools.importer.playbooks import import_playbooks
 
 
@@ -51,5 +53,13 @@ def import_runbook(markdown: str, *, source_name: str = "runbook.md") -> str:
     ]
     if not playbooks:
         return "\n".join([*header[:3], "# No alert sections or procedures were found.", "", "[]", ""])
+    fill = fill_parameters(json.dumps(playbooks))
+    if fill:
+        header[-1:-1] = [
+            "#",
+            f"# FILL IN: {', '.join('$' + name for name in fill)} stand for placeholders the runbook left",
+            "#   to the operator that name no alert label; replace each with a value or a label",
+            "#   ($namespace, $pod ...). A proposal still holding one is refused, naming it.",
+        ]
     body = yaml.dump(playbooks, Dumper=_Dumper, sort_keys=False, allow_unicode=True, width=100)
     return "\n".join(header) + body

@@ -302,7 +302,7 @@ def test_sample_kafka_consumer_lag_placeholders() -> None:
     actions = {r["action"]: r["params"] for r in pb["remediations"]}
     assert actions["scale"] == {
         "namespace": "$namespace",
-        "deployment": "$consumer_deployment",
+        "deployment": "$deployment",  # $CONSUMER_DEPLOYMENT names a deployment
         "replicas": 12,
     }
     assert actions["set_env"] == {
@@ -494,7 +494,8 @@ def test_default_namespace_for_commands_without_one() -> None:
         "kubectl scale deployment/web --replicas=$REPLICAS",
         "kubectl set env deployment/web OLD_FLAG-",  # unsetting is not supported
         "kubectl set resources deployment/web --limits=cpu=lots",
-        "kubectl delete pods -l app=web",
+        "kubectl delete pods -l app=web,tier=frontend",  # several terms: not one deployment
+        "kubectl delete pods -l 'app in (web, api)'",
         "kubectl -n kube system rollout restart deployment/x",
         "helm rollback web 3",
     ],
