@@ -15,10 +15,12 @@ from typing import Any
 
 from bot.core import blockkit as kit
 from bot.core.errors import UserError
-from bot.core.incident import Severity
+from bot.core.incident import Incident, IncidentStatus, Role, Severity
 from bot.core.policy import Permission
+from bot.flows.authorize import severity_permission
 from commands.base import Flows, Reply
 
+EDIT_CALLBACK = "edit_incident"  # the card's Edit button and its modal
 DECLARE_CALLBACK = "declare_incident"  # the modal, and the global shortcut of the manifest
 MESSAGE_SHORTCUT = "declare_incident_from_message"
 MAX_TITLE = 150
@@ -193,4 +195,88 @@ async def submit_declare(flows: Flows, user: str, view: dict[str, Any]) -> dict[
         await declare(flows, user, channel, title, severity, team, description)
     except UserError as err:
         return {"title": kit.clip(str(err), 150)}
+    return {}
+
+
+# --------------------------------------------------------------------------- the card's Edit
+
+
+def edit_view(incident: Incident) -> dict[str, Any]:
+    """Severity, commander and a status update of one incident; only what changes is applied."""
+    severities = [_option(s.value, s.value) for s in Severity]
+    commander: dict[str, Any] = {"type": "users_select", "action_id": "value"}
+    if incident.commander:
+        commander["initial_user"] = incident.commander
+    return {
+        "type": "modal",
+        "callback_id": EDIT_CALLBACK,
+        "title": {"type": "plain_text", "text": kit.clip(f"Edit {incident.ref}", MAX_MODAL_TITLE)},
+        "submit": {"type": "plain_text", "text": "Save"},
+        "close": {"type": "plain_text", "text": "Cancel"},
+        "private_metadata": json.dumps({"incident": incident.id}),
+        "blocks": [
+            {
+                "type": "input",
+                "block_id": "severity",
+                "label": {"type": "plain_text", "text": "Severity"},
+                "element": {
+                    "type": "static_select",
+                    "action_id": "value",
+                    "options": severities,
+                    "initial_option": _option(incident.severity.value, incident.severity.value),
+                },
+            },
+            {
+                "type": "input",
+                "block_id": "commander",
+                "optional": True,
+                "label": {"type": "plain_text", "text": "Commander"},
+                "element": commander,
+            },
+            _text_input("status", "Status update", max_length=MAX_DESCRIPTION, initial="", multiline=True),
+        ],
+    }
+
+
+async def open_edit(flows: Flows, opener: ViewOpener, incident: Incident, trigger_id: str) -> Reply:
+    if incident.status is IncidentStatus.RESOLVED:
+        raise UserError(f"Incident {incident.ref} is resolved; reopen it to edit it.")
+    await opener(trigger_id, edit_view(incident))
+    return Reply("")
+
+
+async def submit_edit(flows: Flows, user: str, view: dict[str, Any]) -> dict[str, str]:
+    """Every change is authorized before any is applied (a refusal changes nothing)."""
+    values = (view.get("state") or {}).get("values") or {}
+    try:
+        incident_id = int(json.loads(view.get("private_metadata") or "{}").get("incident"))
+    except (ValueError, TypeError, AttributeError):
+        raise UserError("This form is not valid any more; click Edit on the incident's card again.") from None
+    incident = await flows.incidents.find(channel_id=None, ref=str(incident_id))
+    severity_text = _value(values, "severity")
+    if severity_text not in {s.value for s in Severity}:
+        return {"severity": "Choose P1, P2, P3 or P4."}
+    severity = Severity(severity_text)
+    entry = (values.get("commander") or {}).get("value") or {}
+    commander = str(entry.get("selected_user") or "") or None
+    status = _value(values, "status")
+    if len(status) > MAX_DESCRIPTION:
+        return {"status": f"At most {MAX_DESCRIPTION} characters."}
+    checks = [
+        ("severity", severity != incident.severity, severity_permission(incident, severity)),
+        ("commander", commander is not None and commander != incident.commander, Permission.ASSIGN),
+        ("status", bool(status), Permission.STATUS),
+    ]
+    for block, changed, permission in checks:
+        if changed:
+            try:
+                await flows.authorize.require(permission, user, incident)
+            except UserError as err:
+                return {block: kit.clip(str(err), 150)}
+    if severity != incident.severity:
+        await flows.incidents.set_severity(incident, severity, user)
+    if commander is not None and commander != incident.commander:
+        await flows.incidents.assign(incident, Role.COMMANDER, commander, user)
+    if status:
+        await flows.incidents.post_status(incident, status, user)
     return {}

@@ -72,6 +72,8 @@ def button(name: str, work: Work, *, replace_original: bool = False) -> Listener
         await ack()
         user = str((body.get("user") or {}).get("id", ""))
         reply = await _guarded("button", name, user, work(user, action, body))
+        if not reply.text:  # a modal was opened instead: nothing to say
+            return
         await respond(text=reply.text, response_type="ephemeral", replace_original=replace_original)
 
     return listener

@@ -15,6 +15,7 @@ from bot.core.errors import UserError
 from bot.core.policy import Permission
 from bot.flows.authorize import resolve_permission
 from bot.flows.incidents import INVALID_BUTTON
+from bot.render.cards import EDIT_ACTION
 from bot.render.proposals import APPROVE_ACTION, REJECT_ACTION
 from bot.render.storms import OPEN_CHANNEL_ACTION
 from commands import correlation, dialogs, playbook_commands, slash
@@ -41,14 +42,6 @@ def register(app: AsyncApp, flows: Flows) -> None:
                 flows, opener, user, str(command.get("trigger_id", "")), channel
             )
         return await slash.dispatch(flows, user, channel, text)
-
-    async def on_declare_shortcut(user: str, shortcut: dict[str, Any], body: dict[str, Any]) -> Reply:
-        if body.get("type") == "message_action":
-            return await dialogs.open_from_message(flows, opener, user, body)
-        return await dialogs.open_declare(flows, opener, user, str(body.get("trigger_id", "")), "")
-
-    async def on_declare_submit(user: str, view: dict[str, Any]) -> dict[str, str]:
-        return await dialogs.submit_declare(flows, user, view)
 
     async def on_ack(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
         """Bound to its message: the incident is the one whose stored card or notification is
@@ -104,8 +97,36 @@ def register(app: AsyncApp, flows: Flows) -> None:
         button(SEPARATE_ACTION, correlation.answer_button(flows, False, _clicked_message))
     )
     app.event("reaction_added")(on_reaction)
+    _register_dialogs(app, flows, opener)
+
+
+def _register_dialogs(app: AsyncApp, flows: Flows, opener: dialogs.ViewOpener) -> None:
+    """The Declare and Edit modals: shortcuts, the card's Edit button, their submissions."""
+
+    async def on_declare_shortcut(user: str, shortcut: dict[str, Any], body: dict[str, Any]) -> Reply:
+        if body.get("type") == "message_action":
+            return await dialogs.open_from_message(flows, opener, user, body)
+        return await dialogs.open_declare(flows, opener, user, str(body.get("trigger_id", "")), "")
+
+    async def on_edit(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
+        """Bound to its message, like Acknowledge: the clicked card must be the incident's."""
+        incident = await flows.incidents.by_message(*_clicked_message(body))
+        if incident is None or str(action.get("value", "")) != str(incident.id):
+            raise UserError(INVALID_BUTTON)
+        return await dialogs.open_edit(flows, opener, incident, str(body.get("trigger_id", "")))
+
+    async def on_edit_submit(user: str, view: dict[str, Any]) -> dict[str, str]:
+        return await dialogs.submit_edit(flows, user, view)
+
+    async def on_declare_submit(user: str, view: dict[str, Any]) -> dict[str, str]:
+        return await dialogs.submit_declare(flows, user, view)
+
     app.shortcut(dialogs.DECLARE_CALLBACK)(shortcut(dialogs.DECLARE_CALLBACK, on_declare_shortcut))
     app.shortcut(dialogs.MESSAGE_SHORTCUT)(shortcut(dialogs.MESSAGE_SHORTCUT, on_declare_shortcut))
+    app.action(EDIT_ACTION)(button(EDIT_ACTION, on_edit))
+    app.view(dialogs.EDIT_CALLBACK)(
+        view_submission(dialogs.EDIT_CALLBACK, on_edit_submit, error_block="severity")
+    )
     app.view(dialogs.DECLARE_CALLBACK)(
         view_submission(dialogs.DECLARE_CALLBACK, on_declare_submit, error_block="title")
     )

@@ -17,7 +17,7 @@ import pytest
 
 from bot.app import BotServer
 from bot.core.incident import IncidentSource, Severity
-from sandbox.slack import SlackDriver, SlackSandbox
+from sandbox.slack import Channel, SlackDriver, SlackSandbox
 from sandbox.slack.models import View
 from tests.integration.rig import SIGNING_SECRET, bot_settings, bot_url, playbooks_with_roles, running_bot
 
@@ -53,6 +53,13 @@ async def open_modal(rig: Rig, user: str) -> View:
             None,
         )
     )
+
+
+async def declared(rig: Rig) -> Channel:
+    """The new incident's channel, once the bot stored it (its card is posted after)."""
+    channel = await rig.slack.wait_for(lambda s: s.find_channel("inc-"))
+    await rig.slack.wait_for(lambda s: s.messages(channel.id))
+    return channel
 
 
 def inputs(view: View) -> dict[str, dict[str, Any]]:
@@ -104,7 +111,7 @@ async def test_open_without_arguments_opens_the_modal_and_its_submission_declare
     )
     assert answer.status == 200 and not answer.body.strip()
     assert rig.slack.views[view.id].closed
-    channel = await rig.slack.wait_for(lambda s: s.find_channel("inc-"))
+    channel = await declared(rig)
     incident = await rig.bot.parts.store.incident_by_channel(channel.id)
     assert incident is not None and incident.title == "checkout errors"
     assert incident.severity is Severity.P2 and incident.team == "skillforge"
@@ -123,7 +130,7 @@ async def test_global_shortcut_opens_the_modal(rig: Rig) -> None:
         view.id, {"title": {"value": "search slow"}, "severity": {"value": "P4"}}
     )
     assert answer.status == 200 and not answer.body.strip()
-    channel = await rig.slack.wait_for(lambda s: s.find_channel("inc-"))
+    channel = await declared(rig)
     incident = await rig.bot.parts.store.incident_by_channel(channel.id)
     assert incident is not None and incident.severity is Severity.P4 and incident.commander == "U_BOB"
 
@@ -157,3 +164,54 @@ async def test_an_expired_trigger_id_is_explained_and_nothing_opens(rig: Rig) ->
     rig.slack.trigger_ttl = 3.0
     await rig.driver.slash_command("/incident", "open", user_id="U_ALICE", channel_id="C_INCIDENTS")
     await open_modal(rig, "U_ALICE")
+
+
+async def test_edit_on_the_card_changes_severity_commander_and_status(rig: Rig) -> None:
+    await rig.driver.slash_command(
+        "/incident", 'open "search slow" sev=P3', user_id="U_ALICE", channel_id="C_INCIDENTS"
+    )
+    channel = await declared(rig)
+    incident = await rig.bot.parts.store.incident_by_channel(channel.id)
+    assert incident is not None
+    await rig.slack.wait_for(
+        lambda s: "edit_incident" in json.dumps([m.blocks for m in s.messages(channel.id)])
+    )
+    resp = await rig.driver.click("edit_incident", user_id="U_ALICE", channel_id=channel.id)
+    assert resp.status == 200
+    view = await rig.slack.wait_for(
+        lambda s: next((v for v in s.views.values() if v.payload.get("callback_id") == "edit_incident"), None)
+    )
+    fields = inputs(view)
+    assert fields["severity"]["element"]["initial_option"]["value"] == "P3"
+    assert fields["commander"]["element"]["initial_user"] == "U_ALICE"
+
+    # Refused: a bystander (no role, not in the channel) may change nothing; the first refusal is
+    # shown next to its field and nothing of the rest is applied either.
+    rig.slack.add_user("U_DAVE", "dave", "Dave Davis", "dave@example.com")
+    refused = await rig.driver.submit_view(
+        view.id,
+        {"severity": {"value": "P2"}, "commander": {"value": "U_BOB"}, "status": {"value": "looking"}},
+        user_id="U_DAVE",
+    )
+    assert refused.json()["response_action"] == "errors"
+    assert "may not change the severity" in refused.json()["errors"]["severity"]
+    assert not rig.slack.views[view.id].closed
+    unchanged = await rig.bot.parts.store.get_incident(incident.id)
+    assert unchanged is not None and unchanged.severity is Severity.P3 and unchanged.commander == "U_ALICE"
+    assert not any("looking" in e.text for e in await rig.bot.parts.flows.incidents.timeline(incident.id))
+
+    # Positive control: the commander changes all three.
+    answer = await rig.driver.submit_view(
+        view.id,
+        {
+            "severity": {"value": "P2"},
+            "commander": {"value": "U_BOB"},
+            "status": {"value": "search p95 at 2s"},
+        },
+        user_id="U_ALICE",
+    )
+    assert answer.status == 200 and not answer.body.strip()
+    edited = await rig.bot.parts.store.get_incident(incident.id)
+    assert edited is not None and edited.severity is Severity.P2 and edited.commander == "U_BOB"
+    timeline = [e.text for e in await rig.bot.parts.flows.incidents.timeline(incident.id)]
+    assert any("search p95 at 2s" in t for t in timeline)
