@@ -51,6 +51,7 @@ def glass_settings(env: Env, *, break_glass: bool = True) -> Settings:
     policy = make_policy()
     undo: dict[str, Any] = policy["approvals"]["rollout_undo"]
     undo.update(approvals_needed=1, cooldown_minutes=10)
+    policy.pop("break_glass", None)  # the bundled policy's global one
     if break_glass:
         undo["break_glass"] = {"roles": ["commander"], "extra_approvals": 1}
     (directory / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
