@@ -52,6 +52,8 @@ def slash_command(work: Work) -> Listener:
         user = str(command.get("user_id", ""))
         name = str(command.get("text", "")).split(" ", 1)[0]
         reply = await _guarded("command", name, user, work(user, command, body))
+        if not reply.text:  # a modal was opened instead: nothing to say
+            return
         await respond(
             text=reply.text,
             blocks=reply.blocks,
@@ -70,6 +72,50 @@ def button(name: str, work: Work, *, replace_original: bool = False) -> Listener
         await ack()
         user = str((body.get("user") or {}).get("id", ""))
         reply = await _guarded("button", name, user, work(user, action, body))
+        if not reply.text:  # a modal was opened instead: nothing to say
+            return
         await respond(text=reply.text, response_type="ephemeral", replace_original=replace_original)
+
+    return listener
+
+
+def shortcut(name: str, work: Work) -> Listener:
+    """A global or message shortcut: ack, then the work (it opens a modal while the trigger id
+    is fresh); a refusal goes to the user where Slack gives a way to answer (message shortcuts)."""
+
+    async def listener(
+        ack: AsyncAck, body: dict[str, Any], shortcut: dict[str, Any], respond: AsyncRespond
+    ) -> None:
+        await ack()
+        user = str((body.get("user") or {}).get("id", ""))
+        reply = await _guarded("shortcut", name, user, work(user, shortcut, body))
+        if reply.text and body.get("response_url"):
+            await respond(text=reply.text, response_type="ephemeral")
+
+    return listener
+
+
+# (user id, the submitted view) -> errors by block id; empty: accepted (the modal closes).
+Submission = Callable[[str, dict[str, Any]], Awaitable[dict[str, str]]]
+
+
+def view_submission(name: str, work: Submission, *, error_block: str) -> Listener:
+    """A modal's submission: answered with `response_action: errors` (the modal stays open with
+    the messages next to the fields) or a plain ack that closes it; an unexpected failure is
+    shown on `error_block` as a reference, never a traceback."""
+
+    async def listener(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        user = str((body.get("user") or {}).get("id", ""))
+        try:
+            with logs.context(slack_user=user, command=name):
+                errors = await work(user, view)
+        except UserError as exc:
+            errors = {error_block: str(exc)}
+        except Exception:
+            errors = {error_block: error_reference("view.failed", user=user, action=name)}
+        if errors:
+            await ack(response_action="errors", errors=errors)
+        else:
+            await ack()
 
     return listener

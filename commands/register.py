@@ -8,17 +8,19 @@ from __future__ import annotations
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 
 from bot.core.correlation import ATTACH_ACTION, SEPARATE_ACTION
 from bot.core.errors import UserError
 from bot.core.policy import Permission
 from bot.flows.authorize import resolve_permission
 from bot.flows.incidents import INVALID_BUTTON
+from bot.render.cards import EDIT_ACTION
 from bot.render.proposals import APPROVE_ACTION, REJECT_ACTION
 from bot.render.storms import OPEN_CHANNEL_ACTION
-from commands import correlation, playbook_commands, slash
+from commands import correlation, dialogs, playbook_commands, slash
 from commands.base import Flows, Reply
-from commands.edge import button, slash_command
+from commands.edge import button, shortcut, slash_command, view_submission
 from commands.remediation import decide_button
 
 
@@ -31,10 +33,15 @@ def _clicked_message(body: dict[str, Any]) -> tuple[str, str]:
 
 
 def register(app: AsyncApp, flows: Flows) -> None:
+    opener = _view_opener(app)
+
     async def on_incident(user: str, command: dict[str, Any], body: dict[str, Any]) -> Reply:
-        return await slash.dispatch(
-            flows, user, str(command.get("channel_id", "")), str(command.get("text", ""))
-        )
+        channel, text = str(command.get("channel_id", "")), str(command.get("text", ""))
+        if text.strip().lower() == "open":  # without arguments: the Declare modal
+            return await dialogs.open_declare(
+                flows, opener, user, str(command.get("trigger_id", "")), channel
+            )
+        return await slash.dispatch(flows, user, channel, text)
 
     async def on_ack(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
         """Bound to its message: the incident is the one whose stored card or notification is
@@ -90,3 +97,52 @@ def register(app: AsyncApp, flows: Flows) -> None:
         button(SEPARATE_ACTION, correlation.answer_button(flows, False, _clicked_message))
     )
     app.event("reaction_added")(on_reaction)
+    _register_dialogs(app, flows, opener)
+
+
+def _register_dialogs(app: AsyncApp, flows: Flows, opener: dialogs.ViewOpener) -> None:
+    """The Declare and Edit modals: shortcuts, the card's Edit button, their submissions."""
+
+    async def on_declare_shortcut(user: str, shortcut: dict[str, Any], body: dict[str, Any]) -> Reply:
+        if body.get("type") == "message_action":
+            return await dialogs.open_from_message(flows, opener, user, body)
+        return await dialogs.open_declare(flows, opener, user, str(body.get("trigger_id", "")), "")
+
+    async def on_edit(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
+        """Bound to its message, like Acknowledge: the clicked card must be the incident's."""
+        incident = await flows.incidents.by_message(*_clicked_message(body))
+        if incident is None or str(action.get("value", "")) != str(incident.id):
+            raise UserError(INVALID_BUTTON)
+        return await dialogs.open_edit(flows, opener, incident, str(body.get("trigger_id", "")))
+
+    async def on_edit_submit(user: str, view: dict[str, Any]) -> dict[str, str]:
+        return await dialogs.submit_edit(flows, user, view)
+
+    async def on_declare_submit(user: str, view: dict[str, Any]) -> dict[str, str]:
+        return await dialogs.submit_declare(flows, user, view)
+
+    app.shortcut(dialogs.DECLARE_CALLBACK)(shortcut(dialogs.DECLARE_CALLBACK, on_declare_shortcut))
+    app.shortcut(dialogs.MESSAGE_SHORTCUT)(shortcut(dialogs.MESSAGE_SHORTCUT, on_declare_shortcut))
+    app.action(EDIT_ACTION)(button(EDIT_ACTION, on_edit))
+    app.view(dialogs.EDIT_CALLBACK)(
+        view_submission(dialogs.EDIT_CALLBACK, on_edit_submit, error_block="severity")
+    )
+    app.view(dialogs.DECLARE_CALLBACK)(
+        view_submission(dialogs.DECLARE_CALLBACK, on_declare_submit, error_block="title")
+    )
+
+
+def _view_opener(app: AsyncApp) -> dialogs.ViewOpener:
+    """`views.open` with Bolt's client (no scope needed); a refusal (the trigger id expired or
+    was used) becomes a UserError naming the typed alternative."""
+
+    async def open_view(trigger_id: str, view: dict[str, Any]) -> None:
+        try:
+            await app.client.views_open(trigger_id=trigger_id, view=view)
+        except SlackApiError as exc:
+            error = exc.response.get("error") if isinstance(exc.response.data, dict) else "unknown_error"
+            raise UserError(
+                f'Slack did not open the form ({error}); try again, or type `/incident open "title" sev=P2`.'
+            ) from None
+
+    return open_view

@@ -16,6 +16,7 @@ from bot.core.blockkit import MAX_SECTION_TEXT, escape
 from bot.core.errors import UserError
 from bot.core.runs import ActionRun
 from bot.flows.remediation.authz import NODE_ACTIONS
+from bot.flows.remediation.break_glass import BREAK_GLASS_ARG
 from bot.flows.remediation.decide import Click
 from bot.flows.remediation.propose import Request
 from bot.render.proposals import APPROVE_ACTION, code_block
@@ -151,16 +152,28 @@ def _proposed_text(run: ActionRun) -> str:
     )
 
 
+def _option(args: list[str], key: str, shape: str) -> str | None:
+    """The value of a `key=value` option after the action and target, given at most once."""
+    values = [a.partition("=")[2] for a in args[2:] if a.startswith(f"{key}=")]
+    if len(values) > 1:
+        raise UserError(f"Give `{key}={shape}` once.\n{USAGE}")
+    return values[0] if values else None
+
+
 async def run_subcommand(flows: Flows, user_id: str, channel_id: str, args: list[str]) -> str:
     """`/incident run <action> <namespace>/<name> [k=v ...]`: propose an action ad hoc. The
     answer goes to the requester only, with the preview lines meant for them alone."""
-    # `cluster=<name>` chooses the cluster (else the one the incident's alerts name).
-    clusters = [a.partition("=")[2] for a in args[2:] if a.startswith("cluster=")]
-    if len(clusters) > 1 or (clusters and not clusters[0]):
+    # `cluster=<name>` chooses the cluster (else the one the incident's alerts name);
+    # `breakglass="<reason>"` asks to bypass a cooldown (the policy's break_glass decides).
+    clusters = _option(args, "cluster", "<name>")
+    if clusters == "":
         raise UserError(f"Give `cluster=<name>` once.\n{USAGE}")
-    action, params = parse_run_args([a for a in args if not a.startswith("cluster=")])
+    glass = _option(args, BREAK_GLASS_ARG, '"<reason>"')
+    action, params = parse_run_args(
+        [a for a in args if not a.startswith(("cluster=", f"{BREAK_GLASS_ARG}="))]
+    )
     incident = await flows.incidents.find(channel_id=channel_id, ref=None)
-    request = Request(requested_by=user_id, cluster=clusters[0] if clusters else None)
+    request = Request(requested_by=user_id, cluster=clusters, break_glass=glass)
     proposal = await flows.proposer.propose_with_preview(incident, action, params, request)
     if proposal.run is None:  # only playbook proposals are deduplicated
         raise UserError("This was already proposed.")

@@ -9,7 +9,7 @@ from bot.core.policy import Permission
 from bot.flows.authorize import resolve_permission, severity_permission
 from bot.render.cards import title_line
 from bot.render.times import ago, when
-from commands import correlation, lifecycle_extra, playbook_commands, remediation
+from commands import correlation, dialogs, lifecycle_extra, playbook_commands, remediation
 from commands.base import (
     Flows,
     Invocation,
@@ -45,7 +45,9 @@ def _team_arg(arg: str) -> str | None:
 
 
 async def _open(flows: Flows, inv: Invocation) -> Reply:
-    usage = 'Usage: `/incident open "title" [sev=P1..P4] [team=<name>]`'
+    usage = (
+        'Usage: `/incident open "title" [sev=P1..P4] [team=<name>]`, or `/incident open` alone for the form'
+    )
     severity = Severity.P3
     team: str | None = None
     words: list[str] = []
@@ -62,14 +64,7 @@ async def _open(flows: Flows, inv: Invocation) -> Reply:
         raise UserError(usage)
     if len(title) > MAX_TITLE:
         raise UserError(f"The title is too long ({len(title)} characters, at most {MAX_TITLE}).")
-    await flows.authorize.require(Permission.DECLARE, inv.user_id)
-    route = await flows.incidents.declared_route(team, inv.channel_id)
-    incident = await flows.incidents.open(title, severity, inv.user_id, route)
-    return Reply(
-        f"🚨 <@{inv.user_id}> declared incident {incident.ref} [{severity}] {kit.inline(title)} —"
-        " the channel is being created and you are its commander.",
-        in_channel=True,
-    )
+    return await dialogs.declare(flows, inv.user_id, inv.channel_id, title, severity, team)
 
 
 async def _ack(flows: Flows, inv: Invocation) -> Reply:
@@ -223,7 +218,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     Subcommand(
         "open",
         '/incident open "title" [sev=P1..P4] [team=<name>]',
-        "declare an incident; you become commander (team: named, else the channel's team)",
+        "declare an incident; you become commander (team: named, else the channel's team); alone: a form",
         _open,
     ),
     Subcommand("ack", "/incident ack [#id]", "acknowledge the incident", _ack),

@@ -24,6 +24,9 @@ MAX_ACTIONS = 25
 MAX_CONTEXT = 10
 MAX_URL = 3000
 MAX_FALLBACK_TEXT = 4000
+MAX_CONFIRM_TITLE = 100
+MAX_CONFIRM_TEXT = 300
+MAX_CONFIRM_BUTTON = 30
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,6 +128,20 @@ def button(text: str, action_id: str, value: str, *, style: str | None = None) -
     if style in ("primary", "danger"):
         element["style"] = style
     return element
+
+
+def confirm(title: str, text: str, ok: str, *, deny: str = "Cancel", danger: bool = True) -> Block:
+    """A confirmation dialog object for an interactive element (Slack's limits: title, ok and
+    deny 100/30/30 characters of plain text, the text 300)."""
+    dialog: Block = {
+        "title": {"type": "plain_text", "text": clip(title, MAX_CONFIRM_TITLE)},
+        "text": {"type": "mrkdwn", "text": clip(text, MAX_CONFIRM_TEXT)},
+        "confirm": {"type": "plain_text", "text": clip(ok, MAX_CONFIRM_BUTTON)},
+        "deny": {"type": "plain_text", "text": clip(deny, MAX_CONFIRM_BUTTON)},
+    }
+    if danger:
+        dialog["style"] = "danger"
+    return dialog
 
 
 def actions(*elements: Block, block_id: str | None = None) -> Block:

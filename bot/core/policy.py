@@ -54,6 +54,7 @@ from pydantic import (
 )
 
 from bot.core.actions import ActionName
+from bot.core.break_glass import BreakGlass, break_glass_problems, bypassing_rule_fields
 from bot.core.clusters import ClusterName
 from bot.core.incident import Severity
 
@@ -220,6 +221,10 @@ class ApprovalRule(_Model):
     expiry_minutes: int = Field(default=15, ge=1, le=1440, description="a proposal expires unapproved")
     cooldown_minutes: int = Field(
         default=0, ge=0, le=1440, description="minimum time between two runs on the same target"
+    )
+    break_glass: BreakGlass | None = Field(
+        default=None,
+        description="who may bypass this rule's cooldown and at what cost (replaces the global one)",
     )
     clusters: dict[ClusterName, dict[str, Any]] = Field(
         default_factory=dict,
@@ -588,6 +593,7 @@ def _rule_problems(
                 f"role(s) {', '.join(doubled)} listed twice: each entry needs a different approver",
             )
         )
+    found += break_glass_problems(where, rule.break_glass, roles)
     for name in rule.clusters:
         found += _rule_problems((*where, "clusters", name), rule.for_cluster(name), roles)
     return found
@@ -617,6 +623,10 @@ class Policy(_Model):
     )
     lifecycle: LifecyclePolicy = Field(
         default_factory=LifecyclePolicy, description="who may do what to an incident from Slack"
+    )
+    break_glass: BreakGlass | None = Field(
+        default=None,
+        description="who may bypass a cooldown (rules without their own break_glass); null: nobody",
     )
 
     # Set by the service catalog (with_namespace_approvers): which roles approve in a team's namespaces.
@@ -656,6 +666,7 @@ class Policy(_Model):
             for i, role in enumerate(self.kill_switch_roles)
             if role != EVERYONE and role not in self.roles
         ]
+        found += break_glass_problems((), self.break_glass, self.roles)
         return found
 
     def cluster_problems(self, clusters: Collection[str]) -> list[tuple[tuple[str | int, ...], str]]:
@@ -699,6 +710,17 @@ class Policy(_Model):
             if any(fnmatch.fnmatchcase(namespace or "", glob) for glob in globs):
                 return rule.model_copy(update={"approvers": [r for r in rule.approvers if r in roles]})
         return rule
+
+    def break_glass_for(self, rule: ApprovalRule) -> BreakGlass | None:
+        """Who may bypass `rule`'s cooldown: its own break_glass, else the policy's."""
+        return rule.break_glass or self.break_glass
+
+    def bypassing(self, rule: ApprovalRule) -> ApprovalRule | None:
+        """`rule` as it applies to a break-glass run (None: the policy allows none)."""
+        glass = self.break_glass_for(rule)
+        if glass is None:
+            return None
+        return rule.model_copy(update=bypassing_rule_fields(rule.required_approvals, glass))
 
     def with_namespace_approvers(self, owners: Sequence[tuple[Sequence[str], Sequence[str]]]) -> Policy:
         """This policy with the approver roles of the namespaces teams own: (globs, roles) pairs

@@ -141,6 +141,8 @@ class ActionRun:
     target_labels: tuple[str, ...] = ()
     # The cluster (clusters.yaml) it runs against; '' for runs stored before clusters had names.
     cluster: str = ""
+    # Why the requester bypassed the cooldown (break-glass); None for an ordinary run.
+    break_glass: str | None = None
 
     @property
     def approvers(self) -> tuple[str, ...]:
@@ -187,3 +189,4 @@ class NewRun:
     approvers_all_of: tuple[str, ...] = ()
     target_labels: tuple[str, ...] = ()
     cluster: str = ""
+    break_glass: str | None = None

@@ -195,10 +195,16 @@ def incident_card(view: IncidentView, now: datetime, sources: TrustedSources | N
     return message(f"{inline(title_line(inc))} ({inc.status.value})", blocks)
 
 
+EDIT_ACTION = "edit_incident"
+
+
 def _lifecycle_buttons(inc: Incident) -> list[Block]:
+    buttons: list[Block] = []
     if inc.status is IncidentStatus.TRIGGERED:
-        return [button("Acknowledge", "ack_incident", str(inc.id), style="primary")]
-    return []
+        buttons.append(button("Acknowledge", "ack_incident", str(inc.id), style="primary"))
+    if inc.status is not IncidentStatus.RESOLVED:  # severity, commander, status in a modal
+        buttons.append(button("Edit", EDIT_ACTION, str(inc.id)))
+    return buttons
 
 
 def notification(view: IncidentView, now: datetime) -> Message:

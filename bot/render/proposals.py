@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.core.actions import public_params
+from bot.core.actions import ActionName, public_params
 from bot.core.blockkit import (
     MAX_SECTION_TEXT,
     Block,
@@ -21,6 +21,7 @@ from bot.core.blockkit import (
     actions,
     button,
     clip,
+    confirm,
     context,
     divider,
     escape,
@@ -175,6 +176,36 @@ def can_approve_now(run: ActionRun, now: datetime) -> bool:
     return run.status is RunStatus.PROPOSED and run.expires_at > now and run.preview.dry_run_ok
 
 
+# Actions whose approval cannot simply be taken back: Approve asks first and is not the
+# highlighted default.
+DANGEROUS = frozenset({ActionName.EXEC, ActionName.DRAIN, ActionName.ROLLOUT_UNDO})
+
+
+def is_dangerous(run: ActionRun) -> bool:
+    """Exec, drain, rollout undo, and a scale that lowers the replicas (or to zero)."""
+    if run.action in DANGEROUS:
+        return True
+    if run.action is ActionName.SCALE:
+        replicas = int(run.params.get("replicas", 0))
+        current = run.preview.current_replicas
+        return replicas == 0 or (current is not None and replicas < current)
+    return False
+
+
+def approve_button(run: ActionRun) -> Block:
+    """Approve: highlighted for ordinary actions; for dangerous ones plain, behind a confirm."""
+    if not is_dangerous(run):
+        return button("Approve", APPROVE_ACTION, run.token, style="primary")
+    element = button("Approve…", APPROVE_ACTION, run.token)
+    element["confirm"] = confirm(
+        f"Approve {run.action.value.replace('_', ' ')}?",
+        f"*{clip(single_line(run.title), 150)}* on `{clip(run.target, 80)}`"
+        " cannot simply be taken back. Approve it?",
+        "Approve",
+    )
+    return element
+
+
 def proposal_message(
     run: ActionRun,
     rule: ApprovalRule,
@@ -208,13 +239,17 @@ def proposal_message(
     blocks.append(_preview_block(run))
     blocks.extend(_result_blocks(run))
     notes = [f"⚠️ {escape(w)}" for w in warnings or []]
+    if run.break_glass:
+        notes.append(
+            f"🔓 Break-glass by {run.requester_text}, bypassing the cooldown: {escape(run.break_glass)}"
+        )
     if notes:
         blocks.append(context(*notes))
     blocks.append(context(_timing(run)))
     if run.status is RunStatus.PROPOSED and run.expires_at > now:
         buttons: list[Block] = []
         if can_approve_now(run, now):
-            buttons.append(button("Approve", APPROVE_ACTION, run.token, style="primary"))
+            buttons.append(approve_button(run))
         buttons.append(button("Reject", REJECT_ACTION, run.token, style="danger"))
         blocks.append(divider())
         blocks.append(actions(*buttons, block_id=f"run-{run.id}"))

@@ -80,6 +80,7 @@ def _run(row: Record) -> ActionRun:
         approvers_all_of=tuple(row["approvers_all_of"] or ()),
         target_labels=tuple(row["target_labels"] or ()),
         cluster=row["cluster"],
+        break_glass=row["break_glass"],
     )
 
 
@@ -173,9 +174,9 @@ class RemediationStore:
                     INSERT INTO action_runs (token, incident_id, action, params, target, namespace,
                         playbook, title, why, requested_by, approval_rule, approvals_needed, preview,
                         labels, generator_url, expires_at, channel_id, created_at, undo_of, dedupe_key,
-                        approvers_all_of, target_labels, cluster)
+                        approvers_all_of, target_labels, cluster, break_glass)
                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                            $18, $19, $20, $21, $22, $23)
+                            $18, $19, $20, $21, $22, $23, $24)
                     ON CONFLICT (incident_id, dedupe_key) WHERE dedupe_key IS NOT NULL DO NOTHING
                     RETURNING *
                     """
@@ -203,6 +204,7 @@ class RemediationStore:
                 list(new.approvers_all_of),
                 list(new.target_labels),
                 new.cluster,
+                new.break_glass,
             )
             if row is None:
                 return None

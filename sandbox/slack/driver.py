@@ -182,6 +182,50 @@ class _SlackSide(abc.ABC):
             payload["message"] = sb.message_json(msg)
         return await self._deliver_interactive(payload)
 
+    async def global_shortcut(self, callback_id: str, *, user_id: str = DEFAULT_USER) -> DriverResponse:
+        """The user runs a global shortcut (from the composer's shortcut menu or search)."""
+        sb = self.sandbox
+        user = self._user(user_id)
+        payload: JSON = {
+            "type": "shortcut",
+            "token": self.verification_token,
+            "action_ts": f"{time.time():.6f}",
+            "team": {"id": sb.team_id, "domain": sb.team_domain},
+            "user": {"id": user.id, "username": user.name, "team_id": sb.team_id},
+            "is_enterprise_install": False,
+            "enterprise": None,
+            "callback_id": callback_id,
+            "trigger_id": sb.issue_trigger_id(user.id),
+        }
+        return await self._deliver_interactive(payload)
+
+    async def message_shortcut(
+        self, callback_id: str, *, channel_id: str, message_ts: str, user_id: str = DEFAULT_USER
+    ) -> DriverResponse:
+        """The user runs a message shortcut on a stored message (its ``…`` menu)."""
+        sb = self.sandbox
+        user = self._user(user_id)
+        channel = sb.channels[channel_id]
+        msg = channel.message(message_ts)
+        if msg is None:
+            raise LookupError(f"no message {message_ts} in {channel_id}")
+        payload: JSON = {
+            "type": "message_action",
+            "token": self.verification_token,
+            "action_ts": f"{time.time():.6f}",
+            "team": {"id": sb.team_id, "domain": sb.team_domain},
+            "user": {"id": user.id, "username": user.name, "name": user.name, "team_id": sb.team_id},
+            "channel": {"id": channel.id, "name": channel.name},
+            "is_enterprise_install": False,
+            "enterprise": None,
+            "callback_id": callback_id,
+            "trigger_id": sb.issue_trigger_id(user.id),
+            "response_url": sb.new_response_url("message_action", user_id=user.id, channel_id=channel.id),
+            "message_ts": msg.ts,
+            "message": sb.message_json(msg),
+        }
+        return await self._deliver_interactive(payload)
+
     async def submit_view(
         self,
         view_id: str,

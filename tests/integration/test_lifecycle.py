@@ -160,7 +160,7 @@ async def test_bad_input_gets_usage_never_a_traceback(
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         channel = await _declare(slack, driver)
         cases = [
-            ("open", "Usage: `/incident open"),
+            ("open sev=P2", "Usage: `/incident open"),  # alone, `open` opens the form instead
             ("open x sev=P9", "is not a severity"),
             ("sev", "Usage: `/incident sev"),
             ("sev high", "is not a severity"),

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import yaml
 
+from commands.dialogs import DECLARE_CALLBACK, MESSAGE_SHORTCUT
+
 ROOT = Path(__file__).resolve().parents[2]
 # Required bot scopes per Web API method (docs.slack.dev method pages).
 METHOD_SCOPES: dict[str, set[str]] = {
@@ -64,3 +66,13 @@ def test_manifest_routes_everything_to_slack_events() -> None:
     assert len(urls) == 1 and urls.pop().endswith("/slack/events")
     assert manifest["features"]["slash_commands"][0]["command"] == "/incident"
     assert manifest["features"]["slash_commands"][0]["should_escape"] is True
+
+
+def test_manifest_declares_the_shortcuts_the_bot_listens_to() -> None:
+    manifest = yaml.safe_load((ROOT / "slack-app-manifest.yaml").read_text())
+    shortcuts = {s["callback_id"]: s for s in manifest["features"]["shortcuts"]}
+    assert shortcuts[DECLARE_CALLBACK]["type"] == "global"
+    assert shortcuts[MESSAGE_SHORTCUT]["type"] == "message"
+    # Slack's limits: a name of at most 24 characters, a description of at most 150.
+    assert all(len(s["name"]) <= 24 and len(s["description"]) <= 150 for s in shortcuts.values())
+    assert manifest["settings"]["interactivity"]["is_enabled"] is True

@@ -20,7 +20,7 @@ from bot.clients.kubernetes.clusters import Clusters
 from bot.clients.kubernetes.results import Preview
 from bot.clients.slack import SlackChat
 from bot.core.actions import PARAMS_BY_ACTION, ActionName, ActionParams, ExecParams, ScaleParams, target_of
-from bot.core.blockkit import escape
+from bot.core.blockkit import Message, escape
 from bot.core.clusters import UnknownClusterError
 from bot.core.errors import IntegrationError, UserError
 from bot.core.incident import Incident, IncidentStatus
@@ -29,6 +29,7 @@ from bot.core.policy import ApprovalRule, Policy
 from bot.core.ports import Clock
 from bot.core.runs import ActionRun, NewRun, PreviewInfo
 from bot.core.templating import TemplateError, render_text
+from bot.flows.remediation import break_glass
 from bot.flows.remediation.authz import (
     exec_argv,
     may_request,
@@ -61,6 +62,7 @@ class Request:
     dedupe_key: str | None = None
     target_labels: tuple[str, ...] = ()  # the alert labels the target was taken from
     cluster: str | None = None  # None: the cluster the alert labels (or the incident's alerts) name
+    break_glass: str | None = None  # the requester's reason for bypassing the cooldown
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,8 +120,20 @@ class Proposer:
         now = self.clock()
         exclude = [request.undo_of] if request.undo_of else []
         problem = await cooldown_problem(self.store, target, rule, now, exclude=exclude, cluster=cluster)
-        if problem:
-            raise UserError(f"Not proposed: {problem}")
+        bypass: break_glass.Bypass | None = None
+        if request.break_glass is not None:
+            bypass = await break_glass.grant(
+                self.policy,
+                self.access,
+                incident,
+                rule,
+                user=request.requested_by,
+                reason=request.break_glass,
+                cooldown=problem,
+            )
+            rule = bypass.rule
+        elif problem:
+            raise UserError(f"Not proposed: {problem}{break_glass.hint(self.policy, rule)}")
         preview, private = await self._preview(cluster, action, params, argv, rule.allows_namespace)
         bound = parameter_problem(
             self.policy, rule, action, params, current_replicas=preview.current_replicas
@@ -149,8 +163,9 @@ class Proposer:
             approvers_all_of=tuple(rule.approvers_all_of),
             target_labels=request.target_labels,
             cluster=cluster,
+            break_glass=bypass.reason if bypass else None,
         )
-        return Proposal(await self._store_and_post(incident, new, argv, now), private)
+        return Proposal(await self._store_and_post(incident, new, argv, now, bypass), private)
 
     async def _cluster_for(self, incident: Incident, request: Request) -> str:
         """The cluster to act on: the one given (an undo: its run's), else the one the alert's
@@ -202,7 +217,12 @@ class Proposer:
         namespace_allowed(rule, action, namespace, rule_name=request.approval).require()
 
     async def _store_and_post(
-        self, incident: Incident, new: NewRun, argv: list[str] | None, now: datetime
+        self,
+        incident: Incident,
+        new: NewRun,
+        argv: list[str] | None,
+        now: datetime,
+        bypass: break_glass.Bypass | None = None,
     ) -> ActionRun | None:
         playbook, requested_by = new.playbook, new.requested_by
         who = (
@@ -210,6 +230,15 @@ class Proposer:
             if requested_by
             else (f"playbook `{playbook}`" if playbook else "incidentbot")
         )
+        details: dict[str, object] = {"argv": argv} if argv else {}
+        glass = ""
+        if bypass is not None:
+            details["break_glass"] = {
+                "by": requested_by,
+                "reason": bypass.reason,
+                "bypassed": bypass.cooldown,
+            }
+            glass = f"; break-glass, bypassing the cooldown: {escape(bypass.reason)}"
         run = await self.store.create(
             new,
             secrets.token_hex(TOKEN_BYTES),
@@ -217,12 +246,14 @@ class Proposer:
             timeline=(
                 f"{who} proposed “{new.title}” ({new.action.value} on {new.target} in cluster"
                 f" {new.cluster}),"
-                f" {new.approvals_needed} approval(s) needed"
+                f" {new.approvals_needed} approval(s) needed{glass}"
             ),
-            details={"argv": argv} if argv else {},
+            details=details,
         )
         if run is None:
             return None
+        if bypass is not None and requested_by:
+            await self._announce(new.channel_id, break_glass.announcement(requested_by, new.title, bypass))
         log.info(
             "remediation.proposed",
             extra={
@@ -238,6 +269,14 @@ class Proposer:
         except IntegrationError as err:  # stored: the sweep posts it once Slack answers
             log.warning("remediation.post_failed", extra={"run_id": run.id, "error": str(err)})
         return run
+
+    async def _announce(self, channel: str | None, msg: Message) -> None:
+        if channel is None:
+            return
+        try:
+            await self.chat.post(channel, msg)
+        except IntegrationError as err:  # audited and on the timeline already
+            log.warning("remediation.announce_failed", extra={"channel": channel, "error": str(err)})
 
     async def _preview(
         self,

@@ -102,7 +102,7 @@ def test_buttons_carry_opaque_ids_and_disappear_once_acknowledged() -> None:
     view = IncidentView(_incident(), (_alert(1),))
     card = cards.incident_card(view, NOW)
     buttons = [e for b in card.blocks if b["type"] == "actions" for e in b["elements"]]
-    assert [(b["action_id"], b["value"]) for b in buttons] == [("ack_incident", "7")]
+    assert [(b["action_id"], b["value"]) for b in buttons] == [("ack_incident", "7"), ("edit_incident", "7")]
     acked = IncidentView(_incident(status=IncidentStatus.ACKNOWLEDGED, acknowledged_by="U0ACK"), (_alert(1),))
     assert "ack_incident" not in json.dumps(cards.incident_card(acked, NOW).blocks)
     assert "<@U0ACK>" in json.dumps(cards.notification(acked, NOW).blocks)
