@@ -8,8 +8,9 @@ deliveries in flight, each re-sent until answered 200. The sandbox Slack enforce
 per-method limits (rate_scale 1) and the bot is told the same.
 
 Measured: every acknowledged delivery stored (inbox rows and the 2,000 distinct alerts), the
-incidents opened (correlation is not part of this run: the "<= 10 incidents" check is for
-after it is merged), what the notification channel shows (one digest; its posts and updates at
+incidents opened (the bundled correlation rules: a group's alerts name its root problem's
+workload, so later groups of a root attach to its incident; target <= 10), what the
+notification channel shows (one digest; its posts and updates at
 most one per second), 429s left unretried, and for every P1 incident the time from its group's
 first delivery to its card in its channel (target 10 s).
 
@@ -83,8 +84,16 @@ def fixture() -> list[tuple[str, str, str]]:
 
 
 def body(group: str, alertname: str, severity: str, alerts: int) -> bytes:
+    """A group's snapshot. Its alerts name their root problem's workload (namespace and
+    deployment, as kube-state-metrics alerts do): what correlation can see of the fixture."""
     fps = [f"{group}a{i:03d}" for i in range(alerts)]
-    return json.dumps(group_body(group, alertname, fps, severity=severity)).encode()
+    payload = group_body(group, alertname, fps, severity=severity)
+    root = int(group.rsplit("-", 1)[1]) % ROOTS
+    workload = {"namespace": f"storm-root{root}", "deployment": ROOT_NAMES[root].lower()}
+    for alert in payload["alerts"]:
+        alert["labels"].update(workload)
+    payload["commonLabels"].update(workload)
+    return json.dumps(payload).encode()
 
 
 def settings(slack: SlackSandbox, dsn: str, redis_url: str, playbooks: Path) -> Settings:
@@ -286,7 +295,7 @@ catalog default (more than 5 incidents within 120 s; P1/P2 channels at once, P4 
 | check | result | target |
 |---|---|---|
 | deliveries acknowledged / stored | {f["acked"]:,} / {f["stored"]:,} of {f["deliveries"]:,} ({f["resent"]} re-sent); {f["alerts"]:,} distinct alerts stored | every acknowledged one stored {stored_ok} |
-| incidents | {f["incidents"]} ({", ".join(f"{k}: {v}" for k, v in sorted(f["by_role"].items()))}); {f["channels"]} channels | ≤ 10 — needs correlation (point 1), to be re-run after the merge |
+| incidents | {f["incidents"]} ({", ".join(f"{k}: {v}" for k, v in sorted(f["by_role"].items()))}); {f["channels"]} channels | ≤ 10: {"met" if f["incidents"] <= 10 else "NOT met"} |
 | notification channel | {f["notifications"]} notifications (before the storm) + {f["digests"]} digest, {f["digest_writes"]} digest writes, at most {f["digest_most_per_s"]} in any second | one digest, ≤ 1 post + updates per second {digest_ok} |
 | P1 card after the group's first delivery | {", ".join(f"{t:.1f} s" for t in f["p1"])} | every one ≤ {P1_TARGET_S:.0f} s {ok} |
 | Slack 429s | {f["429"]} ({f["429_unretried"]} not retried) | none left unretried |
