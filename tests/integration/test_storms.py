@@ -224,5 +224,9 @@ async def test_two_replicas_draw_one_digest(
         assert len(storms) == 1
         digests = [m for m in slack.messages(channel.id) if "Incident storm" in m.text]
         assert len(digests) == 1
-        # Five notifications and one digest in the team's channel.
-        assert len(slack.messages(channel.id)) == 6
+        # Five notifications and one digest in the team's channel; under load the storm's window
+        # may also have run out by now, which adds its one end message and nothing else.
+        posted = slack.messages(channel.id)
+        ends = [m for m in posted if "is over" in m.text]
+        assert len(ends) <= 1
+        assert len(posted) - len(ends) == 6, [m.text[:60] for m in posted]
