@@ -22,7 +22,7 @@ def run_playbooks_command(args: argparse.Namespace) -> int:
             print(problem)
         if not problems:
             print(
-                f"{directory}: all playbooks, policy.yaml, services.yaml and clusters.yaml are valid",
+                f"{directory}: the playbook directory is valid (playbooks, policy.yaml, services.yaml, clusters.yaml, correlation.yaml)",
                 file=sys.stderr,
             )
         return 1 if problems else 0
