@@ -30,6 +30,7 @@ from bot.core.incident import (
     Incident,
     IncidentStatus,
     IncidentView,
+    Role,
     Severity,
     TimelineEvent,
 )
@@ -87,6 +88,12 @@ def _status_fields(view: IncidentView, now: datetime) -> list[str]:
     if inc.last_status_update:
         fields.append(f"*Last update*\n{inline(inc.last_status_update, 300)}")
     return fields
+
+
+def _roles_line(view: IncidentView) -> str:
+    """The roles besides the commander (scribe, comms, deputy), so everyone sees who does what."""
+    held = [(role, user) for role, user in view.roles if role is not Role.COMMANDER]
+    return " · ".join(f"*{role.value.capitalize()}* {mention(user)}" for role, user in held)
 
 
 def _grafana_link(grafana_url: str | None, alert: Alert) -> str | None:
@@ -174,6 +181,9 @@ def incident_card(view: IncidentView, now: datetime, sources: TrustedSources | N
         header(title_line(inc)),
         section(f"Incident {inc.ref}", fields=_status_fields(view, now)),
     ]
+    others = _roles_line(view)
+    if others:
+        blocks.append(context(others))
     if view.alerts:
         blocks.append(divider())
         blocks.append(section("*What fired*"))

@@ -93,6 +93,8 @@ async def test_human_incident_full_lifecycle(
             "/incident", "assign <@U_CAROL|carol> scribe", user_id="U_ALICE", channel_id=channel.id
         )
         await slack.wait_for(lambda s: "U_CAROL" in s.channels[channel.id].members)
+        # The card says who the scribe is, next to the commander.
+        await slack.wait_for(lambda s: "*Scribe* <@U_CAROL>" in json.dumps(s.messages(channel.id)[0].blocks))
         await driver.slash_command(
             "/incident", "assign <@U_BOB|bob>", user_id="U_ALICE", channel_id=channel.id
         )
