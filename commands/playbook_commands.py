@@ -36,11 +36,25 @@ async def _labels_for(flows: Flows, incident: Incident | None, playbook_name: st
     return dict(view.alerts[0].labels)
 
 
+async def _own_system(flows: Flows, channel_id: str) -> str | None:
+    """The system of the incident whose channel this is: its alerts' playbooks (not the generic
+    ones), else its team (the catalog names teams after the systems)."""
+    incident = await flows.incidents.in_channel(channel_id)
+    if incident is None:
+        return None
+    view = await flows.incidents.view(incident.id)
+    if view is not None:
+        for playbook, _ in flows.enrich.playbooks_for(view):
+            if playbook.system != "generic":
+                return playbook.system
+    return incident.team
+
+
 async def runbook(flows: Flows, inv: Invocation) -> Reply:
     if len(inv.args) > 1:
         raise UserError("Usage: `/incident runbook [name]` (without a name: the list)")
     if not inv.args:
-        msg = playbook_list_message(flows.playbooks)
+        msg = playbook_list_message(flows.playbooks, await _own_system(flows, inv.channel_id))
         return Reply(msg.text, blocks=msg.blocks)
     name = inv.args[0]
     playbook = flows.playbooks.by_name(name)

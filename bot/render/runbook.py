@@ -483,11 +483,12 @@ def _list_line(playbook: Playbook) -> str:
     return line
 
 
-def playbook_list_message(playbooks: Iterable[Playbook]) -> Message:
-    """For ``/incident runbook`` without a name: every guide and playbook, grouped by system."""
+def playbook_list_message(playbooks: Iterable[Playbook], own_system: str | None = None) -> Message:
+    """For ``/incident runbook`` without a name: every guide and playbook, grouped by system;
+    the incident's own system first (it is what the responder is most likely looking for)."""
     items = list(playbooks)
     guides = sum(1 for pb in items if pb.on_demand)
-    systems = sorted({pb.system for pb in items})
+    systems = sorted({pb.system for pb in items}, key=lambda s: (s != own_system, s))
     blocks: list[Block] = [
         header("📚 Runbooks"),
         context(
@@ -502,7 +503,7 @@ def playbook_list_message(playbooks: Iterable[Playbook]) -> Message:
     parts: list[_Part] = []
     for system in systems:
         in_system = [pb for pb in items if pb.system == system]
-        parts.append(_Part(f"\n*{system}*"))
+        parts.append(_Part(f"\n*{system}*" + (" (this incident's system)" if system == own_system else "")))
         for heading, chosen in (
             ("On-demand guides", [pb for pb in in_system if pb.on_demand]),
             ("Alert playbooks", [pb for pb in in_system if not pb.on_demand]),

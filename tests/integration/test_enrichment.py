@@ -215,6 +215,10 @@ async def test_runbook_and_graph_commands_and_show_all_steps(
             lambda s: next((r for r in s.responses if "onquota" in json.dumps(r.blocks or [])), None)
         )
         assert listing.response_type == "ephemeral"
+        # The incident's own system (SkillMeat, from its alert's playbook) comes first.
+        listed = json.dumps(listing.blocks or [], ensure_ascii=False)
+        assert "*skillmeat* (this incident's system)" in listed
+        assert listed.index("*skillmeat*") < listed.index("*birthday-scheduler*")
         await driver.slash_command(
             "/incident", "runbook onquota-high-cpu-usage", user_id="U_ALICE", channel_id=channel.id
         )
