@@ -20,7 +20,7 @@ from bot.clients.slack import SlackChat
 from bot.core.blockkit import clip, escape, message, section
 from bot.core.catalog import Catalog
 from bot.core.errors import IntegrationError
-from bot.core.incident import Incident, IncidentStatus, Severity
+from bot.core.incident import Incident, IncidentStatus, Role, Severity
 from bot.core.policy import Policy, SeverityPolicy
 from bot.core.ports import Clock
 from bot.core.timers import (
@@ -224,7 +224,7 @@ class Timers:
                     return Fired("already acknowledged")
                 return await self._escalate_level(incident, timer)
             case "update_reminder":
-                return self._update_reminder(incident, int(timer.data.get("every", 0)))
+                return await self._update_reminder(incident, int(timer.data.get("every", 0)))
             case "postmortem_report" | "postmortem_review":
                 return self._postmortem_reminder(incident, timer.kind)
             case "archive":
@@ -246,10 +246,16 @@ class Timers:
             follow_up = TimerSpec("escalate", now + timedelta(minutes=response.escalate_after_minutes))
         return Fired("reminded", TimerEvent("ack_reminder", text), follow_up)
 
-    def _update_reminder(self, incident: Incident, every: int) -> Fired:
+    async def _update_reminder(self, incident: Incident, every: int) -> Fired:
         if incident.status is IncidentStatus.RESOLVED:
             return Fired("resolved")
-        text = f"📝 No status update for {every} min. Post one with `/incident status <what is happening>`."
+        # Updates are the comms role's job; without one, the commander's.
+        roles = await self.lifecycle.roles(incident.id)
+        owner = roles.get(Role.COMMS) or roles.get(Role.COMMANDER) or incident.commander
+        who = f"<@{owner}>: " if owner else ""
+        text = (
+            f"📝 {who}no status update for {every} min. Post one with `/incident status <what is happening>`."
+        )
         return Fired(
             "reminded",
             TimerEvent("update_reminder", text),

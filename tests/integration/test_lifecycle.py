@@ -297,3 +297,36 @@ async def test_unacknowledged_p1_pages_through_pagerduty(
             event = pd.events[0]
             assert event["event_action"] == "trigger" and event["dedup_key"] == "incidentbot-1"
             assert "not acknowledged" in event["payload"]["summary"]
+
+
+async def test_the_update_reminder_names_comms_else_the_commander(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Status updates are the comms role's job: the cadence reminder names whoever holds it, and
+    the commander when nobody does."""
+    clock = FakeClock()
+    settings = bot_settings(
+        slack, database_dsn, redis_url, playbooks_dir=playbooks_with_roles(tmp_path / "pb")
+    )
+    async with running_bot_with_clock(settings, clock) as bot:
+        driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
+        with_comms = await _declare(slack, driver, title="checkout errors", sev="P1")
+        await driver.slash_command(
+            "/incident", "assign <@U_CAROL|carol> comms", user_id="U_ALICE", channel_id=with_comms.id
+        )
+        await slack.wait_for(lambda s: "U_CAROL" in s.channels[with_comms.id].members)
+        await driver.slash_command(
+            "/incident", 'open "search slow" sev=P1', user_id="U_BOB", channel_id="C_INCIDENTS"
+        )
+        without = await slack.wait_for(
+            lambda s: next((c for c in s.channels_with_prefix("inc-") if c.id != with_comms.id), None)
+        )
+        clock.advance(minutes=31)
+        await slack.wait_for(
+            lambda s: any(
+                "<@U_CAROL>: no status update for 30 min" in m.text for m in s.messages(with_comms.id)
+            )
+        )
+        await slack.wait_for(
+            lambda s: any("<@U_BOB>: no status update for 30 min" in m.text for m in s.messages(without.id))
+        )
