@@ -127,7 +127,10 @@ async def test_a_storm_of_eight_incidents_gives_one_digest_p1_channels_first_and
         await quiet(bot, database_dsn)
         stored = await incidents_by_alert(database_dsn)
         # One digest and the five earlier notifications: nothing per incident after the threshold.
-        assert len(slack.messages(channel.id)) == 6, [m.text for m in slack.messages(channel.id)]
+        # Under load the window may already have run out: its one end message may be there too.
+        posted = [m for m in slack.messages(channel.id) if "is over" not in m.text]
+        assert len(slack.messages(channel.id)) - len(posted) <= 1
+        assert len(posted) == 6, [m.text for m in slack.messages(channel.id)]
         assert [stored[f"StormAlert{n}"]["notification_ts"] is None for n in range(1, 9)] == [False] * 5 + [
             True
         ] * 3
@@ -217,7 +220,9 @@ async def test_two_replicas_draw_one_digest(
                 assert (await post_alert(http, bot, storm_alert(n, "critical" if n % 3 == 0 else "info")))[
                     0
                 ] == 200
-        await slack.wait_for(lambda s: (d := digest_of(s, channel)) is not None and "10 incidents" in d.text)
+        await slack.wait_for(
+            lambda s: (d := digest_of(s, channel)) is not None and "10 incidents" in d.text, timeout=30
+        )
         for bot in bots:
             await quiet(bot, database_dsn)
         storms = await rows(database_dsn, "SELECT id FROM storms")
