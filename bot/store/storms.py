@@ -106,13 +106,9 @@ class StormStore:
         window = timedelta(seconds=policy.window_seconds)
         storm = await conn.fetchrow("SELECT * FROM storms WHERE team = $1 AND ended_at IS NULL", team.name)
         if storm is not None and created >= storm["started_at"] - window:
-            # A running storm takes every new incident; those that opened before it started
-            # (the ones that made it) keep their own notification.
-            role = (
-                role_in_storm(Severity(inc["severity"]), policy.channels_for)
-                if created >= storm["started_at"]
-                else StormRole.OWN
-            )
+            # A running storm takes every new incident (see _role_in_running for the ones that
+            # opened before it started).
+            role = await self._role_in_running(conn, inc, storm, team, policy)
             await conn.execute(
                 "UPDATE storms SET last_opened_at = greatest(last_opened_at, $2), version = version + 1"
                 " WHERE id = $1",
@@ -133,8 +129,8 @@ class StormStore:
             return await self._set_role(conn, inc["id"], StormRole.OWN, None, now)
         # Publishing order is not opening order: the storm starts with the incident that
         # crossed the threshold, whichever is published first.
-        started = await conn.fetchval(
-            "SELECT created_at FROM incidents WHERE coalesce(team, $2) = $1 AND source <> 'human'"
+        first = await conn.fetchrow(
+            "SELECT id, created_at FROM incidents WHERE coalesce(team, $2) = $1 AND source <> 'human'"
             " AND created_at > $3 AND (created_at, id) <= ($4, $5) ORDER BY created_at, id OFFSET $6 LIMIT 1",
             team.name,
             team.default,
@@ -143,11 +139,12 @@ class StormStore:
             inc["id"],
             policy.incidents,
         )
+        started: datetime = first["created_at"] if first is not None else created
         storm_id = await conn.fetchval(
             "INSERT INTO storms (team, started_at, last_opened_at, window_seconds) VALUES ($1, $2, $3, $4)"
             " RETURNING id",
             team.name,
-            started or created,
+            started,
             created,
             policy.window_seconds,
         )
@@ -162,9 +159,51 @@ class StormStore:
             created,
             storm_id,
         )
+        # Their roles are decided now, not when each is published, up to `incidents` in all:
+        # an incident opened before the storm but committed after it was counted (another
+        # replica's) then joins the storm instead of making a sixth notification.
+        await conn.execute(
+            "UPDATE incidents SET storm_role = 'own' WHERE id IN (SELECT id FROM incidents"
+            " WHERE coalesce(team, $2) = $1 AND source <> 'human' AND created_at > $3"
+            " AND (created_at, id) < ($4, $5) AND storm_role IS NULL ORDER BY created_at, id LIMIT $6)",
+            team.name,
+            team.default,
+            created - window,
+            started,
+            first["id"] if first is not None else inc["id"],
+            max(0, policy.incidents - await self._own_since(conn, team, created - window)),
+        )
         role = role_in_storm(Severity(inc["severity"]), policy.channels_for)
         admission = await self._set_role(conn, inc["id"], role, storm_id, now)
         return Admission(admission.role, storm_id, started=True)
+
+    @staticmethod
+    async def _role_in_running(
+        conn: Any, inc: Record, storm: Record, team: TeamRef, policy: StormPolicy
+    ) -> StormRole:
+        """A running storm takes every new incident. One opened before it started keeps its own
+        notification only while fewer than `incidents` did: it may be one that made the storm,
+        or one whose opening committed late, after the storm had already been counted."""
+        in_storm = role_in_storm(Severity(inc["severity"]), policy.channels_for)
+        if inc["created_at"] >= storm["started_at"]:
+            return in_storm
+        since = storm["started_at"] - timedelta(seconds=storm["window_seconds"])
+        own = await StormStore._own_since(conn, team, since)
+        return StormRole.OWN if own < policy.incidents else in_storm
+
+    @staticmethod
+    async def _own_since(conn: Any, team: TeamRef, since: datetime) -> int:
+        """How many of the team's alert-born incidents opened after `since` were given their own
+        notification (a replica may have decided one opened later than the storm's start
+        before the storm was counted)."""
+        found: int = await conn.fetchval(
+            "SELECT count(*) FROM incidents WHERE coalesce(team, $2) = $1 AND source <> 'human'"
+            " AND storm_role = 'own' AND created_at > $3",
+            team.name,
+            team.default,
+            since,
+        )
+        return found
 
     async def _set_role(
         self, conn: Any, incident_id: int, role: StormRole, storm_id: int | None, now: datetime
