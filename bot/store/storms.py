@@ -125,10 +125,12 @@ class StormStore:
             created,
             inc["id"],
         )
-        if opened <= policy.incidents or storm is not None:
+        # Publishing order is not opening order, and an opening may commit after later ones
+        # were decided: the storm starts with the incident that crossed the threshold
+        # (whichever is published first), or with any once `incidents` already have their own.
+        own = await self._own_since(conn, team, created - window)
+        if storm is not None or (opened <= policy.incidents and own < policy.incidents):
             return await self._set_role(conn, inc["id"], StormRole.OWN, None, now)
-        # Publishing order is not opening order: the storm starts with the incident that
-        # crossed the threshold, whichever is published first.
         first = await conn.fetchrow(
             "SELECT id, created_at FROM incidents WHERE coalesce(team, $2) = $1 AND source <> 'human'"
             " AND created_at > $3 AND (created_at, id) <= ($4, $5) ORDER BY created_at, id OFFSET $6 LIMIT 1",
@@ -148,15 +150,14 @@ class StormStore:
             created,
             policy.window_seconds,
         )
-        # The incidents that made the storm belong to it (counted in the digest) and keep
-        # their own notifications.
+        # The incidents that made the storm belong to it (counted in the digest), and so do
+        # those already decided although opened after this one.
         await conn.execute(
-            "UPDATE incidents SET storm_id = $5 WHERE coalesce(team, $2) = $1 AND source <> 'human'"
-            " AND created_at > $3 AND created_at < $4 AND open_marker AND storm_id IS NULL",
+            "UPDATE incidents SET storm_id = $4 WHERE coalesce(team, $2) = $1 AND source <> 'human'"
+            " AND created_at > $3 AND open_marker AND storm_id IS NULL",
             team.name,
             team.default,
             created - window,
-            created,
             storm_id,
         )
         # Their roles are decided now, not when each is published, up to `incidents` in all:
@@ -171,7 +172,7 @@ class StormStore:
             created - window,
             started,
             first["id"] if first is not None else inc["id"],
-            max(0, policy.incidents - await self._own_since(conn, team, created - window)),
+            max(0, policy.incidents - own),
         )
         role = role_in_storm(Severity(inc["severity"]), policy.channels_for)
         admission = await self._set_role(conn, inc["id"], role, storm_id, now)

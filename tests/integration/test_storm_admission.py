@@ -102,3 +102,30 @@ async def test_one_decided_before_the_storm_was_counted_still_leaves_five_in_all
     own = [title for title, role in decided.items() if role == StormRole.OWN.value]
     assert own == ["Alert1", "Alert2", "Alert3", "Alert4", "Alert7"], decided
     assert decided["Alert5"] == decided["Alert6"] == StormRole.WAITING.value
+
+
+async def test_one_committed_late_with_an_earlier_opening_than_those_decided_starts_the_storm(
+    pool: asyncpg.Pool,
+) -> None:
+    """Five incidents were given their own notifications; the 3rd, opened before the 4th to 6th
+    but committed after they were decided, counts only two before it and must still not be
+    a sixth."""
+    store = StormStore(pool)
+    ids = {n: await opened(pool, n) for n in (1, 2, 4, 5, 6)}
+    now = T0 + timedelta(seconds=8)
+    for n in (1, 2, 4, 5, 6):
+        assert (await store.admit(ids[n], TEAM, POLICY, now)).role is StormRole.OWN
+    ids[3] = await opened(pool, 3)
+    late = await store.admit(ids[3], TEAM, POLICY, now)
+    assert late.started and late.role is StormRole.WAITING
+    ids[7] = await opened(pool, 7)
+    assert (await store.admit(ids[7], TEAM, POLICY, now)).role is StormRole.WAITING
+    assert await pool.fetchval("SELECT count(*) FROM incidents WHERE storm_id = $1", late.storm_id) == 7
+    decided = await roles(pool)
+    assert [t for t, r in decided.items() if r == StormRole.OWN.value] == [
+        "Alert1",
+        "Alert2",
+        "Alert4",
+        "Alert5",
+        "Alert6",
+    ]

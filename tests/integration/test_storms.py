@@ -234,4 +234,8 @@ async def test_two_replicas_draw_one_digest(
         posted = slack.messages(channel.id)
         ends = [m for m in posted if "is over" in m.text]
         assert len(ends) <= 1
-        assert len(posted) - len(ends) == 6, [m.text[:60] for m in posted]
+        roles = await rows(database_dsn, "SELECT title, storm_role FROM incidents ORDER BY created_at")
+        assert len(posted) - len(ends) == 6, (
+            [m.text[:40] for m in posted],
+            [tuple(r.values()) for r in roles],
+        )
