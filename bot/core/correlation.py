@@ -88,6 +88,12 @@ class TopologyRule(_Model):
     )
     node_label: str = Field(default="node", pattern=LABEL_NAME, description="the label naming a node")
     pod_label: str = Field(default="pod", pattern=LABEL_NAME, description="the label naming a pod")
+    service_label: str | None = Field(
+        default="service",
+        pattern=LABEL_NAME,
+        description="the label naming a Kubernetes Service (its workloads are the owners of the pods"
+        " it selects); null: never asked",
+    )
 
 
 class WindowRule(_Model):

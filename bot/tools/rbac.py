@@ -95,11 +95,13 @@ ACCESS: Mapping[ActionName, frozenset[Grant]] = {
 }
 
 # The read-only diagnostics a playbook shows (pods of a deployment or selector, events, rollout
-# history, a log tail), granted wherever the bot has a Role.
+# history, a log tail) and the lookups correlation makes (a pod's owner through its ReplicaSet,
+# the pods behind a Service), granted wherever the bot has a Role.
 DIAGNOSTICS: frozenset[Grant] = (
     _grants("apps", "deployments", "get")
-    | _grants("apps", "replicasets", "list")
-    | _grants("", "pods", "list")
+    | _grants("apps", "replicasets", "list", "get")
+    | _grants("", "pods", "list", "get")
+    | _grants("", "services", "get")
     | _grants("", "events", "list")
     | _grants("", "pods/log", "get")
 )

@@ -114,6 +114,7 @@ class DemoCluster(Writes):
         for ns, name, container, replicas, image, (old, new), env, res, scratch in _DEMO_APPS:
             self._seed_deployment(ns, name, container, replicas, image, old, new, env, res, scratch)
         self._seed_databases()
+        self._seed_services()
         self._seed_budget_and_cronjobs()
         self._seed_warning_events()
 
@@ -252,6 +253,25 @@ class DemoCluster(Writes):
             "postgres",
             owner=("apps/v1", "StatefulSet", "postgres"),
         )
+
+    def _seed_services(self) -> None:
+        """A Service in front of each app (`<app>-http`) and of each database (`postgres`), as
+        their charts would create them: what a blackbox probe or an ingress alert names."""
+        fronts = [(ns, f"{name}-http", name, 80) for ns, name, *_ in _DEMO_APPS]
+        fronts += [(ns, "postgres", "postgres", 5432) for ns in ("skillquest", "birthday-scheduler")]
+        for namespace, service, app, port in fronts:
+            self.create(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Service",
+                    "metadata": {"name": service, "namespace": namespace, "labels": {"app": app}},
+                    "spec": {
+                        "type": "ClusterIP",
+                        "selector": {"app": app},
+                        "ports": [{"name": "main", "port": port, "targetPort": port, "protocol": "TCP"}],
+                    },
+                }
+            )
 
     def _seed_budget_and_cronjobs(self) -> None:
         self.create(

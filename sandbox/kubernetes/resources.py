@@ -56,6 +56,7 @@ RESOURCES: dict[str, ResourceInfo] = {
         ResourceInfo("namespaces", "Namespace", "", "v1", namespaced=False),
         ResourceInfo("nodes", "Node", "", "v1", namespaced=False),
         ResourceInfo("pods", "Pod", "", "v1", namespaced=True),
+        ResourceInfo("services", "Service", "", "v1", namespaced=True),
         ResourceInfo("events", "Event", "", "v1", namespaced=True, has_status=False),
         ResourceInfo("deployments", "Deployment", "apps", "v1", namespaced=True),
         ResourceInfo("replicasets", "ReplicaSet", "apps", "v1", namespaced=True),

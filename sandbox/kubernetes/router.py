@@ -237,12 +237,27 @@ class Router(Writes, PodIO):
             item.pop("apiVersion", None)
             item.pop("kind", None)
             items.append(item)
+        metadata: JSON = {"resourceVersion": str(self._state.rv)}
+        limit = _limit(request.query.get("limit"))
+        if limit and len(items) > limit:
+            # A chunked list, as the apiserver answers: the rest through `continue` (not served
+            # here: no client of ours follows it), and how many remain.
+            metadata |= {"continue": f"sandbox-continue-{limit}", "remainingItemCount": len(items) - limit}
+            items = items[:limit]
         return {
             "kind": f"{info.kind}List",
             "apiVersion": info.api_version,
-            "metadata": {"resourceVersion": str(self._state.rv)},
+            "metadata": metadata,
             "items": items,
         }
+
+
+def _limit(raw: str | None) -> int:
+    if raw is None:
+        return 0
+    if not raw.isdigit():
+        raise bad_request(f"invalid limit {raw!r}: must be a non-negative integer")
+    return int(raw)
 
 
 def _method_not_allowed() -> ApiError:

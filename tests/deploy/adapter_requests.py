@@ -91,6 +91,9 @@ async def _diagnostics(sandbox: KubeSandbox, cluster: KubernetesCluster) -> None
     assert await cluster.events(namespace, _victim(sandbox, namespace, deployment))
     assert await cluster.rollout_history(namespace, deployment)
     assert await cluster.logs_tail(namespace, _victim(sandbox, namespace, deployment), 5)
+    # Correlation's topology: a pod's owner, and the workloads behind a Service.
+    assert (await cluster.pod_owner(namespace, _victim(sandbox, namespace, deployment))).name == deployment
+    assert await cluster.service_workloads(namespace, f"{deployment}-http")
 
 
 def _scenarios(sandbox: KubeSandbox) -> dict[ActionName | str, Scenario]:

@@ -142,6 +142,79 @@ async def test_same_deployment_attaches_and_says_why(
     assert any(e.kind == "correlation_attached" and "same deployment" in e.text for e in timeline)
 
 
+@pytest.fixture
+async def topology_bot(
+    slack: SlackSandbox, kube: KubeSandbox, database_dsn: str, redis_url: str, tmp_path: Path
+) -> AsyncIterator[BotServer]:
+    """Only the topology rule links incidents (the catalog would join any two of a namespace)."""
+    directory = playbooks_with_roles(tmp_path / "playbooks")
+    rules = "\n".join(
+        f"{rule}: {{link: 'off'}}" for rule in ("dependencies", "same_service", "same_team", "labels")
+    )
+    (directory / "correlation.yaml").write_text(f"enabled: true\nlearned: false\n{rules}\n", encoding="utf-8")
+    settings = bot_settings(
+        slack,
+        database_dsn,
+        redis_url,
+        playbooks_dir=directory,
+        kubeconfig=str(kube.write_kubeconfig(tmp_path / "kc")),
+    )
+    async with running_bot(settings) as server:
+        yield server
+
+
+async def test_a_service_alert_attaches_to_its_workloads_incident(
+    slack: SlackSandbox, kube: KubeSandbox, topology_bot: BotServer, http: aiohttp.ClientSession
+) -> None:
+    """Service → its workloads: an alert naming only a Kubernetes Service (a blackbox probe, an
+    ingress error rate) joins the incident of a pod the Service selects."""
+    pods = sorted(p["metadata"]["name"] for p in kube.deployment_pods("skillquest", "skillquest-api"))
+    first = group("KubePodCrashLooping", {"namespace": "skillquest", "pod": pods[0]}, fingerprint="s1")
+    assert (await post_alert(http, topology_bot, first))[0] == 200
+    [incident_id] = await opened(slack, topology_bot, 1)
+    probe = group(
+        "ProbeFailed",
+        {"namespace": "skillquest", "service": "skillquest-api-http"},
+        fingerprint="s2",
+        starts="2026-11-22T16:01:00Z",
+    )
+    assert (await post_alert(http, topology_bot, probe))[0] == 200
+    incident = await topology_bot.parts.store.get_incident(incident_id)
+    assert incident is not None and incident.channel_id is not None
+    why = await slack.wait_for(lambda s: shown(s, incident.channel_id or "", "attached"), timeout=10)
+    assert "same deployment skillquest/skillquest-api (behind service skillquest-api-http)" in why
+    assert len(slack.channels_with_prefix("inc-")) == 1
+    assert kube.requests_for("GET", "/namespaces/skillquest/services/skillquest-api-http")
+
+
+async def test_a_service_selecting_nothing_of_ours_stays_apart(
+    slack: SlackSandbox, kube: KubeSandbox, topology_bot: BotServer, http: aiohttp.ClientSession
+) -> None:
+    """Control: a Service of another workload, and a name that is no Service, are not attached."""
+    pods = sorted(p["metadata"]["name"] for p in kube.deployment_pods("skillquest", "skillquest-api"))
+    first = group("KubePodCrashLooping", {"namespace": "skillquest", "pod": pods[0]}, fingerprint="t1")
+    assert (await post_alert(http, topology_bot, first))[0] == 200
+    await opened(slack, topology_bot, 1)
+    other = group(
+        "ProbeFailed",
+        {"namespace": "skillquest", "service": "skillquest-worker-http"},
+        fingerprint="t2",
+        starts="2026-11-22T16:01:00Z",
+    )
+    assert (await post_alert(http, topology_bot, other))[0] == 200
+    await opened(slack, topology_bot, 2)
+    assert kube.requests_for("GET", "/namespaces/skillquest/services/skillquest-worker-http")
+    missing = group(
+        "ProbeSlow",
+        {"namespace": "skillquest", "service": "no-such-service"},
+        fingerprint="t3",
+        starts="2026-11-22T16:02:00Z",
+    )
+    assert (await post_alert(http, topology_bot, missing))[0] == 200
+    await opened(slack, topology_bot, 3)
+    assert kube.requests_for("GET", "/namespaces/skillquest/services/no-such-service")
+
+
 async def test_weak_link_suggests_refusal_changes_nothing_then_attach(
     slack: SlackSandbox, bot: BotServer, http: aiohttp.ClientSession
 ) -> None:

@@ -22,7 +22,7 @@ from bot.clients.kubernetes import deployments, diagnostics, pod_exec, rollouts
 from bot.clients.kubernetes.api import KubeApi
 from bot.clients.kubernetes.context import Expectation, Request
 from bot.clients.kubernetes.errors import SYSTEM, ConflictError
-from bot.clients.kubernetes.ownership import PodOwner, pod_owner
+from bot.clients.kubernetes.ownership import PodOwner, pod_owner, service_workloads
 from bot.clients.kubernetes.results import (
     EventInfo,
     ExecResult,
@@ -157,6 +157,10 @@ class KubernetesCluster:
     async def pod_owner(self, namespace: str, pod: str) -> PodOwner:
         """The workload that controls a pod (through its ReplicaSet) and the pod's node."""
         return await pod_owner(self._api, namespace, pod)
+
+    async def service_workloads(self, namespace: str, service: str) -> tuple[PodOwner, ...]:
+        """The workloads of the pods a Service selects."""
+        return await service_workloads(self._api, namespace, service)
 
     async def pods(self, namespace: str, selector_or_deployment: str) -> list[PodInfo]:
         """Pods of a deployment (a bare name) or matching a label selector (anything with = ! , or ' in ')."""
