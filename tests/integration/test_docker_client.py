@@ -302,6 +302,9 @@ async def test_sandbox_answers_like_the_engine(engine: DockerSandbox) -> None:
             {"message": "No exec command specified"},
         )
         assert await call("POST", "/containers/onquota_backend/start") == (304, b"")
+        assert await call("POST", "/v1.43/containers/onquota_redis/stop", params={"t": "1"}) == (204, b"")
+        assert await call("POST", "/containers/onquota_redis/stop") == (304, b"")
+        assert await call("POST", "/containers/onquota_redis/start") == (204, b"")
         # An exec instance runs once: a second start is a conflict.
         status, created = await call("POST", "/containers/onquota_backup/exec", json={"Cmd": [VERIFY_SCRIPT]})
         assert status == 201 and isinstance(created, dict)
@@ -310,4 +313,8 @@ async def test_sandbox_answers_like_the_engine(engine: DockerSandbox) -> None:
         assert (await call("POST", start, json={"Detach": True}))[0] == 409
         assert (await call("GET", f"/exec/{created['Id']}/json"))[1]["ExitCode"] == 0  # type: ignore[index]
         assert (await call("GET", "/containers/json", params={"filters": '{"status": ["exited"]}'}))[1] == []
-    assert engine.calls == [RecordedCall("exec", "onquota_backup", argv=(VERIFY_SCRIPT,))]
+    assert engine.calls == [
+        RecordedCall("stop", "onquota_redis", stop_timeout=1),
+        RecordedCall("start", "onquota_redis"),
+        RecordedCall("exec", "onquota_backup", argv=(VERIFY_SCRIPT,)),
+    ]
