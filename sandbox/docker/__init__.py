@@ -23,7 +23,8 @@ redis and onquota_backup, whose ``/scripts/backup/backup-postgres.sh`` and
 
 Tests read :attr:`calls` (every restart, start, stop and exec with its argv), :attr:`restarts`
 (per container name) and :attr:`requests`, script commands with :meth:`script` (an
-``ExecScript`` with ``hang=True`` never finishes: for timeouts), stop containers with
+``ExecScript`` with ``hang=True`` never finishes, nor does a restart while
+its container is in :attr:`held_restarts`: for timeouts), stop containers with
 :meth:`stop_container` and wait with :meth:`wait_for`, which wakes on every change.
 
 The package splits it by concern: ``seed`` (the containers), ``engine`` (state, recording,

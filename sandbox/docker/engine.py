@@ -72,7 +72,7 @@ class ExecInstance:
 
 @dataclass(frozen=True, slots=True)
 class RecordedCall:
-    """A mutating call the engine carried out (restart, start, stop, exec start)."""
+    """A mutating call the engine received (restart, start, stop, exec start), in order."""
 
     action: str  # "restart" | "start" | "stop" | "exec"
     container: str  # the container's name, without the leading slash
@@ -89,6 +89,8 @@ class Engine:
         self.execs: dict[str, ExecInstance] = {}
         self.calls: list[RecordedCall] = []
         self.restarts: Counter[str] = Counter()
+        # Containers whose restart never returns (until the server stops): for timeouts.
+        self.held_restarts: set[str] = set()
         self._cond = asyncio.Condition()
         self._release = asyncio.Event()  # lets hanging exec scripts finish when the server stops
         for item in seed:
@@ -168,11 +170,14 @@ class Engine:
 
     async def container_restart(self, ref: str, stop_timeout: int | None) -> None:
         container = self.find(ref)
+        self.calls.append(RecordedCall("restart", container.name, stop_timeout=stop_timeout))
+        await self._notify()
+        if container.name in self.held_restarts:
+            await self.hang()
         if container.running:
             self._stop(container, 0)
         self._start(container)
         self.restarts[container.name] += 1
-        self.calls.append(RecordedCall("restart", container.name, stop_timeout=stop_timeout))
         await self._notify()
 
     async def container_start(self, ref: str) -> bool:

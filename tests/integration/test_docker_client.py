@@ -223,6 +223,28 @@ async def test_exec_timeout_is_reported_as_maybe_applied(engine: DockerSandbox, 
     assert (await docker.exec("onquota_backup", [VERIFY_SCRIPT], timeout=5)).exit_code == 0
 
 
+async def test_restart_timeout_is_reported_as_maybe_applied(engine: DockerSandbox) -> None:
+    engine.held_restarts.add("onquota_backend")
+    async with DockerClient(HOST, engine.unix_url, request_timeout=0.5) as client:
+        with pytest.raises(IntegrationError) as caught:
+            await client.restart_container("onquota_backend", timeout=0)
+        assert caught.value.maybe_applied
+        assert caught.value.message == (
+            f"{HOST}: restart onquota_backend timed out after 0.5s; it may still be running on the host"
+        )
+
+
+async def test_a_service_restart_failing_part_way_names_what_was_restarted(engine: DockerSandbox) -> None:
+    engine.held_restarts.add("onquota-celery_worker-2")
+    async with DockerClient(HOST, engine.unix_url, request_timeout=0.5) as client:
+        with pytest.raises(IntegrationError) as caught:
+            await client.restart_service("onquota", "celery_worker", timeout=0)
+    assert caught.value.maybe_applied
+    assert caught.value.message.endswith("(already restarted: onquota-celery_worker-1)")
+    assert engine.restarts["onquota-celery_worker-1"] == 1
+    assert [c.container for c in engine.calls] == ["onquota-celery_worker-1", "onquota-celery_worker-2"]
+
+
 # -- transport -----------------------------------------------------------------------------
 
 
