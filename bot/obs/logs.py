@@ -23,6 +23,7 @@ class Component(StrEnum):
 
     APP = "incidentbot.app"
     COMMANDS = "incidentbot.commands"
+    DOCKER = "incidentbot.docker"
     ENRICH = "incidentbot.enrich"
     HTTP = "incidentbot.http"
     INBOX = "incidentbot.inbox"

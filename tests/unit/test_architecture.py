@@ -42,6 +42,7 @@ IO_MODULES = {
     "slack_sdk",
     "slack_bolt",
     "kubernetes_asyncio",
+    "aiodocker",
     "pagerduty",
     "prometheus_api_client",
     "prometheus_client",
