@@ -367,6 +367,7 @@ async def _start_webview(stack: AsyncExitStack, result: SandboxStack, web_port: 
             DemoAlert(name=name, system=labels["namespace"], summary=summary)
             for name, labels, summary in DEMO_ALERTS
         ],
+        pagerduty=result.pagerduty,
     )
     try:
         bound = await webview.start(web_port)

@@ -39,6 +39,7 @@ import aiohttp
 from aiohttp import web
 
 from sandbox.kubernetes import KubeSandbox
+from sandbox.pagerduty import PagerDutySandbox
 from sandbox.slack import DEFAULT_USER, SlackDriver, SlackSandbox
 
 __all__ = ["LOOPBACK_HOSTS", "DemoAlert", "FireCallback", "WebView"]
@@ -76,9 +77,11 @@ class WebView:
         signing_secret: str,
         fire: FireCallback | None = None,
         alerts: Sequence[DemoAlert] = (),
+        pagerduty: PagerDutySandbox | None = None,
     ) -> None:
         self.slack = slack
         self.kube = kube
+        self.pagerduty = pagerduty
         self.bot_url = bot_url.rstrip("/")
         self.signing_secret = signing_secret
         self.fire = fire
@@ -124,6 +127,8 @@ class WebView:
         self._watchers = [asyncio.create_task(self._watch_slack())]
         if self.kube is not None:
             self._watchers.append(asyncio.create_task(self._watch_kube()))
+        if self.pagerduty is not None:
+            self._watchers.append(asyncio.create_task(self._watch_pagerduty()))
         return self._port
 
     async def stop(self) -> None:
@@ -186,6 +191,19 @@ class WebView:
     def _kube_changed(self, seen: list[JSON]) -> Callable[[], bool]:
         return lambda: self.deployments() != seen
 
+    async def _watch_pagerduty(self) -> None:
+        pagerduty = self.pagerduty
+        assert pagerduty is not None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await pagerduty.wait_for(
+                    self._pagerduty_changed(self.pagerduty_incidents()), timeout=WATCH_SECONDS
+                )
+                self._bump()
+
+    def _pagerduty_changed(self, seen: list[JSON]) -> Callable[[], bool]:
+        return lambda: self.pagerduty_incidents() != seen
+
     # -- the picture --------------------------------------------------------------------------
 
     def deployments(self) -> list[JSON]:
@@ -216,6 +234,34 @@ class WebView:
                     "images": [str(c.get("image", "")) for c in containers],
                     "maintenance_mode": maintenance,
                     "restarted_at": restarted.get("kubectl.kubernetes.io/restartedAt"),
+                }
+            )
+        return rows
+
+    def pagerduty_incidents(self) -> list[JSON]:
+        """The PagerDuty side of the demo: each incident as the account shows it, newest first
+        (what the bot's acknowledgements, resolutions and notes did there)."""
+        pd = self.pagerduty
+        if pd is None:
+            return []
+
+        def name(user_id: str | None) -> str:
+            user = pd.users.get(user_id or "")
+            return user.name if user is not None else (user_id or "")
+
+        rows: list[JSON] = []
+        for incident in sorted(pd.incidents.values(), key=lambda i: i.number, reverse=True):
+            service = pd.services.get(incident.service_id)
+            rows.append(
+                {
+                    "number": incident.number,
+                    "title": incident.title,
+                    "status": incident.status,
+                    "urgency": incident.urgency,
+                    "service": service.name if service is not None else incident.service_id,
+                    "assignees": [name(u) for u in incident.assignee_ids],
+                    "notes": [{"by": name(n.user_id), "content": n.content} for n in incident.notes[-3:]],
+                    "note_count": len(incident.notes),
                 }
             )
         return rows
@@ -302,6 +348,7 @@ class WebView:
             "ephemerals": ephemerals,
             "failed_responses": failed[-20:],
             "deployments": self.deployments(),
+            "pagerduty": self.pagerduty_incidents(),
             "alerts": [
                 {"index": i, "name": a.name, "system": a.system, "summary": a.summary}
                 for i, a in enumerate(self.alerts)

@@ -589,6 +589,31 @@
     }
   }
 
+  function renderPagerDuty() {
+    const list = $("pagerduty");
+    const incidents = state.data.pagerduty || [];
+    const sig = JSON.stringify(incidents);
+    if (list.dataset.sig === sig) return;
+    list.dataset.sig = sig;
+    if (!incidents.length) {
+      list.replaceChildren(el("li", "pd-empty", "No PagerDuty incident yet."));
+      return;
+    }
+    list.replaceChildren(
+      ...incidents.map((i) => {
+        const li = el("li", "pd-incident pd-" + i.status);
+        li.dataset.number = i.number;
+        li.dataset.status = i.status;
+        li.append(el("div", "pd-title", "#" + i.number + " " + i.title));
+        const who = i.assignees.length ? " · " + i.assignees.join(", ") : "";
+        li.append(el("div", "pd-meta", i.status + " · " + i.urgency + " urgency · " + i.service + who));
+        for (const n of i.notes) li.append(el("div", "pd-note", "📝 " + n.by + ": " + n.content));
+        if (i.note_count > i.notes.length) li.append(el("div", "pd-note", "… " + i.note_count + " notes in all"));
+        return li;
+      }),
+    );
+  }
+
   function renderUsers() {
     const picker = $("user-picker");
     const humans = state.data.users.filter((u) => !u.is_bot);
@@ -618,6 +643,7 @@
     renderChannels();
     renderAlerts();
     renderDeployments();
+    renderPagerDuty();
     renderMessages();
   }
 

@@ -301,3 +301,33 @@ async def test_blocks_render_escaped_with_mrkdwn_and_images(
         "“Careful”: the bot answered HTTP 404", timeout=WAIT
     )
     await shots.take(page, "confirmed")
+
+
+async def test_the_pagerduty_side_is_shown_beside_slack(
+    page: Page, stack: SandboxStack, shots: Shots
+) -> None:
+    """A PagerDuty incident opens its Slack channel; acknowledging it in Slack shows in the
+    page's PagerDuty panel (the sandbox account, as a responder would see it in PagerDuty)."""
+    assert stack.web_url is not None
+    await page.goto(stack.web_url)
+    await expect(page.get_by_test_id("live")).to_have_text("live", timeout=QUICK)
+    panel = page.get_by_test_id("pagerduty")
+    await expect(panel).to_contain_text("No PagerDuty incident yet")
+    pd = stack.pagerduty
+    paged = pd.create_incident("Checkout latency above SLO")
+    row = panel.locator(f'li[data-number="{paged.number}"]')
+    await expect(row).to_have_attribute("data-status", "triggered", timeout=WAIT)
+    await expect(row).to_contain_text("Checkout latency above SLO")
+    assert await pd.send_webhook(stack.bot_url + "/webhooks/pagerduty", "incident.triggered", paged.id) == 202
+    channel = page.locator('#channels button[data-channel-name^="inc-"]')
+    await expect(channel).to_have_count(1, timeout=WAIT)
+    await channel.click()
+    card = message(page, "Checkout latency above SLO").filter(
+        has=page.locator('[data-action-id="ack_incident"]')
+    )
+    await expect(card).to_have_count(1, timeout=WAIT)
+    await act_as(page, "U_BOB")
+    await card.locator('[data-action-id="ack_incident"]').click()
+    await expect(row).to_have_attribute("data-status", "acknowledged", timeout=WAIT)
+    await expect(row).to_contain_text("acknowledged")
+    await shots.take(page, "pagerduty-acknowledged")
