@@ -413,14 +413,15 @@ async def _start_metrics(
     }
 
 
-def _rollouts(clusters: Iterable[KubeSandbox]) -> dict[tuple[str, str], tuple[Any, ...]]:
-    """Each deployment's restart stamp and revision: a restart or rollback changes them."""
-    seen: dict[tuple[str, str], tuple[Any, ...]] = {}
-    for kube in clusters:
+def _rollouts(clusters: Iterable[KubeSandbox]) -> dict[tuple[int, str, str], tuple[Any, ...]]:
+    """Each deployment's restart stamp and revision, per cluster (the demo clusters hold the same
+    deployments): a restart or rollback changes them."""
+    seen: dict[tuple[int, str, str], tuple[Any, ...]] = {}
+    for index, kube in enumerate(clusters):
         for dep in kube.objects("deployments"):
             meta = dep.get("metadata") or {}
             template = ((dep.get("spec") or {}).get("template") or {}).get("metadata") or {}
-            key = (str(meta.get("namespace", "")), str(meta.get("name", "")))
+            key = (index, str(meta.get("namespace", "")), str(meta.get("name", "")))
             seen[key] = (
                 (template.get("annotations") or {}).get("kubectl.kubernetes.io/restartedAt"),
                 (meta.get("annotations") or {}).get("deployment.kubernetes.io/revision"),
@@ -441,7 +442,7 @@ async def _cure_on_rollout(exporter: SeedExporter, clusters: Iterable[KubeSandbo
             task.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)  # a timeout just looks again
         now = _rollouts(kubes)
-        moved = {key for key, value in now.items() if before.get(key) != value}
+        moved = {(key[1], key[2]) for key, value in now.items() if before.get(key) != value}
         cured = [
             rule.alert for rule in ALERT_RULES if rule.cured_by in moved and rule.alert in exporter.failing
         ]
@@ -451,7 +452,7 @@ async def _cure_on_rollout(exporter: SeedExporter, clusters: Iterable[KubeSandbo
 
 
 def _moved_since(
-    kubes: list[KubeSandbox], before: dict[tuple[str, str], tuple[Any, ...]]
+    kubes: list[KubeSandbox], before: dict[tuple[int, str, str], tuple[Any, ...]]
 ) -> Callable[[], bool]:
     return lambda: _rollouts(kubes) != before
 
