@@ -35,9 +35,13 @@ check: lint
 	$(BIN)/incidentbot playbooks validate
 	$(BIN)/pytest -q -p no:cacheprovider tests/unit
 
+# Two workers, each test file on one of them (a file's tests share their fixtures' set-up);
+# every worker starts its own PostgreSQL, Redis, Prometheus and Alertmanager on free ports.
+TEST_WORKERS ?= 2
+
 test: install tools lint
 	$(BIN)/incidentbot playbooks validate
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=15
 
 bench: install
 	$(BIN)/python bench/ingest.py

@@ -154,8 +154,9 @@ async def test_seed_alert_gets_its_playbook_and_graphs_degrade_when_prometheus_i
             timeout=20,
         )
         assert "histogram_quantile" in note  # the note names the query
-        # The incident itself is complete: card and notification exist.
-        assert slack.messages(notification_channel(slack).id)
+        # The incident itself is complete: card and notification exist (the notification is
+        # posted on its own schedule, so it is waited for).
+        assert await slack.wait_for(lambda s: s.messages(notification_channel(s).id))
 
 
 async def test_unmatched_alert_uses_the_generic_playbook(
