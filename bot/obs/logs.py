@@ -37,6 +37,7 @@ class Component(StrEnum):
     SLACK = "incidentbot.slack"
     TASKS = "incidentbot.tasks"
     TIMERS = "incidentbot.timers"
+    INVESTIGATE = "incidentbot.investigate"
 
 
 def logger(component: Component) -> logging.Logger:
