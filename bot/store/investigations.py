@@ -3,7 +3,6 @@ question it asks of our own history: which past incidents looked like this one."
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -57,11 +56,11 @@ class InvestigationStore:
         await self.pool.execute(
             "INSERT INTO investigation_tool_calls"
             " (investigation_id, call_id, tool, arguments, ok, output, elapsed_ms, at)"
-            " VALUES ($1, $2, $3, $4::jsonb, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT DO NOTHING",
             investigation_id,
             call.id,
             call.tool,
-            json.dumps(dict(call.arguments)),
+            dict(call.arguments),
             call.ok,
             call.output,
             call.elapsed_ms,
@@ -84,7 +83,7 @@ class InvestigationStore:
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "UPDATE investigations SET status = $2, finished_at = $3, prompt_tokens = $4,"
-                " completion_tokens = $5, cost_estimate = $6, stop_reason = $7, result = $8::jsonb"
+                " completion_tokens = $5, cost_estimate = $6, stop_reason = $7, result = $8"
                 " WHERE id = $1",
                 investigation_id,
                 status,
@@ -93,7 +92,7 @@ class InvestigationStore:
                 usage.completion_tokens,
                 usage.cost,
                 stop_reason,
-                json.dumps(result),
+                result,
             )
             await IntakeTx(conn).add_event(
                 incident_id,
@@ -115,12 +114,12 @@ class InvestigationStore:
     ) -> int:
         value: int = await self.pool.fetchval(
             "INSERT INTO investigations (incident_id, requested_by, question, model, status, started_at,"
-            " finished_at, result) VALUES ($1, $2, 'summary', $3, 'draft', $4, $4, $5::jsonb) RETURNING id",
+            " finished_at, result) VALUES ($1, $2, 'summary', $3, 'draft', $4, $4, $5) RETURNING id",
             incident_id,
             user,
             model,
             now,
-            json.dumps({"draft": draft, "token": token}),
+            {"draft": draft, "token": token},
         )
         return value
 

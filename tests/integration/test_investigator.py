@@ -1,0 +1,375 @@
+"""The optional investigator end to end: signed `/incident investigate` and `/incident summary`
+requests against a running bot with real PostgreSQL and Redis, the sandbox Slack and Kubernetes,
+and a fake OpenAI-compatible model (sandbox.llm) that plays scripted tool-call conversations and
+records every request body it received.
+
+Checked: which tools ran; every shown finding cites a tool output (an uncited one is dropped);
+no mutating tool is ever offered; seeded secrets never reach the model; budgets stop a loop that
+never ends; a tool-less or unreachable endpoint degrades cleanly; a suggested action becomes an
+ordinary proposal with the policy's approvals; an unauthorised investigate changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import asyncpg
+import pytest
+
+from bot.app import BotServer
+from bot.core.actions import ActionName
+from bot.core.runs import RunStatus
+from bot.flows.investigate.tools import READ_ONLY_TOOLS
+from sandbox.kubernetes import KubeSandbox
+from sandbox.llm import FakeLLM, answer, call
+from sandbox.slack import ResponsePost, SlackDriver, SlackSandbox
+from tests.integration.rig import (
+    SIGNING_SECRET,
+    bot_settings,
+    bot_url,
+    incident_channel,
+    playbooks_with_roles,
+    post_alert,
+    quiet,
+    running_bot,
+)
+
+pytestmark = pytest.mark.timeout(90)
+
+NAMESPACE, DEPLOYMENT = "birthday-scheduler", "birthday-scheduler-api"
+ALERT = {
+    "alertname": "BirthdaySchedulerDbPoolExhausted",
+    "namespace": NAMESPACE,
+    "deployment": DEPLOYMENT,
+    "severity": "critical",
+}
+# Seeded into the pod's log: none of them may reach the model.
+SECRETS = ("hunter2-db-password", "AKIAIOSFODNN7EXAMPLE", "xoxb-999-seeded-slack-token", "dba@example.com")
+MALLORY = "U_MALLORY"
+
+
+@dataclass
+class Env:
+    slack: SlackSandbox
+    kube: KubeSandbox
+    llm: FakeLLM
+    http: aiohttp.ClientSession
+    dsn: str
+    redis_url: str
+    tmp: Path
+    kubeconfig: Path
+
+    def settings(self, **overrides: Any) -> Any:
+        values: dict[str, Any] = {
+            "kubeconfig": str(self.kubeconfig),
+            "playbooks_dir": playbooks_with_roles(self.tmp / f"playbooks-{len(list(self.tmp.iterdir()))}"),
+            "llm_base_url": self.llm.base_url,
+            "llm_model": "fake-model",
+            "llm_api_key": "llm-api-key-0123456789",
+        }
+        values.update(overrides)
+        return bot_settings(self.slack, self.dsn, self.redis_url, **values)
+
+    def driver(self, bot: BotServer) -> SlackDriver:
+        return SlackDriver(self.slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, self.http)
+
+
+@pytest.fixture
+async def kube() -> AsyncIterator[KubeSandbox]:
+    sb = KubeSandbox(rollout_delay=0.05)
+    sb.seed_demo()
+    await sb.start()
+    try:
+        yield sb
+    finally:
+        await sb.stop()
+
+
+@pytest.fixture
+async def llm() -> AsyncIterator[FakeLLM]:
+    fake = FakeLLM(api_key="llm-api-key-0123456789")
+    await fake.start()
+    try:
+        yield fake
+    finally:
+        await fake.stop()
+
+
+@pytest.fixture
+def env(
+    slack: SlackSandbox,
+    kube: KubeSandbox,
+    llm: FakeLLM,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+    tmp_path: Path,
+) -> Env:
+    slack.add_user(MALLORY, "mallory", "Mallory Moe")
+    return Env(
+        slack, kube, llm, http, database_dsn, redis_url, tmp_path, kube.write_kubeconfig(tmp_path / "kc")
+    )
+
+
+async def rows(dsn: str, sql: str, *args: object) -> list[asyncpg.Record]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        found: list[asyncpg.Record] = await conn.fetch(sql, *args)
+        return found
+    finally:
+        await conn.close()
+
+
+def alert_body() -> dict[str, Any]:
+    return {
+        "receiver": "incidentbot",
+        "status": "firing",
+        "alerts": [
+            {
+                "status": "firing",
+                "labels": ALERT,
+                "annotations": {"summary": "DB pool exhausted"},
+                "startsAt": "2026-11-22T16:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prometheus:9090/graph?g0.expr=up",
+                "fingerprint": "a" * 16,
+            }
+        ],
+        "groupLabels": {"alertname": ALERT["alertname"]},
+        "commonLabels": ALERT,
+        "commonAnnotations": {},
+        "externalURL": "http://alertmanager:9093",
+        "version": "4",
+        "groupKey": f'{{}}:{{alertname="{ALERT["alertname"]}"}}',
+        "truncatedAlerts": 0,
+    }
+
+
+async def open_incident(env: Env, bot: BotServer) -> str:
+    status, _ = await post_alert(env.http, bot, alert_body())
+    assert status == 200
+    return (await incident_channel(env.slack)).id
+
+
+async def types(env: Env, bot: BotServer, user: str, channel: str, text: str, expect: str) -> ResponsePost:
+    seen = len(env.slack.responses)
+    resp = await env.driver(bot).slash_command("/incident", text, user_id=user, channel_id=channel)
+    assert resp.status == 200
+
+    def found(s: SlackSandbox) -> ResponsePost | None:
+        return next((r for r in s.responses[seen:] if expect in r.text), None)
+
+    return await env.slack.wait_for(found)
+
+
+def seed_log(env: Env) -> str:
+    pod = env.kube.deployment_pods(NAMESPACE, DEPLOYMENT)[0]["metadata"]["name"]
+    env.kube.set_logs(
+        NAMESPACE,
+        pod,
+        [
+            "ERROR pool: timeout acquiring connection (max=20, in use=20)",
+            f"connecting to postgres://app:{SECRETS[0]}@db:5432/birthdays",
+            f"aws key={SECRETS[1]} slack SLACK_BOT_TOKEN={SECRETS[2]} notify {SECRETS[3]}",
+        ],
+    )
+    return str(pod)
+
+
+def result_text(env: Env, channel: str) -> str | None:
+    for m in env.slack.messages(channel):
+        if m.text.startswith("Investigation of"):
+            return json.dumps(m.blocks)
+    return None
+
+
+GOOD_ANSWER = {
+    "summary": "Connection pool exhausted since the 2.4.0 rollout.",
+    "findings": [
+        {"claim": "The pool is exhausted (20 of 20 in use).", "citations": ["c3"], "confidence": 0.9},
+        {"claim": "Revision 2 (2.4.0) rolled out before the errors.", "citations": ["c2"], "confidence": 0.8},
+        {"claim": "A cosmic ray did it.", "citations": [], "confidence": 0.99},
+    ],
+    "actions": [
+        {
+            "action": "rollout_undo",
+            "params": {"namespace": NAMESPACE, "deployment": DEPLOYMENT},
+            "why": "errors started with revision 2",
+            "citations": ["c2", "c3"],
+        }
+    ],
+    "not_enough_evidence": False,
+}
+
+
+async def test_investigation_cites_tools_redacts_secrets_and_proposes_normally(env: Env) -> None:
+    async with running_bot(env.settings()) as bot:
+        channel = await open_incident(env, bot)
+        pod = seed_log(env)
+        env.llm.play(
+            [
+                call(
+                    ("incident_alerts", {}),
+                    ("k8s_rollout_history", {"namespace": NAMESPACE, "deployment": DEPLOYMENT}),
+                    ("k8s_logs_tail", {"namespace": NAMESPACE, "pod": pod, "lines": 50}),
+                ),
+                answer(GOOD_ANSWER),
+            ]
+        )
+        await types(
+            env, bot, "U_ALICE", channel, "investigate why is the scheduler failing?", "Investigating"
+        )
+        shown = await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
+
+        # Which tools ran, in order, audited; progress in a thread.
+        investigation = (await rows(env.dsn, "SELECT * FROM investigations"))[0]
+        calls = await rows(env.dsn, "SELECT call_id, tool, ok FROM investigation_tool_calls ORDER BY call_id")
+        assert [(c["call_id"], c["tool"], c["ok"]) for c in calls] == [
+            ("c1", "incident_alerts", True),
+            ("c2", "k8s_rollout_history", True),
+            ("c3", "k8s_logs_tail", True),
+        ]
+        assert investigation["status"] == "done" and investigation["prompt_tokens"] > 0
+        thread = next(m for m in env.slack.messages(channel) if m.text.startswith("🔎 Investigating"))
+        assert len(env.slack.thread(channel, thread.ts)) == 3
+
+        # Every shown finding cites a tool output; the uncited one is not shown.
+        assert (
+            "20 of 20 in use" in shown
+            and "`c3` k8s_logs_tail" in shown
+            and "`c2` k8s_rollout_history" in shown
+        )
+        assert "cosmic ray" not in shown and "1 uncited or invalid item(s) dropped" in shown
+        assert "Proposed: rollout_undo" in shown
+
+        # No mutating tool offered, no secret sent, the key sent as a bearer only.
+        offered = {t["function"]["name"] for r in env.llm.conversation_requests for t in r["tools"]}
+        assert offered == {t.name for t in READ_ONLY_TOOLS}
+        assert not offered & {a.value for a in ActionName}
+        bodies = json.dumps(env.llm.requests)
+        for secret in SECRETS:
+            assert secret not in bodies
+        assert "timeout acquiring connection" in bodies  # the evidence itself did go
+
+        # The suggestion is an ordinary proposal: proposed, the policy's approvals, the asker as
+        # requester (who may not approve it), nothing executed.
+        runs = await bot.parts.remediation_store.for_incident(investigation["incident_id"])
+        assert [(r.action, r.status, r.requested_by) for r in runs] == [
+            (ActionName.ROLLOUT_UNDO, RunStatus.PROPOSED, "U_ALICE")
+        ]
+        rule = bot.parts.playbooks.policy.rule_for(
+            ActionName.ROLLOUT_UNDO, "default", runs[0].cluster, NAMESPACE
+        )
+        assert runs[0].approvals_needed == rule.required_approvals >= 1
+        assert "Suggested by the investigator" in runs[0].title
+        writes = [r for r in env.kube.requests if r.method in {"POST", "PUT", "PATCH", "DELETE"}]
+        assert all("All" in r.query.get("dryRun", []) for r in writes)
+
+        # On the timeline.
+        events = await rows(env.dsn, "SELECT text FROM timeline_events WHERE kind = 'investigation'")
+        assert len(events) == 1 and "3 tool call(s)" in events[0]["text"]
+
+
+async def test_unauthorised_investigate_is_refused_and_changes_nothing(env: Env) -> None:
+    async with running_bot(env.settings()) as bot:
+        channel = await open_incident(env, bot)
+        await quiet(bot)
+        env.llm.play([answer({"findings": [], "not_enough_evidence": True})])
+        before_slack = len(env.slack.messages(channel))
+        before_kube = len(env.kube.requests)
+        refusal = await types(env, bot, MALLORY, channel, "investigate", "may")
+        assert "oncall" in refusal.text and "Traceback" not in refusal.text
+        assert env.llm.conversation_requests == []
+        assert await rows(env.dsn, "SELECT id FROM investigations") == []
+        assert len(env.slack.messages(channel)) == before_slack
+        assert len(env.kube.requests) == before_kube
+
+        # Positive control: someone with the graph role gets the investigation.
+        await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
+        shown = await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
+        assert "Not enough evidence" in shown
+        assert len(env.llm.conversation_requests) == 1
+
+
+async def test_a_loop_that_never_ends_is_stopped_by_its_budget(env: Env) -> None:
+    env.llm.endless = ("incident_alerts", {})
+    async with running_bot(env.settings(llm_max_tool_calls=4)) as bot:
+        channel = await open_incident(env, bot)
+        await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
+        shown = await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
+        assert "ended without a result" in shown and "tool-call budget of 4" in shown
+        status = await rows(env.dsn, "SELECT status, stop_reason FROM investigations")
+        assert status[0]["status"] == "stopped"
+        assert len(await rows(env.dsn, "SELECT * FROM investigation_tool_calls")) == 4
+        assert await bot.parts.remediation_store.for_incident(1) == []
+
+
+async def test_a_slow_model_is_stopped_by_the_time_budget(env: Env) -> None:
+    async with running_bot(env.settings(llm_time_budget_seconds=1.0)) as bot:
+        channel = await open_incident(env, bot)
+        env.llm.delay_s = 3.0
+        await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
+        shown = await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
+        assert "time budget of 1s" in shown
+
+
+async def test_tool_less_endpoint_degrades_to_summaries_posted_only_on_click(env: Env) -> None:
+    env.llm.tools = False
+    async with running_bot(env.settings()) as bot:
+        async with env.http.get(bot_url(bot) + "/readyz") as resp:
+            assert "summaries only" in (await resp.json())["detail"]["investigator"]
+        channel = await open_incident(env, bot)
+        help_reply = await types(env, bot, "U_ALICE", channel, "help", "investigator:")
+        assert "summaries only" in help_reply.text
+        refused = await types(env, bot, "U_ALICE", channel, "investigate", "No investigation")
+        assert "summaries only" in refused.text
+        assert env.llm.conversation_requests == []
+
+        env.llm.default = "Checkout errors since 16:00; the team is rolling back."
+        status_before = await rows(env.dsn, "SELECT id FROM timeline_events WHERE kind = 'status_update'")
+        await types(env, bot, "U_ALICE", channel, "summary", "Draft stakeholder update")
+        assert (
+            await rows(env.dsn, "SELECT id FROM timeline_events WHERE kind = 'status_update'")
+            == status_before
+        )
+        seen = len(env.slack.responses)
+        await env.driver(bot).click("post_summary_draft", user_id="U_ALICE", channel_id=channel)
+
+        def posted(s: SlackSandbox) -> ResponsePost | None:
+            return next((r for r in s.responses[seen:] if "Status update" in r.text), None)
+
+        await env.slack.wait_for(posted)
+        updates = await rows(env.dsn, "SELECT text FROM timeline_events WHERE kind = 'status_update'")
+        assert len(updates) == len(status_before) + 1 and "rolling back" in updates[-1]["text"]
+        # A second click posts nothing more.
+        seen = len(env.slack.responses)
+        await env.driver(bot).click("post_summary_draft", user_id="U_ALICE", channel_id=channel)
+
+        def again(s: SlackSandbox) -> ResponsePost | None:
+            return next((r for r in s.responses[seen:] if "posted already" in r.text), None)
+
+        await env.slack.wait_for(again)
+        assert len(await rows(env.dsn, "SELECT id FROM timeline_events WHERE kind = 'status_update'")) == len(
+            updates
+        )
+
+
+async def test_unreachable_or_unset_endpoint_leaves_the_bot_as_it_was(env: Env) -> None:
+    async with running_bot(env.settings(llm_base_url="http://127.0.0.1:9/v1")) as bot:
+        async with env.http.get(bot_url(bot) + "/readyz") as resp:
+            body = await resp.json()
+            assert resp.status == 200 and "did not answer" in body["detail"]["investigator"]
+        channel = await open_incident(env, bot)
+        refused = await types(env, bot, "U_ALICE", channel, "investigate", "No investigation")
+        assert "did not answer" in refused.text
+    async with (
+        running_bot(env.settings(llm_base_url=None)) as bot,
+        env.http.get(bot_url(bot) + "/readyz") as resp,
+    ):
+        assert "off (LLM_BASE_URL is not set)" in (await resp.json())["detail"]["investigator"]
+    assert env.llm.requests == []
