@@ -372,6 +372,7 @@ async def _investigator(
     c: _Clients,
     store: PostgresStore,
     proposer: Proposer,
+    access: Access,
     supervisor: Supervisor,
     metrics: Metrics,
     guard: QueryGuard,
@@ -405,6 +406,8 @@ async def _investigator(
         history,
         c.chat,
         proposer,
+        access,
+        policy,
         supervisor,
         metrics,
         clock,
@@ -519,7 +522,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     oncall = OnCallInviter(people, lifecycle, clock)
     teams = TeamChannels(catalog, c.chat, incident_channel=settings.incident_channel)
     investigator = await _investigator(
-        settings, c, store, proposer, supervisor, metrics, guard, playbooks, clock, stack
+        settings, c, store, proposer, access, supervisor, metrics, guard, playbooks, clock, stack
     )
     llm_status = investigator.status
 

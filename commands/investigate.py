@@ -11,7 +11,7 @@ from typing import Any
 from bot.core.errors import UserError
 from bot.core.policy import Permission
 from bot.flows.investigate.service import Investigator
-from commands.base import Flows, Invocation, Reply, authorized_incident, ref_and_text
+from commands.base import Flows, Invocation, Reply, authorized_incident, ref_and_text, rest_of, unquote
 
 MAX_QUESTION = 500
 
@@ -38,6 +38,7 @@ async def investigate(flows: Flows, inv: Invocation) -> Reply:
     incident = await authorized_incident(flows, inv, ref, Permission.GRAPH)
     if incident.channel_id is None:
         raise UserError(f"Incident {incident.ref} has no channel yet; try again in a moment.")
+    await investigator.check_switch()
     investigator.admit()
     task = flows.supervisor.spawn(
         investigator.investigate(incident, inv.user_id, question), name=f"investigate-{incident.id}"
@@ -45,6 +46,15 @@ async def investigate(flows: Flows, inv: Invocation) -> Reply:
     if task is None:
         raise UserError("The bot is shutting down; try again in a moment.")
     return Reply(f"Investigating {incident.ref}… progress and the result appear in <#{incident.channel_id}>.")
+
+
+async def switch(flows: Flows, inv: Invocation) -> Reply:
+    """`/incident investigator stop|allow [reason]`: the investigator's runtime kill switch."""
+    if not inv.args or inv.args[0].lower() not in ("stop", "allow"):
+        raise UserError("Usage: `/incident investigator stop|allow [reason]`")
+    reason = unquote(rest_of(inv.text))
+    text = await _investigator(flows).set_switch(inv.user_id, inv.args[0].lower() == "stop", reason)
+    return Reply(text, in_channel=True)
 
 
 async def summary(flows: Flows, inv: Invocation) -> Reply:

@@ -279,6 +279,12 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         investigate.investigate,
     ),
     Subcommand(
+        "investigator",
+        "/incident investigator stop|allow [reason]",
+        "stop investigations on every replica (or allow them again)",
+        investigate.switch,
+    ),
+    Subcommand(
         "summary",
         "/incident summary",
         "draft a stakeholder update (posted when you click Post)",

@@ -136,6 +136,22 @@ class InvestigationStore:
         )
         return text
 
+    async def stopped_by(self) -> tuple[str, str] | None:
+        """(who, why) while the runtime switch stops investigations; None otherwise."""
+        row = await self.pool.fetchrow("SELECT * FROM investigator_switch WHERE id AND stopped")
+        return (row["changed_by"], row["reason"]) if row else None
+
+    async def set_stopped(self, stopped: bool, user: str, reason: str, now: datetime) -> None:
+        await self.pool.execute(
+            "INSERT INTO investigator_switch (id, stopped, reason, changed_by, changed_at)"
+            " VALUES (true, $1, $2, $3, $4) ON CONFLICT (id) DO UPDATE"
+            " SET stopped = $1, reason = $2, changed_by = $3, changed_at = $4",
+            stopped,
+            reason,
+            user,
+            now,
+        )
+
     async def calls(self, investigation_id: int) -> list[dict[str, Any]]:
         rows = await self.pool.fetch(
             "SELECT call_id, tool, arguments, ok, output FROM investigation_tool_calls"

@@ -11,6 +11,7 @@ ordinary proposal with the policy's approvals; an unauthorised investigate chang
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from bot.core.runs import RunStatus
 from bot.flows.investigate.tools import READ_ONLY_TOOLS
 from sandbox.kubernetes import KubeSandbox
 from sandbox.llm import FakeLLM, answer, call
+from sandbox.services import PrometheusServer
 from sandbox.slack import ResponsePost, SlackDriver, SlackSandbox
 from tests.integration.rig import (
     SIGNING_SECRET,
@@ -373,3 +375,103 @@ async def test_unreachable_or_unset_endpoint_leaves_the_bot_as_it_was(env: Env) 
     ):
         assert "off (LLM_BASE_URL is not set)" in (await resp.json())["detail"]["investigator"]
     assert env.llm.requests == []
+
+
+async def _queries_served(http: aiohttp.ClientSession, prometheus_url: str) -> float:
+    """How many query API requests a real Prometheus has answered (from its own metrics)."""
+    async with http.get(prometheus_url + "/metrics") as resp:
+        text = await resp.text()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("prometheus_http_requests_total{") and 'handler="/api/v1/query' in line
+    )
+
+
+async def test_tools_keep_to_the_cost_checks_and_the_policys_namespaces(env: Env, services_dir: Path) -> None:
+    prometheus = await asyncio.to_thread(PrometheusServer.start, services_dir, [])
+    try:
+        async with running_bot(env.settings(prometheus_url=prometheus.url)) as bot:
+            channel = await open_incident(env, bot)
+            await quiet(bot)
+            queries = await _queries_served(env.http, prometheus.url)
+            kube_requests = len(env.kube.requests)
+            env.llm.play(
+                [
+                    call(
+                        ("promql_range", {"query": "rate(up[30d])", "minutes": 60}),
+                        ("k8s_pods", {"namespace": "kube-system", "deployment": "coredns"}),
+                        ("scale", {"namespace": NAMESPACE, "deployment": DEPLOYMENT, "replicas": 0}),
+                    ),
+                    call(("promql_instant", {"query": "up"})),
+                    answer({"findings": [{"claim": "refused", "citations": ["c1", "c2"], "confidence": 1}]}),
+                ]
+            )
+            await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
+            shown = await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
+            calls = await rows(
+                env.dsn, "SELECT call_id, tool, ok, output FROM investigation_tool_calls ORDER BY at"
+            )
+            assert [(c["tool"], c["ok"]) for c in calls] == [
+                ("promql_range", False),
+                ("k8s_pods", False),
+                ("scale", False),
+                ("promql_instant", True),
+            ]
+            assert "refused by the cost checks" in calls[0]["output"]
+            assert "not one the policy allows" in calls[1]["output"]
+            assert "there is no tool" in calls[2]["output"]
+            # Only the allowed query reached Prometheus; nothing reached Kubernetes.
+            assert await _queries_served(env.http, prometheus.url) == queries + 1
+            assert len(env.kube.requests) == kube_requests
+            # A finding citing only refused calls is not shown.
+            assert "Not enough evidence" in shown
+    finally:
+        await asyncio.to_thread(prometheus.stop)
+
+
+async def test_automatic_investigation_on_open_runs_once_for_the_configured_severity(env: Env) -> None:
+    env.llm.play([call(("incident_alerts", {})), answer(GOOD_ANSWER | {"actions": []})])
+    async with running_bot(env.settings(llm_auto_investigate="*:P1")) as bot:
+        channel = await open_incident(env, bot)
+        await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
+        await quiet(bot)
+        found = await rows(env.dsn, "SELECT requested_by, status FROM investigations")
+        assert [(r["requested_by"], r["status"]) for r in found] == [(None, "abstained")]
+        started = next(m for m in env.slack.messages(channel) if m.text.startswith("🔎 Investigating"))
+        assert "the incident opening" in started.text
+        # Further publishes (a status update) start no second one.
+        await types(env, bot, "U_ALICE", channel, "status looking into it", "Status update")
+        await quiet(bot)
+        assert len(await rows(env.dsn, "SELECT id FROM investigations")) == 1
+    # Not configured for this severity: nothing is sent to the model.
+    env.llm.requests.clear()
+    async with running_bot(env.settings(llm_auto_investigate="*:P3")) as bot:
+        status, _ = await post_alert(env.http, bot, alert_body() | {"groupKey": "{}:other"})
+        assert status == 200
+        await quiet(bot)
+        assert env.llm.conversation_requests == []
+
+
+async def test_the_kill_switch_stops_investigations_on_every_replica(env: Env) -> None:
+    async with running_bot(env.settings()) as bot:
+        channel = await open_incident(env, bot)
+        await quiet(bot)
+        refusal = await types(env, bot, MALLORY, channel, "investigator stop", "may not stop")
+        assert "`oncall`, `sre`" in refusal.text
+        assert await rows(env.dsn, "SELECT * FROM investigator_switch") == []
+
+        await types(
+            env, bot, "U_ALICE", channel, "investigator stop model misbehaves", "stopped on every replica"
+        )
+        refused = await types(env, bot, "U_ALICE", channel, "investigate", "Investigations are stopped")
+        assert "model misbehaves" in refused.text
+        await types(env, bot, "U_ALICE", channel, "summary", "Investigations are stopped")
+        assert env.llm.conversation_requests == []
+        assert await rows(env.dsn, "SELECT id FROM investigations") == []
+
+        await types(env, bot, "U_ALICE", channel, "investigator allow", "allowed on every replica")
+        env.llm.play([answer({"findings": [], "not_enough_evidence": True})])
+        await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
+        await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
+        assert len(env.llm.conversation_requests) == 1

@@ -21,9 +21,11 @@ from bot.core.blockkit import Message
 from bot.core.errors import IntegrationError, UserError
 from bot.core.incident import Incident, IncidentStatus, IncidentView, Severity
 from bot.core.investigation import Redactor, SuggestedAction, ToolCall
+from bot.core.policy import Policy
 from bot.core.ports import Clock
 from bot.flows.investigate.loop import Budgets, Conversation, Outcome
 from bot.flows.investigate.tools import ToolBox
+from bot.flows.remediation.common import Access
 from bot.flows.remediation.propose import Proposer, Request
 from bot.flows.supervisor import Supervisor
 from bot.obs import logs
@@ -41,6 +43,7 @@ from bot.store.investigations import InvestigationStore, Usage
 log = logs.logger(logs.Component.INVESTIGATE)
 
 REQUESTER = "investigator"
+MAX_REASON = 300
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +114,8 @@ class Investigator:
         history: InvestigationStore,
         chat: SlackChat,
         proposer: Proposer,
+        access: Access,
+        policy: Policy,
         supervisor: Supervisor,
         metrics: Metrics,
         clock: Clock,
@@ -128,6 +133,8 @@ class Investigator:
         self.history = history
         self.chat = chat
         self.proposer = proposer
+        self.access = access
+        self.policy = policy
         self.supervisor = supervisor
         self.metrics = metrics
         self.clock = clock
@@ -148,9 +155,35 @@ class Investigator:
         if self._slots.locked():
             raise UserError("Investigations are already running at the limit; try again in a few minutes.")
 
+    async def check_switch(self) -> None:
+        """Refuse while the runtime kill switch stops investigations (read from PostgreSQL, so
+        every replica sees a flip at once)."""
+        stopped = await self.history.stopped_by()
+        if stopped is not None:
+            who, why = stopped
+            raise UserError(
+                f"Investigations are stopped (by <@{who}>{': ' + kit.escape(why) if why else ''});"
+                " `/incident investigator allow` lets them run again."
+            )
+
+    async def set_switch(self, user: str, stop: bool, reason: str) -> str:
+        """Stop or allow investigations on every replica: the policy's `kill_switch_roles` only."""
+        roles = list(self.policy.kill_switch_roles)
+        membership = await self.access.membership(user, roles)
+        if not self.policy.in_roles(roles, user, membership.groups):
+            names = ", ".join(f"`{r}`" for r in roles) or "nobody"
+            raise UserError(
+                f"You may not {'stop' if stop else 'allow'} investigations: the policy lets {names} do it."
+            )
+        reason = " ".join(reason.split())[:MAX_REASON]
+        await self.history.set_stopped(stop, user, reason, self.clock())
+        log.info("investigation.switch", extra={"user": user, "stopped": stop})
+        return f"Investigations are {'stopped' if stop else 'allowed'} on every replica (by <@{user}>)."
+
     async def investigate(self, incident: Incident, requested_by: str | None, question: str) -> Outcome:
         """Run one investigation end to end (the slot is held while it runs)."""
         client = self.require_investigations()
+        await self.check_switch()
         if incident.channel_id is None:
             raise UserError(f"Incident {incident.ref} has no channel yet; try again in a moment.")
         async with self._slots:
@@ -222,6 +255,7 @@ class Investigator:
         `user` carries a Post button (nothing is posted until a human clicks it)."""
         if self.client is None or not self.status.summaries:
             raise UserError(f"No summary: {self.status.describe()}.")
+        await self.check_switch()
         events = await self.store.timeline(incident.id)
         timeline = "\n".join(f"{e.at.isoformat()} {e.kind}: {e.text}" for e in events[-80:])
         brief = _brief(incident, "") + "\nTimeline:\n" + timeline

@@ -30,3 +30,13 @@ CREATE TABLE investigation_tool_calls (
 );
 -- At most one automatic investigation (no requester) per incident, whichever replica starts it.
 CREATE UNIQUE INDEX investigations_auto_once ON investigations (incident_id) WHERE requested_by IS NULL;
+
+-- The investigator's runtime kill switch: one row every replica reads before it starts an
+-- investigation (LLM_DISABLED stops it at start-up whatever this says).
+CREATE TABLE investigator_switch (
+    id          boolean     PRIMARY KEY DEFAULT true CHECK (id),
+    stopped     boolean     NOT NULL,
+    reason      text        NOT NULL DEFAULT '',
+    changed_by  text        NOT NULL,
+    changed_at  timestamptz NOT NULL
+);
