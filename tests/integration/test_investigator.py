@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,11 @@ import asyncpg
 import pytest
 
 from bot.app import BotServer
+from bot.clients.llm import ChatClient
 from bot.core.actions import ActionName
+from bot.core.investigation import Redactor
 from bot.core.runs import RunStatus
+from bot.flows.investigate.loop import Budgets, Conversation
 from bot.flows.investigate.tools import READ_ONLY_TOOLS
 from sandbox.kubernetes import KubeSandbox
 from sandbox.llm import FakeLLM, answer, call
@@ -475,3 +478,70 @@ async def test_the_kill_switch_stops_investigations_on_every_replica(env: Env) -
         await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
         await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
         assert len(env.llm.conversation_requests) == 1
+
+
+class Echo:
+    """Tools that answer at once (for budgets of the loop itself)."""
+
+    async def run(self, name: str, arguments: Mapping[str, Any]) -> str:
+        return f"{name} answered"
+
+
+async def test_the_token_budget_stops_a_loop_that_never_ends(llm: FakeLLM) -> None:
+    llm.endless = ("incident_alerts", {})
+    async with aiohttp.ClientSession() as session:
+        client = ChatClient(llm.base_url, "fake-model", "llm-api-key-0123456789", session)
+        budgets = Budgets(tokens=3000, tool_calls=1000)
+        outcome = await Conversation(client, budgets, Redactor()).run(Echo(), "investigate")
+    assert outcome.status == "stopped" and outcome.stop_reason == "token budget of 3000 used up"
+    assert outcome.tokens >= 3000 and 1 < len(outcome.calls) < 1000
+
+
+async def test_the_concurrency_limit_refuses_a_second_investigation(env: Env) -> None:
+    env.llm.delay_s = 1.0
+    env.llm.play([answer({"findings": [], "not_enough_evidence": True})] * 2)
+    async with running_bot(env.settings(llm_max_concurrent=1)) as bot:
+        channel = await open_incident(env, bot)
+        await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
+        await env.slack.wait_for(
+            lambda s: next((m for m in s.messages(channel) if m.text.startswith("🔎 Investigating")), None)
+        )
+        await types(env, bot, "U_ALICE", channel, "investigate", "already running at the limit")
+        await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
+        assert len(await rows(env.dsn, "SELECT id FROM investigations")) == 1
+        async with env.http.get(bot_url(bot) + "/metrics") as resp:
+            metrics = await resp.text()
+        assert 'incidentbot_investigations_total{status="abstained"} 1.0' in metrics
+
+
+async def test_similar_past_incidents_come_with_their_resolution(env: Env) -> None:
+    async with running_bot(env.settings()) as bot:
+        await open_incident(env, bot)
+        await quiet(bot)
+        first = (await rows(env.dsn, "SELECT id FROM incidents"))[0]["id"]
+        await bot.parts.lifecycle.resolve(first, "U_ALICE", "rolled back to 2.3.1", bot.parts.flows.clock())
+        status, _ = await post_alert(env.http, bot, alert_body())
+        assert status == 200
+
+        def second_channel(s: SlackSandbox) -> str | None:
+            channels = [c for c in s.channels.values() if c.name.startswith("inc-")]
+            return channels[1].id if len(channels) == 2 and s.messages(channels[1].id) else None
+
+        channel = await env.slack.wait_for(second_channel, timeout=15)
+        env.llm.play(
+            [
+                call(("similar_incidents", {})),
+                answer(
+                    {
+                        "findings": [{"claim": "Seen before: #1", "citations": ["c1"], "confidence": 0.9}],
+                        "not_enough_evidence": False,
+                    }
+                ),
+            ]
+        )
+        await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
+        shown = await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
+        output = (await rows(env.dsn, "SELECT output FROM investigation_tool_calls"))[0]["output"]
+        assert f"#{first} P1" in output and "resolution=rolled back to 2.3.1" in output
+        # Only indirect evidence: the confidence is capped.
+        assert "capped: indirect evidence" in shown and "confidence 50%" in shown
