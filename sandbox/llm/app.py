@@ -51,7 +51,10 @@ class FakeLLM:
     endless: tuple[str, dict[str, Any]] | None = None
     delay_s: float = 0.0
     default: str = "Nothing to add."
+    # Play the script again from its start once it is used up (the sandbox demo).
+    repeat: bool = False
     script: list[Turn] = field(default_factory=list)
+    _played: list[Turn] = field(default_factory=list)
     requests: list[dict[str, Any]] = field(default_factory=list)
     _calls: int = 0
     _runner: web.AppRunner | None = None
@@ -65,6 +68,7 @@ class FakeLLM:
     def play(self, turns: Sequence[Turn]) -> None:
         """Replace the script: the next requests get these turns, in order."""
         self.script = list(turns)
+        self._played = list(turns)
 
     @property
     def conversation_requests(self) -> list[dict[str, Any]]:
@@ -117,6 +121,8 @@ class FakeLLM:
             return call((PROBE_TOOL, {})) if self.tools else Turn(text="ready")
         if self.endless is not None and self.tools:
             return call(self.endless)
+        if not self.script and self.repeat:
+            self.script = list(self._played)
         if self.script:
             turn = self.script.pop(0)
             if turn.calls and not (self.tools and body.get("tools")):
