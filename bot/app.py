@@ -377,6 +377,7 @@ async def _investigator(
     metrics: Metrics,
     guard: QueryGuard,
     playbooks: PlaybookSet,
+    enricher: Enricher,
     clock: Clock,
     stack: AsyncExitStack,
 ) -> Investigator:
@@ -416,6 +417,7 @@ async def _investigator(
         max_concurrent=settings.llm_max_concurrent,
         pricing=Pricing(settings.llm_cost_per_million_tokens),
         auto=auto_rule(settings),
+        enricher=enricher,
     )
 
 
@@ -522,7 +524,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     oncall = OnCallInviter(people, lifecycle, clock)
     teams = TeamChannels(catalog, c.chat, incident_channel=settings.incident_channel)
     investigator = await _investigator(
-        settings, c, store, proposer, access, supervisor, metrics, guard, playbooks, clock, stack
+        settings, c, store, proposer, access, supervisor, metrics, guard, playbooks, enricher, clock, stack
     )
     llm_status = investigator.status
 

@@ -406,8 +406,17 @@ async def test_tools_keep_to_the_cost_checks_and_the_policys_namespaces(env: Env
                         ("k8s_pods", {"namespace": "kube-system", "deployment": "coredns"}),
                         ("scale", {"namespace": NAMESPACE, "deployment": DEPLOYMENT, "replicas": 0}),
                     ),
-                    call(("promql_instant", {"query": "up"})),
-                    answer({"findings": [{"claim": "refused", "citations": ["c1", "c2"], "confidence": 1}]}),
+                    call(
+                        ("promql_instant", {"query": "up"}), ("promql_range", {"query": "up", "minutes": 30})
+                    ),
+                    answer(
+                        {
+                            "findings": [
+                                {"claim": "refused", "citations": ["c1", "c2"], "confidence": 1},
+                                {"claim": "Prometheus itself is up", "citations": ["c5"], "confidence": 0.9},
+                            ]
+                        }
+                    ),
                 ]
             )
             await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
@@ -420,15 +429,19 @@ async def test_tools_keep_to_the_cost_checks_and_the_policys_namespaces(env: Env
                 ("k8s_pods", False),
                 ("scale", False),
                 ("promql_instant", True),
+                ("promql_range", True),
             ]
             assert "refused by the cost checks" in calls[0]["output"]
             assert "not one the policy allows" in calls[1]["output"]
             assert "there is no tool" in calls[2]["output"]
-            # Only the allowed query reached Prometheus; nothing reached Kubernetes.
-            assert await _queries_served(env.http, prometheus.url) == queries + 1
+            # A finding citing only refused calls is not shown; the cited range query is graphed.
+            assert "refused —" not in shown and "*1.* Prometheus itself is up" in shown
+            await env.slack.wait_for(lambda s: any(f.completed for f in s.files.values()), timeout=20)
+            await quiet(bot)
+            # Only the allowed queries reached Prometheus (instant, range, the graph); nothing
+            # reached Kubernetes.
+            assert await _queries_served(env.http, prometheus.url) == queries + 3
             assert len(env.kube.requests) == kube_requests
-            # A finding citing only refused calls is not shown.
-            assert "Not enough evidence" in shown
     finally:
         await asyncio.to_thread(prometheus.stop)
 

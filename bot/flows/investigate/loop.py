@@ -178,5 +178,5 @@ class Conversation:
 
 
 def _safe_args(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """Arguments as recorded: JSON-able, each value cut short."""
-    return {str(k)[:40]: v[:500] if isinstance(v, str) else v for k, v in list(arguments.items())[:10]}
+    """Arguments as recorded: JSON-able, each value cut short (a query keeps its full length)."""
+    return {str(k)[:40]: v[:2000] if isinstance(v, str) else v for k, v in list(arguments.items())[:10]}

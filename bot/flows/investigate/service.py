@@ -12,6 +12,7 @@ import asyncio
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from bot.clients.llm import Capability, ChatClient
 from bot.clients.slack import SlackChat
@@ -23,6 +24,7 @@ from bot.core.incident import Incident, IncidentStatus, IncidentView, Severity
 from bot.core.investigation import Redactor, SuggestedAction, ToolCall
 from bot.core.policy import Policy
 from bot.core.ports import Clock
+from bot.flows.enrich import Enricher
 from bot.flows.investigate.loop import Budgets, Conversation, Outcome
 from bot.flows.investigate.tools import ToolBox
 from bot.flows.remediation.common import Access
@@ -43,6 +45,7 @@ from bot.store.investigations import InvestigationStore, Usage
 log = logs.logger(logs.Component.INVESTIGATE)
 
 REQUESTER = "investigator"
+MAX_GRAPHS = 2
 MAX_REASON = 300
 
 
@@ -125,6 +128,7 @@ class Investigator:
         max_concurrent: int,
         pricing: Pricing,
         auto: AutoRule,
+        enricher: Enricher | None = None,
     ) -> None:
         self.client = client
         self.status = status
@@ -142,6 +146,7 @@ class Investigator:
         self.redactor = redactor
         self.pricing = pricing
         self.auto = auto
+        self.enricher = enricher
         self._slots = asyncio.Semaphore(max_concurrent)
         self._auto_seen: set[int] = set()
 
@@ -248,7 +253,30 @@ class Investigator:
             tokens=outcome.tokens,
         )
         await self.chat.post(channel, msg)
+        await self._graphs(channel, outcome)
         return outcome
+
+    async def _graphs(self, channel: str, outcome: Outcome) -> None:
+        """The evidence as graphs: each cited range query drawn into the channel, as an ad hoc
+        graph is (cost checks again, the same per-user and in-flight limits)."""
+        if self.enricher is None or not self.enricher.graphs_on or outcome.verdict is None:
+            return
+        cited = {c for f in outcome.verdict.findings for c in f.citations}
+        ranges = [c for c in outcome.calls if c.id in cited and c.ok and c.tool == "promql_range"]
+        for call in ranges[:MAX_GRAPHS]:
+            try:
+                slot = await self.enricher.admit_ad_hoc(REQUESTER)
+            except UserError:
+                return  # over the graph limits: the finding's excerpt stays the evidence
+            minutes = call.arguments.get("minutes", 60)
+            await self.enricher.draw_ad_hoc(
+                slot,
+                channel,
+                str(call.arguments["query"]),
+                lookback=timedelta(minutes=minutes if isinstance(minutes, int) else 60),
+                alert_start=None,
+                now=self.clock(),
+            )
 
     async def draft_summary(self, incident: Incident, user: str) -> Message:
         """A stakeholder update drafted from the timeline, stored as a draft; the message shown to
