@@ -701,7 +701,8 @@ def _handlers(
             settings.pagerduty_max_body_bytes, timeout, settings.http_max_unauthenticated_reads
         ),
         wall_clock=time.time,
-        details={"investigator": llm_status.describe()},
+        # Nothing changes while no model is configured.
+        details={} if llm_status.capability is Capability.OFF else {"investigator": llm_status.describe()},
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from bot.clients.llm import Capability
 from bot.core.errors import UserError
 from bot.core.policy import Permission
 from bot.flows.investigate.service import Investigator
@@ -22,11 +23,13 @@ def _investigator(flows: Flows) -> Investigator:
     return flows.investigator
 
 
-def status_line(flows: Flows) -> str:
-    """For /incident help: whether the investigator is on, degraded or off, and why."""
-    if flows.investigator is None:
-        return "investigator: off"
-    return flows.investigator.status.describe()
+def status_line(flows: Flows) -> str | None:
+    """For /incident help: whether the investigator is on, degraded or off, and why (nothing
+    while no model is configured)."""
+    investigator = flows.investigator
+    if investigator is None or investigator.status.capability is Capability.OFF:
+        return None
+    return investigator.status.describe()
 
 
 async def investigate(flows: Flows, inv: Invocation) -> Reply:

@@ -35,7 +35,8 @@ TIMELINE_LIMIT = 60
 
 
 async def _help(flows: Flows, inv: Invocation) -> Reply:
-    return Reply(help_text() + f"\n_{investigate.status_line(flows)}_")
+    status = investigate.status_line(flows)
+    return Reply(help_text() + (f"\n_{status}_" if status else ""))
 
 
 def _team_arg(arg: str) -> str | None:

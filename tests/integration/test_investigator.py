@@ -376,7 +376,7 @@ async def test_unreachable_or_unset_endpoint_leaves_the_bot_as_it_was(env: Env) 
         running_bot(env.settings(llm_base_url=None)) as bot,
         env.http.get(bot_url(bot) + "/readyz") as resp,
     ):
-        assert "off (LLM_BASE_URL is not set)" in (await resp.json())["detail"]["investigator"]
+        assert await resp.json() == {"status": "ready"}  # nothing changes
     assert env.llm.requests == []
 
 
