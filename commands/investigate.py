@@ -44,7 +44,7 @@ async def investigate(flows: Flows, inv: Invocation) -> Reply:
     await investigator.check_switch()
     investigator.admit()
     task = flows.supervisor.spawn(
-        investigator.investigate(incident, inv.user_id, question), name=f"investigate-{incident.id}"
+        investigator.investigate_requested(incident, inv.user_id, question), name=f"investigate-{incident.id}"
     )
     if task is None:
         raise UserError("The bot is shutting down; try again in a moment.")

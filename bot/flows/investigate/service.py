@@ -9,6 +9,7 @@ but calls no tools; stopped by the kill switch (LLM_DISABLED)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -194,6 +195,20 @@ class Investigator:
         async with self._slots:
             return await self._run(client, incident, incident.channel_id, requested_by, question)
 
+    async def investigate_requested(self, incident: Incident, user: str, question: str) -> None:
+        """`investigate` in the background for a person: a refusal or an outside failure is said
+        in the incident's channel (the command was answered already)."""
+        try:
+            await self.investigate(incident, user, question)
+        except (UserError, IntegrationError) as exc:
+            log.warning("investigation.not_run", extra={"incident_id": incident.id, "error": str(exc)})
+            text = exc.message if isinstance(exc, IntegrationError) else str(exc)
+            if incident.channel_id:
+                with contextlib.suppress(IntegrationError):
+                    await self.chat.post_text(
+                        incident.channel_id, f"<@{user}>: the investigation did not run: {kit.escape(text)}"
+                    )
+
     async def after_publish(self, view: IncidentView) -> bool:
         """Publish hook: the automatic investigation of an open incident with a channel, when
         configured for its team and severity; started in the background, at most once per
@@ -229,13 +244,19 @@ class Investigator:
         if started is None:
             raise UserError(f"Incident {incident.ref} had its automatic investigation already.")
         investigation: int = started
-        thread = await self.chat.post(channel, started_message(incident.ref, requested_by, question))
+        thread: str | None = None
+        try:
+            thread = await self.chat.post(channel, started_message(incident.ref, requested_by, question))
+        except IntegrationError as err:  # progress is a courtesy; the audit has it
+            log.warning("investigation.progress_failed", extra={"error": str(err)})
 
         async def on_call(call: ToolCall) -> None:
             await self.history.record_call(investigation, call, self.clock())
+            if thread is None:
+                return
             try:
                 await self.chat.post_text(channel, progress_line(call), thread_ts=thread)
-            except IntegrationError as err:  # progress is a courtesy; the audit has it
+            except IntegrationError as err:
                 log.warning("investigation.progress_failed", extra={"error": str(err)})
 
         brief = _brief(incident, question)
