@@ -31,6 +31,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.clients.alertmanager import AlertmanagerSilences
 from bot.clients.kubernetes.clusters import Clusters
 from bot.clients.kubernetes.clusters import connect as connect_clusters
+from bot.clients.llm import Capability, ChatClient
 from bot.clients.pagerduty import PagerDutyClient
 from bot.clients.prometheus import PrometheusMetrics
 from bot.clients.slack import SlackChat, build_client
@@ -43,6 +44,8 @@ from bot.core.catalog import Catalog
 from bot.core.clusters import ClusterCatalog
 from bot.core.correlation import CorrelationRules
 from bot.core.errors import ConfigError
+from bot.core.incident import IncidentView
+from bot.core.investigation import Redactor
 from bot.core.playbooks import PlaybookSet
 from bot.core.policy import Policy
 from bot.core.ports import Clock
@@ -56,6 +59,9 @@ from bot.flows.failures import dependency_of
 from bot.flows.gate import IntakeGate
 from bot.flows.incidents import IncidentFlows
 from bot.flows.intake import Pipeline
+from bot.flows.investigate.loop import Budgets
+from bot.flows.investigate.service import AutoRule, Investigator, Pricing, Status
+from bot.flows.investigate.tools import LiveTools
 from bot.flows.owned_messages import OwnedMessages
 from bot.flows.pagerduty.inbound import PagerDutyInbound
 from bot.flows.pagerduty.oncall import OnCallInviter
@@ -86,6 +92,7 @@ from bot.store.db import apply_migrations, create_pool, durability
 from bot.store.enrichment import EnrichmentStore
 from bot.store.inbox import INTAKE_BATCHES_IN_FLIGHT, Inbox
 from bot.store.incidents import PostgresStore
+from bot.store.investigations import InvestigationStore
 from bot.store.kill_switch import KillSwitchStore
 from bot.store.lifecycle import LifecycleStore
 from bot.store.messages import MessageLedger
@@ -304,6 +311,116 @@ def _owner(settings: Settings, store: PostgresStore) -> str:
     return settings.replica_name or f"{socket.gethostname()}-{os.getpid()}-{id(store):x}"
 
 
+async def _model_status(settings: Settings, stack: AsyncExitStack) -> tuple[ChatClient | None, Status]:
+    """The investigator's endpoint, probed once at start-up: it answers and calls tools, answers
+    only (summaries), or not at all. A failing endpoint never stops the bot."""
+    if not settings.llm_base_url:
+        return None, Status(Capability.OFF, "LLM_BASE_URL is not set")
+    session = aiohttp.ClientSession()
+    stack.push_async_callback(session.close)
+    client = ChatClient(
+        settings.llm_base_url,
+        settings.llm_model,
+        settings.llm_key(),
+        session,
+        timeout_s=settings.llm_request_timeout_seconds,
+    )
+    capability, detail = await client.probe(min(settings.llm_request_timeout_seconds, 20.0))
+    status = Status(capability, detail, disabled=settings.llm_disabled)
+    (log.info if status.investigations else log.warning)(
+        "investigator.status", extra={"status": status.describe()}
+    )
+    return client, status
+
+
+def _secrets_of(settings: Settings) -> list[str]:
+    """Our own credentials: never sent to the model, whatever a log or a label repeats."""
+    values = [
+        settings.slack_bot_token,
+        settings.slack_signing_secret,
+        settings.slack_app_token,
+        settings.alertmanager_webhook_token,
+        settings.pagerduty_api_token,
+        settings.pagerduty_webhook_secret,
+        settings.pagerduty_routing_key,
+        settings.database_url,
+        settings.redis_url,
+        settings.llm_api_key,
+    ]
+    return [v.get_secret_value() for v in values if v is not None]
+
+
+def llm_budgets(settings: Settings) -> Budgets:
+    return Budgets(
+        tokens=settings.llm_token_budget,
+        seconds=settings.llm_time_budget_seconds,
+        tool_calls=settings.llm_max_tool_calls,
+        output_chars=settings.llm_tool_output_chars,
+        request_timeout_s=settings.llm_request_timeout_seconds,
+    )
+
+
+def auto_rule(settings: Settings) -> AutoRule:
+    try:
+        return AutoRule.parse(settings.llm_auto_investigate)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+async def _investigator(
+    settings: Settings,
+    c: _Clients,
+    store: PostgresStore,
+    proposer: Proposer,
+    access: Access,
+    supervisor: Supervisor,
+    metrics: Metrics,
+    guard: QueryGuard,
+    playbooks: PlaybookSet,
+    enricher: Enricher,
+    clock: Clock,
+    stack: AsyncExitStack,
+) -> Investigator:
+    """The optional investigator (its status says off, summaries only or on)."""
+    llm, llm_status = await _model_status(settings, stack)
+    policy = playbooks.policy
+    history = InvestigationStore(c.pool)
+
+    def live_tools(view: IncidentView) -> LiveTools:
+        return LiveTools(
+            view,
+            prometheus=c.prometheus,
+            guard=guard,
+            clusters=c.clusters,
+            policy=policy,
+            playbooks=playbooks,
+            store=store,
+            history=history,
+            clock=clock,
+        )
+
+    return Investigator(
+        llm,
+        llm_status,
+        live_tools,
+        store,
+        history,
+        c.chat,
+        proposer,
+        access,
+        policy,
+        supervisor,
+        metrics,
+        clock,
+        budgets=llm_budgets(settings),
+        redactor=Redactor.with_secrets(_secrets_of(settings), emails=settings.llm_redact_emails),
+        max_concurrent=settings.llm_max_concurrent,
+        pricing=Pricing(settings.llm_cost_per_million_tokens),
+        auto=auto_rule(settings),
+        enricher=enricher,
+    )
+
+
 async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> BotServer:
     """Build every part; resources opened are closed by `stack` (in reverse order)."""
     playbooks, catalog = load_playbook_set(settings)
@@ -406,6 +523,10 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     people = Responders(c.pager, c.chat, lifecycle, usergroups, catalog, c.coord, clock)
     oncall = OnCallInviter(people, lifecycle, clock)
     teams = TeamChannels(catalog, c.chat, incident_channel=settings.incident_channel)
+    investigator = await _investigator(
+        settings, c, store, proposer, access, supervisor, metrics, guard, playbooks, enricher, clock, stack
+    )
+    llm_status = investigator.status
 
     def publish_later(incident_id: int) -> None:
         # The publisher is built next and takes the storms: a late-bound call breaks the cycle.
@@ -435,7 +556,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         owner=owner,
         gate=gate,
         outages=outages,
-        after_publish=(enricher.after_publish, people.after_publish),
+        after_publish=(enricher.after_publish, people.after_publish, investigator.after_publish),
         grafana_url=settings.grafana_url,
         link_sources=sources,
         storms=storms,
@@ -509,6 +630,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         authorize=authorize,
         correlation=corrections,
         storms=storms,
+        investigator=investigator,
     )
     bolt = AsyncApp(
         client=c.slack_client,
@@ -520,7 +642,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     )
     register(bolt, flows)
     web_app = build_web_app(
-        _handlers(settings, inbox, pipeline, gate, metrics, store, c.coord, clock),
+        _handlers(settings, inbox, pipeline, gate, metrics, store, c.coord, clock, llm_status),
         _slack_edge(settings, bolt, c.coord, metrics),
         client_max_size=max(
             settings.max_body_bytes, settings.pagerduty_max_body_bytes, settings.slack_max_body_bytes
@@ -561,6 +683,7 @@ def _handlers(
     store: PostgresStore,
     coord: coordination.Coordination,
     clock: Clock,
+    llm_status: Status,
 ) -> Handlers:
     timeout = settings.http_body_timeout_seconds
     return Handlers(
@@ -578,6 +701,8 @@ def _handlers(
             settings.pagerduty_max_body_bytes, timeout, settings.http_max_unauthenticated_reads
         ),
         wall_clock=time.time,
+        # Nothing changes while no model is configured.
+        details={} if llm_status.capability is Capability.OFF else {"investigator": llm_status.describe()},
     )
 
 

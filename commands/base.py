@@ -18,6 +18,7 @@ from bot.flows.authorize import Authorizer
 from bot.flows.correlation.corrections import Corrections
 from bot.flows.enrich import Enricher
 from bot.flows.incidents import IncidentFlows
+from bot.flows.investigate.service import Investigator
 from bot.flows.pins import Pins
 from bot.flows.postmortems import Postmortems
 from bot.flows.remediation.decide import Decisions
@@ -49,6 +50,7 @@ class Flows:
     authorize: Authorizer
     correlation: Corrections
     storms: Storms
+    investigator: Investigator | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,10 @@ from bot.core.policy import Permission
 from bot.flows.authorize import resolve_permission
 from bot.flows.incidents import INVALID_BUTTON
 from bot.render.cards import EDIT_ACTION
+from bot.render.investigation import POST_SUMMARY_ACTION
 from bot.render.proposals import APPROVE_ACTION, REJECT_ACTION
 from bot.render.storms import OPEN_CHANNEL_ACTION
-from commands import correlation, dialogs, playbook_commands, slash
+from commands import correlation, dialogs, investigate, playbook_commands, slash
 from commands.base import Flows, Reply
 from commands.edge import button, shortcut, slash_command, view_submission
 from commands.remediation import decide_button
@@ -96,6 +97,11 @@ def register(app: AsyncApp, flows: Flows) -> None:
     app.action(SEPARATE_ACTION)(
         button(SEPARATE_ACTION, correlation.answer_button(flows, False, _clicked_message))
     )
+
+    async def on_post_summary(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
+        return await investigate.post_summary(flows, user, action, _clicked_message(body)[0])
+
+    app.action(POST_SUMMARY_ACTION)(button(POST_SUMMARY_ACTION, on_post_summary))
     app.event("reaction_added")(on_reaction)
     _register_dialogs(app, flows, opener)
 

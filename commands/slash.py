@@ -9,7 +9,7 @@ from bot.core.policy import Permission
 from bot.flows.authorize import resolve_permission, severity_permission
 from bot.render.cards import title_line
 from bot.render.times import ago, when
-from commands import correlation, dialogs, lifecycle_extra, playbook_commands, remediation
+from commands import correlation, dialogs, investigate, lifecycle_extra, playbook_commands, remediation
 from commands.base import (
     Flows,
     Invocation,
@@ -35,7 +35,8 @@ TIMELINE_LIMIT = 60
 
 
 async def _help(flows: Flows, inv: Invocation) -> Reply:
-    return Reply(help_text())
+    status = investigate.status_line(flows)
+    return Reply(help_text() + (f"\n_{status}_" if status else ""))
 
 
 def _team_arg(arg: str) -> str | None:
@@ -271,6 +272,24 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
     ),
     Subcommand(
         "links", "/incident links [remove <id>]", "links learned from merges and splits", correlation.links
+    ),
+    Subcommand(
+        "investigate",
+        "/incident investigate [question]",
+        "a read-only investigation by the model, with cited findings and proposals (if configured)",
+        investigate.investigate,
+    ),
+    Subcommand(
+        "investigator",
+        "/incident investigator stop|allow [reason]",
+        "stop investigations on every replica (or allow them again)",
+        investigate.switch,
+    ),
+    Subcommand(
+        "summary",
+        "/incident summary",
+        "draft a stakeholder update (posted when you click Post)",
+        investigate.summary,
     ),
     Subcommand("help", "/incident help", "this list", _help),
 )

@@ -35,6 +35,7 @@ from bot.tools.testalert import build_payload
 from sandbox.alert_rules import ALERT_RULES, write_rules
 from sandbox.kubernetes import KubeSandbox
 from sandbox.kubernetes.app import write_kubeconfig
+from sandbox.llm.demo import start_demo_model
 from sandbox.metrics_exporter import SeedExporter
 from sandbox.pagerduty import DEFAULT_API_TOKEN, DEFAULT_WEBHOOK_SECRET, PagerDutySandbox
 from sandbox.services import (
@@ -307,6 +308,8 @@ async def sandbox_stack(
         pagerduty = PagerDutySandbox()
         await stack.enter_async_context(pagerduty)
         observed: dict[str, Any] = {}
+        # The optional investigator, on a scripted fake model: `/incident investigate` works.
+        observed["llm_base_url"] = await start_demo_model(stack)
         if metrics:
             port = port or free_port()  # Alertmanager must know the bot's address first
             observed = await _start_metrics(stack, base, f"http://127.0.0.1:{port}", note)
@@ -325,6 +328,7 @@ async def sandbox_stack(
             "http_host": "127.0.0.1",
             "http_port": port,
             "incident_channel": "incident",
+            "llm_model": "sandbox-demo",
             **{k: v for k, v in observed.items() if k.endswith("_url")},
             **values_env,
             **(overrides or {}),

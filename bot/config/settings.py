@@ -102,6 +102,25 @@ class Settings(BaseSettings):
     claim_lease_seconds: float = Field(default=15.0, gt=0, le=300)
     # How long one Slack Web API call may take before it counts as failed (maybe applied).
     slack_timeout_seconds: float = Field(default=15.0, ge=1, le=120)
+    # The optional investigator (an OpenAI-compatible chat-completions endpoint): off, and
+    # nothing changes, while LLM_BASE_URL is unset. The key comes from LLM_API_KEY or a file
+    # (a mounted Secret). Budgets are per investigation; LLM_DISABLED is the kill switch.
+    llm_base_url: str | None = None
+    llm_model: str = ""
+    llm_api_key: SecretStr | None = None
+    llm_api_key_file: Path | None = None
+    llm_token_budget: int = Field(default=60_000, ge=1_000)
+    llm_time_budget_seconds: float = Field(default=180.0, gt=0, le=3600)
+    llm_max_tool_calls: int = Field(default=16, ge=1, le=100)
+    llm_max_concurrent: int = Field(default=2, ge=1, le=32)
+    llm_request_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    llm_tool_output_chars: int = Field(default=4000, ge=200, le=100_000)
+    llm_redact_emails: bool = True
+    llm_cost_per_million_tokens: float = Field(default=0.0, ge=0)
+    llm_disabled: bool = False
+    # Investigate automatically when an incident opens: comma-separated `team:P1` entries
+    # (`*` for any team), e.g. `*:P1,payments:P2`. Empty: only on request.
+    llm_auto_investigate: str = ""
 
     @field_validator("alertmanager_webhook_token", "slack_signing_secret", "pagerduty_webhook_secret")
     @classmethod
@@ -152,6 +171,25 @@ class Settings(BaseSettings):
             except ValueError as exc:
                 raise ValueError(f"{name}: {exc}") from None
         return self
+
+    @model_validator(mode="after")
+    def _llm_needs_model(self) -> Settings:
+        if self.llm_base_url and not self.llm_model:
+            raise ValueError("LLM_MODEL is required when LLM_BASE_URL is set")
+        return self
+
+    def llm_key(self) -> str | None:
+        """The investigator's API key: LLM_API_KEY, else the first line of LLM_API_KEY_FILE."""
+        if self.llm_api_key is not None:
+            return self.llm_api_key.get_secret_value()
+        if self.llm_api_key_file is None:
+            return None
+        try:
+            return self.llm_api_key_file.read_text(encoding="utf-8").strip() or None
+        except OSError as exc:
+            raise ConfigError(
+                f"LLM_API_KEY_FILE: cannot read {self.llm_api_key_file}: {exc.strerror}"
+            ) from None
 
     @property
     def in_cluster(self) -> bool:

@@ -38,6 +38,7 @@ class Component(StrEnum):
     SLACK = "incidentbot.slack"
     TASKS = "incidentbot.tasks"
     TIMERS = "incidentbot.timers"
+    INVESTIGATE = "incidentbot.investigate"
 
 
 def logger(component: Component) -> logging.Logger:

@@ -90,3 +90,21 @@ class Metrics:
         self.storm_digest_writes = Counter(
             "incidentbot_storm_digest_writes_total", "Storm digest posts and updates", ["kind"], registry=r
         )
+        self.investigations = Counter(
+            "incidentbot_investigations_total",
+            "Investigations that ended, by status (done, abstained, stopped, failed)",
+            ["status"],
+            registry=r,
+        )
+        self.investigation_seconds = Histogram(
+            "incidentbot_investigation_seconds",
+            "Time an investigation took, from request to result",
+            buckets=(1, 5, 10, 30, 60, 120, 300, 600),
+            registry=r,
+        )
+        self.investigation_tokens = Counter(
+            "incidentbot_investigation_tokens_total",
+            "Model tokens used by investigations",
+            ["kind"],
+            registry=r,
+        )

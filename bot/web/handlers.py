@@ -76,8 +76,11 @@ class Handlers:
         alertmanager_body: BodyReader,
         pagerduty_body: BodyReader,
         wall_clock: Callable[[], float],
+        details: Mapping[str, str] | None = None,
     ) -> None:
         self.inbox = inbox
+        # Said by /readyz whatever the probes find (e.g. whether the investigator is on).
+        self.details = dict(details or {})
         self.wake = wake
         self.gate = gate
         self._metrics = metrics
@@ -204,9 +207,10 @@ class Handlers:
                 )
 
         await asyncio.gather(*(check(name, probe) for name, probe in self.probes.items()))
+        extra = {"detail": self.details} if self.details else {}
         if failed:
-            return web.json_response({"status": "unavailable", "failed": failed}, status=503)
-        return web.json_response({"status": "ready"})
+            return web.json_response({"status": "unavailable", "failed": failed, **extra}, status=503)
+        return web.json_response({"status": "ready", **extra})
 
     async def metrics(self, request: web.Request) -> web.Response:
         now = self.clock()

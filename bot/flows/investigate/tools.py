@@ -1,0 +1,340 @@
+"""The investigator's tools: read-only by construction. The table below is everything the
+model is ever offered; none of it writes. Each tool checks its arguments in code:
+
+- PromQL goes through the same cost checks as `/incident graph` (`QueryGuard`), with the
+  lookback capped by the guard;
+- Kubernetes reads are pods, events, log tails, rollout status and history only (no Secret or
+  other object can be named, no environment is listed), in namespaces the policy's
+  `investigate` approval rule (else its `default` rule) allows in that cluster;
+- the incident's own alerts and timeline, the matching playbook, similar past incidents.
+
+A tool that refuses or fails answers with the reason (the model sees it, the call is recorded
+as failed and cannot be cited).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from bot.clients.kubernetes.clusters import Clusters
+from bot.clients.prometheus import PrometheusMetrics, choose_step
+from bot.core.actions import ContainerName, Namespace, ObjectName
+from bot.core.errors import IntegrationError, UserError
+from bot.core.incident import IncidentView
+from bot.core.investigation import Evidence
+from bot.core.playbooks import PlaybookSet
+from bot.core.policy import Policy
+from bot.core.ports import Clock
+from bot.core.promql import QueryGuard, QueryRefused
+from bot.store.incidents import PostgresStore
+from bot.store.investigations import InvestigationStore
+
+MAX_SERIES = 20
+MAX_EVENTS = 30
+MAX_LOG_LINES = 200
+
+
+class ToolError(Exception):
+    """A tool refused its arguments or its system failed: the reason goes to the model."""
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PromQLInstant(_Args):
+    query: str = Field(min_length=1, max_length=2000)
+
+
+class PromQLRange(_Args):
+    query: str = Field(min_length=1, max_length=2000)
+    minutes: int = Field(default=60, ge=5, le=24 * 60)
+
+
+class Workload(_Args):
+    namespace: Namespace
+    deployment: ObjectName
+    cluster: str | None = None
+
+
+class ObjectEvents(_Args):
+    namespace: Namespace
+    name: ObjectName
+    cluster: str | None = None
+
+
+class LogsTail(_Args):
+    namespace: Namespace
+    pod: ObjectName
+    container: ContainerName | None = None
+    lines: int = Field(default=100, ge=1, le=MAX_LOG_LINES)
+    cluster: str | None = None
+
+
+class NoArgs(_Args):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class ToolSpec:
+    name: str
+    description: str
+    args: type[_Args]
+    evidence: Evidence
+
+    def openai(self) -> dict[str, Any]:
+        schema = self.args.model_json_schema()
+        schema.pop("title", None)
+        schema.setdefault("properties", {})
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": schema},
+        }
+
+
+DIRECT, INDIRECT = Evidence.DIRECT, Evidence.INDIRECT
+READ_ONLY_TOOLS: tuple[ToolSpec, ...] = (
+    ToolSpec("promql_instant", "Evaluate a PromQL expression now (cost-checked).", PromQLInstant, DIRECT),
+    ToolSpec("promql_range", "Evaluate PromQL over the last N minutes (cost-checked).", PromQLRange, DIRECT),
+    ToolSpec("k8s_pods", "List the pods of a deployment: phase, readiness, restarts.", Workload, DIRECT),
+    ToolSpec("k8s_rollout_status", "Rollout status of a deployment.", Workload, DIRECT),
+    ToolSpec(
+        "k8s_rollout_history",
+        "Revisions of a deployment (ReplicaSets with their images and change causes): recent changes.",
+        Workload,
+        DIRECT,
+    ),
+    ToolSpec("k8s_events", "Recent events about a Kubernetes object.", ObjectEvents, DIRECT),
+    ToolSpec("k8s_logs_tail", "The last lines of a pod's log (redacted).", LogsTail, DIRECT),
+    ToolSpec("incident_alerts", "The incident's alerts with labels and annotations.", NoArgs, DIRECT),
+    ToolSpec(
+        "incident_timeline", "The incident's timeline (who did what, config changes).", NoArgs, INDIRECT
+    ),
+    ToolSpec("playbook", "The matching playbook: its runbook steps and remediations.", NoArgs, INDIRECT),
+    ToolSpec(
+        "similar_incidents", "Resolved past incidents with the same alerts or service.", NoArgs, INDIRECT
+    ),
+)
+TOOLS_BY_NAME: dict[str, ToolSpec] = {t.name: t for t in READ_ONLY_TOOLS}
+
+
+class ToolBox(Protocol):
+    """What the loop runs tools through: the live one, or recorded outputs (the benchmark)."""
+
+    async def run(self, name: str, arguments: Mapping[str, Any]) -> str: ...
+
+
+def parse_arguments(name: str, raw: str) -> tuple[ToolSpec, dict[str, Any]]:
+    """The tool and its arguments as the model sent them (ToolError when unusable)."""
+    spec = TOOLS_BY_NAME.get(name)
+    if spec is None:
+        raise ToolError(f"there is no tool `{name[:60]}`; the tools are read-only and listed")
+    try:
+        value = json.loads(raw or "{}")
+    except json.JSONDecodeError:
+        raise ToolError("the arguments are not JSON") from None
+    if not isinstance(value, dict):
+        raise ToolError("the arguments are not a JSON object")
+    return spec, value
+
+
+def _lines(items: list[str], empty: str) -> str:
+    return "\n".join(items) if items else empty
+
+
+class LiveTools:
+    """The tools against the real systems, for one incident."""
+
+    def __init__(
+        self,
+        view: IncidentView,
+        *,
+        prometheus: PrometheusMetrics | None,
+        guard: QueryGuard,
+        clusters: Clusters,
+        policy: Policy,
+        playbooks: PlaybookSet,
+        store: PostgresStore,
+        history: InvestigationStore,
+        clock: Clock,
+    ) -> None:
+        self.view = view
+        self.prometheus = prometheus
+        self.guard = guard
+        self.clusters = clusters
+        self.policy = policy
+        self.playbooks = playbooks
+        self.store = store
+        self.history = history
+        self.clock = clock
+        self._handlers: dict[str, Callable[[Any], Awaitable[str]]] = {
+            "promql_instant": self._promql_instant,
+            "promql_range": self._promql_range,
+            "k8s_pods": self._pods,
+            "k8s_rollout_status": self._rollout_status,
+            "k8s_rollout_history": self._rollout_history,
+            "k8s_events": self._events,
+            "k8s_logs_tail": self._logs,
+            "incident_alerts": self._alerts,
+            "incident_timeline": self._timeline,
+            "playbook": self._playbook,
+            "similar_incidents": self._similar,
+        }
+
+    async def run(self, name: str, arguments: Mapping[str, Any]) -> str:
+        spec = TOOLS_BY_NAME.get(name)
+        if spec is None:
+            raise ToolError(f"there is no tool `{name[:60]}`")
+        try:
+            args = spec.args.model_validate(dict(arguments))
+        except ValidationError as exc:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:5])
+            raise ToolError(f"invalid arguments: {problems}") from None
+        try:
+            return await self._handlers[name](args)
+        except (IntegrationError, UserError) as exc:
+            raise ToolError(str(exc)) from None
+
+    # ------------------------------------------------------------------ Prometheus
+
+    def _need_prometheus(self) -> PrometheusMetrics:
+        if self.prometheus is None:
+            raise ToolError("Prometheus is not configured")
+        return self.prometheus
+
+    async def _promql_instant(self, args: PromQLInstant) -> str:
+        prometheus = self._need_prometheus()
+        try:
+            self.guard.check(args.query)
+        except QueryRefused as exc:
+            raise ToolError(f"refused by the cost checks: {exc.plain}") from None
+        samples = await prometheus.query_instant(args.query)
+        lines = [f"{_labels(s.labels)} {s.value:g}" for s in samples[:MAX_SERIES]]
+        more = [f"… {len(samples) - MAX_SERIES} more series"] if len(samples) > MAX_SERIES else []
+        return _lines(lines + more, "no data")
+
+    async def _promql_range(self, args: PromQLRange) -> str:
+        prometheus = self._need_prometheus()
+        now = self.clock()
+        lookback = timedelta(minutes=args.minutes)
+        start = max(now - lookback, self.guard.earliest(now))
+        step = choose_step(start, now)
+        try:
+            self.guard.check_range(lookback)
+            self.guard.check(args.query, step_seconds=step)
+        except QueryRefused as exc:
+            raise ToolError(f"refused by the cost checks: {exc.plain}") from None
+        series = await prometheus.query_range(args.query, start, now, step)
+        lines = []
+        for s in series[:MAX_SERIES]:
+            values = [v for _, v in s.points]
+            if not values:
+                continue
+            lines.append(
+                f"{_labels(s.labels)} first={values[0]:g} last={values[-1]:g}"
+                f" min={min(values):g} max={max(values):g} points={len(values)}"
+            )
+        return _lines(lines, "no data")
+
+    # ------------------------------------------------------------------ Kubernetes
+
+    def _cluster(self, named: str | None, namespace: str) -> Any:
+        name = named or self._incident_cluster()
+        if name not in self.clusters.names:
+            raise ToolError(f"`{name[:63]}` is not a configured cluster ({', '.join(self.clusters.names)})")
+        rule = self.policy.rule_for("investigate", "default", name, namespace)
+        if not rule.allows_namespace(namespace):
+            raise ToolError(f"namespace `{namespace}` is not one the policy allows to be read")
+        client = self.clusters.client(name)
+        if client is None:
+            raise ToolError("the Kubernetes cluster is not configured")
+        return client
+
+    def _incident_cluster(self) -> str:
+        alerts = self.view.alerts
+        return self.clusters.select(alerts[0].labels if alerts else None)
+
+    async def _pods(self, args: Workload) -> str:
+        pods = await self._cluster(args.cluster, args.namespace).pods(args.namespace, args.deployment)
+        lines = [
+            f"{p.name} {p.ready_containers}/{p.total_containers} {p.phase} restarts={p.restarts}"
+            f" node={p.node or '-'} images={','.join(p.images)}" + (f" reason={p.reason}" if p.reason else "")
+            for p in pods
+        ]
+        return _lines(lines, "no pods")
+
+    async def _rollout_status(self, args: Workload) -> str:
+        s = await self._cluster(args.cluster, args.namespace).rollout_status(args.namespace, args.deployment)
+        return (
+            f"state={s.state} desired={s.desired_replicas} updated={s.updated_replicas}"
+            f" ready={s.ready_replicas} available={s.available_replicas} revision={s.revision}: {s.message}"
+        )
+
+    async def _rollout_history(self, args: Workload) -> str:
+        cluster = self._cluster(args.cluster, args.namespace)
+        history = await cluster.rollout_history(args.namespace, args.deployment)
+        lines = [
+            f"{'*' if r.current else ' '} revision {r.revision} {r.replica_set} images={','.join(r.images)}"
+            f" replicas={r.replicas} created={r.created.isoformat() if r.created else '-'}"
+            + (f" cause={r.change_cause}" if r.change_cause else "")
+            for r in history
+        ]
+        return _lines(lines, "no revisions")
+
+    async def _events(self, args: ObjectEvents) -> str:
+        cluster = self._cluster(args.cluster, args.namespace)
+        events = await cluster.events(args.namespace, args.name, limit=MAX_EVENTS)
+        lines = [
+            f"{e.type} {e.reason} x{e.count} {e.object_kind}/{e.object_name}: {e.message}" for e in events
+        ]
+        return _lines(lines, "no recent events")
+
+    async def _logs(self, args: LogsTail) -> str:
+        cluster = self._cluster(args.cluster, args.namespace)
+        text: str = await cluster.logs_tail(args.namespace, args.pod, args.lines, container=args.container)
+        return text or "empty log"
+
+    # ------------------------------------------------------------------ our own records
+
+    async def _alerts(self, _: NoArgs) -> str:
+        lines = [
+            f"{a.name} {a.status.value} since {a.starts_at.isoformat()} labels={_labels(a.labels)}"
+            f" annotations={json.dumps(a.annotations, sort_keys=True)}"
+            for a in self.view.alerts
+        ]
+        return _lines(lines, "no alerts (declared by hand)")
+
+    async def _timeline(self, _: NoArgs) -> str:
+        events = await self.store.timeline(self.view.incident.id)
+        return _lines([f"{e.at.isoformat()} {e.kind}: {e.text}" for e in events[-60:]], "empty timeline")
+
+    async def _playbook(self, _: NoArgs) -> str:
+        alerts = self.view.alerts
+        found = self.playbooks.match(alerts[0].labels) if alerts else None
+        if found is None:
+            return "no playbook matches this incident's alerts"
+        steps = [f"{n}. {s.title}" for n, s in enumerate(found.steps, 1)]
+        remediations = [f"- {r.action.value}: {r.title}" for r in found.remediations]
+        return "\n".join(
+            [f"playbook {found.name}: {found.title}", "steps:", *steps, "remediations:", *remediations]
+        )
+
+    async def _similar(self, _: NoArgs) -> str:
+        names = sorted({a.name for a in self.view.alerts})
+        past = await self.history.similar(self.view.incident.id, names, self.view.incident.service)
+        lines = [
+            f"#{p.id} {p.severity} {p.title} alerts={','.join(p.alertnames)} opened={p.opened.isoformat()}"
+            f" resolution={p.resolution or 'none recorded'}"
+            for p in past
+        ]
+        return _lines(lines, "no similar resolved incidents")
+
+
+def _labels(labels: Mapping[str, str]) -> str:
+    return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
