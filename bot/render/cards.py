@@ -217,13 +217,23 @@ def _lifecycle_buttons(inc: Incident) -> list[Block]:
     return buttons
 
 
+def _latest(inc: Incident) -> str:
+    """The last word on the incident: its resolution once resolved (a status update from
+    before would be stale), else the latest status update."""
+    if inc.status is IncidentStatus.RESOLVED:
+        said = (inc.resolution_summary or "").strip()
+        return f"\n_Resolution:_ {inline(said, 500)}" if said else ""
+    if inc.last_status_update:
+        return f"\n_Latest:_ {inline(inc.last_status_update, 500)}"
+    return ""
+
+
 def notification(view: IncidentView, now: datetime) -> Message:
     """The message in INCIDENT_CHANNEL that points responders at the incident channel."""
     inc = view.incident
     where = f"<#{inc.channel_id}>" if inc.channel_id else "_channel being created_"
     text = f"*{inline(title_line(inc))}*\n{STATUS_LABEL[inc.status]} · {_counts(view)} · {where}"
-    if inc.last_status_update:
-        text += f"\n_Latest:_ {inline(inc.last_status_update, 500)}"
+    text += _latest(inc)
     blocks: list[Block] = [section(text)]
     details = [f"Incident {inc.ref}", f"opened {ago(inc.created_at)}"]
     if view.team_title:
