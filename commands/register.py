@@ -16,6 +16,7 @@ from bot.core.policy import Permission
 from bot.flows.authorize import resolve_permission
 from bot.flows.incidents import INVALID_BUTTON
 from bot.render.cards import EDIT_ACTION
+from bot.render.notification import JOIN_ACTION, OPEN_LINK_ACTION
 from bot.render.proposals import APPROVE_ACTION, REJECT_ACTION
 from bot.render.storms import OPEN_CHANNEL_ACTION
 from commands import correlation, dialogs, playbook_commands, slash
@@ -52,6 +53,18 @@ def register(app: AsyncApp, flows: Flows) -> None:
         await flows.authorize.require(Permission.ACK, user, incident)
         return Reply(await flows.incidents.acknowledge(incident, user))
 
+    async def on_join(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
+        """Bound to its message, like Acknowledge; the policy's `join` decides who may."""
+        incident = await flows.incidents.by_message(*_clicked_message(body))
+        if incident is None or str(action.get("value", "")) != str(incident.id):
+            raise UserError(INVALID_BUTTON)
+        await flows.authorize.require(Permission.JOIN, user, incident)
+        return Reply(await flows.incidents.join(incident, user))
+
+    async def on_open_link(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
+        """A link button: Slack opens the channel; the click only needs its acknowledgement."""
+        return Reply("")
+
     async def on_confirm_resolve(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
         """The value is an opaque token of a stored question asked of this user."""
         offer = await flows.incidents.resolve_offer(str(action.get("value") or ""), user)
@@ -87,6 +100,8 @@ def register(app: AsyncApp, flows: Flows) -> None:
 
     app.command("/incident")(slash_command(on_incident))
     app.action("ack_incident")(button("ack_incident", on_ack))
+    app.action(JOIN_ACTION)(button(JOIN_ACTION, on_join))
+    app.action(OPEN_LINK_ACTION)(button(OPEN_LINK_ACTION, on_open_link))
     app.action("confirm_resolve")(button("confirm_resolve", on_confirm_resolve, replace_original=True))
     app.action(OPEN_CHANNEL_ACTION)(button(OPEN_CHANNEL_ACTION, on_open_channel))
     app.action("show_runbook_steps")(button("show_runbook_steps", on_show_steps))
