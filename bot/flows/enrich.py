@@ -267,7 +267,7 @@ class Enricher:
         # What the responder acts on comes right after the runbook: the proposals and their
         # buttons; the evidence (graphs, then diagnostics) follows them.
         if playbook.remediations:
-            await self.proposer.propose_for_alert(incident.id, labels, playbook)
+            await self.proposer.propose_for_alert(incident.id, labels, playbook, note_key=f"{key}:notes")
         await self.post_graphs(view, playbook, alert, key=key)
         await self.post_diagnostics(channel, playbook, labels, key=key)
 
