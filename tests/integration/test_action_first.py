@@ -88,7 +88,8 @@ async def test_proposals_follow_the_runbook_and_diagnostics_are_filtered(
         runbook = next(i for i, t in enumerate(texts) if "SkillQuest API 5xx error rate above 1%" in t)
         proposal = next(i for i, t in enumerate(texts) if APPROVE_ACTION in t)
         history = next(i for i, t in enumerate(texts) if "rollout history: skillquest/skillquest-api" in t)
-        assert runbook < proposal < history, texts
+        graphs = next(i for i, t in enumerate(texts) if "Graphs are off" in t)
+        assert runbook < proposal < graphs < history, texts
         assert top.index(logs) > proposal
 
         # The log tail: warnings and errors only (the canned log has 3 errors and 6 warnings
