@@ -17,6 +17,7 @@ from bot.flows.authorize import resolve_permission
 from bot.flows.incidents import INVALID_BUTTON
 from bot.render.cards import EDIT_ACTION
 from bot.render.investigation import POST_SUMMARY_ACTION
+from bot.render.notification import JOIN_ACTION, OPEN_LINK_ACTION
 from bot.render.proposals import APPROVE_ACTION, REJECT_ACTION
 from bot.render.storms import OPEN_CHANNEL_ACTION
 from commands import correlation, dialogs, investigate, playbook_commands, slash
@@ -97,13 +98,32 @@ def register(app: AsyncApp, flows: Flows) -> None:
     app.action(SEPARATE_ACTION)(
         button(SEPARATE_ACTION, correlation.answer_button(flows, False, _clicked_message))
     )
+    app.event("reaction_added")(on_reaction)
+    _register_notification_buttons(app, flows)
+    _register_dialogs(app, flows, opener)
+
+
+def _register_notification_buttons(app: AsyncApp, flows: Flows) -> None:
+    """The team notification's Join and Open buttons, and the investigator's Post summary."""
+
+    async def on_join(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
+        """Bound to its message, like Acknowledge; the policy's `join` decides who may."""
+        incident = await flows.incidents.by_message(*_clicked_message(body))
+        if incident is None or str(action.get("value", "")) != str(incident.id):
+            raise UserError(INVALID_BUTTON)
+        await flows.authorize.require(Permission.JOIN, user, incident)
+        return Reply(await flows.incidents.join(incident, user))
+
+    async def on_open_link(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
+        """A link button: Slack opens the channel; the click only needs its acknowledgement."""
+        return Reply("")
 
     async def on_post_summary(user: str, action: dict[str, Any], body: dict[str, Any]) -> Reply:
         return await investigate.post_summary(flows, user, action, _clicked_message(body)[0])
 
+    app.action(JOIN_ACTION)(button(JOIN_ACTION, on_join))
+    app.action(OPEN_LINK_ACTION)(button(OPEN_LINK_ACTION, on_open_link))
     app.action(POST_SUMMARY_ACTION)(button(POST_SUMMARY_ACTION, on_post_summary))
-    app.event("reaction_added")(on_reaction)
-    _register_dialogs(app, flows, opener)
 
 
 def _register_dialogs(app: AsyncApp, flows: Flows, opener: dialogs.ViewOpener) -> None:

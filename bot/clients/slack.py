@@ -457,6 +457,27 @@ class SlackChat:
         data = await self.call("usergroups.users.list", usergroup=usergroup)
         return [str(u) for u in data.get("users", [])]
 
+    async def display_name(self, user: str) -> str | None:
+        """The name Slack shows for a user (display name, else real name, else handle); None
+        for a user Slack does not know."""
+        try:
+            data = await self.call("users.info", user=user)
+        except IntegrationError as exc:
+            if "user_not_found" in exc.message:
+                return None
+            raise
+        info = data.get("user") or {}
+        profile = info.get("profile") or {}
+        for name in (
+            profile.get("display_name"),
+            profile.get("real_name"),
+            info.get("real_name"),
+            info.get("name"),
+        ):
+            if isinstance(name, str) and name.strip():
+                return name.strip()
+        return None
+
     async def lookup_by_email(self, email: str) -> str | None:
         try:
             data = await self.call("users.lookupByEmail", email=email)

@@ -448,6 +448,7 @@ class Permission(StrEnum):
     TEAM = "team"
     CORRELATE = "correlate"
     OPEN_CHANNEL = "open_channel"
+    JOIN = "join"
 
 
 # Permissions that act beyond the incident (Alertmanager, Prometheus, the cluster, PagerDuty):
@@ -523,6 +524,9 @@ class LifecyclePolicy(_Model):
     open_channel: list[RoleName] = _roles(
         EVERYONE,
         description="open the channel of an incident waiting in a storm digest (its Open channel button)",
+    )
+    join: list[RoleName] = _roles(
+        EVERYONE, description="join the incident's channel from its notification (its Join channel button)"
     )
 
     @field_validator("silence_max_minutes", mode="after")

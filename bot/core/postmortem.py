@@ -8,7 +8,9 @@ Conventions read from the stored timeline:
 
 * `alert_fired` / `alert_resolved` events carry `data["fingerprint"]` and `data["labels"]`;
   runs of more than `STORM_THRESHOLD` of them are collapsed into one line.
-* events whose kind starts with `action_` or `remediation_` are actions taken;
+* executed actions are `remediation_succeeded` / `remediation_failed` events (a remediation
+  that ran) and events whose kind starts with `action_`; proposals, approvals and "running"
+  lines (`remediation_requested`, `_approved`, `_claimed`) are steps towards one, not actions;
   `status_update` events are status updates.
 * events whose kind starts with `playbook` (e.g. `playbook_matched`) mean a playbook matched;
   `data["alertname"]` (str) or `data["alertnames"]` (list) narrows that to those alerts.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -74,9 +76,12 @@ RESPONSE_TARGETS: dict[Severity, timedelta] = {
 """Time-to-acknowledge targets from the seed severity table (P4: one business day, not checked)."""
 
 _ALERT_KINDS = frozenset({"alert_fired", "alert_resolved"})
-_ACTION_PREFIXES = ("action_", "remediation_")
+_EXECUTED_KINDS = frozenset({"remediation_succeeded", "remediation_failed"})
+_ACTION_PREFIX = "action_"
 _PLAYBOOK_NEGATIVE = ("_failed", "_none", "_missing", "_unmatched")
-_FAILED_RESULTS = frozenset({"failed", "failure", "error", "errored", "timeout", "timed_out", "rejected"})
+_FAILED_RESULTS = frozenset({"failed", "failure", "error", "errored", "timeout", "timed_out"})
+# Runs that never executed: their error (a cooldown, a refusal) is no failed remediation.
+_NOT_RUN_RESULTS = frozenset({"proposed", "approved", "rejected", "expired", "cancelled"})
 _USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
@@ -174,8 +179,9 @@ def _commander(view: IncidentView) -> str | None:
     return view.incident.commander
 
 
-def _is_action(event: TimelineEvent) -> bool:
-    return event.kind.startswith(_ACTION_PREFIXES)
+def _is_executed(event: TimelineEvent) -> bool:
+    """An action that was taken (not one proposed, approved or about to run)."""
+    return event.kind in _EXECUTED_KINDS or event.kind.startswith(_ACTION_PREFIX)
 
 
 def _name_counts(names: Iterable[str]) -> list[tuple[str, int]]:
@@ -220,6 +226,9 @@ def resolution_summary(view: IncidentView, events: list[TimelineEvent], now: dat
     resolved = inc.status is IncidentStatus.RESOLVED or inc.resolved_at is not None
     head = f"✅ *Incident {inc.ref} resolved:*" if resolved else f"*Incident {inc.ref} summary:*"
     lines = [f"{head} {escape(_clip_plain(inc.title, 200))}"]
+    # The responder's own words first: they say what happened better than the counts below.
+    if inc.resolution_summary and inc.resolution_summary.strip():
+        lines.append(f"*Resolution:* {_clip_mrkdwn(escape(inc.resolution_summary.strip()), 900)}")
     span = f"{_hhmm(inc.created_at)} – {_hhmm(end, inc.created_at)} UTC"
     so_far = "" if resolved else " so far"
     lines.append(f"*Duration:* {format_duration(_utc(end) - _utc(inc.created_at))}{so_far} ({span})")
@@ -233,8 +242,6 @@ def resolution_summary(view: IncidentView, events: list[TimelineEvent], now: dat
     lines.append("  ·  ".join(people))
     updates = sum(1 for e in events if e.kind == "status_update")
     tail = [f"*Status updates:* {updates}"]
-    if inc.resolution_summary and inc.resolution_summary.strip():
-        tail.append(f"*Resolution:* {_clip_mrkdwn(escape(inc.resolution_summary.strip()), 900)}")
     used = sum(len(line) + 1 for line in lines + tail)
     lines += _summary_actions(events, inc.created_at, MAX_RESOLUTION_SUMMARY - used - 1)
     lines += tail
@@ -243,7 +250,7 @@ def resolution_summary(view: IncidentView, events: list[TimelineEvent], now: dat
 
 def _summary_actions(events: Sequence[TimelineEvent], day: datetime, budget: int) -> list[str]:
     """The "actions taken" lines, as many as fit in `budget` characters (newlines included)."""
-    actions = [e for e in events if _is_action(e)]
+    actions = [e for e in events if _is_executed(e)]
     if not actions:
         return ["*Actions taken:* none recorded"]
     out = [f"*Actions taken ({len(actions)}):*"]
@@ -526,7 +533,11 @@ def _params_text(params: dict[str, Any]) -> str:
 
 
 def _failed(entry: AuditEntry) -> bool:
-    return bool(entry.error) or entry.result.strip().lower() in _FAILED_RESULTS
+    """A remediation that ran and failed (the result may carry " — <verification>")."""
+    status = entry.result.split(" — ", 1)[0].strip().lower()
+    if status in _NOT_RUN_RESULTS:
+        return False
+    return bool(entry.error) or status in _FAILED_RESULTS
 
 
 def _resolution_section(
@@ -562,9 +573,9 @@ def _resolution_section(
             out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     else:
         out.append("_No automated remediation actions were run._")
-    recorded = [e for e in events if _is_action(e)]
+    recorded = [e for e in events if _is_executed(e)]
     if recorded:
-        out += ["", "Actions recorded in the timeline:", ""]
+        out += ["", "Actions taken (from the timeline):", ""]
         out += [f"- {_hhmm(e.at, day)} — {' '.join(_event_line(e).split())}" for e in recorded]
     return out
 
@@ -675,8 +686,11 @@ def postmortem_markdown(
     now: datetime,
     *,
     graphs: list[str] | None = None,
+    names: Mapping[str, str] | None = None,
 ) -> str:
-    """A Markdown incident-report draft in the shape of the seed post-mortem template."""
+    """A Markdown incident-report draft in the shape of the seed post-mortem template.
+    `names` maps Slack user ids to display names: a report is read outside Slack, where an
+    id names nobody."""
     inc = view.incident
     facts = _facts(events)
     parts: list[list[str]] = [
@@ -699,4 +713,17 @@ def postmortem_markdown(
             " timeline and audit log. Review and fill in the placeholders before publishing._",
         ]
     )
-    return "\n\n".join("\n".join(p) for p in parts) + "\n"
+    return _with_names("\n\n".join("\n".join(p) for p in parts) + "\n", names or {})
+
+
+def _with_names(markdown: str, names: Mapping[str, str]) -> str:
+    """Every user id (as `@U…`, or bare where it is no Slack-shaped id) as `@display name`."""
+    shown: dict[str, str] = {}
+    for user, name in names.items():
+        if name.strip():
+            shown[user] = shown[_md(user)] = "@" + _md(name)
+    if not shown:
+        return markdown
+    forms = "|".join(re.escape(form) for form in sorted(shown, key=len, reverse=True))
+    pattern = re.compile(rf"(?<![\w\\])@?({forms})(?![\w\\])")
+    return pattern.sub(lambda m: shown[m.group(1)], markdown)

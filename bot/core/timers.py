@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.core.catalog import Catalog, EscalationLevel
-from bot.core.incident import Incident, IncidentStatus, Severity
+from bot.core.incident import Incident, IncidentSource, IncidentStatus, Severity
 from bot.core.policy import Policy, SeverityPolicy
 
 TimerPlan = tuple[str, datetime, dict[str, Any]]
@@ -52,6 +52,12 @@ def level_since(data: dict[str, Any], incident: Incident) -> datetime:
         return incident.created_at
 
 
+def asks_for_acknowledgement(incident: Incident) -> bool:
+    """Whether anyone is asked to acknowledge the incident: not one a person declared and
+    commands (the reminder would ask the declarer to acknowledge their own incident)."""
+    return not (incident.source is IncidentSource.HUMAN and incident.commander is not None)
+
+
 def opening_timers(
     policy: Policy,
     incident: Incident,
@@ -63,7 +69,8 @@ def opening_timers(
 ) -> list[TimerPlan]:
     """While unacknowledged: the team's next escalation level (after `after_level`, already
     engaged; delays from `since`, default the open), or (a team without levels) the
-    acknowledgement reminder from the incident's start; and the update cadence."""
+    acknowledgement reminder from the incident's start (none for an incident a person declared
+    and commands); and the update cadence."""
     catalog = catalog or Catalog()
     response = response_for(policy, catalog, incident.team, incident.severity)
     plans: list[TimerPlan] = []
@@ -72,7 +79,7 @@ def opening_timers(
         first = level_plan(levels, after_level + 1, since or incident.created_at)
         if first is not None:
             plans.append(first)
-        elif not levels:
+        elif not levels and asks_for_acknowledgement(incident):
             plans.append(
                 (
                     "ack_reminder",

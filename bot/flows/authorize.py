@@ -42,6 +42,7 @@ DOING: dict[Permission, str] = {
     Permission.TEAM: "give incident {ref} to another team",
     Permission.CORRELATE: "merge, split or correlate incident {ref}",
     Permission.OPEN_CHANNEL: "open the channel of incident {ref} from the storm digest",
+    Permission.JOIN: "join the channel of incident {ref}",
 }
 _WHO: dict[str, str] = {
     EVERYONE: "anyone",

@@ -40,6 +40,7 @@ from bot.flows.leases import heartbeat
 from bot.flows.owned_messages import OwnedMessages
 from bot.flows.remediation.propose import Proposer
 from bot.obs import logs
+from bot.render.diagnostics import diagnostic_messages
 from bot.render.graph import GraphSpec, render_graph
 from bot.render.runbook import diagnostics_message, graph_caption, no_prometheus_note, runbook_messages
 from bot.render.times import GraphWindow
@@ -263,17 +264,20 @@ class Enricher:
             },
             key=key,
         )
+        # What the responder acts on comes right after the runbook: the proposals and their
+        # buttons; the evidence (graphs, then diagnostics) follows them.
+        if playbook.remediations:
+            await self.proposer.propose_for_alert(incident.id, labels, playbook, note_key=f"{key}:notes")
         await self.post_graphs(view, playbook, alert, key=key)
         await self.post_diagnostics(channel, playbook, labels, key=key)
-        if playbook.remediations:
-            await self.proposer.propose_for_alert(incident.id, labels, playbook)
 
-    async def _say(self, channel: str, msg: kit.Message, key: str | None) -> None:
+    async def _say(
+        self, channel: str, msg: kit.Message, key: str | None, *, thread_ts: str | None = None
+    ) -> str:
         """Post a message: the bot's own under `key` (exactly once), or plainly without one."""
         if key is None:
-            await self.chat.post(channel, msg)
-        else:
-            await self.owned.post(channel, msg, key)
+            return await self.chat.post(channel, msg, thread_ts=thread_ts)
+        return await self.owned.post(channel, msg, key, thread_ts=thread_ts)
 
     async def _say_text(self, channel: str, text: str, key: str | None) -> None:
         await self._say(channel, kit.message(text, [kit.section(text)]), key)
@@ -292,7 +296,8 @@ class Enricher:
         self, channel: str, playbook: Playbook, labels: dict[str, str], *, key: str | None = None
     ) -> None:
         """The playbook's read-only Kubernetes views (pods, events, history, logs), read from
-        the cluster the alert names; one that is not configured is read from nowhere."""
+        the cluster the alert names; one that is not configured is read from nowhere. Each
+        shows a screenful in the channel and its whole output in the message's thread."""
         if not playbook.diagnostics:
             return
         try:
@@ -304,8 +309,14 @@ class Enricher:
         if cluster is None:
             return
         for n, diag in enumerate(playbook.diagnostics):
-            msg = await run_diagnostic(cluster, diag, labels)
-            await self._say(channel, msg, f"{key}:diag:{n}" if key else None)
+            output = await run_diagnostic(cluster, diag, labels)
+            if output is None:
+                continue  # nothing to say
+            brief, full = diagnostic_messages(output)
+            part = f"{key}:diag:{n}" if key else None
+            ts = await self._say(channel, brief, part)
+            if full is not None:
+                await self._say(channel, full, f"{part}:all" if part else None, thread_ts=ts)
 
     async def evaluate_checks(self, playbook: Playbook, labels: dict[str, str]) -> dict[int, CheckOutcome]:
         source = self.prometheus

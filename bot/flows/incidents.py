@@ -17,7 +17,7 @@ import asyncpg
 from bot.clients.slack import SlackChat
 from bot.core.blockkit import escape, inline
 from bot.core.catalog import Route
-from bot.core.errors import UserError
+from bot.core.errors import IntegrationError, UserError
 from bot.core.incident import (
     Incident,
     IncidentSource,
@@ -267,6 +267,19 @@ class IncidentFlows:
         self.publish(incident.id)
         await self.pagerduty.send(incident, Mirrored.NOTE, f"Status update from Slack: {text}")
         return f"📣 *Status update* from <@{user}>: {inline(text)}"
+
+    async def join(self, incident: Incident, user: str) -> str:
+        """Invite `user` into the incident's channel (the notification's Join channel button)."""
+        channel = incident.channel_id
+        if not channel:
+            raise UserError(f"Incident {incident.ref} has no channel yet.")
+        try:
+            await self.chat.invite(channel, [user])
+        except IntegrationError as exc:
+            if "is_archived" in exc.message:
+                raise UserError(f"The channel of incident {incident.ref} is archived.") from None
+            raise
+        return f"You are in <#{channel}>."
 
     async def assign(self, incident: Incident, role: Role, user: str, actor: str) -> str:
         _require_open(incident)

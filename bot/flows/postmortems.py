@@ -2,14 +2,37 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterable, Sequence
+
 from bot.clients.slack import SlackChat
-from bot.core.errors import UserError
-from bot.core.incident import Incident
+from bot.core.errors import IntegrationError, UserError
+from bot.core.incident import Incident, IncidentView, TimelineEvent
 from bot.core.ports import Clock
 from bot.core.postmortem import AuditEntry, postmortem_markdown
+from bot.obs import logs
 from bot.store.incidents import PostgresStore
 from bot.store.lifecycle import LifecycleStore
 from bot.store.remediation import RemediationStore
+
+log = logs.logger(logs.Component.INCIDENTS)
+
+_MENTION = re.compile(r"<@([A-Z0-9_]+)(?:\|[^>]*)?>")
+# More people than this in one report are named by id past the first (each is a users.info).
+MAX_NAMED = 50
+
+
+def people_in(view: IncidentView, events: Sequence[TimelineEvent], audit: Sequence[AuditEntry]) -> list[str]:
+    """Every user id the report may show: roles, actors, mentions, requesters and approvers."""
+    inc = view.incident
+    found: list[str | None] = [inc.commander, inc.acknowledged_by, inc.resolved_by]
+    found += [user for _, user in view.roles]
+    for event in events:
+        found.append(event.actor)
+        found += _MENTION.findall(event.text)
+    for entry in audit:
+        found += [entry.requested_by, *entry.approved_by]
+    return list(dict.fromkeys(u for u in found if u))
 
 
 class Postmortems:
@@ -45,6 +68,20 @@ class Postmortems:
             for run in runs
         ]
 
+    async def _names(self, users: Iterable[str]) -> dict[str, str]:
+        """Display names for the report (read outside Slack, where an id names nobody). A name
+        Slack cannot give leaves the id as it is: the draft is still worth having."""
+        names: dict[str, str] = {}
+        for user in list(users)[:MAX_NAMED]:
+            try:
+                name = await self.chat.display_name(user)
+            except IntegrationError as exc:
+                log.warning("postmortem.name_unknown", extra={"user": user, "error": exc.message})
+                continue
+            if name:
+                names[user] = name
+        return names
+
     async def draft(self, incident: Incident, user: str, fallback_channel: str) -> None:
         """Upload the draft into the incident's channel (or where it was asked for)."""
         loaded = await self.store.load_view(incident.id)
@@ -54,7 +91,8 @@ class Postmortems:
         events = await self.store.timeline(incident.id)
         audit = await self.remediation_audit(incident.id)
         now = self.clock()
-        markdown = postmortem_markdown(view, events, audit, now)
+        names = await self._names(people_in(view, events, audit))
+        markdown = postmortem_markdown(view, events, audit, now, names=names)
         await self.chat.upload_file(
             incident.channel_id or fallback_channel,
             markdown.encode("utf-8"),

@@ -21,6 +21,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.clients.slack import Channel, NameTakenError, SlackChat
+from bot.core.blockkit import inline, mention
 from bot.core.catalog import Catalog
 from bot.core.errors import IntegrationError
 from bot.core.incident import IncidentView, channel_name
@@ -37,6 +38,7 @@ from bot.obs import logs
 from bot.obs.metrics import Metrics
 from bot.obs.outages import Outages
 from bot.render import cards
+from bot.render.notification import notification
 from bot.store.coordination import Coordination
 from bot.store.incidents import PostgresStore, PublishState
 
@@ -317,7 +319,7 @@ class Publisher:
         the incident, the old notification is updated one last time (it names the new team) and
         a new one is posted in the new team's channel."""
         inc = view.incident
-        note = cards.notification(view, now)
+        note = notification(view, now, self._oncall(inc.team))
         target = await self.teams.notification_channel(inc.team)
         if state.notification_ts is not None and state.notification_channel_id is not None:
             await self.chat.update(
@@ -329,6 +331,19 @@ class Publisher:
         key = f"notification:{inc.id}" if state.notification_ts is None else f"notification:{inc.id}:{target}"
         ts = await self.owned.post(target, note, key)
         await self.store.set_notification(inc.id, target, ts)
+
+    def _oncall(self, team: str | None) -> list[str]:
+        """Who is on call for the team, as mentions: its first escalation level (the people
+        the notification is for)."""
+        levels = self.catalog.team(team).escalation
+        if not levels:
+            return []
+        first = levels[0]
+        named = [mention(u) for u in first.users]
+        named += [f"<!subteam^{g}>" if g.startswith("S") else f"@{inline(g, 80)}" for g in first.usergroups]
+        if first.name and named:
+            return [f"{inline(first.name, 60)}: {', '.join(named)}"]
+        return named
 
     async def _ours(self, found: Channel, claimed_at: datetime | None) -> bool:
         """Whether an existing channel with the claimed name is the one an earlier publisher of

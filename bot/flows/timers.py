@@ -25,6 +25,7 @@ from bot.core.policy import Policy, SeverityPolicy
 from bot.core.ports import Clock
 from bot.core.timers import (
     LEVEL_TIMER,
+    asks_for_acknowledgement,
     escalation_levels,
     level_plan,
     level_since,
@@ -234,6 +235,8 @@ class Timers:
     def _ack_reminder(self, incident: Incident) -> Fired:
         if incident.status is not IncidentStatus.TRIGGERED:
             return Fired("already acknowledged")
+        if not asks_for_acknowledgement(incident):
+            return Fired("declared by its commander")  # a reminder planned before this rule
         now = self.clock()
         response = self._response(incident)
         minutes = int((now - incident.created_at).total_seconds() // 60)

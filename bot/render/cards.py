@@ -59,7 +59,7 @@ def topic(view: IncidentView) -> str:
     )
 
 
-def _counts(view: IncidentView) -> str:
+def counts(view: IncidentView) -> str:
     firing = len(view.firing)
     total = len(view.alerts)
     if total == 0:
@@ -74,7 +74,7 @@ def _status_fields(view: IncidentView, now: datetime) -> list[str]:
         f"*Severity*\n{SEVERITY_EMOJI[inc.severity]} {inc.severity}",
         f"*Commander*\n{mention(inc.commander) if inc.commander else '_unassigned_'}",
         f"*Opened*\n{when(inc.created_at)} ({ago(inc.created_at)})",
-        f"*Alerts*\n{_counts(view)}",
+        f"*Alerts*\n{counts(view)}",
     ]
     if view.team_title:
         team = inline(view.team_title, 100)
@@ -198,7 +198,7 @@ def incident_card(view: IncidentView, now: datetime, sources: TrustedSources | N
             blocks.append(
                 context("✅ All alerts have resolved. The incident stays open until someone resolves it.")
             )
-    buttons = _lifecycle_buttons(inc)
+    buttons = lifecycle_buttons(inc)
     if buttons:
         blocks.append(actions(*buttons, block_id=f"incident-{inc.id}"))
     blocks.append(context(f"incidentbot · {inc.source.value} · updated {when(now)}"))
@@ -208,7 +208,7 @@ def incident_card(view: IncidentView, now: datetime, sources: TrustedSources | N
 EDIT_ACTION = "edit_incident"
 
 
-def _lifecycle_buttons(inc: Incident) -> list[Block]:
+def lifecycle_buttons(inc: Incident) -> list[Block]:
     buttons: list[Block] = []
     if inc.status is IncidentStatus.TRIGGERED:
         buttons.append(button("Acknowledge", "ack_incident", str(inc.id), style="primary"))
@@ -217,26 +217,15 @@ def _lifecycle_buttons(inc: Incident) -> list[Block]:
     return buttons
 
 
-def notification(view: IncidentView, now: datetime) -> Message:
-    """The message in INCIDENT_CHANNEL that points responders at the incident channel."""
-    inc = view.incident
-    where = f"<#{inc.channel_id}>" if inc.channel_id else "_channel being created_"
-    text = f"*{inline(title_line(inc))}*\n{STATUS_LABEL[inc.status]} · {_counts(view)} · {where}"
+def latest(inc: Incident) -> str:
+    """The last word on the incident: its resolution once resolved (a status update from
+    before would be stale), else the latest status update."""
+    if inc.status is IncidentStatus.RESOLVED:
+        said = (inc.resolution_summary or "").strip()
+        return f"\n_Resolution:_ {inline(said, 500)}" if said else ""
     if inc.last_status_update:
-        text += f"\n_Latest:_ {inline(inc.last_status_update, 500)}"
-    blocks: list[Block] = [section(text)]
-    details = [f"Incident {inc.ref}", f"opened {ago(inc.created_at)}"]
-    if view.team_title:
-        details.append(f"team {inline(view.team_title, 100)}")
-    if inc.acknowledged_by:
-        details.append(f"acknowledged by {mention(inc.acknowledged_by)}")
-    if inc.commander:
-        details.append(f"commander {mention(inc.commander)}")
-    blocks.append(context(" · ".join(details)))
-    buttons = _lifecycle_buttons(inc)
-    if buttons:
-        blocks.append(actions(*buttons, block_id=f"notify-{inc.id}"))
-    return message(f"{inline(title_line(inc))} — {inc.status.value}", blocks)
+        return f"\n_Latest:_ {inline(inc.last_status_update, 500)}"
+    return ""
 
 
 def announcement(event: TimelineEvent) -> Message:

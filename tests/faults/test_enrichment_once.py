@@ -7,13 +7,21 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from pathlib import Path
 
 import aiohttp
 import asyncpg
 
 from sandbox.slack import SlackSandbox
 from tests.faults.proxy import Fault, FaultProxy
-from tests.integration.rig import bot_settings, group_payload, incident_channel, post_alert, running_bot
+from tests.integration.rig import (
+    bot_settings,
+    group_payload,
+    incident_channel,
+    playbooks_with_roles,
+    post_alert,
+    running_bot,
+)
 
 LEASE_S = 1.5
 SWEEP_S = 0.5
@@ -110,3 +118,60 @@ async def test_an_undisturbed_playbook_post_is_claimed_once(
     playbook_keys = {k: n for k, n in own_keys(slack, channel.id).items() if k.startswith("playbook:")}
     assert sorted(k.rsplit(":", 1)[1] for k in playbook_keys) == ["0", "graphs"]
     assert row["claim"] == 1
+
+
+NOTE_PLAYBOOK = """
+- name: zz-note-once
+  title: "Note once"
+  system: tests
+  match:
+    alertname: ZzNoteOnce
+  steps:
+    - title: Look at it
+  graphs:
+    - title: Errors
+      query: up
+  remediations:
+    - action: rollout_restart
+      title: Restart the deployment the alert names
+      params:
+        namespace: $namespace
+        deployment: $deployment
+"""
+
+
+async def test_a_resumed_playbook_post_repeats_no_not_proposed_note(
+    slack: SlackSandbox,
+    faulty_slack: FaultProxy,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+    tmp_path: Path,
+) -> None:
+    """The proposals come before the graphs: a holder that stops at the graphs has said which
+    remediation was not proposed (the alert names no deployment); resuming says it no more."""
+    playbooks = playbooks_with_roles(tmp_path / "pb")
+    (playbooks / "tests.yaml").write_text(NOTE_PLAYBOOK, encoding="utf-8")
+    faulty_slack.fail_matching("chat.postMessage", ':graphs"', Fault.REFUSE)
+    settings = bot_settings(
+        slack,
+        database_dsn,
+        redis_url,
+        slack_api_url=faulty_slack.api_url,
+        claim_lease_seconds=LEASE_S,
+        sweep_interval_seconds=SWEEP_S,
+        playbooks_dir=playbooks,
+    )
+    async with running_bot(settings) as bot:
+        await post_alert(http, bot, group_payload("pay", [("n1", "firing")], alertname="ZzNoteOnce"))
+        channel = await incident_channel(slack)
+        await slack.wait_for(
+            lambda s: any(k.endswith(":graphs") for k in own_keys(s, channel.id)) or None, timeout=10
+        )
+        async with asyncio.timeout(5):
+            while await _playbook_row(database_dsn) is None:
+                await asyncio.sleep(0.05)
+        await bot.parts.supervisor.drain(5.0)
+    assert any(c.fault is Fault.REFUSE for c in faulty_slack.calls("chat.postMessage"))
+    notes = [m for m in slack.messages(channel.id) if "not proposed" in m.text]
+    assert len(notes) == 1, [m.text for m in notes]

@@ -222,6 +222,39 @@ async def test_acknowledged_incident_is_not_escalated(
         )
 
 
+async def test_a_declared_incident_does_not_ask_its_own_commander_to_acknowledge_it(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, tmp_path: Path
+) -> None:
+    clock = FakeClock()
+    settings = bot_settings(slack, database_dsn, redis_url, playbooks_dir=_policy_with_escalation(tmp_path))
+    async with running_bot_with_clock(settings, clock) as bot:
+        driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
+        # Declared by @alice, who commands it from the start.
+        declared = await _declare(slack, driver, sev="P1")
+        # Positive control: an alert-born P1 of the same severity, nobody on it yet.
+        await post_alert(http, bot, group_payload("pay", [("p1", "firing")], severity="critical"))
+        alerted = await slack.wait_for(
+            lambda s: next(
+                (c for c in s.channels.values() if c.name.startswith("inc-") and c.id != declared.id), None
+            )
+        )
+        clock.advance(minutes=15, seconds=1)
+        await slack.wait_for(lambda s: any("not been acknowledged" in m.text for m in s.messages(alerted.id)))
+        clock.advance(minutes=15, seconds=1)
+        await slack.wait_for(lambda s: any("Escalating" in m.text for m in s.messages(alerted.id)))
+        await _wait_timers_done(database_dsn)
+        assert not any(
+            "not been acknowledged" in m.text or "Escalating" in m.text for m in slack.messages(declared.id)
+        )
+        rows = await _db(
+            database_dsn,
+            "SELECT t.kind FROM timers t JOIN incidents i ON i.id = t.incident_id"
+            " WHERE i.channel_id = $1 AND t.kind IN ('ack_reminder', 'escalate')",
+            declared.id,
+        )
+        assert rows == []
+
+
 async def _wait_timers_done(
     dsn: str, kinds: tuple[str, ...] = ("ack_reminder", "escalate"), timeout: float = 10.0
 ) -> None:

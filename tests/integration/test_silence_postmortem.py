@@ -119,6 +119,7 @@ async def test_postmortem_draft_matches_the_stored_timeline(
             < text.index("Root Cause")
             < text.index("Resolution")
         )
-        for needle in ("cache flushed, errors dropping", "HighErrorRate", "@U_BOB"):
+        for needle in ("cache flushed, errors dropping", "HighErrorRate", "@bob"):
             assert needle in text, needle
+        assert "U_BOB" not in text and "U\\_BOB" not in text  # named, not by Slack id
         assert any(draft.id in m.files for m in slack.messages(channel.id))

@@ -330,15 +330,20 @@ class Proposer:
 
     # ------------------------------------------------------------------ from playbooks
 
-    async def propose_for_alert(self, incident_id: int, labels: dict[str, str], playbook: Playbook) -> None:
+    async def propose_for_alert(
+        self, incident_id: int, labels: dict[str, str], playbook: Playbook, *, note_key: str | None = None
+    ) -> None:
         """Propose the playbook's remediations for one alert of the incident (the alert's
-        generatorURL is looked up for verification)."""
+        generatorURL is looked up for verification). `note_key`: the "not proposed" note is the
+        bot's own message under that key, posted once however often this is resumed."""
         loaded = await self.incidents.load_view(incident_id)
         if loaded is None:
             return
         view = loaded[0]
         generator_url = next((a.generator_url for a in view.alerts if a.labels == labels), "")
-        await self.propose_playbook_remediations(view.incident, labels, playbook, generator_url=generator_url)
+        await self.propose_playbook_remediations(
+            view.incident, labels, playbook, generator_url=generator_url, note_key=note_key
+        )
 
     async def propose_playbook_remediations(
         self,
@@ -347,6 +352,7 @@ class Proposer:
         playbook: Playbook,
         *,
         generator_url: str = "",
+        note_key: str | None = None,
     ) -> tuple[list[ActionRun], list[str]]:
         """Propose each of the playbook's remediations for this alert. A remediation whose
         parameters cannot be filled from the labels, or that the policy refuses, becomes a short
@@ -370,7 +376,11 @@ class Proposer:
             fates.append(f"{title} (`{rem.action.value}`): {'proposed above' if run else 'proposed before'}")
         if notes and incident.channel_id:
             try:
-                await self.chat.post(incident.channel_id, not_proposed_message(fates))
+                note = not_proposed_message(fates)
+                if note_key is None:
+                    await self.chat.post(incident.channel_id, note)
+                else:
+                    await self.messages.owned.post(incident.channel_id, note, note_key)
             except IntegrationError as err:
                 log.warning("remediation.note_failed", extra={"incident_id": incident.id, "error": str(err)})
         return runs, notes

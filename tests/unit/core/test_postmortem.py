@@ -183,8 +183,12 @@ def test_resolution_summary_content() -> None:
     assert "*Acknowledged by:* <@U0ACK>" in text
     assert "*Commander:* <@U0CMD>" in text
     assert "*Resolved by:* <@U0RES>" in text
-    assert "*Actions taken (3):*" in text
-    assert "Rollout restart of deployment/api requested by <@U0ACK>" in text
+    # Executed actions only: the restart's request is a step towards it, not an action.
+    assert "*Actions taken (2):*" in text
+    assert "Rollout restart of deployment/api finished" in text
+    assert "requested by" not in text
+    # The responder's own words come right after the headline.
+    assert text.split("\n")[1].startswith("*Resolution:* Rolled back to v1.4.2")
     assert "Scaled deployment/worker to 6 replicas" in text
     assert "*Status updates:* 1" in text
     # user / alert text escaped for Slack
@@ -389,6 +393,35 @@ def test_action_items_suggestions() -> None:
     assert "still firing at resolution: HighLatency" in items
     assert items.count("| [ ] | _Fill in: action item_ |") == 2
     assert all(line.count("[ ]") == 1 for line in items.splitlines() if line.startswith("| [ ]"))
+
+
+def test_a_cancelled_or_rejected_run_asks_nobody_to_investigate_a_failure() -> None:
+    cancelled = AuditEntry(
+        requested_by="U0ACK",
+        approved_by=["U0CMD"],
+        action="scale",
+        target="deployment/api",
+        params={},
+        result="cancelled",
+        started_at=at(40),
+        error="the cooldown of scale on deployment/api has 9 min left",
+    )
+    rejected = replace(cancelled, result="rejected", error=None)
+    md = postmortem_markdown(VIEW, EVENTS, [cancelled, rejected], NOW)
+    assert "Investigate the failed remediation" not in md
+    assert "cancelled: the cooldown" in md  # still listed as what happened
+
+
+def test_people_are_named_not_given_as_slack_ids() -> None:
+    names = {"U0ACK": "ack person", "U0CMD": "cmd_person", "U0RES": "res", "U0SCR": "scr"}
+    md = postmortem_markdown(VIEW, EVENTS, AUDIT, NOW, names=names)
+    assert "Resolved by @res at 15:23 UTC." in md
+    assert "@cmd_person" in md and "@ack person" in md
+    assert not re.search(r"U0(ACK|CMD|RES|SCR)", md), md
+    # Ids with underscores (not Slack-shaped) are named too, however they were escaped.
+    inc = replace(INCIDENT, resolved_by="U_BOB")
+    md = postmortem_markdown(replace(VIEW, incident=inc), EVENTS, AUDIT, NOW, names={"U_BOB": "bob"})
+    assert "Resolved by @bob at" in md and "U\\_BOB" not in md
 
 
 def test_generic_playbook_event_covers_all_alerts() -> None:

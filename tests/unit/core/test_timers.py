@@ -57,6 +57,13 @@ def test_a_team_without_levels_keeps_the_ack_reminder() -> None:
     assert plans[0][1] == OPENED + timedelta(minutes=Policy().response(Severity.P2).ack_minutes)
 
 
+def test_a_declared_incident_with_its_commander_gets_no_ack_reminder() -> None:
+    declared = Incident(
+        1, "g", "t", Severity.P2, IncidentStatus.TRIGGERED, IncidentSource.HUMAN, OPENED, commander="U1"
+    )
+    assert [p[0] for p in opening_timers(Policy(), declared, NOW, CATALOG)] == ["update_reminder"]
+
+
 def test_a_severity_that_never_escalates_engages_no_level_and_no_reminder_replaces_them() -> None:
     plans = opening_timers(Policy(), incident("forge", Severity.P4), NOW, CATALOG)
     assert [p[0] for p in plans] == ["ack_reminder"]

@@ -20,6 +20,7 @@ from bot.core.incident import (
     TimelineEvent,
 )
 from bot.render import cards
+from bot.render.notification import notification
 from sandbox.slack import validate_message_blocks
 
 NOW = datetime(2026, 11, 22, 16, 0, tzinfo=UTC)
@@ -61,7 +62,7 @@ def test_card_and_notification_within_limits(count: int, names: int) -> None:
         external_url="http://am:9093",
         grafana_url="http://grafana",
     )
-    for msg in (cards.incident_card(view, NOW), cards.notification(view, NOW)):
+    for msg in (cards.incident_card(view, NOW), notification(view, NOW)):
         assert validate_message_blocks(msg.blocks) == []
         assert msg.text and len(msg.text) <= 4000
 
@@ -78,7 +79,7 @@ def test_hostile_alert_text_is_escaped() -> None:
         "javascript:alert(1)",
     )
     view = IncidentView(_incident(title="<!channel> title"), (alert,))
-    for msg in (cards.incident_card(view, NOW), cards.notification(view, NOW)):
+    for msg in (cards.incident_card(view, NOW), notification(view, NOW)):
         # Only mrkdwn is parsed for mentions (header text is plain_text, shown literally).
         mrkdwn = [msg.text, *_mrkdwn(msg.blocks)]
         text = "\n".join(mrkdwn)
@@ -105,7 +106,7 @@ def test_buttons_carry_opaque_ids_and_disappear_once_acknowledged() -> None:
     assert [(b["action_id"], b["value"]) for b in buttons] == [("ack_incident", "7"), ("edit_incident", "7")]
     acked = IncidentView(_incident(status=IncidentStatus.ACKNOWLEDGED, acknowledged_by="U0ACK"), (_alert(1),))
     assert "ack_incident" not in json.dumps(cards.incident_card(acked, NOW).blocks)
-    assert "<@U0ACK>" in json.dumps(cards.notification(acked, NOW).blocks)
+    assert "<@U0ACK>" in json.dumps(notification(acked, NOW).blocks)
 
 
 def test_topic_fits_slack() -> None:
