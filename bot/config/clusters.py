@@ -59,13 +59,14 @@ def check_clusters(directory: Path, policy: Policy | None = None) -> tuple[Clust
             except ValidationError as exc:
                 for loc, msg in _validation_problems(exc, doc.data):
                     report.add(_line_for(doc.lines, loc, doc.line), _where(loc, msg))
-    if policy is not None and not report.problems and not catalog.implicit:
+    if policy is not None and not report.problems and not (catalog.implicit and not catalog.hosts):
         report.problems += _policy_problems(Path(directory) / POLICY_FILE, policy, catalog)
     return catalog, sorted(report.problems)
 
 
 def _policy_problems(path: Path, policy: Policy, catalog: ClusterCatalog) -> list[Problem]:
-    found = policy.cluster_problems(catalog.clusters)
+    # A rule's per-target fields may name a cluster or a host.
+    found = policy.cluster_problems({**catalog.clusters, **catalog.hosts})
     if not found:
         return []
     report = _Report(str(path))
