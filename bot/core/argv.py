@@ -147,6 +147,7 @@ class HostTemplate(ExecTemplate):
     sudo: bool = Field(
         default=False, description="run as `sudo -n <argv>` (the account's sudoers allows exactly it)"
     )
+    timeout_seconds: int = Field(default=60, ge=1, le=3600, description="the command's time limit")
 
     @model_validator(mode="after")
     def _check_preview(self) -> HostTemplate:

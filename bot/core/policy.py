@@ -233,26 +233,39 @@ class ApprovalRule(_Model):
         ),
     )
 
+    hosts: dict[ClusterName, dict[str, Any]] = Field(
+        default_factory=dict,
+        description=(
+            "per host (clusters.yaml hosts), fields of this rule that differ there, e.g. "
+            "{onquota: {approvals_needed: 2}}"
+        ),
+    )
+
     _by_cluster: dict[str, ApprovalRule] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _cluster_rules(self) -> ApprovalRule:
         # Each cluster's rule is this one with its fields replaced, validated like any rule.
-        base = self.model_dump(exclude={"clusters"})
-        for name, fields in self.clusters.items():
-            if "clusters" in fields:
-                raise ValueError(f"clusters.{name}: a cluster's rule cannot name clusters again")
+        # A host's likewise (clusters.yaml keeps host and cluster names apart).
+        base = self.model_dump(exclude={"clusters", "hosts"})
+        targets = [("clusters", n, f) for n, f in self.clusters.items()]
+        targets += [("hosts", n, f) for n, f in self.hosts.items()]
+        for kind, name, fields in targets:
+            for again in ("clusters", "hosts"):
+                if again in fields:
+                    raise ValueError(f"{kind}.{name}: a {kind[:-1]}'s rule cannot name {again} again")
             try:
                 self._by_cluster[name] = ApprovalRule.model_validate({**base, **fields})
             except ValidationError as exc:
                 problems = "; ".join(
                     f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
                 )
-                raise ValueError(f"clusters.{name}: {problems}") from None
+                raise ValueError(f"{kind}.{name}: {problems}") from None
         return self
 
     def for_cluster(self, cluster: str | None) -> ApprovalRule:
-        """This rule as it applies in `cluster` (itself where no cluster rule differs)."""
+        """This rule as it applies in `cluster`, or on a host (a host run stores its host as its
+        cluster); itself where no rule of that cluster or host differs."""
         return self._by_cluster.get(cluster or "", self)
 
     @property
@@ -523,6 +536,8 @@ def _rule_problems(
     found += break_glass_problems(where, rule.break_glass, roles)
     for name in rule.clusters:
         found += _rule_problems((*where, "clusters", name), rule.for_cluster(name), roles)
+    for name in rule.hosts:
+        found += _rule_problems((*where, "hosts", name), rule.for_cluster(name), roles)
     return found
 
 
@@ -613,6 +628,15 @@ class Policy(_Model):
             for key, rule in self.approvals.items()
             for name in rule.clusters
             if name not in clusters
+        ]
+
+    def host_problems(self, hosts: Collection[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        """Rules for hosts that clusters.yaml does not list."""
+        return [
+            (("approvals", key, "hosts", name), f"unknown host {name!r} (not listed in clusters.yaml hosts)")
+            for key, rule in self.approvals.items()
+            for name in rule.hosts
+            if name not in hosts
         ]
 
     # ----------------------------------------------------------------- lookups
