@@ -169,7 +169,7 @@ PARAMS_BY_ACTION: dict[ActionName, type[_Params]] = {
 
 # Actions on hosts (clusters.yaml `hosts`), not on a Kubernetes cluster.
 HOST_ACTIONS = frozenset({ActionName.HOST_COMMAND})
-KUBERNETES_ACTIONS = frozenset(ActionName) - HOST_ACTIONS
+KUBERNETES_ACTIONS = tuple(a for a in ActionName if a not in HOST_ACTIONS)
 
 
 def target_of(action: ActionName, params: BaseModel) -> str:

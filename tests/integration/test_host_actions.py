@@ -275,9 +275,9 @@ async def test_the_policy_refuses_other_hosts_and_templates(env: Env) -> None:
         before = env.sshd.mark()
         with pytest.raises(UserError, match="not allow-listed"):
             await propose(bot, incident, "rm_everything")
-        # compose_restart exists, but the host_command rule does not allow it on SkillMeat.
-        with pytest.raises(UserError, match="host template `compose_restart` is not allowed"):
-            await propose(bot, incident, "compose_restart", {"project": "skillmeat", "service": "api"})
+        # OnQuota's template exists, but the rule does not allow it on SkillMeat's host.
+        with pytest.raises(UserError, match="host template `onquota_compose_restart` is not allowed"):
+            await propose(bot, incident, "onquota_compose_restart", {"service": "backend"})
         with pytest.raises(UserError, match="may not request"):
             await propose(bot, incident, "skillmeat_cache_clear", by="U_ERIN")
         params = HostCommandParams(host="elsewhere", template="skillmeat_cache_clear")
@@ -362,7 +362,7 @@ async def test_onquota_backend_restart_needs_two_approvals_and_runs_once(env: En
             env, bot, {"alertname": "TestHostRemediation", "compose_project": "onquota"}
         )
         channel = incident.channel_id or ""
-        text = "run host_command onquota template=compose_restart project=onquota service=backend"
+        text = "run host_command onquota template=onquota_compose_restart service=backend"
         assert "2 approval(s) needed" in await slash(env, bot, "U_CAROL", channel, text)
         [run] = await bot.parts.remediation_store.for_incident(incident.id)
         run = await bot.parts.remediation_store.get(run.id) or run
