@@ -132,6 +132,18 @@ def _fill(argv: list[str], args: Mapping[str, str]) -> list[str]:
     return [_PLACEHOLDER.sub(fill, part) for part in argv]
 
 
+PREVIOUS = "previous"
+
+
+class HostUndo(_Model):
+    """What puts a host template's change back: another template, its arguments filled from
+    this one's (`{arg}`) and `{previous}`, the number of lines the preview printed before the
+    change (one per container for `docker compose ps --format json`)."""
+
+    template: TemplateName
+    args: dict[ArgName, str] = Field(default_factory=dict, max_length=10)
+
+
 class HostTemplate(ExecTemplate):
     """A command a host action may run (over SSH now): the argv, a read-only `preview` that
     shows the state before (and after, for the verification), and whether it runs through
@@ -148,6 +160,9 @@ class HostTemplate(ExecTemplate):
         default=False, description="run as `sudo -n <argv>` (the account's sudoers allows exactly it)"
     )
     timeout_seconds: int = Field(default=60, ge=1, le=3600, description="the command's time limit")
+    undo: HostUndo | None = Field(
+        default=None, description="the template (and arguments) that undoes it, e.g. scale back"
+    )
 
     @model_validator(mode="after")
     def _check_preview(self) -> HostTemplate:
@@ -158,6 +173,29 @@ class HostTemplate(ExecTemplate):
         if undeclared:
             raise ValueError(f"preview uses undeclared argument(s) {', '.join(undeclared)}")
         return self
+
+    @model_validator(mode="after")
+    def _check_undo(self) -> HostTemplate:
+        if self.undo is None:
+            return self
+        used = {name for value in self.undo.args.values() for name in _placeholders(value)}
+        undeclared = sorted(used - set(self.args) - {PREVIOUS})
+        if undeclared:
+            raise ValueError(f"undo uses undeclared argument(s) {', '.join(undeclared)}")
+        if PREVIOUS in used and self.preview is None:
+            raise ValueError("undo uses {previous}, which needs a preview")
+        return self
+
+    def undo_args(self, args: Mapping[str, str], previous: int | None) -> dict[str, str] | None:
+        """The undo template's arguments for a run with `args`; None without an undo, or when
+        it needs `{previous}` and the preview counted nothing."""
+        if self.undo is None:
+            return None
+        values = {**args, PREVIOUS: str(previous) if previous is not None else ""}
+        used = {name for value in self.undo.args.values() for name in _placeholders(value)}
+        if PREVIOUS in used and previous is None:
+            return None
+        return {key: _fill([value], values)[0] for key, value in self.undo.args.items()}
 
     def command(self, args: Mapping[str, str]) -> list[str]:
         """The argv to run (with `sudo -n` in front when the template says so)."""

@@ -618,6 +618,20 @@ class Policy(_Model):
             if role != EVERYONE and role not in self.roles
         ]
         found += break_glass_problems((), self.break_glass, self.roles)
+        for name, template in self.host_templates.items():
+            undo = template.undo
+            target = self.host_templates.get(undo.template) if undo is not None else None
+            if undo is not None and target is None:
+                found.append(
+                    (("host_templates", name, "undo", "template"), f"unknown host template {undo.template!r}")
+                )
+            elif undo is not None and target is not None and set(undo.args) != set(target.args):
+                found.append(
+                    (
+                        ("host_templates", name, "undo", "args"),
+                        f"give exactly the arguments of {undo.template!r}: {', '.join(sorted(target.args)) or 'none'}",
+                    )
+                )
         return found
 
     def cluster_problems(self, clusters: Collection[str]) -> list[tuple[tuple[str | int, ...], str]]:

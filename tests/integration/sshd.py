@@ -5,7 +5,8 @@ stand-ins: each appends its argv as one JSON line to `calls.jsonl` (`sudo -n` th
 rest, like the real one with a matching sudoers line).
 
 `systemctl show` prints a unit state whose MainPID changes with every `systemctl restart`, so
-a preview before and after differ the way they do on a real host.
+a preview before and after differ the way they do on a real host; `docker compose ps` lists one
+container; scaling SkillMeat's `api` to 5 fails (exit 1), as on a host short of memory.
 
 One server per test session (the `sshd` fixture in conftest.py). A missing sshd fails the
 test with the package to install; it never skips.
@@ -50,6 +51,9 @@ if name == "systemctl" and sys.argv[1:2] == ["show"]:
     print("ActiveState=active\\nSubState=running\\nMainPID=" + pid)
 if name == "docker" and "ps" in sys.argv:
     print(json.dumps({{"Service": "worker", "State": "running"}}))
+if name == "docker" and "api=5" in sys.argv:
+    print("api: scale to 5 failed: not enough memory", file=sys.stderr)
+    sys.exit(1)
 if name == "skillmeat" and sys.argv[1:2] == ["fail"]:
     print("skillmeat: no such server", file=sys.stderr)
     sys.exit(3)

@@ -408,3 +408,47 @@ async def test_injection_through_the_slash_command_is_refused(env: Env) -> None:
         )
         assert "Proposed" in reply
         assert env.sshd.calls(before) == [["skillmeat", "mcp", "health", "mcp-1"]]
+
+
+# --------------------------------------------------------------------------- undo
+
+
+async def test_a_failed_scale_offers_the_undo_back_to_the_previous_count(env: Env) -> None:
+    def scale(n: int) -> list[str]:
+        return [
+            "docker",
+            "compose",
+            "-p",
+            "skillmeat",
+            "up",
+            "-d",
+            "--no-recreate",
+            "--scale",
+            f"api={n}",
+            "api",
+        ]
+
+    before = env.sshd.mark()
+    async with running(env.settings()) as bot:
+        incident = await open_incident(env, bot, {"alertname": "TestHostRemediation", "job": "skillmeat"})
+        run = await propose(bot, incident, "skillmeat_compose_scale", {"count": "5"})
+        assert run is not None and run.preview.current_replicas == 1  # ps listed one container
+        run = await bot.parts.remediation_store.get(run.id) or run
+        assert await approve(env, bot, run, "U_BOB") == 200
+        await wait_message(env, run, "Remediation failed")
+        await wait_thread(env, run, "not recovered")
+        await wait_thread(env, run, "Proposed the undo below")
+        [undo] = [
+            r for r in await bot.parts.remediation_store.for_incident(incident.id) if r.undo_of == run.id
+        ]
+        assert undo.params == {
+            "host": "skillmeat",
+            "template": "skillmeat_compose_scale",
+            "args": {"count": "1"},
+        }
+        undo = await bot.parts.remediation_store.get(undo.id) or undo
+        await wait_message(env, undo, "Undo: ", "--scale api=1")
+        assert await approve(env, bot, undo, "U_BOB") == 200
+        await wait_message(env, undo, "Remediation succeeded")
+        calls = env.sshd.calls(before)
+        assert calls.count(scale(5)) == 1 and calls.count(scale(1)) == 1

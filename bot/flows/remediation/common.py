@@ -44,7 +44,7 @@ DEPLOYMENT_ACTIONS = frozenset(
     }
 )
 # The changes the bot can offer to undo.
-UNDOABLE = DEPLOYMENT_ACTIONS | {ActionName.CORDON, ActionName.DRAIN}
+UNDOABLE = DEPLOYMENT_ACTIONS | {ActionName.CORDON, ActionName.DRAIN, ActionName.HOST_COMMAND}
 
 
 @dataclass(frozen=True, slots=True)

@@ -99,7 +99,25 @@ class HostActions:
                 return PreviewInfo(summary_lines=(*lines, problem), problem=problem, cluster=label)
             lines.append(f"before (`{' '.join(preview_argv)}`, exit {before.exit_status}):")
             lines += _lines(before)
+            if template.undo is not None and before.ok:
+                # `{previous}` of the undo: e.g. one line per container of a compose service.
+                previous = len([line for line in before.stdout.splitlines() if line.strip()])
+                return PreviewInfo(
+                    summary_lines=tuple(lines),
+                    dry_run_ok=True,
+                    target_exists=True,
+                    current_replicas=previous,
+                    cluster=label,
+                )
         return PreviewInfo(summary_lines=tuple(lines), dry_run_ok=True, target_exists=True, cluster=label)
+
+    def undo_of(self, params: HostCommandParams, previous: int | None) -> HostCommandParams | None:
+        """The host command that puts back what `params` changed (the template's `undo`), or None."""
+        template = self.policy.host_templates.get(params.template)
+        args = template.undo_args(params.args, previous) if template is not None else None
+        if template is None or template.undo is None or args is None:
+            return None
+        return HostCommandParams(host=params.host, template=template.undo.template, args=args)
 
     async def execute(self, params: HostCommandParams, target: str) -> Result:
         """Run the command once, then the preview again for the "after". Raises UserError
