@@ -222,7 +222,9 @@ async def test_skillmeat_alert_restarts_the_unit_once_over_ssh_and_verifies(env:
     async with running(env.settings()) as bot:
         incident = await open_incident(env, bot)
         run = await playbook_run(env, bot, incident, "Restart skillmeat-api (systemd)")
-        text = await wait_message(env, run, "sudo -n systemctl restart skillmeat-api", "approve_action")
+        text = await wait_message(
+            env, run, "sudo -n systemctl restart skillmeat-api", "approve_action", "*Host*"
+        )
         assert "ActiveState=active" in text and "MainPID=" in text  # the preview: before
         assert run.cluster == "skillmeat" and run.target == "host skillmeat (systemd_restart)"
         # Only the read-only preview ran so far.
@@ -244,6 +246,9 @@ async def test_skillmeat_alert_restarts_the_unit_once_over_ssh_and_verifies(env:
         assert calls.count(preview) == 2  # before and after
         events = await audit_events(bot, run.id)
         assert events.count(AuditEvent.CLAIMED) == 1 and events.count(AuditEvent.SUCCEEDED) == 1
+        entries = await bot.parts.remediation_store.audit_entries(run_id=run.id)
+        requested = next(e for e in entries if e.event is AuditEvent.REQUESTED)
+        assert requested.details["argv"] == ["sudo", "-n", *RESTART]
         done = await bot.parts.remediation_store.get(run.id)
         assert done is not None and done.status is RunStatus.SUCCEEDED and done.verification
 

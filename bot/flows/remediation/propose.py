@@ -47,7 +47,7 @@ from bot.flows.remediation.authz import (
     parameter_problem,
 )
 from bot.flows.remediation.common import TOKEN_BYTES, Access, cooldown_problem, default_title, with_problems
-from bot.flows.remediation.hosts import HostActions
+from bot.flows.remediation.hosts import HostActions, host_template
 from bot.flows.remediation.messages import ProposalMessages
 from bot.obs import logs
 from bot.render.proposals import not_proposed_message
@@ -131,7 +131,7 @@ class Proposer:
         namespace = namespace_of(action, params)
         rule = self.policy.rule_for(action, request.approval, cluster, namespace)
         await self._check_request(action, params, request, rule)
-        argv = exec_argv(self.policy, params) if isinstance(params, ExecParams) else None
+        argv = self._argv(params)
         target = target_of(action, params)
         now = self.clock()
         exclude = [request.undo_of] if request.undo_of else []
@@ -201,6 +201,15 @@ class Proposer:
                 f"({', '.join(f'`{n}`' for n in names)}); an ad hoc run cannot tell which one to act on."
             )
         return names[0]
+
+    def _argv(self, params: ActionParams) -> list[str] | None:
+        """The command an exec or host command runs (audited with the proposal); UserError when
+        a template or argument is refused."""
+        if isinstance(params, ExecParams):
+            return exec_argv(self.policy, params)
+        if isinstance(params, HostCommandParams):
+            return host_template(self.policy, params)[1]
+        return None
 
     def _host_for(self, params: HostCommandParams) -> str:
         """A host run stores its host where a Kubernetes run stores its cluster (per-target
