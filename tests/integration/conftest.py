@@ -6,7 +6,7 @@ import aiohttp
 import pytest
 
 from sandbox.slack import SlackSandbox
-from tests.integration.sshd import Sshd, running_sshd
+from sandbox.ssh import Sshd, running_sshd
 
 
 @pytest.fixture

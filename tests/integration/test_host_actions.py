@@ -30,8 +30,8 @@ from bot.core.runs import ActionRun, AuditEvent, RunStatus
 from bot.flows.remediation.propose import Request
 from sandbox.services import PrometheusServer
 from sandbox.slack import SlackDriver, SlackSandbox
+from sandbox.ssh import Sshd, new_host_key
 from tests.integration.rig import SIGNING_SECRET, bot_settings, bot_url, playbooks_with_roles, post_alert
-from tests.integration.sshd import Sshd, new_host_key
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,7 +11,7 @@ import pytest
 from bot.clients.ssh import SshHost
 from bot.core.errors import IntegrationError
 from bot.core.hosts import SshAccess
-from tests.integration.sshd import Sshd, new_host_key
+from sandbox.ssh import Sshd, new_host_key
 
 pytestmark = pytest.mark.timeout(60)
 

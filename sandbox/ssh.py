@@ -1,15 +1,15 @@
-"""A real OpenSSH server for the host-action tests: `/usr/sbin/sshd -D` on 127.0.0.1 with a
-generated host key, a generated client key in its AuthorizedKeysFile, and the current user's
-sessions given a PATH whose `systemctl`, `docker`, `skillmeat` and `sudo` are recording
-stand-ins: each appends its argv as one JSON line to `calls.jsonl` (`sudo -n` then runs the
-rest, like the real one with a matching sudoers line).
+"""A real OpenSSH server standing in for a host (SkillMeat's, OnQuota's): `/usr/sbin/sshd -D`
+on 127.0.0.1 with a generated host key, a generated client key in its AuthorizedKeysFile, and
+the current user's sessions given a PATH whose `systemctl`, `docker`, `skillmeat` and `sudo`
+are recording stand-ins: each appends its argv as one JSON line to `calls.jsonl` (`sudo -n`
+then runs the rest, like the real one with a matching sudoers line).
 
 `systemctl show` prints a unit state whose MainPID changes with every `systemctl restart`, so
 a preview before and after differ the way they do on a real host; `docker compose ps` lists one
 container; scaling SkillMeat's `api` to 5 fails (exit 1), as on a host short of memory.
 
-One server per test session (the `sshd` fixture in conftest.py). A missing sshd fails the
-test with the package to install; it never skips.
+The tests start one per session (the `sshd` fixture); the sandbox starts one when sshd is
+installed and shows a SkillMeat restart approved, run over SSH and verified (`host_demo`).
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from bot.core.hosts import SshAccess
+from sandbox.slack import Message, SlackDriver, SlackSandbox
 
 SSHD = Path("/usr/sbin/sshd")
 KEYGEN = shutil.which("ssh-keygen") or "/usr/bin/ssh-keygen"
@@ -125,6 +126,13 @@ def _wait_listening(port: int, proc: subprocess.Popen[bytes], log: Path, timeout
     raise RuntimeError(f"sshd did not listen on {port}: {log.read_text(errors='replace')[-2000:]}")
 
 
+def hosts_yaml(sshd: Sshd) -> dict[str, Any]:
+    """clusters.yaml `hosts` for the bundled policy's hosts, both on this server."""
+    skillmeat = sshd.host_yaml("skillmeat", {"job": "skillmeat"})
+    onquota = {**skillmeat, "team": "onquota", "select": {"compose_project": "onquota"}}
+    return {"skillmeat": skillmeat, "onquota": onquota}
+
+
 def new_host_key(root: Path, name: str) -> str:
     """Another ed25519 public key (a host key sshd does not have)."""
     return _keygen(root / name)
@@ -186,3 +194,32 @@ def running_sshd(root: Path) -> Iterator[Sshd]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+# The SkillMeat alert of the sandbox demo, and the remediation its playbook proposes.
+DEMO_HOST_ALERT = ("HighErrorRate", {"job": "skillmeat", "namespace": "skillmeat", "severity": "critical"})
+DEMO_HOST_TITLE = "Restart skillmeat-api (systemd)"
+
+
+async def host_demo(
+    slack: SlackSandbox, driver: SlackDriver, fire: Callable[[], Awaitable[int]], approver: str
+) -> str:
+    """Fire the SkillMeat alert, approve the restart its playbook proposes as `approver`, and
+    return the verification the bot posts once it ran over SSH."""
+    await fire()
+
+    def proposal(s: SlackSandbox) -> Message | None:
+        for channel in s.channels.values():
+            for m in channel.messages:
+                text = json.dumps(m.blocks or [])
+                if DEMO_HOST_TITLE in text and "approve_action" in text:
+                    return m
+        return None
+
+    msg = await slack.wait_for(proposal, timeout=30)
+    await driver.click("approve_action", user_id=approver, channel_id=msg.channel, message_ts=msg.ts)
+
+    def verified(s: SlackSandbox) -> str | None:
+        return next((m.text for m in s.thread(msg.channel, msg.ts) if "Verification of" in m.text), None)
+
+    return await slack.wait_for(verified, timeout=90)
