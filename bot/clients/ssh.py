@@ -14,6 +14,7 @@ Output is read up to `max_output` bytes per stream; the rest is drained and drop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shlex
 import warnings
 from collections.abc import Sequence
@@ -86,18 +87,26 @@ class SshHost:
             )
             completed = await process.wait(check=False)
         except BaseException:
-            process.send_signal("KILL")  # OpenSSH passes it on to the command
+            with contextlib.suppress(asyncssh.Error, OSError):  # the channel may be gone already
+                process.send_signal("KILL")  # OpenSSH passes it on to the command
             raise
         return completed, out, err_text, cut_out or cut_err
 
     async def _connect(self) -> asyncssh.SSHClientConnection:
         a = self.access
         try:
+            # Read on every connection: a rotated Secret is picked up without a restart.
+            key = await asyncio.to_thread(asyncssh.read_private_key, a.private_key)
+        except (OSError, asyncssh.KeyImportError) as err:
+            raise IntegrationError(
+                "ssh", f"{self.name}: the private key {a.private_key} cannot be read ({err}); nothing was run"
+            ) from err
+        try:
             return await asyncssh.connect(
                 a.address,
                 a.port,
                 username=a.user,
-                client_keys=[a.private_key],
+                client_keys=[key],
                 # (trusted host keys, trusted CA keys, revoked keys): only the pinned key.
                 known_hosts=([self._pinned], [], []),
                 agent_path=None,

@@ -61,6 +61,18 @@ async def test_an_unknown_client_key_is_refused(sshd: Sshd, tmp_path: Path) -> N
     assert sshd.calls(before) == []
 
 
+async def test_an_unreadable_private_key_is_a_clear_error(sshd: Sshd, tmp_path: Path) -> None:
+    not_a_key = tmp_path / "not-a-key"
+    not_a_key.write_text("hello\n")
+    before = sshd.mark()
+    for path in (tmp_path / "missing", not_a_key):
+        with pytest.raises(IntegrationError, match=r"cannot be read .*; nothing was run"):
+            await SshHost("skillmeat-1", sshd.access(private_key=str(path))).run(
+                ["skillmeat", "x"], timeout_s=20
+            )
+    assert sshd.calls(before) == []
+
+
 async def test_a_command_past_its_timeout_raises(sshd: Sshd) -> None:
     host = SshHost("skillmeat-1", sshd.access())
     loop = asyncio.get_running_loop()
