@@ -135,7 +135,9 @@ def code_block(lines: list[str] | tuple[str, ...], budget: int) -> str:
 
 def _preview_block(run: ActionRun) -> Block:
     preview = run.preview
-    if preview.dry_run_ok:
+    if preview.dry_run_ok and run.action in HOST_ACTIONS:
+        title = "*Preview* (what runs, and the state read on the host)"
+    elif preview.dry_run_ok:
         title = "*Preview* (server-side dry run passed)"
     else:
         title = f"*Preview*: ⚠️ {clip(escape(preview.problem or 'the dry run did not pass'), MAX_LINE)}"

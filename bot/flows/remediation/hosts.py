@@ -13,6 +13,7 @@ the part that touches the host.
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -85,7 +86,7 @@ class HostActions:
         """What will run and, from the template's read-only preview, the state before."""
         template, argv = host_template(self.policy, params)
         label = self.label(params.host)
-        lines = [f"runs `{' '.join(argv)}` on {label}"]
+        lines = [f"runs `{shlex.join(argv)}` on {label}"]
         transport = self.transports.get(params.host)
         if transport is None:
             problem = f"{label}: nothing can run there"
@@ -97,7 +98,7 @@ class HostActions:
             except (IntegrationError, TimeoutError) as err:
                 problem = f"could not preview: {_why(err)}"
                 return PreviewInfo(summary_lines=(*lines, problem), problem=problem, cluster=label)
-            lines.append(f"before (`{' '.join(preview_argv)}`, exit {before.exit_status}):")
+            lines.append(f"before (`{shlex.join(preview_argv)}`, exit {before.exit_status}):")
             lines += _lines(before)
             if template.undo is not None and before.ok:
                 # `{previous}` of the undo: e.g. one line per container of a compose service.
@@ -128,7 +129,7 @@ class HostActions:
         if transport is None:
             raise UserError(f"{self.label(params.host)}: nothing can run there")
         output = await transport.run(argv, timeout_s=self.timeout(params))
-        changes = [f"`{' '.join(argv)}` exited with {output.exit_status}"]
+        changes = [f"`{shlex.join(argv)}` exited with {output.exit_status}"]
         preview_argv = template.preview_command(params.args)
         if output.ok and preview_argv is not None:
             try:
