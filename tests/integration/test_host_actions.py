@@ -270,6 +270,11 @@ async def test_two_replicas_and_double_clicks_restart_once(env: Env) -> None:
         assert env.sshd.calls(before).count(RESTART) == 1
         events = await audit_events(bot_a, run.id)
         assert events.count(AuditEvent.CLAIMED) == 1
+        # The cooldown is per host and template: the same restart again is refused, another
+        # template on the same host is not.
+        with pytest.raises(UserError, match=r"host skillmeat \(systemd_restart\) was changed by run"):
+            await propose(bot_b, incident, "systemd_restart", {"unit": "skillmeat-api"})
+        assert await propose(bot_b, incident, "skillmeat_cache_clear") is not None
 
 
 # --------------------------------------------------------------------------- refusals
