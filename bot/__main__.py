@@ -1,4 +1,4 @@
-"""incidentbot command line: run | migrate | playbooks validate/import | rbac | send-test-alert | sandbox."""
+"""incidentbot command line: run | migrate | playbooks validate/import | rbac | sudoers | send-test-alert | sandbox."""
 
 from __future__ import annotations
 
@@ -35,6 +35,10 @@ def _parser() -> argparse.ArgumentParser:
     from bot.tools.rbac import add_parser as add_rbac_parser
 
     add_rbac_parser(sub)
+
+    from bot.tools.sudoers import add_parser as add_sudoers_parser
+
+    add_sudoers_parser(sub)
 
     alert = sub.add_parser("send-test-alert", help="post a realistic Alertmanager webhook to a running bot")
     alert.add_argument("alertname")
@@ -151,6 +155,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from bot.tools.rbac import run as run_rbac
 
             return run_rbac(args)
+        if args.command == "sudoers":
+            from bot.tools.sudoers import run as run_sudoers
+
+            return run_sudoers(args)
         if args.command == "sandbox":
             run_sandbox = _sandbox_runner()
             return int(

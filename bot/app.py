@@ -35,6 +35,7 @@ from bot.clients.llm import Capability, ChatClient
 from bot.clients.pagerduty import PagerDutyClient
 from bot.clients.prometheus import PrometheusMetrics
 from bot.clients.slack import SlackChat, build_client
+from bot.clients.ssh import SshHost
 from bot.config.catalog import load_catalog
 from bot.config.clusters import load_clusters
 from bot.config.correlation import load_correlation
@@ -48,7 +49,7 @@ from bot.core.incident import IncidentView
 from bot.core.investigation import Redactor
 from bot.core.playbooks import PlaybookSet
 from bot.core.policy import Policy
-from bot.core.ports import Clock
+from bot.core.ports import Clock, HostTransport
 from bot.core.promql import Limits, QueryGuard, TrustedHosts, TrustedSources, playbook_warnings
 from bot.flows.authorize import Authorizer, ChannelMembers
 from bot.flows.correlation.corrections import Corrections
@@ -73,6 +74,7 @@ from bot.flows.remediation.authz import UsergroupResolver
 from bot.flows.remediation.common import Access
 from bot.flows.remediation.decide import Decisions
 from bot.flows.remediation.execute import Executor
+from bot.flows.remediation.hosts import HostActions
 from bot.flows.remediation.kill_switch import KillSwitch
 from bot.flows.remediation.messages import ProposalMessages
 from bot.flows.remediation.propose import Proposer
@@ -307,6 +309,15 @@ def graph_limits(settings: Settings) -> GraphLimits:
     )
 
 
+def host_actions(catalog: ClusterCatalog, policy: Policy) -> HostActions:
+    """The hosts of clusters.yaml with their transports: SSH hosts get one; a `docker` host is
+    listed (proposals say it cannot run) until the Docker Engine API transport is wired."""
+    transports: dict[str, HostTransport] = {
+        name: SshHost(name, spec.ssh) for name, spec in catalog.hosts.items() if spec.ssh is not None
+    }
+    return HostActions(catalog.hosts, transports, policy)
+
+
 def _owner(settings: Settings, store: PostgresStore) -> str:
     return settings.replica_name or f"{socket.gethostname()}-{os.getpid()}-{id(store):x}"
 
@@ -439,8 +450,9 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     # Remediation: messages ← proposer ← verifier ← executor ← decisions.
     owned = OwnedMessages(MessageLedger(c.pool), c.chat, clock)
     switch = KillSwitchStore(c.pool)
+    hosts = host_actions(cluster_catalog, policy)
     messages = ProposalMessages(
-        remediation_store, switch, c.chat, owned, c.coord, supervisor, policy, c.clusters, clock
+        remediation_store, switch, c.chat, owned, c.coord, supervisor, policy, c.clusters, clock, hosts
     )
     usergroups = UsergroupResolver(c.chat, c.coord)
     access = Access(policy, usergroups)
@@ -453,6 +465,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         access,
         policy,
         clock,
+        hosts,
     )
     verifier = Verifier(
         remediation_store,
@@ -479,6 +492,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
         policy,
         clock,
         owner=owner,
+        hosts=hosts,
     )
     kill_switch = KillSwitch(
         switch,

@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bot.core.actions import PARAMS_BY_ACTION, ActionName, ActionParams, action_params
+from bot.core.actions import HOST_ACTIONS, PARAMS_BY_ACTION, ActionName, ActionParams, action_params
 from bot.core.blockkit import MAX_SECTION_TEXT, escape
 from bot.core.errors import UserError
 from bot.core.runs import ActionRun
@@ -38,6 +38,7 @@ TARGET_PARAM: dict[ActionName, str] = {
     ActionName.DRAIN: "node",
     ActionName.CREATE_JOB_FROM_CRONJOB: "cronjob",
     ActionName.EXEC: "pod",
+    ActionName.HOST_COMMAND: "host",
 }
 ACTION_USAGE: dict[ActionName, str] = {
     ActionName.ROLLOUT_RESTART: "rollout_restart <namespace>/<deployment>",
@@ -54,9 +55,14 @@ ACTION_USAGE: dict[ActionName, str] = {
     ActionName.DRAIN: "drain <node> [timeout_seconds=<s>] [grace_period_seconds=<s>] [delete_emptydir_data=true]",
     ActionName.CREATE_JOB_FROM_CRONJOB: "create_job_from_cronjob <namespace>/<cronjob> [job_name=<name>]",
     ActionName.EXEC: "exec <namespace>/<pod> template=<allow-listed template> [arg=value ...] [container=<name>]",
+    ActionName.HOST_COMMAND: "host_command <host> template=<allow-listed host template> [arg=value ...]",
 }
 # Actions whose free-form keys go into a dict parameter (env names, exec template arguments).
-FREE_KEYS: dict[ActionName, str] = {ActionName.SET_ENV: "env", ActionName.EXEC: "args"}
+FREE_KEYS: dict[ActionName, str] = {
+    ActionName.SET_ENV: "env",
+    ActionName.EXEC: "args",
+    ActionName.HOST_COMMAND: "args",
+}
 
 USAGE = (
     "Usage: `/incident run <action> <namespace>/<name> [key=value ...] [cluster=<name>]`, e.g. "
@@ -117,12 +123,13 @@ def parse_run_args(args: list[str]) -> tuple[ActionName, ActionParams]:
         raise UserError(f"Unknown action `{escape(args[0])}`.\n{USAGE}") from None
     target = args[1].strip()
     data: dict[str, Any] = {}
-    if action in NODE_ACTIONS:
+    if action in NODE_ACTIONS or action in HOST_ACTIONS:
         if "/" in target:
             raise UserError(
-                f"`{action.value}` takes a node name, not `{escape(target)}`.\n{action_usage(action)}"
+                f"`{action.value}` takes a {TARGET_PARAM[action]} name, not `{escape(target)}`.\n"
+                f"{action_usage(action)}"
             )
-        data["node"] = target
+        data[TARGET_PARAM[action]] = target
     else:
         namespace, sep, obj = target.partition("/")
         if not sep or not namespace or not obj:

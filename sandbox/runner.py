@@ -16,7 +16,7 @@ import json
 import shutil
 import signal
 import tempfile
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -46,7 +46,8 @@ from sandbox.services import (
     ServiceError,
     free_port,
 )
-from sandbox.slack import SlackSandbox
+from sandbox.slack import SlackDriver, SlackSandbox
+from sandbox.ssh import DEMO_HOST_ALERT, SSHD, Sshd, host_demo, hosts_yaml, running_sshd
 from sandbox.textview import blocks_to_text
 from sandbox.webview import DemoAlert, WebView
 
@@ -100,12 +101,13 @@ CLUSTER_DEMO: list[tuple[str, dict[str, str], str]] = [
 ]
 
 
-def sandbox_playbooks(base: Path) -> Path:
-    """The bundled playbooks with a policy whose roles name the sandbox users, and the two
-    sandbox clusters."""
+def sandbox_playbooks(base: Path, hosts: Mapping[str, Any] | None = None) -> Path:
+    """The bundled playbooks with a policy whose roles name the sandbox users, the two sandbox
+    clusters and, with an SSH host running, SkillMeat's and OnQuota's hosts on it."""
     target = base / "playbooks"
     shutil.copytree(BUNDLED_PLAYBOOKS, target)
-    (target / "clusters.yaml").write_text(yaml.safe_dump(SANDBOX_CLUSTERS, sort_keys=False), encoding="utf-8")
+    catalog = {**SANDBOX_CLUSTERS, **({"hosts": dict(hosts)} if hosts else {})}
+    (target / "clusters.yaml").write_text(yaml.safe_dump(catalog, sort_keys=False), encoding="utf-8")
     policy = yaml.safe_load((target / "policy.yaml").read_text(encoding="utf-8"))
     policy["roles"] = SANDBOX_ROLES
     (target / "policy.yaml").write_text(
@@ -238,6 +240,8 @@ class SandboxStack:
     exporter: SeedExporter | None = None
     prometheus_url: str | None = None
     alertmanager_url: str | None = None
+    #: the SSH host (a real sshd with recording stand-ins), when sshd is installed
+    sshd: Sshd | None = None
 
     async def fire(self, index: int, resolve: bool = False) -> int:
         """Fire (or resolve) ``DEMO_ALERTS[index]``; return the bot's HTTP status (200 when the
@@ -307,6 +311,7 @@ async def sandbox_stack(
         kubeconfig = write_kubeconfig(base / "kubeconfig", clusters, SANDBOX_CLUSTERS["default"])
         pagerduty = PagerDutySandbox()
         await stack.enter_async_context(pagerduty)
+        sshd = _start_sshd(stack, base, note)
         observed: dict[str, Any] = {}
         # The optional investigator, on a scripted fake model: `/incident investigate` works.
         observed["llm_base_url"] = await start_demo_model(stack)
@@ -315,7 +320,7 @@ async def sandbox_stack(
             observed = await _start_metrics(stack, base, f"http://127.0.0.1:{port}", note)
         values: dict[str, Any] = {
             "kubeconfig": str(kubeconfig),
-            "playbooks_dir": sandbox_playbooks(base),
+            "playbooks_dir": sandbox_playbooks(base, hosts_yaml(sshd) if sshd else None),
             "pagerduty_api_token": DEFAULT_API_TOKEN,
             "pagerduty_api_url": pagerduty.base_url,
             "pagerduty_from_email": "alice@example.com",
@@ -351,6 +356,7 @@ async def sandbox_stack(
             exporter=observed.get("exporter"),
             prometheus_url=observed.get("prometheus_url"),
             alertmanager_url=observed.get("alertmanager_url"),
+            sshd=sshd,
         )
         if result.exporter is not None:
             cure = asyncio.create_task(_cure_on_rollout(result.exporter, clusters.values()))
@@ -358,6 +364,14 @@ async def sandbox_stack(
         if web_port is not None:
             await _start_webview(stack, result, web_port)
         yield result
+
+
+def _start_sshd(stack: AsyncExitStack, base: Path, note: Callable[[str], None]) -> Sshd | None:
+    """The SSH host, when sshd is installed (optional: without openssh-server, no hosts)."""
+    if not SSHD.exists():
+        return None
+    note("sandbox: starting an SSH host (sshd) …")
+    return stack.enter_context(running_sshd(base / "sshd"))
 
 
 async def _start_webview(stack: AsyncExitStack, result: SandboxStack, web_port: int) -> None:
@@ -510,6 +524,8 @@ async def _play(sb: SandboxStack, demo: bool, exit_after_demo: bool) -> None:
             timeout=30,
         )
         await _cluster_demo(sb)
+        if sb.sshd is not None:
+            await play_host_demo(sb)
     if exit_after_demo:
         stop.set()
     await stop.wait()
@@ -529,6 +545,24 @@ async def _cluster_demo(sb: SandboxStack) -> None:
     for name, kube in sb.clusters.items():
         await kube.wait_for(_previewed_undo(kube), timeout=30)
         print(f"sandbox: the {name} proposal was previewed on {name}", flush=True)
+
+
+async def play_host_demo(sb: SandboxStack) -> str:
+    """A SkillMeat alert: the playbook proposes restarting skillmeat-api over SSH; @bob approves,
+    it runs once and is verified. Returns the verification."""
+    alertname, labels = DEMO_HOST_ALERT
+    print(f"\nsandbox: firing {alertname} from SkillMeat (a systemd host, over SSH)", flush=True)
+    started = datetime.now(UTC) - timedelta(minutes=1)
+
+    def fire() -> Awaitable[int]:
+        return _fire(
+            sb.session, sb.bot_url, alertname, labels, "SkillMeat 5xx rate above 0.1/s", started=started
+        )
+
+    driver = SlackDriver(sb.slack, sb.bot_url + "/slack/events", SANDBOX_SIGNING_SECRET, sb.session)
+    verification = await host_demo(sb.slack, driver, fire, approver="U_BOB")
+    print(f"sandbox: restarted skillmeat-api over SSH; {verification}", flush=True)
+    return verification
 
 
 def _previewed_undo(kube: KubeSandbox) -> Callable[[], bool]:

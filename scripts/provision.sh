@@ -46,13 +46,15 @@ have_cmd prometheus || missing+=(prometheus)
 have_cmd prometheus-alertmanager || missing+=(prometheus-alertmanager)
 have_cmd unzip || missing+=(unzip)
 [[ -x /usr/bin/chromium ]] || missing+=(chromium)
+# A real OpenSSH server for the SSH host-action tests (started per test session, never as a service).
+[[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
 # Emoji in the sandbox web view's screenshots (status marks, severities).
 [[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]] || missing+=(fonts-noto-color-emoji)
 # Debian splits venv support out of python3; the Makefile creates .venv with it.
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    log "all present: postgresql redis-server prometheus prometheus-alertmanager unzip chromium"
+    log "all present: postgresql redis-server prometheus prometheus-alertmanager unzip chromium openssh-server"
     exit 0
 fi
 
@@ -71,21 +73,23 @@ log "installing: ${missing[*]}"
 
 # Stop and disable the daemons the freshly installed packages may have started.
 for pkg in "${missing[@]}"; do
+    service=$pkg
     case "$pkg" in
         postgresql | redis-server | prometheus | prometheus-alertmanager) ;;
+        openssh-server) service=ssh ;;
         *) continue ;;
     esac
     if [[ -d /run/systemd/system ]] && command -v systemctl >/dev/null 2>&1; then
-        "${sudo_cmd[@]}" systemctl disable --now "$pkg" >/dev/null 2>&1 || true
+        "${sudo_cmd[@]}" systemctl disable --now "$service" >/dev/null 2>&1 || true
     else
         if command -v service >/dev/null 2>&1; then
-            "${sudo_cmd[@]}" service "$pkg" stop >/dev/null 2>&1 || true
+            "${sudo_cmd[@]}" service "$service" stop >/dev/null 2>&1 || true
         fi
         if command -v update-rc.d >/dev/null 2>&1; then
-            "${sudo_cmd[@]}" update-rc.d "$pkg" disable >/dev/null 2>&1 || true
+            "${sudo_cmd[@]}" update-rc.d "$service" disable >/dev/null 2>&1 || true
         fi
     fi
-    log "stopped and disabled system service $pkg (if it was running)"
+    log "stopped and disabled system service $service (if it was running)"
 done
 
 have_postgres || { log "postgresql binaries still missing after install" >&2; exit 1; }
@@ -93,4 +97,5 @@ for b in redis-server prometheus prometheus-alertmanager unzip; do
     have_cmd "$b" || { log "$b still missing after install" >&2; exit 1; }
 done
 [[ -x /usr/bin/chromium ]] || { log "/usr/bin/chromium still missing after install" >&2; exit 1; }
+[[ -x /usr/sbin/sshd ]] || { log "/usr/sbin/sshd still missing after install" >&2; exit 1; }
 log "done"

@@ -59,13 +59,15 @@ def check_clusters(directory: Path, policy: Policy | None = None) -> tuple[Clust
             except ValidationError as exc:
                 for loc, msg in _validation_problems(exc, doc.data):
                     report.add(_line_for(doc.lines, loc, doc.line), _where(loc, msg))
-    if policy is not None and not report.problems and not catalog.implicit:
+    if policy is not None and not report.problems:
         report.problems += _policy_problems(Path(directory) / POLICY_FILE, policy, catalog)
     return catalog, sorted(report.problems)
 
 
 def _policy_problems(path: Path, policy: Policy, catalog: ClusterCatalog) -> list[Problem]:
-    found = policy.cluster_problems(catalog.clusters)
+    # Rules per cluster (per host) are checked once clusters.yaml lists any cluster (host).
+    found = [] if catalog.implicit else policy.cluster_problems(catalog.clusters)
+    found += policy.host_problems(catalog.hosts) if catalog.hosts else []
     if not found:
         return []
     report = _Report(str(path))

@@ -16,7 +16,7 @@ from pydantic import (
 )
 
 from bot.config.settings import BUNDLED_PLAYBOOKS
-from bot.core.actions import PARAMS_BY_ACTION, ActionName
+from bot.core.actions import HOST_ACTIONS, PARAMS_BY_ACTION, ActionName
 from bot.core.catalog import CATALOG_FILES, CATALOG_SCHEMA_FILE, catalog_json_schema
 from bot.core.correlation import CORRELATION_SCHEMA_FILE, correlation_json_schema
 from bot.core.errors import ConfigError
@@ -222,6 +222,9 @@ def _param_problems(rem: Remediation) -> list[tuple[Path_, str]]:
                 failed = True
         if failed:
             continue
+        if rem.action in HOST_ACTIONS:
+            # Without `host`, the alert's labels select it (clusters.yaml `select`) when proposed.
+            rendered.setdefault("host", "selected-by-labels")
         try:
             model.model_validate(rendered)
         except ValidationError as exc:
@@ -237,7 +240,9 @@ def _policy_problems(rem: Remediation, policy: Policy) -> list[tuple[Path_, str]
     if rem.approval != "default" and rem.approval not in policy.approvals:
         found.append((("approval",), f"approval rule {rem.approval!r} is not defined in {POLICY_FILE}"))
     if rem.action is ActionName.EXEC:
-        found += _exec_problems(rem, policy)
+        found += _exec_problems(rem, policy.exec_templates, "exec")
+    if rem.action is ActionName.HOST_COMMAND:
+        found += _exec_problems(rem, policy.host_templates, "host")
     if rem.action is ActionName.SCALE and isinstance(rem.params.get("replicas"), int):
         rule = policy.rule_for(rem.action, rem.approval)
         problem = rule.scale_violation(None, rem.params["replicas"])
@@ -273,14 +278,16 @@ def _remediation_problems(rem: Remediation, policy: Policy | None) -> list[tuple
     return list(found)
 
 
-def _exec_problems(rem: Remediation, policy: Policy) -> list[tuple[Path_, str]]:
+def _exec_problems(
+    rem: Remediation, templates: Mapping[str, ExecTemplate], kind: str
+) -> list[tuple[Path_, str]]:
     name = rem.params.get("template")
     if not isinstance(name, str):
         return []
-    template: ExecTemplate | None = policy.exec_templates.get(name)
+    template = templates.get(name)
     if template is None:
-        known = ", ".join(sorted(policy.exec_templates)) or "none defined"
-        return [(("params", "template"), f"exec template {name!r} is not in {POLICY_FILE} ({known})")]
+        known = ", ".join(sorted(templates)) or "none defined"
+        return [(("params", "template"), f"{kind} template {name!r} is not in {POLICY_FILE} ({known})")]
     args = rem.params.get("args", {})
     if not isinstance(args, dict):
         return []
@@ -291,7 +298,7 @@ def _exec_problems(rem: Remediation, policy: Policy) -> list[tuple[Path_, str]]:
         except TemplateError as exc:
             return [(("params", "args"), str(exc))]
         found += [
-            (("params", "args"), f"{p} (exec template {name!r})") for p in template.arg_problems(rendered)
+            (("params", "args"), f"{p} ({kind} template {name!r})") for p in template.arg_problems(rendered)
         ]
     return list(dict.fromkeys(found))
 

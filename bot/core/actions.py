@@ -43,6 +43,7 @@ class ActionName(StrEnum):
     DRAIN = "drain"
     CREATE_JOB_FROM_CRONJOB = "create_job_from_cronjob"
     EXEC = "exec"
+    HOST_COMMAND = "host_command"
 
 
 class _Params(BaseModel):
@@ -118,6 +119,16 @@ class ExecParams(_Params):
     )
 
 
+class HostCommandParams(_Params):
+    # A host of clusters.yaml `hosts`; never an address.
+    host: Annotated[str, StringConstraints(pattern=DNS1123_LABEL, max_length=63)]
+    # Name of an allow-listed host template in policy.yaml; never a command line.
+    template: Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
+    args: dict[Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$")], str] = Field(
+        default_factory=dict, max_length=10
+    )
+
+
 # The parameters of any action; `PARAMS_BY_ACTION` says which one each action takes.
 ActionParams: TypeAlias = (
     RolloutRestartParams
@@ -130,6 +141,7 @@ ActionParams: TypeAlias = (
     | DrainParams
     | CreateJobFromCronJobParams
     | ExecParams
+    | HostCommandParams
 )
 
 
@@ -152,7 +164,12 @@ PARAMS_BY_ACTION: dict[ActionName, type[_Params]] = {
     ActionName.DRAIN: DrainParams,
     ActionName.CREATE_JOB_FROM_CRONJOB: CreateJobFromCronJobParams,
     ActionName.EXEC: ExecParams,
+    ActionName.HOST_COMMAND: HostCommandParams,
 }
+
+# Actions on hosts (clusters.yaml `hosts`), not on a Kubernetes cluster.
+HOST_ACTIONS = frozenset({ActionName.HOST_COMMAND})
+KUBERNETES_ACTIONS = tuple(a for a in ActionName if a not in HOST_ACTIONS)
 
 
 def target_of(action: ActionName, params: BaseModel) -> str:
@@ -165,6 +182,9 @@ def target_of(action: ActionName, params: BaseModel) -> str:
         return f"node {params.node}"
     if isinstance(params, CreateJobFromCronJobParams):
         return f"cronjob {params.namespace}/{params.cronjob}"
+    if isinstance(params, HostCommandParams):
+        # The cooldown is per host and template.
+        return f"host {params.host} ({params.template})"
     return action.value
 
 

@@ -21,6 +21,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from bot.core.errors import UserError
+from bot.core.hosts import HostName, HostSpec
 
 __all__ = [
     "IMPLICIT_CLUSTER",
@@ -78,6 +79,11 @@ class ClusterCatalog(_Model):
         description="the cluster of alerts without the label (and of ad hoc runs); null: the only one",
     )
     clusters: dict[ClusterName, ClusterSpec] = Field(default_factory=dict, max_length=100)
+    hosts: dict[HostName, HostSpec] = Field(
+        default_factory=dict,
+        max_length=500,
+        description="machines reached over SSH (or the Docker Engine API) for host_command actions",
+    )
 
     @model_validator(mode="after")
     def _default_listed(self) -> ClusterCatalog:
@@ -85,6 +91,10 @@ class ClusterCatalog(_Model):
             raise ValueError(f"default cluster {self.default!r} is not listed under clusters")
         if self.default is None and len(self.clusters) > 1:
             raise ValueError("with several clusters, name the default one (default: <name>)")
+        shared = sorted(set(self.clusters) & set(self.hosts))
+        if shared:
+            # Per-target policy rules (`clusters:` of an approval rule) are keyed by these names.
+            raise ValueError(f"{', '.join(shared)}: a host and a cluster cannot share a name")
         return self
 
     @property

@@ -333,13 +333,16 @@ class Remediation(_Model):
     def model_post_init(self, __context: Any) -> None:
         self._target_patterns = {k: re.compile(v) for k, v in self.targets.items()}
 
-    def render_params(self, labels: Mapping[str, str]) -> ActionParams:
+    def render_params(
+        self, labels: Mapping[str, str], defaults: Mapping[str, Any] | None = None
+    ) -> ActionParams:
         """The typed, validated parameters for this alert (see bot.core.actions).
 
         Raises TemplateError when a label is missing or its value is unsafe, or when the
         rendered parameters fail the action's model; TargetNotAllowed when a target is
-        outside `targets`."""
-        rendered = {k: render_param(v, k, labels) for k, v in self.params.items()}
+        outside `targets`. `defaults` are parameters the caller chose (a host selected by the
+        alert's labels), used where the remediation gives none."""
+        rendered = {**(defaults or {}), **{k: render_param(v, k, labels) for k, v in self.params.items()}}
         try:
             params = action_params(PARAMS_BY_ACTION[self.action].model_validate(rendered))
         except ValidationError as exc:

@@ -18,6 +18,9 @@
   must be possible wherever they are.
 - `exec_templates`: the only commands ``exec`` may run: an argv list with ``{arg}``
   placeholders, each argument constrained by a full-match regex. Never a shell.
+- `host_templates`: the only commands ``host_command`` may run on a host (clusters.yaml
+  ``hosts``), in the same form, with an optional read-only ``preview`` argv and ``sudo``; a rule's
+  ``hosts_allow`` and ``host_templates_allow`` say where and which (empty: nowhere, none).
 - `kill_switch`: when true, no remediation executes (whatever the runtime switch says).
 - `kill_switch_roles`: who may flip the runtime kill switch (`/incident killswitch on|off`).
 - `lifecycle`: who may declare, acknowledge, post status, change severity (lowering a P1/P2
@@ -42,7 +45,6 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -54,6 +56,7 @@ from pydantic import (
 )
 
 from bot.core.actions import ActionName
+from bot.core.argv import ExecArg, ExecTemplate, HostTemplate, TemplateName
 from bot.core.break_glass import BreakGlass, break_glass_problems, bypassing_rule_fields
 from bot.core.clusters import ClusterName
 from bot.core.incident import Severity
@@ -69,6 +72,7 @@ __all__ = [
     "ApprovalRule",
     "ExecArg",
     "ExecTemplate",
+    "HostTemplate",
     "LifecyclePolicy",
     "Permission",
     "Policy",
@@ -86,23 +90,10 @@ EVERYONE = "everyone"
 
 RoleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]
 RuleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]
-ArgName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
-TemplateName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]*$", max_length=64)]
 SlackUserId = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9_]{2,}$")]
 # A user group ID (S0123ABC) or its handle (sre-team).
 SlackUsergroup = Annotated[str, StringConstraints(pattern=r"^(S[A-Z0-9_]{2,}|[a-z0-9][a-z0-9._-]*)$")]
 NamespaceGlob = Annotated[str, StringConstraints(pattern=r"^[a-z0-9*?\[\]-]+$", max_length=63)]
-
-
-def _compile_regex(pattern: str) -> str:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        raise ValueError(f"invalid regular expression {pattern!r}: {exc}") from exc
-    return pattern
-
-
-Regex = Annotated[str, AfterValidator(_compile_regex)]
 
 
 class _Model(BaseModel):
@@ -226,6 +217,14 @@ class ApprovalRule(_Model):
         default=None,
         description="who may bypass this rule's cooldown and at what cost (replaces the global one)",
     )
+    hosts_allow: list[NamespaceGlob] = Field(
+        default_factory=list,
+        description="host_command: hosts (clusters.yaml `hosts`, globs) it may run on; empty: none",
+    )
+    host_templates_allow: list[TemplateName] = Field(
+        default_factory=list,
+        description="host_command: the host_templates it may run; empty: none",
+    )
     clusters: dict[ClusterName, dict[str, Any]] = Field(
         default_factory=dict,
         description=(
@@ -234,26 +233,39 @@ class ApprovalRule(_Model):
         ),
     )
 
+    hosts: dict[ClusterName, dict[str, Any]] = Field(
+        default_factory=dict,
+        description=(
+            "per host (clusters.yaml hosts), fields of this rule that differ there, e.g. "
+            "{onquota: {approvals_needed: 2}}"
+        ),
+    )
+
     _by_cluster: dict[str, ApprovalRule] = PrivateAttr(default_factory=dict)
 
     @model_validator(mode="after")
     def _cluster_rules(self) -> ApprovalRule:
         # Each cluster's rule is this one with its fields replaced, validated like any rule.
-        base = self.model_dump(exclude={"clusters"})
-        for name, fields in self.clusters.items():
-            if "clusters" in fields:
-                raise ValueError(f"clusters.{name}: a cluster's rule cannot name clusters again")
+        # A host's likewise (clusters.yaml keeps host and cluster names apart).
+        base = self.model_dump(exclude={"clusters", "hosts"})
+        targets = [("clusters", n, f) for n, f in self.clusters.items()]
+        targets += [("hosts", n, f) for n, f in self.hosts.items()]
+        for kind, name, fields in targets:
+            for again in ("clusters", "hosts"):
+                if again in fields:
+                    raise ValueError(f"{kind}.{name}: a {kind[:-1]}'s rule cannot name {again} again")
             try:
                 self._by_cluster[name] = ApprovalRule.model_validate({**base, **fields})
             except ValidationError as exc:
                 problems = "; ".join(
                     f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
                 )
-                raise ValueError(f"clusters.{name}: {problems}") from None
+                raise ValueError(f"{kind}.{name}: {problems}") from None
         return self
 
     def for_cluster(self, cluster: str | None) -> ApprovalRule:
-        """This rule as it applies in `cluster` (itself where no cluster rule differs)."""
+        """This rule as it applies in `cluster`, or on a host (a host run stores its host as its
+        cluster); itself where no rule of that cluster or host differs."""
         return self._by_cluster.get(cluster or "", self)
 
     @property
@@ -271,6 +283,16 @@ class ApprovalRule(_Model):
         if any(fnmatch.fnmatchcase(namespace, glob) for glob in self.namespaces_deny):
             return False
         return any(fnmatch.fnmatchcase(namespace, glob) for glob in self.namespaces_allow)
+
+    def host_violation(self, host: str, template: str) -> str | None:
+        """Why this rule does not let `template` run on `host`, or None."""
+        if not any(fnmatch.fnmatchcase(host, glob) for glob in self.hosts_allow):
+            allowed = ", ".join(f"`{g}`" for g in self.hosts_allow) or "none"
+            return f"host `{host}` is not allowed by the rule (allowed: {allowed})"
+        if template not in self.host_templates_allow:
+            allowed = ", ".join(f"`{t}`" for t in self.host_templates_allow) or "none"
+            return f"host template `{template}` is not allowed by the rule (allowed: {allowed})"
+        return None
 
     def scale_violation(self, current: int | None, desired: int) -> str | None:
         """Why scaling from `current` to `desired` replicas is not allowed, or None."""
@@ -336,88 +358,6 @@ def approval_helps(
     covered = distinct - len(missing_roles(required, roles_of))
     free_slots = needed - distinct  # approvals beyond one per required role
     return len(roles_of) - covered < free_slots
-
-
-class ExecArg(_Model):
-    pattern: Regex = Field(description="full-match regular expression every value must satisfy")
-    description: str = ""
-
-
-_PLACEHOLDER = re.compile(r"\{\{|\}\}|\{([a-z][a-z0-9_]*)\}|[{}]")
-
-
-def _placeholders(part: str) -> list[str]:
-    names: list[str] = []
-    for m in _PLACEHOLDER.finditer(part):
-        token = m.group(0)
-        if token in ("{{", "}}"):
-            continue
-        if m.group(1) is None:
-            raise ValueError(
-                f"stray {token!r} in {part!r}: write {{name}} for an argument, {{{{ or }}}} for a brace"
-            )
-        names.append(m.group(1))
-    return names
-
-
-class ExecTemplate(_Model):
-    argv: list[str] = Field(min_length=1, max_length=64, description="command and arguments; never a shell")
-    args: dict[ArgName, ExecArg] = Field(default_factory=dict, max_length=10)
-    description: str = ""
-
-    _compiled: dict[str, re.Pattern[str]] = PrivateAttr(default_factory=dict)
-
-    @model_validator(mode="before")
-    @classmethod
-    def _shorthand(cls, data: Any) -> Any:
-        # `name: [argv...]` is shorthand for a template without arguments.
-        return {"argv": data} if isinstance(data, list) else data
-
-    @model_validator(mode="after")
-    def _check_placeholders(self) -> ExecTemplate:
-        if not self.argv[0].strip():
-            raise ValueError("argv[0] (the command) must not be empty")
-        used = {name for part in self.argv for name in _placeholders(part)}
-        undeclared = sorted(used - set(self.args))
-        if undeclared:
-            raise ValueError(
-                f"argv uses undeclared argument(s) {', '.join(undeclared)}; declare them under args"
-            )
-        unused = sorted(set(self.args) - used)
-        if unused:
-            raise ValueError(f"argument(s) {', '.join(unused)} declared but not used in argv")
-        return self
-
-    def model_post_init(self, __context: Any) -> None:
-        self._compiled = {name: re.compile(arg.pattern) for name, arg in self.args.items()}
-
-    def arg_problems(self, args: Mapping[str, str]) -> list[str]:
-        """Why these argument values cannot be used (empty list: they can)."""
-        problems = [f"missing argument {name!r}" for name in self.args if name not in args]
-        problems += [f"unknown argument {name!r}" for name in args if name not in self.args]
-        for name, value in args.items():
-            pattern = self._compiled.get(name)
-            if pattern is None:
-                continue
-            if not isinstance(value, str):
-                problems.append(f"argument {name!r} must be a string")
-            elif "\x00" in value or pattern.fullmatch(value) is None:
-                problems.append(f"argument {name!r} = {value!r} does not match {pattern.pattern!r}")
-        return problems
-
-    def render(self, args: Mapping[str, str]) -> list[str]:
-        """The argv to execute with `args` filled in; raises ValueError on any bad argument."""
-        problems = self.arg_problems(args)
-        if problems:
-            raise ValueError("; ".join(problems))
-
-        def fill(m: re.Match[str]) -> str:
-            token = m.group(0)
-            if token in ("{{", "}}"):
-                return token[0]
-            return args[m.group(1)]
-
-        return [_PLACEHOLDER.sub(fill, part) for part in self.argv]
 
 
 # --------------------------------------------------------------------------- lifecycle permissions
@@ -600,6 +540,8 @@ def _rule_problems(
     found += break_glass_problems(where, rule.break_glass, roles)
     for name in rule.clusters:
         found += _rule_problems((*where, "clusters", name), rule.for_cluster(name), roles)
+    for name in rule.hosts:
+        found += _rule_problems((*where, "hosts", name), rule.for_cluster(name), roles)
     return found
 
 
@@ -620,6 +562,10 @@ class Policy(_Model):
         default_factory=dict, description='keyed by action name, "default", or a custom rule name'
     )
     exec_templates: dict[TemplateName, ExecTemplate] = Field(default_factory=dict)
+    host_templates: dict[TemplateName, HostTemplate] = Field(
+        default_factory=dict,
+        description="the only commands host_command may run on a host (argv, never a shell)",
+    )
     kill_switch: bool = Field(default=False, description="when true, no remediation executes")
     kill_switch_roles: list[RoleName] = Field(
         default_factory=list,
@@ -665,12 +611,31 @@ class Policy(_Model):
                     )
                 )
             found += _rule_problems(("approvals", key), rule, self.roles)
+            found += [
+                (("approvals", key, "host_templates_allow", i), f"unknown host template {name!r}")
+                for i, name in enumerate(rule.host_templates_allow)
+                if name not in self.host_templates
+            ]
         found += [
             (("kill_switch_roles", i), f"unknown role {role!r} (define it under roles)")
             for i, role in enumerate(self.kill_switch_roles)
             if role != EVERYONE and role not in self.roles
         ]
         found += break_glass_problems((), self.break_glass, self.roles)
+        for name, template in self.host_templates.items():
+            undo = template.undo
+            target = self.host_templates.get(undo.template) if undo is not None else None
+            if undo is not None and target is None:
+                found.append(
+                    (("host_templates", name, "undo", "template"), f"unknown host template {undo.template!r}")
+                )
+            elif undo is not None and target is not None and set(undo.args) != set(target.args):
+                found.append(
+                    (
+                        ("host_templates", name, "undo", "args"),
+                        f"give exactly the arguments of {undo.template!r}: {', '.join(sorted(target.args)) or 'none'}",
+                    )
+                )
         return found
 
     def cluster_problems(self, clusters: Collection[str]) -> list[tuple[tuple[str | int, ...], str]]:
@@ -681,6 +646,15 @@ class Policy(_Model):
             for key, rule in self.approvals.items()
             for name in rule.clusters
             if name not in clusters
+        ]
+
+    def host_problems(self, hosts: Collection[str]) -> list[tuple[tuple[str | int, ...], str]]:
+        """Rules for hosts that clusters.yaml does not list."""
+        return [
+            (("approvals", key, "hosts", name), f"unknown host {name!r} (not listed in clusters.yaml hosts)")
+            for key, rule in self.approvals.items()
+            for name in rule.hosts
+            if name not in hosts
         ]
 
     # ----------------------------------------------------------------- lookups

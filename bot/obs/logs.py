@@ -28,6 +28,7 @@ class Component(StrEnum):
     HTTP = "incidentbot.http"
     INBOX = "incidentbot.inbox"
     INCIDENTS = "incidentbot.incidents"
+    HOSTS = "incidentbot.hosts"
     KUBERNETES = "incidentbot.kubernetes"
     MIGRATE = "incidentbot.migrate"
     PAGERDUTY = "incidentbot.pagerduty"

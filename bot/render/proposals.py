@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from bot.core.actions import ActionName, public_params
+from bot.core.actions import HOST_ACTIONS, ActionName, public_params
 from bot.core.blockkit import (
     MAX_SECTION_TEXT,
     Block,
@@ -135,7 +135,9 @@ def code_block(lines: list[str] | tuple[str, ...], budget: int) -> str:
 
 def _preview_block(run: ActionRun) -> Block:
     preview = run.preview
-    if preview.dry_run_ok:
+    if preview.dry_run_ok and run.action in HOST_ACTIONS:
+        title = "*Preview* (what runs, and the state read on the host)"
+    elif preview.dry_run_ok:
         title = "*Preview* (server-side dry run passed)"
     else:
         title = f"*Preview*: ⚠️ {clip(escape(preview.problem or 'the dry run did not pass'), MAX_LINE)}"
@@ -229,7 +231,7 @@ def proposal_message(
         f"*Action*\n`{run.action.value}`",
         f"*Target*\n{_target(run)}",
         f"*Parameters*\n{params_text(public_params(run.action, run.params))}",
-        f"*Cluster*\n{escape(run.preview.cluster or 'not configured')}",
+        f"*{'Host' if run.action in HOST_ACTIONS else 'Cluster'}*\n{escape(run.preview.cluster or 'not configured')}",
         f"*Requested by*\n{run.requester_text}",
         f"*Who may approve*\n{role_mentions(policy, approvers)} · {requirement}",
         f"*Approvals*\n{_approvals(run)}",

@@ -35,7 +35,7 @@ import yaml
 
 from bot.config.playbooks import POLICY_FILE, PlaybookError, load_playbooks
 from bot.config.settings import playbooks_dir_from_env
-from bot.core.actions import DNS1123_LABEL, PARAMS_BY_ACTION, ActionName
+from bot.core.actions import DNS1123_LABEL, KUBERNETES_ACTIONS, PARAMS_BY_ACTION, ActionName
 from bot.core.errors import ConfigError
 from bot.core.playbooks import PlaybookSet
 from bot.core.policy import ApprovalRule
@@ -148,9 +148,11 @@ def _governing_rules(playbooks: PlaybookSet) -> dict[ActionName, list[ApprovalRu
     """Every approval rule that can decide about an action: the action's own (or "default"), and
     each rule a playbook remediation of that action names."""
     policy = playbooks.policy
-    rules = {action: [policy.rule_for(action)] for action in ActionName}
+    rules = {action: [policy.rule_for(action)] for action in KUBERNETES_ACTIONS}
     for playbook in playbooks:
         for remediation in playbook.remediations:
+            if remediation.action not in rules:  # a host action: `incidentbot sudoers`
+                continue
             rule = policy.rule_for(remediation.action, remediation.approval)
             if all(rule is not known for known in rules[remediation.action]):
                 rules[remediation.action].append(rule)
@@ -169,7 +171,7 @@ def _rule_names(playbooks: PlaybookSet, rule: ApprovalRule) -> str:
 def plan(playbooks: PlaybookSet, extra_namespaces: Iterable[str] = ()) -> RbacPlan:
     """Where each action is allowed (see the module docstring)."""
     governing = _governing_rules(playbooks)
-    namespaced = [action for action in ActionName if not cluster_scoped(action)]
+    namespaced = [action for action in KUBERNETES_ACTIONS if not cluster_scoped(action)]
     candidates = set(extra_namespaces)
     globs: dict[str, set[str]] = {}
     for action in namespaced:
@@ -190,7 +192,7 @@ def plan(playbooks: PlaybookSet, extra_namespaces: Iterable[str] = ()) -> RbacPl
             namespaces[namespace] = allowed
     cluster = tuple(
         action
-        for action in ActionName
+        for action in KUBERNETES_ACTIONS
         if cluster_scoped(action) and any(rule.allows_namespace("") for rule in governing[action])
     )
     warnings = tuple(

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from bot.core.actions import ActionName
+from bot.core.actions import KUBERNETES_ACTIONS, ActionName
 from bot.tools.rbac import ACCESS, DIAGNOSTICS, Grant, cluster_scoped
 from tests.deploy.adapter_requests import DIAGNOSTICS as DIAGNOSTICS_SCENARIO
 from tests.deploy.adapter_requests import Recorded, record_every_action
@@ -82,7 +82,7 @@ PLAYBOOK = """\
         namespace: cache
         pod: $pod
 """
-NAMESPACED = [a for a in ActionName if not cluster_scoped(a)]
+NAMESPACED = [a for a in KUBERNETES_ACTIONS if not cluster_scoped(a)]
 
 
 def allowed(*, but: tuple[ActionName, ...] = (), only: tuple[ActionName, ...] = ()) -> list[ActionName]:
@@ -137,7 +137,7 @@ def recorded_union(recorded: FULL_RECORDED, actions: list[ActionName], *, diagno
 # --------------------------------------------------------------------------- what the adapter sends
 
 
-@pytest.mark.parametrize("action", [*ActionName, DIAGNOSTICS_SCENARIO])
+@pytest.mark.parametrize("action", [*KUBERNETES_ACTIONS, DIAGNOSTICS_SCENARIO])
 def test_the_access_table_is_what_the_adapter_sends(
     recorded: FULL_RECORDED, action: ActionName | str
 ) -> None:
@@ -156,13 +156,13 @@ def test_the_access_table_is_what_the_adapter_sends(
 def test_namespaced_actions_stay_in_their_namespace(recorded: FULL_RECORDED) -> None:
     """A namespaced action touches only its target's namespace, so a Role there is enough;
     node actions reach the cluster scope (nodes, the node's pods in all namespaces)."""
-    for action in ActionName:
+    for action in KUBERNETES_ACTIONS:
         namespaces = recorded[action].namespaces
         if cluster_scoped(action):
             assert None in namespaces, action
         else:
             assert len(namespaces) == 1 and None not in namespaces, (action, namespaces)
-    assert set(ACCESS) == set(ActionName)
+    assert set(ACCESS) == set(KUBERNETES_ACTIONS)
 
 
 # --------------------------------------------------------------------------- rendered from a policy
@@ -313,7 +313,7 @@ def test_docs_table_is_the_access_table() -> None:
             for name in re.findall(r"`([a-z_]+)`", cells[0]) or [cells[0]]:
                 rows[name] = grants
     assert rows.pop("diagnostics") == DIAGNOSTICS
-    assert rows == {a.value: ACCESS[a] for a in ActionName}
+    assert rows == {a.value: ACCESS[a] for a in KUBERNETES_ACTIONS}
 
 
 # --------------------------------------------------------------------------- the chart's side
@@ -344,7 +344,7 @@ def test_rbac_off_renders_no_roles(render: Render, policy_values: tuple[Path, st
 def test_schema_knows_every_action() -> None:
     schema = json.loads((CHART / "values.schema.json").read_text())
     enum = schema["definitions"]["generatedRole"]["properties"]["actions"]["items"]["enum"]
-    assert sorted(enum) == sorted(a.value for a in ActionName)
+    assert sorted(enum) == sorted(a.value for a in KUBERNETES_ACTIONS)
 
 
 @pytest.mark.parametrize(

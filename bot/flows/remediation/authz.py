@@ -21,9 +21,10 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel
 
-from bot.core.actions import ActionName, ExecParams, ScaleParams
+from bot.core.actions import HOST_ACTIONS, ActionName, ExecParams, HostCommandParams, ScaleParams
 from bot.core.errors import IntegrationError, UserError
 from bot.core.policy import EVERYONE, ApprovalRule, Policy, approval_helps, missing_roles
+from bot.flows.remediation.hosts import host_template
 from bot.store.coordination import PREFIX, Coordination
 
 USERGROUP_ID = re.compile(r"^S[A-Z0-9]{2,}$")
@@ -182,7 +183,8 @@ def namespace_of(action: ActionName, params: BaseModel | Mapping[str, Any]) -> s
 def namespace_allowed(
     rule: ApprovalRule, action: ActionName, namespace: str, *, rule_name: str = "default"
 ) -> Decision:
-    if rule.allows_namespace(namespace):
+    # A host has no namespace: `parameter_problem` checks the rule's hosts and templates.
+    if action in HOST_ACTIONS or rule.allows_namespace(namespace):
         return ALLOWED
     where = f"namespace `{namespace}`" if namespace else "cluster-scoped targets"
     denied = [g for g in rule.namespaces_deny if namespace and fnmatch.fnmatchcase(namespace, g)]
@@ -197,7 +199,13 @@ def namespace_allowed(
 def parameter_problem(
     policy: Policy, rule: ApprovalRule, action: ActionName, params: BaseModel, *, current_replicas: int | None
 ) -> str | None:
-    """Why the policy refuses these parameters (bounds, exec templates), or None."""
+    """Why the policy refuses these parameters (bounds, exec and host templates, hosts), or None."""
+    if action is ActionName.HOST_COMMAND and isinstance(params, HostCommandParams):
+        try:
+            host_template(policy, params)
+        except UserError as err:
+            return str(err)
+        return rule.host_violation(params.host, params.template)
     if action is ActionName.SCALE and isinstance(params, ScaleParams):
         return rule.scale_violation(current_replicas, params.replicas)
     if action is ActionName.EXEC and isinstance(params, ExecParams):

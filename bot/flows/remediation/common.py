@@ -10,19 +10,24 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.clients.kubernetes.cluster import KubernetesCluster
+from bot.clients.kubernetes.clusters import Clusters
 from bot.core.actions import (
+    HOST_ACTIONS,
     PARAMS_BY_ACTION,
     ActionName,
     ActionParams,
     DrainParams,
     ExecParams,
+    HostCommandParams,
     ScaleParams,
     action_params,
     target_of,
 )
 from bot.core.policy import ApprovalRule, Policy
+from bot.core.ports import HostTransport
 from bot.core.runs import ActionRun
 from bot.flows.remediation.authz import Membership, UsergroupResolver, needs_usergroups, role_usergroups
+from bot.flows.remediation.hosts import HostActions
 from bot.store.kill_switch import KillSwitchState
 from bot.store.remediation import RemediationStore
 
@@ -39,7 +44,7 @@ DEPLOYMENT_ACTIONS = frozenset(
     }
 )
 # The changes the bot can offer to undo.
-UNDOABLE = DEPLOYMENT_ACTIONS | {ActionName.CORDON, ActionName.DRAIN}
+UNDOABLE = DEPLOYMENT_ACTIONS | {ActionName.CORDON, ActionName.DRAIN, ActionName.HOST_COMMAND}
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +61,8 @@ def default_title(action: ActionName, params: ActionParams) -> str:
         return f"Scale {target} to {params.replicas} replicas"
     if isinstance(params, ExecParams):
         return f"Run exec template `{params.template}` in {target}"
+    if isinstance(params, HostCommandParams):
+        return f"Run host template `{params.template}` on host {params.host}"
     words = action.value.replace("_", " ")
     return f"{words[:1].upper()}{words[1:]} {target}"
 
@@ -64,19 +71,26 @@ def parse_params(action: ActionName, params: Mapping[str, Any]) -> ActionParams:
     return action_params(PARAMS_BY_ACTION[action].model_validate(dict(params)))
 
 
-def execute_timeout(action: ActionName, params: ActionParams) -> float:
+def execute_timeout(action: ActionName, params: ActionParams, hosts: HostActions | None = None) -> float:
     if isinstance(params, DrainParams):
         return float(params.timeout_seconds) + 60.0
     if action is ActionName.EXEC:
         return EXEC_TIMEOUT_S
+    if isinstance(params, HostCommandParams):
+        # The command and the preview after it, each within the template's limit.
+        return 2 * float(hosts.timeout(params) if hosts is not None else EXEC_TIMEOUT_S) + 5.0
     return EXECUTE_TIMEOUT_S
 
 
 def blockers(
-    policy: Policy, cluster: KubernetesCluster | None, switch: KillSwitchState | None = None
+    policy: Policy,
+    cluster: KubernetesCluster | HostTransport | None,
+    switch: KillSwitchState | None = None,
+    *,
+    host: str | None = None,
 ) -> list[str]:
     """Why nothing can execute right now (shown on every proposal); `switch` is the runtime
-    kill switch as stored."""
+    kill switch as stored; `host`: the run is on that host, `cluster` is its transport."""
     found = []
     if policy.kill_switch:
         found.append("The kill switch is on (policy.yaml `kill_switch: true`): nothing executes.")
@@ -86,12 +100,29 @@ def blockers(
             f"The kill switch is on (turned on by {switch.changed_by} at {switch.changed_at:%H:%M} UTC{why}):"
             " nothing executes until it is turned off."
         )
-    if cluster is None:
+    if cluster is None and host is not None:
+        found.append(f"Host `{host}` cannot be reached (no transport configured): nothing executes.")
+    elif cluster is None:
         found.append(
             "The Kubernetes cluster is not configured (KUBECONFIG unset, not in a pod, or not listed"
             " in clusters.yaml): nothing executes."
         )
     return found
+
+
+def run_blockers(
+    policy: Policy,
+    clusters: Clusters,
+    hosts: HostActions | None,
+    run: ActionRun,
+    switch: KillSwitchState | None,
+) -> list[str]:
+    """`blockers` for the cluster or host `run` acts on (a host run stores its host as its
+    cluster)."""
+    if run.action in HOST_ACTIONS:
+        transport = hosts.transport(run.cluster) if hosts is not None else None
+        return blockers(policy, transport, switch, host=run.cluster)
+    return blockers(policy, clusters.client(run.cluster), switch)
 
 
 def with_problems(reason: str, membership: Membership) -> str:

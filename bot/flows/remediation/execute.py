@@ -16,7 +16,7 @@ from typing import Any
 
 from bot.clients.kubernetes.clusters import Clusters
 from bot.clients.kubernetes.results import Result
-from bot.core.actions import ActionParams, ExecParams
+from bot.core.actions import ActionParams, ExecParams, HostCommandParams
 from bot.core.blockkit import escape
 from bot.core.errors import IntegrationError, UserError
 from bot.core.incident import IncidentStatus
@@ -27,11 +27,12 @@ from bot.flows.remediation.authz import exec_argv, namespace_allowed, parameter_
 from bot.flows.remediation.common import (
     UNDOABLE,
     Access,
-    blockers,
     cooldown_problem,
     execute_timeout,
     parse_params,
+    run_blockers,
 )
+from bot.flows.remediation.hosts import HostActions
 from bot.flows.remediation.messages import ProposalMessages
 from bot.flows.remediation.verify import Verifier
 from bot.flows.supervisor import Supervisor
@@ -88,6 +89,7 @@ class Executor:
         clock: Clock,
         *,
         owner: str,
+        hosts: HostActions | None = None,
     ) -> None:
         self.store = store
         self.incidents = incidents
@@ -101,6 +103,7 @@ class Executor:
         self.policy = policy
         self.clock = clock
         self.owner = owner
+        self.hosts = hosts
 
     async def execute(self, run_id: int, *, hint: ActionRun | None = None) -> ActionRun | None:
         """Claim the approved run and execute it, exactly once; None when another caller has it."""
@@ -108,7 +111,7 @@ class Executor:
         if pending is None or pending.status is not RunStatus.APPROVED:
             return None
         params = parse_params(pending.action, pending.params)
-        timeout = execute_timeout(pending.action, params)
+        timeout = execute_timeout(pending.action, params, self.hosts)
         now = self.clock()
         run = await self.store.claim(
             run_id, self.owner, now, now + timedelta(seconds=timeout) + DEADLINE_MARGIN
@@ -119,21 +122,11 @@ class Executor:
         reason = await self._recheck(run, params, now)
         if reason is not None:
             return await self._finish_refused(run, reason)
-        cluster = self.clusters.client(run.cluster)
-        assert cluster is not None  # checked by _recheck
-        argv = exec_argv(self.policy, params) if isinstance(params, ExecParams) else None
         self.messages.spawn_refresh(run.id)
         started = self.clock()
         try:
             async with asyncio.timeout(timeout):
-                result = await cluster.execute(
-                    run.action,
-                    params,
-                    run.preview.resource_version,
-                    expect_fingerprint=run.preview.fingerprint,
-                    argv=argv,
-                    namespace_allowed=self.access.rule_of(run).allows_namespace,
-                )
+                result = await self._send(run, params)
         except UserError as err:
             return await self._finish_refused(run, str(err))
         except IntegrationError as err:
@@ -150,10 +143,26 @@ class Executor:
         took = (self.clock() - started).total_seconds()
         return await self._finish_done(run, result, took)
 
+    async def _send(self, run: ActionRun, params: ActionParams) -> Result:
+        """The request itself, to the host or cluster the run acts on (checked by _recheck)."""
+        if isinstance(params, HostCommandParams):
+            assert self.hosts is not None  # checked by _recheck
+            return await self.hosts.execute(params, run.target)
+        cluster = self.clusters.client(run.cluster)
+        assert cluster is not None  # checked by _recheck
+        return await cluster.execute(
+            run.action,
+            params,
+            run.preview.resource_version,
+            expect_fingerprint=run.preview.fingerprint,
+            argv=exec_argv(self.policy, params) if isinstance(params, ExecParams) else None,
+            namespace_allowed=self.access.rule_of(run).allows_namespace,
+        )
+
     async def _recheck(self, run: ActionRun, params: ActionParams, now: datetime) -> str | None:
         """Why the claimed run must not execute now, or None. The target itself is re-read and
         compared with the preview by the adapter, right before the request."""
-        problems = blockers(self.policy, self.clusters.client(run.cluster), await self.switch.get())
+        problems = run_blockers(self.policy, self.clusters, self.hosts, run, await self.switch.get())
         if problems:
             return problems[0]
         if now > run.expires_at:

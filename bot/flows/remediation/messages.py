@@ -9,7 +9,8 @@ from bot.core.policy import Policy
 from bot.core.ports import Clock
 from bot.core.runs import ActionRun
 from bot.flows.owned_messages import OwnedMessages
-from bot.flows.remediation.common import blockers
+from bot.flows.remediation.common import run_blockers
+from bot.flows.remediation.hosts import HostActions
 from bot.flows.supervisor import Supervisor
 from bot.obs import logs
 from bot.render.proposals import proposal_message, thread_note
@@ -42,6 +43,7 @@ class ProposalMessages:
         policy: Policy,
         clusters: Clusters,
         clock: Clock,
+        hosts: HostActions | None = None,
     ) -> None:
         self.store = store
         self.switch = switch
@@ -52,6 +54,7 @@ class ProposalMessages:
         self.policy = policy
         self.clusters = clusters
         self.clock = clock
+        self.hosts = hosts
 
     async def note(self, run: ActionRun, text: str) -> None:
         """A reply in the proposal's thread; a Slack failure here is logged, never fatal (the
@@ -97,7 +100,7 @@ class ProposalMessages:
             warnings = (
                 []
                 if run.final
-                else blockers(self.policy, self.clusters.client(run.cluster), await self.switch.get())
+                else run_blockers(self.policy, self.clusters, self.hosts, run, await self.switch.get())
             )
             msg = proposal_message(
                 run,

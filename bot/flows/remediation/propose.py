@@ -19,7 +19,16 @@ from pydantic import ValidationError
 from bot.clients.kubernetes.clusters import Clusters
 from bot.clients.kubernetes.results import Preview
 from bot.clients.slack import SlackChat
-from bot.core.actions import PARAMS_BY_ACTION, ActionName, ActionParams, ExecParams, ScaleParams, target_of
+from bot.core.actions import (
+    HOST_ACTIONS,
+    PARAMS_BY_ACTION,
+    ActionName,
+    ActionParams,
+    ExecParams,
+    HostCommandParams,
+    ScaleParams,
+    target_of,
+)
 from bot.core.blockkit import Message, escape
 from bot.core.clusters import UnknownClusterError
 from bot.core.errors import IntegrationError, UserError
@@ -38,6 +47,7 @@ from bot.flows.remediation.authz import (
     parameter_problem,
 )
 from bot.flows.remediation.common import TOKEN_BYTES, Access, cooldown_problem, default_title, with_problems
+from bot.flows.remediation.hosts import HostActions, host_template
 from bot.flows.remediation.messages import ProposalMessages
 from bot.obs import logs
 from bot.render.proposals import not_proposed_message
@@ -85,6 +95,7 @@ class Proposer:
         access: Access,
         policy: Policy,
         clock: Clock,
+        hosts: HostActions | None = None,
     ) -> None:
         self.store = store
         self.incidents = incidents
@@ -94,6 +105,7 @@ class Proposer:
         self.access = access
         self.policy = policy
         self.clock = clock
+        self.hosts = hosts
 
     async def propose(
         self, incident: Incident, action: ActionName, params: ActionParams, request: Request
@@ -111,11 +123,15 @@ class Proposer:
         if not isinstance(params, PARAMS_BY_ACTION[action]):
             raise TypeError(f"{action.value} takes {PARAMS_BY_ACTION[action].__name__}")
         _check_open(incident)
-        cluster = await self._cluster_for(incident, request)
+        cluster = (
+            self._host_for(params)
+            if isinstance(params, HostCommandParams)
+            else await self._cluster_for(incident, request)
+        )
         namespace = namespace_of(action, params)
         rule = self.policy.rule_for(action, request.approval, cluster, namespace)
         await self._check_request(action, params, request, rule)
-        argv = exec_argv(self.policy, params) if isinstance(params, ExecParams) else None
+        argv = self._argv(params)
         target = target_of(action, params)
         now = self.clock()
         exclude = [request.undo_of] if request.undo_of else []
@@ -134,12 +150,7 @@ class Proposer:
             rule = bypass.rule
         elif problem:
             raise UserError(f"Not proposed: {problem}{break_glass.hint(self.policy, rule)}")
-        preview, private = await self._preview(cluster, action, params, argv, rule.allows_namespace)
-        bound = parameter_problem(
-            self.policy, rule, action, params, current_replicas=preview.current_replicas
-        )
-        if bound:
-            raise UserError(f"The policy refuses this {action.value}: {bound}.")
+        preview, private = await self._checked_preview(cluster, action, params, argv, rule)
         assert incident.channel_id is not None  # checked by _check_open
         new = NewRun(
             incident_id=incident.id,
@@ -190,6 +201,22 @@ class Proposer:
                 f"({', '.join(f'`{n}`' for n in names)}); an ad hoc run cannot tell which one to act on."
             )
         return names[0]
+
+    def _argv(self, params: ActionParams) -> list[str] | None:
+        """The command an exec or host command runs (audited with the proposal); UserError when
+        a template or argument is refused."""
+        if isinstance(params, ExecParams):
+            return exec_argv(self.policy, params)
+        if isinstance(params, HostCommandParams):
+            return host_template(self.policy, params)[1]
+        return None
+
+    def _host_for(self, params: HostCommandParams) -> str:
+        """A host run stores its host where a Kubernetes run stores its cluster (per-target
+        rules, cooldowns and the undo follow it)."""
+        if self.hosts is None:
+            raise UserError("No hosts are configured (clusters.yaml `hosts`); nothing is run on any host.")
+        return self.hosts.named(params.host)
 
     def _dedupe_key(self, key: str | None, cluster: str) -> str | None:
         """One playbook proposal per incident and cluster: alerts of one group can come from
@@ -244,8 +271,8 @@ class Proposer:
             secrets.token_hex(TOKEN_BYTES),
             now,
             timeline=(
-                f"{who} proposed “{new.title}” ({new.action.value} on {new.target} in cluster"
-                f" {new.cluster}),"
+                f"{who} proposed “{new.title}” ({new.action.value} on {new.target}"
+                f"{'' if new.action in HOST_ACTIONS else f' in cluster {new.cluster}'}),"
                 f" {new.approvals_needed} approval(s) needed{glass}"
             ),
             details=details,
@@ -278,6 +305,26 @@ class Proposer:
         except IntegrationError as err:  # audited and on the timeline already
             log.warning("remediation.announce_failed", extra={"channel": channel, "error": str(err)})
 
+    async def _checked_preview(
+        self,
+        cluster: str,
+        action: ActionName,
+        params: ActionParams,
+        argv: list[str] | None,
+        rule: ApprovalRule,
+    ) -> tuple[PreviewInfo, tuple[str, ...]]:
+        """The preview, within the policy's bounds: checked before it touches anything (a host's
+        preview runs a command there), and again with what it read (a scale's replicas)."""
+        bound = parameter_problem(self.policy, rule, action, params, current_replicas=None)
+        if bound is None:
+            preview, private = await self._preview(cluster, action, params, argv, rule.allows_namespace)
+            bound = parameter_problem(
+                self.policy, rule, action, params, current_replicas=preview.current_replicas
+            )
+        if bound:
+            raise UserError(f"The policy refuses this {action.value}: {bound}.")
+        return preview, private
+
     async def _preview(
         self,
         name: str,
@@ -287,6 +334,9 @@ class Proposer:
         namespace_allowed: Callable[[str], bool],
     ) -> tuple[PreviewInfo, tuple[str, ...]]:
         """(what is stored and shown, what only the requester may see)."""
+        if isinstance(params, HostCommandParams):
+            assert self.hosts is not None  # checked by _host_for
+            return await self.hosts.preview(params), ()
         cluster, label = self.clusters.client(name), self.clusters.label(name)
         if cluster is None:
             return PreviewInfo(
@@ -394,7 +444,13 @@ class Proposer:
         labels: dict[str, str],
         generator_url: str,
     ) -> ActionRun | None:
-        params = rem.render_params(labels)
+        defaults = {}
+        if rem.action in HOST_ACTIONS and "host" not in rem.params:
+            # The host whose `select` labels the alert carries.
+            if self.hosts is None:
+                raise UserError("no hosts are configured (clusters.yaml `hosts`)")
+            defaults["host"] = self.hosts.select(labels)
+        params = rem.render_params(labels, defaults=defaults)
         return await self.propose(
             incident,
             rem.action,

@@ -15,6 +15,7 @@ from bot.core.actions import (
     ActionName,
     ActionParams,
     DeploymentTarget,
+    HostCommandParams,
     NodeParams,
     RolloutUndoParams,
     ScaleParams,
@@ -201,9 +202,19 @@ class Verifier:
                 return recovered, text
             await asyncio.sleep(interval)
 
+    def _host_undo(self, run: ActionRun) -> tuple[ActionName, ActionParams] | None:
+        """A host command's undo, as its template declares (scale back to what the preview
+        counted)."""
+        params = parse_params(run.action, run.params)
+        hosts = self.proposer.hosts
+        if not isinstance(params, HostCommandParams) or hosts is None:
+            return None
+        undo = hosts.undo_of(params, run.preview.current_replicas)
+        return (ActionName.HOST_COMMAND, undo) if undo is not None else None
+
     async def offer_undo(self, run: ActionRun) -> ActionRun | None:
         """Propose the undo of `run` as a new proposal under the same approval rules."""
-        undo = undo_for(run)
+        undo = undo_for(run) or self._host_undo(run)
         if undo is None or run.undo_of is not None:  # never an undo of an undo (no ping-pong)
             return None
         incident = await self.incidents.get_incident(run.incident_id)

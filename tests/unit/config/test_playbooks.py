@@ -12,7 +12,7 @@ import yaml
 
 from bot.config.directory import main, validate_dir
 from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, PlaybookError, load_playbooks
-from bot.core.actions import ActionName, ExecParams, ScaleParams
+from bot.core.actions import HOST_ACTIONS, ActionName, ExecParams, HostCommandParams, ScaleParams
 from bot.core.catalog import CATALOG_FILES
 from bot.core.clusters import ClusterCatalog
 from bot.core.correlation import correlation_json_schema
@@ -251,8 +251,10 @@ def test_every_bundled_template_renders_for_a_realistic_alert(bundled: PlaybookS
                 except TemplateError:
                     assert not labels  # only a missing label may fail
             for rem in pb.remediations:
+                # A host action without `host`: the alert's labels select one when proposed.
+                host = {"host": "skillmeat"} if rem.action in HOST_ACTIONS else None
                 try:
-                    params = rem.render_params(labels)
+                    params = rem.render_params(labels, defaults=host)
                 except TargetNotAllowed:
                     assert labels  # a playbook's own defaults are always inside its targets
                     continue
@@ -289,6 +291,37 @@ def test_bundled_proposals_render_to_typed_params(bundled: PlaybookSet) -> None:
     assert rendered.model_dump()["namespace"] == "birthday-scheduler"
     with pytest.raises(TargetNotAllowed, match=r"namespace `skillquest` .*alert label `namespace`"):
         restart.remediations[0].render_params({"namespace": "skillquest"})
+
+
+def test_bundled_host_remediations_render_to_allow_listed_argvs(bundled: PlaybookSet) -> None:
+    restart = bundled.by_name("skillmeat-high-error-rate")
+    assert restart is not None
+    params = restart.remediations[0].render_params({}, defaults={"host": "skillmeat"})
+    assert isinstance(params, HostCommandParams)
+    template = bundled.policy.host_templates[params.template]
+    assert template.command(params.args) == ["sudo", "-n", "systemctl", "restart", "skillmeat-api"]
+    assert template.preview_command(params.args) == [
+        "sudo",
+        "-n",
+        "systemctl",
+        "show",
+        "-p",
+        "ActiveState,SubState,MainPID",
+        "skillmeat-api",
+    ]
+    backup = bundled.by_name("onquota-backup-failures")
+    assert backup is not None
+    argvs = [
+        bundled.policy.host_templates[p.template].command(p.args)
+        for p in (r.render_params({}) for r in backup.remediations)
+        if isinstance(p, HostCommandParams)
+    ]
+    assert argvs == [
+        ["sudo", "-n", "docker", "exec", "onquota_backup", "/scripts/backup/backup-postgres.sh"],
+        ["sudo", "-n", "docker", "exec", "onquota_backup", "/scripts/backup/verify-backups.sh"],
+    ]
+    with pytest.raises(ValueError, match="does not match"):
+        bundled.policy.host_templates["skillmeat_mcp_restart"].command({"server": "a; rm -rf /"})
 
 
 def test_hostile_labels_cannot_reach_a_proposal(bundled: PlaybookSet) -> None:
