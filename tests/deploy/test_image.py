@@ -320,3 +320,26 @@ async def test_run_is_ready_serves_an_alert_as_uid_10001_and_stops_on_sigterm(
             runner.terminate()
             runner.wait(30)
     assert "Traceback" not in log.read_text()
+
+
+def test_base_uses_the_debian_mirror_apt_uses(tmp_path: Path) -> None:
+    """Both apt source formats; security and other suites are not the base's archive."""
+    one_line = tmp_path / "one-line"
+    (one_line / "sources.list.d").mkdir(parents=True)
+    (one_line / "sources.list").write_text(
+        "# deb http://commented.example/debian bookworm main\n"
+        "deb http://security.example/debian-security bookworm-security main\n"
+        "deb [arch=amd64 signed-by=/k.gpg] http://mirror.example/debian bookworm main\n"
+    )
+    assert debian_mirror(one_line) == "http://mirror.example/debian"
+    deb822 = tmp_path / "deb822"
+    (deb822 / "sources.list.d").mkdir(parents=True)
+    (deb822 / "sources.list.d" / "debian.sources").write_text(
+        "Types: deb\nURIs: http://security.example/debian-security\nSuites: bookworm-security\n\n"
+        "Types: deb-src\nURIs: http://src.example/debian\nSuites: bookworm\n\n"
+        "Types: deb\n# a comment\nURIs: http://mirror.example/debian\nSuites: bookworm bookworm-updates\n"
+    )
+    assert debian_mirror(deb822) == "http://mirror.example/debian"
+    assert debian_mirror(tmp_path / "none") == "http://deb.debian.org/debian"
+    # The cache key follows the mirror: another archive makes another base.
+    assert base_key("http://mirror.example/debian") != base_key("http://deb.debian.org/debian")
