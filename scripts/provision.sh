@@ -52,9 +52,13 @@ have_cmd unzip || missing+=(unzip)
 [[ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]] || missing+=(fonts-noto-color-emoji)
 # Debian splits venv support out of python3; the Makefile creates .venv with it.
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
+# tests/deploy/test_image.py builds the Dockerfile without a Docker engine: buildah builds it
+# on a Debian base that debootstrap makes.
+have_cmd buildah || missing+=(buildah)
+have_cmd debootstrap || missing+=(debootstrap)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    log "all present: postgresql redis-server prometheus prometheus-alertmanager unzip chromium openssh-server"
+    log "all present: postgresql redis-server prometheus prometheus-alertmanager unzip chromium openssh-server buildah debootstrap"
     exit 0
 fi
 
@@ -93,7 +97,7 @@ for pkg in "${missing[@]}"; do
 done
 
 have_postgres || { log "postgresql binaries still missing after install" >&2; exit 1; }
-for b in redis-server prometheus prometheus-alertmanager unzip; do
+for b in redis-server prometheus prometheus-alertmanager unzip buildah debootstrap; do
     have_cmd "$b" || { log "$b still missing after install" >&2; exit 1; }
 done
 [[ -x /usr/bin/chromium ]] || { log "/usr/bin/chromium still missing after install" >&2; exit 1; }
