@@ -9,8 +9,15 @@ from typing import Any
 
 from sandbox.llm import answer, call
 from tests.integration import test_investigator as base
-from tests.integration.rig import running_bot
-from tests.integration.test_investigator import NAMESPACE, Env, open_incident, result_text, rows, types
+from tests.integration.test_investigator import (
+    NAMESPACE,
+    Env,
+    open_incident,
+    result_text,
+    rows,
+    running_bot,
+    types,
+)
 
 # The investigator's fixtures (sandbox Kubernetes, fake model, the bot's settings).
 kube, llm, env = base.kube, base.llm, base.env

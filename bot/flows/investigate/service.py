@@ -71,10 +71,12 @@ class Status:
             return "investigator: off (LLM_BASE_URL is not set)"
         if self.disabled:
             return "investigator: stopped by the kill switch (LLM_DISABLED)"
+        if self.capability is Capability.PROBING:
+            return "investigator: probing the model endpoint (investigations wait for its answer)"
         if self.capability is Capability.UNREACHABLE:
-            return f"investigator: off, the model endpoint did not answer at start-up ({self.detail})"
+            return f"investigator: off, the model endpoint did not answer ({self.detail}); probing again"
         if self.capability is Capability.SUMMARIES:
-            return f"investigator: summaries only, the model calls no tools ({self.detail})"
+            return f"investigator: summaries only, the model calls no tools ({self.detail}); probing again"
         return f"investigator: on ({self.detail})"
 
 
@@ -150,6 +152,47 @@ class Investigator:
         self.enricher = enricher
         self._slots = asyncio.Semaphore(max_concurrent)
         self._auto_seen: set[int] = set()
+        self._status_changed = asyncio.Condition()
+
+    async def watch_endpoint(self, stop: asyncio.Event, *, interval_s: float, timeout_s: float) -> None:
+        """Probe the endpoint in the background (start-up never waits for a model): until it
+        answers with tool calls, again every `interval_s` while it is unreachable or tool-less,
+        so a model that comes up later is used without a restart. Not while the kill switch
+        (LLM_DISABLED) is on: nothing is sent to a model that is switched off."""
+        client = self.client
+        while client is not None and not self.status.disabled and not stop.is_set():
+            probe = asyncio.ensure_future(client.probe(timeout_s))
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({probe, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not probe.done():
+                probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probe
+                return
+            capability, detail = probe.result()
+            await self._set_status(Status(capability, detail))
+            if capability is Capability.TOOLS:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+
+    async def _set_status(self, status: Status) -> None:
+        changed = status != self.status
+        self.status = status
+        if changed:
+            (log.info if status.investigations else log.warning)(
+                "investigator.status", extra={"status": status.describe()}
+            )
+        async with self._status_changed:
+            self._status_changed.notify_all()
+
+    async def wait_for_status(self, wanted: Callable[[Status], bool], timeout: float = 10.0) -> Status:
+        """Until the status is one `wanted` accepts (woken by every probe's answer)."""
+        async with asyncio.timeout(timeout), self._status_changed:
+            while not wanted(self.status):
+                await self._status_changed.wait()
+            return self.status
 
     def require_investigations(self) -> ChatClient:
         if self.client is None or not self.status.investigations:
