@@ -411,6 +411,7 @@ async def _investigator(
         budgets=llm_budgets(settings),
         redactor=Redactor.with_secrets(_secrets_of(settings), emails=settings.llm_redact_emails),
         max_concurrent=settings.llm_max_concurrent,
+        coord=c.coord,
         pricing=Pricing(settings.llm_cost_per_million_tokens),
         auto=auto_rule(settings),
         enricher=enricher,

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from redis.exceptions import RedisError
+
 from bot.clients.llm import Capability, ChatClient
 from bot.clients.slack import SlackChat
 from bot.core import blockkit as kit
@@ -40,12 +42,16 @@ from bot.render.investigation import (
     started_message,
     summary_draft_message,
 )
+from bot.store.coordination import Coordination
 from bot.store.incidents import PostgresStore
 from bot.store.investigations import InvestigationStore, Usage
 
 log = logs.logger(logs.Component.INVESTIGATE)
 
 REQUESTER = "investigator"
+SLOTS = "investigations"
+SLOT_LEASE_MS = 30_000
+AT_LIMIT = "Investigations are already running at the limit; try again in a few minutes."
 MAX_GRAPHS = 2
 MAX_REASON = 300
 
@@ -129,6 +135,7 @@ class Investigator:
         budgets: Budgets,
         redactor: Redactor,
         max_concurrent: int,
+        coord: Coordination,
         pricing: Pricing,
         auto: AutoRule,
         enricher: Enricher | None = None,
@@ -150,7 +157,10 @@ class Investigator:
         self.pricing = pricing
         self.auto = auto
         self.enricher = enricher
-        self._slots = asyncio.Semaphore(max_concurrent)
+        # The limit holds across replicas: a counting semaphore in Redis, whose leases lapse
+        # when a replica dies mid-investigation.
+        self.max_concurrent = max_concurrent
+        self.coord = coord
         self._auto_seen: set[int] = set()
         self._status_changed = asyncio.Condition()
 
@@ -199,10 +209,14 @@ class Investigator:
             raise UserError(f"No investigation: {self.status.describe()}.")
         return self.client
 
-    def admit(self) -> None:
-        """Refuse at once when every slot is taken (the concurrency limit)."""
-        if self._slots.locked():
-            raise UserError("Investigations are already running at the limit; try again in a few minutes.")
+    async def admit(self) -> None:
+        """Refuse at once when every slot is taken on the replicas together (the limit)."""
+        try:
+            held = await self.coord.slots_held(SLOTS)
+        except RedisError as exc:
+            raise IntegrationError("redis", f"the investigation limit cannot be checked: {exc}") from None
+        if held >= self.max_concurrent:
+            raise UserError(AT_LIMIT)
 
     async def check_switch(self) -> None:
         """Refuse while the runtime kill switch stops investigations (read from PostgreSQL, so
@@ -230,12 +244,20 @@ class Investigator:
         return f"Investigations are {'stopped' if stop else 'allowed'} on every replica (by <@{user}>)."
 
     async def investigate(self, incident: Incident, requested_by: str | None, question: str) -> Outcome:
-        """Run one investigation end to end (the slot is held while it runs)."""
+        """Run one investigation end to end, holding one of the slots shared by every replica."""
         client = self.require_investigations()
         await self.check_switch()
         if incident.channel_id is None:
             raise UserError(f"Incident {incident.ref} has no channel yet; try again in a moment.")
-        async with self._slots:
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                slot = await held.enter_async_context(
+                    self.coord.slot(SLOTS, self.max_concurrent, SLOT_LEASE_MS)
+                )
+            except RedisError as exc:
+                raise IntegrationError("redis", f"the investigation limit cannot be checked: {exc}") from None
+            if slot is None:
+                raise UserError(AT_LIMIT)
             return await self._run(client, incident, incident.channel_id, requested_by, question)
 
     async def investigate_requested(self, incident: Incident, user: str, question: str) -> None:
@@ -271,7 +293,7 @@ class Investigator:
 
     async def _auto(self, incident: Incident) -> None:
         try:
-            self.admit()
+            await self.admit()
             await self.investigate(incident, None, "")
         except (UserError, IntegrationError) as exc:
             log.warning("investigation.auto_skipped", extra={"incident_id": incident.id, "error": str(exc)})
