@@ -615,7 +615,9 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     flows = Flows(
         incidents=incidents,
         silences=silences,
-        postmortems=Postmortems(store, remediation_store, lifecycle, c.chat, clock),
+        postmortems=Postmortems(
+            store, remediation_store, lifecycle, c.chat, clock, narrator=investigator.narrative
+        ),
         enrich=enricher,
         proposer=proposer,
         decisions=decisions,

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+
 from bot.clients.slack import SlackChat
 from bot.core.errors import UserError
 from bot.core.incident import Incident
 from bot.core.ports import Clock
-from bot.core.postmortem import AuditEntry, postmortem_markdown
+from bot.core.postmortem import AuditEntry, postmortem_markdown, with_generated_narrative
 from bot.store.incidents import PostgresStore
 from bot.store.lifecycle import LifecycleStore
 from bot.store.remediation import RemediationStore
@@ -20,7 +22,11 @@ class Postmortems:
         lifecycle: LifecycleStore,
         chat: SlackChat,
         clock: Clock,
+        narrator: Callable[[Incident], Awaitable[tuple[str, str] | None]] | None = None,
     ) -> None:
+        """`narrator`: the investigator's (model, narrative) of an incident, None when it has
+        none to give; without one, the draft is the timeline's alone."""
+        self.narrator = narrator
         self.store = store
         self.remediation = remediation
         self.lifecycle = lifecycle
@@ -55,6 +61,9 @@ class Postmortems:
         audit = await self.remediation_audit(incident.id)
         now = self.clock()
         markdown = postmortem_markdown(view, events, audit, now)
+        narrated = await self.narrator(incident) if self.narrator is not None else None
+        if narrated is not None:
+            markdown = with_generated_narrative(markdown, narrated[1], narrated[0])
         await self.chat.upload_file(
             incident.channel_id or fallback_channel,
             markdown.encode("utf-8"),

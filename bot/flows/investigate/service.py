@@ -387,6 +387,30 @@ class Investigator:
         )
         return summary_draft_message(incident.ref, draft, f"{draft_id}:{token}")
 
+    async def narrative(self, incident: Incident) -> tuple[str, str] | None:
+        """(model, a narrative of the incident from its timeline) for the postmortem draft; None
+        when the investigator cannot write one (off, stopped, or the model failed: the draft
+        then goes out without it)."""
+        if self.client is None or not self.status.summaries or await self.history.stopped_by() is not None:
+            return None
+        events = await self.store.timeline(incident.id)
+        timeline = "\n".join(f"{e.at.isoformat()} {e.kind}: {e.text}" for e in events[-120:])
+        messages = [
+            {"role": "system", "content": NARRATIVE_PROMPT},
+            {"role": "user", "content": self.redactor(_brief(incident, "") + "\nTimeline:\n" + timeline)},
+        ]
+        try:
+            completion = await self.client.complete(
+                messages, max_tokens=800, timeout_s=self.budgets.request_timeout_s
+            )
+        except IntegrationError as exc:
+            log.warning(
+                "investigation.narrative_failed", extra={"incident_id": incident.id, "error": str(exc)}
+            )
+            return None
+        text = completion.content.strip()[:4000]
+        return (self.client.model, text) if text else None
+
     async def claim_draft(self, value: str, incident: Incident) -> str:
         """The draft a Post button names, once (UserError for a forged, foreign or used one)."""
         draft_id, _, token = value.partition(":")
@@ -467,6 +491,13 @@ SUMMARY_PROMPT = (
     "Write a short stakeholder update (at most 6 sentences, plain text) about this incident from its"
     " timeline: impact, what is known, what is being done, next update. Do not speculate beyond the"
     " timeline."
+)
+
+
+NARRATIVE_PROMPT = (
+    "Write the narrative summary of a postmortem (one to three short paragraphs, plain text) from"
+    " this incident's timeline: what happened, how it was detected, what was done, how it ended."
+    " Use only what the timeline says; say so where it is silent."
 )
 
 
