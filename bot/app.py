@@ -14,6 +14,7 @@ import contextlib
 import os
 import socket
 import time
+from collections.abc import Iterator, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -323,8 +324,8 @@ def _owner(settings: Settings, store: PostgresStore) -> str:
 
 
 async def _model_status(settings: Settings, stack: AsyncExitStack) -> tuple[ChatClient | None, Status]:
-    """The investigator's endpoint, probed once at start-up: it answers and calls tools, answers
-    only (summaries), or not at all. A failing endpoint never stops the bot."""
+    """The investigator's endpoint client; its capability is probed in the background once the
+    bot runs (`Investigator.watch_endpoint`), so a slow or absent model never delays start-up."""
     if not settings.llm_base_url:
         return None, Status(Capability.OFF, "LLM_BASE_URL is not set")
     session = aiohttp.ClientSession()
@@ -336,12 +337,7 @@ async def _model_status(settings: Settings, stack: AsyncExitStack) -> tuple[Chat
         session,
         timeout_s=settings.llm_request_timeout_seconds,
     )
-    capability, detail = await client.probe(min(settings.llm_request_timeout_seconds, 20.0))
-    status = Status(capability, detail, disabled=settings.llm_disabled)
-    (log.info if status.investigations else log.warning)(
-        "investigator.status", extra={"status": status.describe()}
-    )
-    return client, status
+    return client, Status(Capability.PROBING, "not probed yet", disabled=settings.llm_disabled)
 
 
 def _secrets_of(settings: Settings) -> list[str]:
@@ -426,6 +422,7 @@ async def _investigator(
         budgets=llm_budgets(settings),
         redactor=Redactor.with_secrets(_secrets_of(settings), emails=settings.llm_redact_emails),
         max_concurrent=settings.llm_max_concurrent,
+        coord=c.coord,
         pricing=Pricing(settings.llm_cost_per_million_tokens),
         auto=auto_rule(settings),
         enricher=enricher,
@@ -540,7 +537,6 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     investigator = await _investigator(
         settings, c, store, proposer, access, supervisor, metrics, guard, playbooks, enricher, clock, stack
     )
-    llm_status = investigator.status
 
     def publish_later(incident_id: int) -> None:
         # The publisher is built next and takes the storms: a late-bound call breaks the cycle.
@@ -633,7 +629,9 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     flows = Flows(
         incidents=incidents,
         silences=silences,
-        postmortems=Postmortems(store, remediation_store, lifecycle, c.chat, clock),
+        postmortems=Postmortems(
+            store, remediation_store, lifecycle, c.chat, clock, narrator=investigator.narrative
+        ),
         enrich=enricher,
         proposer=proposer,
         decisions=decisions,
@@ -656,7 +654,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     )
     register(bolt, flows)
     web_app = build_web_app(
-        _handlers(settings, inbox, pipeline, gate, metrics, store, c.coord, clock, llm_status),
+        _handlers(settings, inbox, pipeline, gate, metrics, store, c.coord, clock, investigator),
         _slack_edge(settings, bolt, c.coord, metrics),
         client_max_size=max(
             settings.max_body_bytes, settings.pagerduty_max_body_bytes, settings.slack_max_body_bytes
@@ -697,7 +695,7 @@ def _handlers(
     store: PostgresStore,
     coord: coordination.Coordination,
     clock: Clock,
-    llm_status: Status,
+    investigator: Investigator,
 ) -> Handlers:
     timeout = settings.http_body_timeout_seconds
     return Handlers(
@@ -716,8 +714,26 @@ def _handlers(
         ),
         wall_clock=time.time,
         # Nothing changes while no model is configured.
-        details={} if llm_status.capability is Capability.OFF else {"investigator": llm_status.describe()},
+        details={} if investigator.status.capability is Capability.OFF else _LiveDetail(investigator),
     )
+
+
+class _LiveDetail(Mapping[str, str]):
+    """/readyz's `detail`: the investigator's status as it is now (probed in the background)."""
+
+    def __init__(self, investigator: Investigator) -> None:
+        self._investigator = investigator
+
+    def __getitem__(self, key: str) -> str:
+        if key != "investigator":
+            raise KeyError(key)
+        return self._investigator.status.describe()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(("investigator",))
+
+    def __len__(self) -> int:
+        return 1
 
 
 def _slack_edge(
@@ -776,6 +792,13 @@ class BotServer:
             worker = self.parts.pipeline.worker(self._stop, settings.sweep_interval_seconds)
             self._loops.append(asyncio.create_task(worker, name=f"worker-{i}"))
         self._loops.append(asyncio.create_task(self._sweep(), name="sweep"))
+        if (investigator := self.parts.flows.investigator) is not None:
+            watch = investigator.watch_endpoint(
+                self._stop,
+                interval_s=settings.llm_probe_interval_seconds,
+                timeout_s=min(settings.llm_request_timeout_seconds, 20.0),
+            )
+            self._loops.append(asyncio.create_task(watch, name="investigator-probe"))
         if settings.slack_app_token is not None:
             self._socket = AsyncSocketModeHandler(
                 self.bolt, app_token=settings.slack_app_token.get_secret_value()

@@ -42,7 +42,7 @@ async def investigate(flows: Flows, inv: Invocation) -> Reply:
     if incident.channel_id is None:
         raise UserError(f"Incident {incident.ref} has no channel yet; try again in a moment.")
     await investigator.check_switch()
-    investigator.admit()
+    await investigator.admit()
     task = flows.supervisor.spawn(
         investigator.investigate_requested(incident, inv.user_id, question), name=f"investigate-{incident.id}"
     )

@@ -39,6 +39,7 @@ class Capability(StrEnum):
     """What the investigator may do with the configured endpoint."""
 
     OFF = "off"  # no LLM_BASE_URL: nothing changes anywhere
+    PROBING = "probing"  # configured, the first probe has not answered yet
     UNREACHABLE = "unreachable"  # configured, but it did not answer at start-up
     SUMMARIES = "summaries_only"  # answers, but calls no tools: drafts only, no investigation
     TOOLS = "tools"  # investigations and drafts

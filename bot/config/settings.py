@@ -118,6 +118,8 @@ class Settings(BaseSettings):
     llm_redact_emails: bool = True
     llm_cost_per_million_tokens: float = Field(default=0.0, ge=0)
     llm_disabled: bool = False
+    # How often an unreachable or tool-less endpoint is probed again (in the background).
+    llm_probe_interval_seconds: float = Field(default=60.0, gt=0, le=3600)
     # Investigate automatically when an incident opens: comma-separated `team:P1` entries
     # (`*` for any team), e.g. `*:P1,payments:P2`. Empty: only on request.
     llm_auto_investigate: str = ""

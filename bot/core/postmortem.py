@@ -727,3 +727,19 @@ def _with_names(markdown: str, names: Mapping[str, str]) -> str:
     forms = "|".join(re.escape(form) for form in sorted(shown, key=len, reverse=True))
     pattern = re.compile(rf"(?<![\w\\])@?({forms})(?![\w\\])")
     return pattern.sub(lambda m: shown[m.group(1)], markdown)
+
+
+def with_generated_narrative(markdown: str, narrative: str, model: str) -> str:
+    """The draft with a narrative summary written by the investigator's model, right under its
+    title, marked as generated so nobody mistakes it for the record: the sections below it
+    are built from the timeline and the audit; this one is a model's reading of them."""
+    title, sep, rest = markdown.partition("\n\n")
+    section = [
+        "## Narrative summary (generated)",
+        "",
+        f"> ⚠️ Written by a language model ({_md(model)}) from the incident timeline; it may be wrong."
+        " Check it against the timeline below before publishing.",
+        "",
+        *(f"> {_md(line)}" if line.strip() else ">" for line in narrative.strip().splitlines()),
+    ]
+    return title + sep + "\n".join(section) + "\n\n" + rest

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 
 from bot.clients.slack import SlackChat
 from bot.core.errors import IntegrationError, UserError
 from bot.core.incident import Incident, IncidentView, TimelineEvent
 from bot.core.ports import Clock
-from bot.core.postmortem import AuditEntry, postmortem_markdown
+from bot.core.postmortem import AuditEntry, postmortem_markdown, with_generated_narrative
 from bot.obs import logs
 from bot.store.incidents import PostgresStore
 from bot.store.lifecycle import LifecycleStore
@@ -43,7 +43,11 @@ class Postmortems:
         lifecycle: LifecycleStore,
         chat: SlackChat,
         clock: Clock,
+        narrator: Callable[[Incident], Awaitable[tuple[str, str] | None]] | None = None,
     ) -> None:
+        """`narrator`: the investigator's (model, narrative) of an incident, None when it has
+        none to give; without one, the draft is the timeline's alone."""
+        self.narrator = narrator
         self.store = store
         self.remediation = remediation
         self.lifecycle = lifecycle
@@ -93,6 +97,9 @@ class Postmortems:
         now = self.clock()
         names = await self._names(people_in(view, events, audit))
         markdown = postmortem_markdown(view, events, audit, now, names=names)
+        narrated = await self.narrator(incident) if self.narrator is not None else None
+        if narrated is not None:
+            markdown = with_generated_narrative(markdown, narrated[1], narrated[0])
         await self.chat.upload_file(
             incident.channel_id or fallback_channel,
             markdown.encode("utf-8"),

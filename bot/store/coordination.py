@@ -1,4 +1,5 @@
-"""Redis coordination: short locks, rate-limit buckets and first-time keys shared by replicas.
+"""Redis coordination: short locks, counting semaphores, rate-limit buckets and first-time keys
+shared by replicas.
 
 Redis holds no state of record. Losing it can cost a duplicate Slack update (two publishers
 at once) but never an alert: Postgres decides what exists.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import secrets
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, cast
 
@@ -45,6 +46,36 @@ return 1
 _RENEW = """
 if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('pexpire', KEYS[1], ARGV[2]) end
 return 0
+"""
+
+# A counting semaphore: a sorted set of holders scored by when their lease ends (Redis's own
+# clock). Holders whose lease ended (a replica that died) are dropped before counting; a slot
+# is taken only while fewer than ARGV[2] hold one.
+_SLOT_TAKE = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('zremrangebyscore', KEYS[1], '-inf', now)
+if redis.call('zcard', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('zadd', KEYS[1], now + tonumber(ARGV[3]), ARGV[1])
+redis.call('pexpire', KEYS[1], ARGV[3])
+return 1
+"""
+
+# Extend a holder's lease, only while it still holds its slot.
+_SLOT_RENEW = """
+if not redis.call('zscore', KEYS[1], ARGV[1]) then return 0 end
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('zadd', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+redis.call('pexpire', KEYS[1], ARGV[2])
+return 1
+"""
+
+# How many hold a slot now (lapsed leases not counted).
+_SLOT_COUNT = """
+local t = redis.call('time')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+return redis.call('zcount', KEYS[1], '(' .. now, '+inf')
 """
 
 # Token bucket reservation: capacity ARGV[2], refill ARGV[1] tokens/s. Takes a token now or
@@ -90,6 +121,9 @@ class Coordination:
         self._release = client.register_script(_RELEASE)
         self._renew = client.register_script(_RENEW)
         self._bucket = client.register_script(_BUCKET)
+        self._slot_take = client.register_script(_SLOT_TAKE)
+        self._slot_renew = client.register_script(_SLOT_RENEW)
+        self._slot_count = client.register_script(_SLOT_COUNT)
 
     async def ping(self) -> None:
         await cast(Any, self.client.ping())
@@ -114,25 +148,55 @@ class Coordination:
         if token is None:
             yield None
             return
-        stop = asyncio.Event()
-        keeper = asyncio.create_task(self._keep(name, token, ttl_ms, stop), name=f"lease-{name}")
+        key = PREFIX + "lock:" + name
         try:
-            yield token
+            async with self._kept(name, lambda: self._renew(keys=[key], args=[token, ttl_ms]), ttl_ms):
+                yield token
+        finally:
+            await self.release(name, token)
+
+    @asynccontextmanager
+    async def slot(self, name: str, limit: int, ttl_ms: int) -> AsyncIterator[str | None]:
+        """One of `limit` slots shared by every replica (a counting semaphore), renewed while
+        its holder is alive and lapsing `ttl_ms` after it dies. Yields None when all are held."""
+        key = PREFIX + "slots:" + name
+        token = self._own_prefix + secrets.token_hex(8)
+        if not await self._slot_take(keys=[key], args=[token, limit, ttl_ms]):
+            yield None
+            return
+        try:
+            async with self._kept(name, lambda: self._slot_renew(keys=[key], args=[token, ttl_ms]), ttl_ms):
+                yield token
+        finally:
+            await self.client.zrem(key, token)
+
+    async def slots_held(self, name: str) -> int:
+        """How many slots of `name` are held now (on every replica)."""
+        return int(await self._slot_count(keys=[PREFIX + "slots:" + name]))
+
+    @asynccontextmanager
+    async def _kept(
+        self, name: str, renew: Callable[[], Awaitable[object]], ttl_ms: int
+    ) -> AsyncIterator[None]:
+        """Renew a lease every third of its lifetime while the body runs."""
+        stop = asyncio.Event()
+        keeper = asyncio.create_task(self._keep(renew, ttl_ms, stop), name=f"lease-{name}")
+        try:
+            yield
         finally:
             # The event ends the keeper even if a cancellation is swallowed inside the Redis
             # client; waiting is bounded and never re-raises the keeper's cancellation here.
             stop.set()
             keeper.cancel()
             await asyncio.wait({keeper}, timeout=LEASE_STOP_WAIT_S)
-            await self.release(name, token)
 
-    async def _keep(self, name: str, token: str, ttl_ms: int, stop: asyncio.Event) -> None:
+    async def _keep(self, renew: Callable[[], Awaitable[object]], ttl_ms: int, stop: asyncio.Event) -> None:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), ttl_ms / 3000)
                 return
             try:
-                renewed = await self._renew(keys=[PREFIX + "lock:" + name], args=[token, ttl_ms])
+                renewed = await renew()
             except (RedisError, OSError):
                 continue  # Redis away: the lease may lapse; Postgres still decides what exists
             if not renewed:

@@ -79,8 +79,9 @@ class Handlers:
         details: Mapping[str, str] | None = None,
     ) -> None:
         self.inbox = inbox
-        # Said by /readyz whatever the probes find (e.g. whether the investigator is on).
-        self.details = dict(details or {})
+        # Said by /readyz whatever the probes find (e.g. whether the investigator is on); read
+        # at each request, as a detail may change while the bot runs.
+        self.details = details or {}
         self.wake = wake
         self.gate = gate
         self._metrics = metrics
@@ -207,7 +208,7 @@ class Handlers:
                 )
 
         await asyncio.gather(*(check(name, probe) for name, probe in self.probes.items()))
-        extra = {"detail": self.details} if self.details else {}
+        extra = {"detail": dict(self.details)} if self.details else {}
         if failed:
             return web.json_response({"status": "unavailable", "failed": failed, **extra}, status=503)
         return web.json_response({"status": "ready", **extra})

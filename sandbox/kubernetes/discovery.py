@@ -28,7 +28,11 @@ def discovery(path: str) -> JSON:
             "versions": ["v1"],
             "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": "127.0.0.1:6443"}],
         }
-    groups = sorted({(r.group, r.version) for r in RESOURCES.values() if r.group} | {("autoscaling", "v1")})
+    # One entry per group with all its versions (autoscaling serves v1 scales and v2 HPAs).
+    groups: dict[str, set[str]] = {"autoscaling": {"v1"}}
+    for r in RESOURCES.values():
+        if r.group:
+            groups.setdefault(r.group, set()).add(r.version)
     if path == "apis":
         return {
             "kind": "APIGroupList",
@@ -36,10 +40,12 @@ def discovery(path: str) -> JSON:
             "groups": [
                 {
                     "name": g,
-                    "versions": [{"groupVersion": f"{g}/{v}", "version": v}],
-                    "preferredVersion": {"groupVersion": f"{g}/{v}", "version": v},
+                    "versions": [
+                        {"groupVersion": f"{g}/{v}", "version": v} for v in sorted(vs, reverse=True)
+                    ],
+                    "preferredVersion": {"groupVersion": f"{g}/{max(vs)}", "version": max(vs)},
                 }
-                for g, v in groups
+                for g, vs in sorted(groups.items())
             ],
         }
     parts = path.split("/")

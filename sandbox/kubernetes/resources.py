@@ -57,6 +57,17 @@ RESOURCES: dict[str, ResourceInfo] = {
         ResourceInfo("nodes", "Node", "", "v1", namespaced=False),
         ResourceInfo("pods", "Pod", "", "v1", namespaced=True),
         ResourceInfo("services", "Service", "", "v1", namespaced=True),
+        ResourceInfo("endpoints", "Endpoints", "", "v1", namespaced=True, has_status=False),
+        ResourceInfo("configmaps", "ConfigMap", "", "v1", namespaced=True, has_status=False),
+        ResourceInfo("secrets", "Secret", "", "v1", namespaced=True, has_status=False),
+        ResourceInfo("statefulsets", "StatefulSet", "apps", "v1", namespaced=True),
+        ResourceInfo("daemonsets", "DaemonSet", "apps", "v1", namespaced=True),
+        ResourceInfo(
+            "endpointslices", "EndpointSlice", "discovery.k8s.io", "v1", namespaced=True, has_status=False
+        ),
+        ResourceInfo(
+            "horizontalpodautoscalers", "HorizontalPodAutoscaler", "autoscaling", "v2", namespaced=True
+        ),
         ResourceInfo("events", "Event", "", "v1", namespaced=True, has_status=False),
         ResourceInfo("deployments", "Deployment", "apps", "v1", namespaced=True),
         ResourceInfo("replicasets", "ReplicaSet", "apps", "v1", namespaced=True),

@@ -7,6 +7,8 @@ script used up it answers `default` (a text). Modes for the degraded cases:
 - ``tools=False``: a model that never calls a tool (the probe gets text back);
 - ``endless=(name, arguments)``: every turn calls that tool again, a loop that never ends;
 - ``delay_s``: each answer is late by that much (to test time budgets);
+- ``probe_gate``: while set to an unset event, start-up probes wait for it (a slow endpoint);
+- ``turn_gate``: likewise for every other request (an investigation held mid-way);
 - ``api_key``: requests without ``Authorization: Bearer <key>`` get 401.
 
 Every request body is kept in :attr:`requests` (probe included) so tests can inspect what
@@ -50,6 +52,8 @@ class FakeLLM:
     api_key: str | None = None
     endless: tuple[str, dict[str, Any]] | None = None
     delay_s: float = 0.0
+    probe_gate: asyncio.Event | None = None
+    turn_gate: asyncio.Event | None = None
     default: str = "Nothing to add."
     # Play the script again from its start once it is used up (the sandbox demo).
     repeat: bool = False
@@ -113,6 +117,9 @@ class FakeLLM:
             self._changed.notify_all()
         if self.delay_s:
             await asyncio.sleep(self.delay_s)
+        gate = self.probe_gate if _is_probe(body) else self.turn_gate
+        if gate is not None:
+            await gate.wait()
         turn = self._next_turn(body)
         return web.json_response(self._completion(body, turn))
 

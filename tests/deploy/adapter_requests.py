@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from kubernetes_asyncio.client import ApiClient
 
 from bot.clients.kubernetes.cluster import KubernetesCluster
+from bot.clients.kubernetes.reads import READABLE_KINDS
 from bot.clients.kubernetes.results import RolloutState
 from bot.core.actions import (
     ActionName,
@@ -38,6 +39,7 @@ from sandbox.kubernetes import Access, KubeSandbox
 # The exec scenario runs the command the sandbox's demo database pod answers.
 EXEC_ARGV = ["psql", "-c", "SELECT count(*) FROM pg_stat_activity;"]
 DIAGNOSTICS = "diagnostics"
+INVESTIGATOR = "investigator"
 
 
 @dataclass(slots=True)
@@ -96,6 +98,28 @@ async def _diagnostics(sandbox: KubeSandbox, cluster: KubernetesCluster) -> None
     assert await cluster.service_workloads(namespace, f"{deployment}-http")
 
 
+async def _investigator(sandbox: KubeSandbox, cluster: KubernetesCluster) -> None:
+    """The investigator's get and list of every namespaced readable kind (nodes are read by
+    name under the node actions' ClusterRole), each where the demo has one; what the demo
+    lacks is seeded first, directly."""
+    for kind in READABLE_KINDS.values():
+        if not kind.namespaced:
+            continue
+        existing = sandbox.objects(kind.plural)
+        namespace = str(existing[0]["metadata"]["namespace"]) if existing else "birthday-scheduler"
+        if not existing:
+            api_version = f"{kind.group}/{kind.version}" if kind.group else kind.version
+            meta = {"name": f"probe-{kind.plural}", "namespace": namespace}
+            body = {"apiVersion": api_version, "kind": kind.kind, "metadata": meta}
+            if kind.kind == "Job":  # the only one of them the sandbox validates
+                pod = {"containers": [{"name": "probe", "image": "busybox"}], "restartPolicy": "Never"}
+                body["spec"] = {"template": {"spec": pod}}
+            sandbox.create(body)
+        listed = await cluster.list_objects(kind, namespace, limit=5)
+        assert listed.items, kind
+        assert await cluster.read_object(kind, namespace, str(listed.items[0]["metadata"]["name"]))  # type: ignore[index]
+
+
 def _scenarios(sandbox: KubeSandbox) -> dict[ActionName | str, Scenario]:
     """One scenario per action, the diagnostics first (on the demo cluster as seeded)."""
 
@@ -108,6 +132,7 @@ def _scenarios(sandbox: KubeSandbox) -> dict[ActionName | str, Scenario]:
 
     return {
         DIAGNOSTICS: _diagnostics,
+        INVESTIGATOR: _investigator,
         ActionName.ROLLOUT_RESTART: plain(
             ActionName.ROLLOUT_RESTART,
             RolloutRestartParams(namespace="skillquest", deployment="skillquest-api"),

@@ -525,3 +525,101 @@ def test_grafana_dashboard_configmap(full_manifests: list[Manifest]) -> None:
     assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
     shipped = json.loads((CHART / "dashboards" / "incidentbot.json").read_text())
     assert json.loads(configmap["data"]["incidentbot.json"]) == shipped
+
+
+# --------------------------------------------------------------------------- the investigator
+
+LLM_KEY = "sk-llm-key-from-the-secret"
+
+
+def _volume(manifest: Manifest, name: str) -> dict[str, Any] | None:
+    volumes: list[dict[str, Any]] = manifest["spec"]["template"]["spec"]["volumes"]
+    return next((v for v in volumes if v["name"] == name), None)
+
+
+def test_investigator_is_off_by_default(default_manifests: list[Manifest]) -> None:
+    deployment = one(default_manifests, "Deployment")
+    assert not [name for name in env_of(deployment) if name.startswith("LLM_")]
+    assert _volume(deployment, "llm-api-key") is None
+
+
+def test_investigator_values_and_its_key_as_a_mounted_file(
+    full_manifests: list[Manifest], full_values: dict[str, Any], tmp_path: Path
+) -> None:
+    deployment = one(full_manifests, "Deployment")
+    env = env_of(deployment)
+    llm = {name: e for name, e in env.items() if name.startswith("LLM_")}
+    # The key is a file from the Secret, never an environment variable of the pod.
+    assert "LLM_API_KEY" not in llm
+    assert all("value" in e and "valueFrom" not in e for e in llm.values())
+    volume = _volume(deployment, "llm-api-key")
+    assert volume == {
+        "name": "llm-api-key",
+        "secret": {
+            "secretName": "incidentbot-llm",
+            "defaultMode": 0o440,
+            "items": [{"key": "token", "path": "api-key"}],
+        },
+    }
+    (mount,) = [m for m in container(deployment)["volumeMounts"] if m["name"] == "llm-api-key"]
+    assert mount == {"name": "llm-api-key", "mountPath": "/etc/incidentbot/llm", "readOnly": True}
+    # The bot reads what the chart sets: the variables are its settings, and the file the pod
+    # would hold (the Secret's key at the mount) gives it the key.
+    (tmp_path / "api-key").write_text(LLM_KEY + "\n")
+    plain = {name: e["value"] for name, e in llm.items()}
+    assert plain["LLM_API_KEY_FILE"] == mount["mountPath"] + "/api-key"
+    plain["LLM_API_KEY_FILE"] = str(tmp_path / "api-key")
+    fields = {f"llm_{k.removeprefix('LLM_').lower()}": v for k, v in plain.items()}
+    settings = Settings.model_validate(
+        fields
+        | {
+            "slack_bot_token": "xoxb-1",
+            "slack_signing_secret": "s" * 32,
+            "alertmanager_webhook_token": "t" * 32,
+            "database_url": "postgresql://x@y/z",
+            "redis_url": "redis://r:6379/0",
+        }
+    )
+    assert settings.llm_key() == LLM_KEY
+    assert settings.llm_base_url == full_values["investigator"]["baseUrl"]
+    assert (settings.llm_max_concurrent, settings.llm_token_budget, settings.llm_probe_interval_seconds) == (
+        3,
+        40000,
+        30.0,
+    )
+    assert settings.llm_auto_investigate == "*:P1"
+
+
+def test_investigator_without_a_key_mounts_nothing(render: Render) -> None:
+    manifests = render(sets=("investigator.baseUrl=http://ollama:11434/v1", "investigator.model=llama3.1"))
+    deployment = one(manifests, "Deployment")
+    env = env_of(deployment)
+    assert env["LLM_BASE_URL"]["value"] == "http://ollama:11434/v1" and "LLM_API_KEY_FILE" not in env
+    assert _volume(deployment, "llm-api-key") is None
+    assert _validate_all(manifests) == []
+
+
+def test_investigator_egress_to_its_endpoint(render: Render) -> None:
+    manifests = render(sets=("networkPolicy.egress.investigator.ports[0].port=8000",))
+    egress = one(manifests, "NetworkPolicy")["spec"]["egress"]
+    assert [{"port": 8000}] in [rule["ports"] for rule in egress]
+    assert [{"port": 8000}] not in [r["ports"] for r in one(render(), "NetworkPolicy")["spec"]["egress"]]
+
+
+@pytest.mark.parametrize(
+    ("sets", "message"),
+    [
+        (("investigator.baseUrl=http://vllm:8000/v1",), "model"),
+        (("investigator.baseUrl=vllm:8000",), "baseUrl"),
+        (("investigator.apiKeySecret.name=Bad_Name",), "name"),
+        (("investigator.maxConcurrent=0",), "maxConcurrent"),
+        (("investigator.apiKey=sk-in-values",), "apiKey"),
+    ],
+)
+def test_investigator_schema_rejects_mistakes(helm: Path, sets: tuple[str, ...], message: str) -> None:
+    args = ["template", RELEASE, str(CHART)]
+    for s in sets:
+        args += ["--set", s]
+    result = run_helm(helm, *args)
+    assert result.returncode != 0, f"{sets} was accepted"
+    assert message in result.stderr

@@ -21,8 +21,9 @@ import pytest
 import yaml
 
 from bot.core.actions import KUBERNETES_ACTIONS, ActionName
-from bot.tools.rbac import ACCESS, DIAGNOSTICS, Grant, cluster_scoped
+from bot.tools.rbac import ACCESS, DIAGNOSTICS, INVESTIGATOR, Grant, cluster_scoped
 from tests.deploy.adapter_requests import DIAGNOSTICS as DIAGNOSTICS_SCENARIO
+from tests.deploy.adapter_requests import INVESTIGATOR as INVESTIGATOR_SCENARIO
 from tests.deploy.adapter_requests import Recorded, record_every_action
 from tests.deploy.conftest import CHART, NAMESPACE, ROOT, Render, of_kind, run_helm
 
@@ -137,7 +138,7 @@ def recorded_union(recorded: FULL_RECORDED, actions: list[ActionName], *, diagno
 # --------------------------------------------------------------------------- what the adapter sends
 
 
-@pytest.mark.parametrize("action", [*KUBERNETES_ACTIONS, DIAGNOSTICS_SCENARIO])
+@pytest.mark.parametrize("action", [*KUBERNETES_ACTIONS, DIAGNOSTICS_SCENARIO, INVESTIGATOR_SCENARIO])
 def test_the_access_table_is_what_the_adapter_sends(
     recorded: FULL_RECORDED, action: ActionName | str
 ) -> None:
@@ -146,7 +147,9 @@ def test_the_access_table_is_what_the_adapter_sends(
     assert record.failed == [], f"{action}: requests failed: {record.failed}"
     # Discovery is readable by every authenticated user (the default system:discovery role).
     assert record.non_resource <= {"/version", "/api", "/apis"}
-    expected = DIAGNOSTICS if action == DIAGNOSTICS_SCENARIO else ACCESS[ActionName(action)]
+    expected = {DIAGNOSTICS_SCENARIO: DIAGNOSTICS, INVESTIGATOR_SCENARIO: INVESTIGATOR}.get(action) or ACCESS[
+        ActionName(action)
+    ]
     assert record.grants == expected, (
         f"{action}: sent {sorted(record.grants - expected)} beyond bot/tools/rbac.py, "
         f"which grants {sorted(expected - record.grants)} never sent"
@@ -278,7 +281,7 @@ def test_the_bundled_policy(render: Render, tmp_path: Path, recorded: FULL_RECOR
 
 
 DOCS = ROOT / "docs" / "rbac.md"
-_PERMISSION = re.compile(r"^([a-z]+)(?:\.([a-z.]+))?(/[a-z]+)?: ([a-z, ]+)$")
+_PERMISSION = re.compile(r"^([a-z]+)(?:\.([a-z0-9.]+))?(/[a-z]+)?: ([a-z, ]+)$")
 
 
 def test_docs_example_is_the_generators_output(tmp_path: Path) -> None:
@@ -303,7 +306,7 @@ def test_docs_table_is_the_access_table() -> None:
     rows = {}
     for line in DOCS.read_text().splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if len(cells) == 3 and (cells[0].startswith("`") or cells[0] == "diagnostics"):
+        if len(cells) == 3 and (cells[0].startswith("`") or cells[0] in ("diagnostics", "investigator")):
             grants: set[Grant] = set()
             for part in cells[1].split("; "):
                 match = _PERMISSION.fullmatch(part)
@@ -313,6 +316,7 @@ def test_docs_table_is_the_access_table() -> None:
             for name in re.findall(r"`([a-z_]+)`", cells[0]) or [cells[0]]:
                 rows[name] = grants
     assert rows.pop("diagnostics") == DIAGNOSTICS
+    assert rows.pop("investigator") == INVESTIGATOR
     assert rows == {a.value: ACCESS[a] for a in KUBERNETES_ACTIONS}
 
 
@@ -327,6 +331,28 @@ def test_full_values_rbac_is_generated_from_their_policy(tmp_path: Path, full_va
     assert result.returncode == 0, result.stderr
     generated = yaml.safe_load(result.stdout)["rbac"]
     assert {k: v for k, v in full_values["rbac"].items() if k != "create"} == generated
+
+
+def test_investigator_reads_only_when_asked_for(
+    render: Render, tmp_path: Path, recorded: FULL_RECORDED, policy_values: tuple[Path, str]
+) -> None:
+    """`--investigator` adds exactly the investigator's recorded reads to every Role (never a
+    Secret); without it, none of them."""
+    plain = {r["metadata"]["namespace"]: r for r in of_kind(render(policy_values[0]), "Role")}
+    (tmp_path / "policy.yaml").write_text(POLICY)
+    (tmp_path / "cache.yaml").write_text(PLAYBOOK)
+    out = tmp_path / "rbac.yaml"
+    names = ("--namespace", "team-a", "--namespace", "team-secret", "--namespace", "kube-system")
+    result = run_rbac("--policy", str(tmp_path), *names, "--investigator", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    roles = {r["metadata"]["namespace"]: r for r in of_kind(render(out), "Role")}
+    assert sorted(roles) == sorted(plain)
+    reads = recorded[INVESTIGATOR_SCENARIO].grants
+    for namespace, role in roles.items():
+        granted = expand(role["rules"], namespace)
+        assert granted == expand(plain[namespace]["rules"], namespace) | reads, namespace
+        assert not [g for g in granted if g.resource == "secrets"]
+    assert not reads <= expand(plain["shop"]["rules"], "shop")  # the control: not granted by default
 
 
 def test_without_generated_values_nothing_is_granted(render: Render) -> None:

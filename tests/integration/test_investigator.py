@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import asyncpg
 import pytest
 
 from bot.app import BotServer
-from bot.clients.llm import ChatClient
+from bot.clients.llm import Capability, ChatClient
 from bot.core.actions import ActionName
 from bot.core.investigation import Redactor
 from bot.core.runs import RunStatus
@@ -41,8 +42,8 @@ from tests.integration.rig import (
     playbooks_with_roles,
     post_alert,
     quiet,
-    running_bot,
 )
+from tests.integration.rig import running_bot as running_bot_unprobed
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -82,6 +83,16 @@ class Env:
 
     def driver(self, bot: BotServer) -> SlackDriver:
         return SlackDriver(self.slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, self.http)
+
+
+@asynccontextmanager
+async def running_bot(settings: Any) -> AsyncIterator[BotServer]:
+    """A running bot whose endpoint probe (made in the background) has answered."""
+    async with running_bot_unprobed(settings) as bot:
+        investigator = bot.parts.flows.investigator
+        if investigator is not None and not investigator.status.disabled:
+            await investigator.wait_for_status(lambda s: s.capability is not Capability.PROBING)
+        yield bot
 
 
 @pytest.fixture

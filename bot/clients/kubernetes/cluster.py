@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from kubernetes_asyncio.client import ApiClient
 from kubernetes_asyncio.stream import WsApiClient
 
-from bot.clients.kubernetes import deployments, diagnostics, pod_exec, rollouts
+from bot.clients.kubernetes import deployments, diagnostics, pod_exec, reads, rollouts
 from bot.clients.kubernetes.api import KubeApi
 from bot.clients.kubernetes.context import Expectation, Request
 from bot.clients.kubernetes.errors import SYSTEM, ConflictError
+from bot.clients.kubernetes.objects import JSON
 from bot.clients.kubernetes.ownership import PodOwner, pod_owner, service_workloads
 from bot.clients.kubernetes.results import (
     EventInfo,
@@ -180,3 +181,15 @@ class KubernetesCluster:
     ) -> str:
         """The last `lines` log lines, as text (read raw: the SDK mangles logs that parse as JSON)."""
         return await diagnostics.logs_tail(self._api, namespace, pod, lines, container=container)
+
+    async def read_object(self, kind: reads.ReadableKind, namespace: str | None, name: str) -> JSON:
+        """One object of a readable (never Secret) kind, sanitized: no env or ConfigMap values."""
+        return await reads.get_object(self._api, kind, namespace, name)
+
+    async def list_objects(
+        self, kind: reads.ReadableKind, namespace: str, *, label_selector: str | None = None, limit: int = 50
+    ) -> reads.Listed:
+        """At most `limit` objects of a readable kind in a namespace, sanitized likewise."""
+        return await reads.list_objects(
+            self._api, kind, namespace, label_selector=label_selector, limit=limit
+        )

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from redis.exceptions import RedisError
+
 from bot.clients.llm import Capability, ChatClient
 from bot.clients.slack import SlackChat
 from bot.core import blockkit as kit
@@ -40,12 +42,16 @@ from bot.render.investigation import (
     started_message,
     summary_draft_message,
 )
+from bot.store.coordination import Coordination
 from bot.store.incidents import PostgresStore
 from bot.store.investigations import InvestigationStore, Usage
 
 log = logs.logger(logs.Component.INVESTIGATE)
 
 REQUESTER = "investigator"
+SLOTS = "investigations"
+SLOT_LEASE_MS = 30_000
+AT_LIMIT = "Investigations are already running at the limit; try again in a few minutes."
 MAX_GRAPHS = 2
 MAX_REASON = 300
 
@@ -71,10 +77,12 @@ class Status:
             return "investigator: off (LLM_BASE_URL is not set)"
         if self.disabled:
             return "investigator: stopped by the kill switch (LLM_DISABLED)"
+        if self.capability is Capability.PROBING:
+            return "investigator: probing the model endpoint (investigations wait for its answer)"
         if self.capability is Capability.UNREACHABLE:
-            return f"investigator: off, the model endpoint did not answer at start-up ({self.detail})"
+            return f"investigator: off, the model endpoint did not answer ({self.detail}); probing again"
         if self.capability is Capability.SUMMARIES:
-            return f"investigator: summaries only, the model calls no tools ({self.detail})"
+            return f"investigator: summaries only, the model calls no tools ({self.detail}); probing again"
         return f"investigator: on ({self.detail})"
 
 
@@ -127,6 +135,7 @@ class Investigator:
         budgets: Budgets,
         redactor: Redactor,
         max_concurrent: int,
+        coord: Coordination,
         pricing: Pricing,
         auto: AutoRule,
         enricher: Enricher | None = None,
@@ -148,18 +157,66 @@ class Investigator:
         self.pricing = pricing
         self.auto = auto
         self.enricher = enricher
-        self._slots = asyncio.Semaphore(max_concurrent)
+        # The limit holds across replicas: a counting semaphore in Redis, whose leases lapse
+        # when a replica dies mid-investigation.
+        self.max_concurrent = max_concurrent
+        self.coord = coord
         self._auto_seen: set[int] = set()
+        self._status_changed = asyncio.Condition()
+
+    async def watch_endpoint(self, stop: asyncio.Event, *, interval_s: float, timeout_s: float) -> None:
+        """Probe the endpoint in the background (start-up never waits for a model): until it
+        answers with tool calls, again every `interval_s` while it is unreachable or tool-less,
+        so a model that comes up later is used without a restart. Not while the kill switch
+        (LLM_DISABLED) is on: nothing is sent to a model that is switched off."""
+        client = self.client
+        while client is not None and not self.status.disabled and not stop.is_set():
+            probe = asyncio.ensure_future(client.probe(timeout_s))
+            stopping = asyncio.ensure_future(stop.wait())
+            await asyncio.wait({probe, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            if not probe.done():
+                probe.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await probe
+                return
+            capability, detail = probe.result()
+            await self._set_status(Status(capability, detail))
+            if capability is Capability.TOOLS:
+                return
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=interval_s)
+
+    async def _set_status(self, status: Status) -> None:
+        changed = status != self.status
+        self.status = status
+        if changed:
+            (log.info if status.investigations else log.warning)(
+                "investigator.status", extra={"status": status.describe()}
+            )
+        async with self._status_changed:
+            self._status_changed.notify_all()
+
+    async def wait_for_status(self, wanted: Callable[[Status], bool], timeout: float = 10.0) -> Status:
+        """Until the status is one `wanted` accepts (woken by every probe's answer)."""
+        async with asyncio.timeout(timeout), self._status_changed:
+            while not wanted(self.status):
+                await self._status_changed.wait()
+            return self.status
 
     def require_investigations(self) -> ChatClient:
         if self.client is None or not self.status.investigations:
             raise UserError(f"No investigation: {self.status.describe()}.")
         return self.client
 
-    def admit(self) -> None:
-        """Refuse at once when every slot is taken (the concurrency limit)."""
-        if self._slots.locked():
-            raise UserError("Investigations are already running at the limit; try again in a few minutes.")
+    async def admit(self) -> None:
+        """Refuse at once when every slot is taken on the replicas together (the limit)."""
+        try:
+            held = await self.coord.slots_held(SLOTS)
+        except RedisError as exc:
+            raise IntegrationError("redis", f"the investigation limit cannot be checked: {exc}") from None
+        if held >= self.max_concurrent:
+            raise UserError(AT_LIMIT)
 
     async def check_switch(self) -> None:
         """Refuse while the runtime kill switch stops investigations (read from PostgreSQL, so
@@ -187,12 +244,20 @@ class Investigator:
         return f"Investigations are {'stopped' if stop else 'allowed'} on every replica (by <@{user}>)."
 
     async def investigate(self, incident: Incident, requested_by: str | None, question: str) -> Outcome:
-        """Run one investigation end to end (the slot is held while it runs)."""
+        """Run one investigation end to end, holding one of the slots shared by every replica."""
         client = self.require_investigations()
         await self.check_switch()
         if incident.channel_id is None:
             raise UserError(f"Incident {incident.ref} has no channel yet; try again in a moment.")
-        async with self._slots:
+        async with contextlib.AsyncExitStack() as held:
+            try:
+                slot = await held.enter_async_context(
+                    self.coord.slot(SLOTS, self.max_concurrent, SLOT_LEASE_MS)
+                )
+            except RedisError as exc:
+                raise IntegrationError("redis", f"the investigation limit cannot be checked: {exc}") from None
+            if slot is None:
+                raise UserError(AT_LIMIT)
             return await self._run(client, incident, incident.channel_id, requested_by, question)
 
     async def investigate_requested(self, incident: Incident, user: str, question: str) -> None:
@@ -228,7 +293,7 @@ class Investigator:
 
     async def _auto(self, incident: Incident) -> None:
         try:
-            self.admit()
+            await self.admit()
             await self.investigate(incident, None, "")
         except (UserError, IntegrationError) as exc:
             log.warning("investigation.auto_skipped", extra={"incident_id": incident.id, "error": str(exc)})
@@ -322,6 +387,30 @@ class Investigator:
         )
         return summary_draft_message(incident.ref, draft, f"{draft_id}:{token}")
 
+    async def narrative(self, incident: Incident) -> tuple[str, str] | None:
+        """(model, a narrative of the incident from its timeline) for the postmortem draft; None
+        when the investigator cannot write one (off, stopped, or the model failed: the draft
+        then goes out without it)."""
+        if self.client is None or not self.status.summaries or await self.history.stopped_by() is not None:
+            return None
+        events = await self.store.timeline(incident.id)
+        timeline = "\n".join(f"{e.at.isoformat()} {e.kind}: {e.text}" for e in events[-120:])
+        messages = [
+            {"role": "system", "content": NARRATIVE_PROMPT},
+            {"role": "user", "content": self.redactor(_brief(incident, "") + "\nTimeline:\n" + timeline)},
+        ]
+        try:
+            completion = await self.client.complete(
+                messages, max_tokens=800, timeout_s=self.budgets.request_timeout_s
+            )
+        except IntegrationError as exc:
+            log.warning(
+                "investigation.narrative_failed", extra={"incident_id": incident.id, "error": str(exc)}
+            )
+            return None
+        text = completion.content.strip()[:4000]
+        return (self.client.model, text) if text else None
+
     async def claim_draft(self, value: str, incident: Incident) -> str:
         """The draft a Post button names, once (UserError for a forged, foreign or used one)."""
         draft_id, _, token = value.partition(":")
@@ -402,6 +491,13 @@ SUMMARY_PROMPT = (
     "Write a short stakeholder update (at most 6 sentences, plain text) about this incident from its"
     " timeline: impact, what is known, what is being done, next update. Do not speculate beyond the"
     " timeline."
+)
+
+
+NARRATIVE_PROMPT = (
+    "Write the narrative summary of a postmortem (one to three short paragraphs, plain text) from"
+    " this incident's timeline: what happened, how it was detected, what was done, how it ended."
+    " Use only what the timeline says; say so where it is silent."
 )
 
 

@@ -3,9 +3,11 @@ model is ever offered; none of it writes. Each tool checks its arguments in code
 
 - PromQL goes through the same cost checks as `/incident graph` (`QueryGuard`), with the
   lookback capped by the guard;
-- Kubernetes reads are pods, events, log tails, rollout status and history only (no Secret or
-  other object can be named, no environment is listed), in namespaces the policy's
-  `investigate` approval rule (else its `default` rule) allows in that cluster;
+- Kubernetes reads are pods, events, log tails, rollout status and history, and get / list /
+  describe of the non-secret kinds of `READABLE_KINDS` (a Secret cannot be named; env values
+  and ConfigMap values are stripped by the adapter), size-capped, in namespaces the policy's
+  `investigate` approval rule (else its `default` rule) allows in that cluster (a Node, being
+  cluster-scoped, where that rule allows cluster-scoped targets, as for cordon);
 - the incident's own alerts and timeline, the matching playbook, similar past incidents.
 
 A tool that refuses or fails answers with the reason (the model sees it, the call is recorded
@@ -20,9 +22,10 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from bot.clients.kubernetes.clusters import Clusters
+from bot.clients.kubernetes.reads import READABLE_KINDS, ReadableKind
 from bot.clients.prometheus import PrometheusMetrics, choose_step
 from bot.core.actions import ContainerName, Namespace, ObjectName
 from bot.core.errors import IntegrationError, UserError
@@ -38,6 +41,9 @@ from bot.store.investigations import InvestigationStore
 MAX_SERIES = 20
 MAX_EVENTS = 30
 MAX_LOG_LINES = 200
+MAX_OBJECTS = 50
+MAX_OBJECT_CHARS = 6000
+LABEL_SELECTOR = r"^[A-Za-z0-9_./,=!() -]*$"
 
 
 class ToolError(Exception):
@@ -77,6 +83,40 @@ class LogsTail(_Args):
     cluster: str | None = None
 
 
+def _readable_kind(value: str) -> str:
+    """A kind as the model may spell it (`deployment`, `Deployments`, `hpa`): the canonical one."""
+    wanted = value.strip().lower().removesuffix("s") if value.lower() != "endpoints" else "endpoints"
+    for kind in READABLE_KINDS.values():
+        if wanted in (kind.kind.lower(), kind.plural.removesuffix("s"), kind.kind.lower().removesuffix("s")):
+            return kind.kind
+    if wanted == "hpa":
+        return "HorizontalPodAutoscaler"
+    raise ValueError(
+        f"not a kind the investigator may read (Secrets never are); one of {', '.join(READABLE_KINDS)}"
+    )
+
+
+class _KindArgs(_Args):
+    kind: str = Field(max_length=40, json_schema_extra={"enum": list(READABLE_KINDS)})
+
+    @field_validator("kind")
+    @classmethod
+    def _kind(cls, value: str) -> str:
+        return _readable_kind(value)
+
+
+class KindObject(_KindArgs):
+    name: ObjectName
+    namespace: Namespace | None = None
+    cluster: str | None = None
+
+
+class KindList(_KindArgs):
+    namespace: Namespace
+    label_selector: str | None = Field(default=None, max_length=200, pattern=LABEL_SELECTOR)
+    cluster: str | None = None
+
+
 class NoArgs(_Args):
     pass
 
@@ -111,6 +151,19 @@ READ_ONLY_TOOLS: tuple[ToolSpec, ...] = (
         DIRECT,
     ),
     ToolSpec("k8s_events", "Recent events about a Kubernetes object.", ObjectEvents, DIRECT),
+    ToolSpec(
+        "k8s_get",
+        "One Kubernetes object (spec and status; env and ConfigMap values are never shown).",
+        KindObject,
+        DIRECT,
+    ),
+    ToolSpec("k8s_describe", "One Kubernetes object and the recent events about it.", KindObject, DIRECT),
+    ToolSpec(
+        "k8s_list",
+        "Objects of a kind in a namespace (a summary line each), by label selector.",
+        KindList,
+        DIRECT,
+    ),
     ToolSpec("k8s_logs_tail", "The last lines of a pod's log (redacted).", LogsTail, DIRECT),
     ToolSpec("incident_alerts", "The incident's alerts with labels and annotations.", NoArgs, DIRECT),
     ToolSpec(
@@ -181,6 +234,9 @@ class LiveTools:
             "k8s_rollout_history": self._rollout_history,
             "k8s_events": self._events,
             "k8s_logs_tail": self._logs,
+            "k8s_get": self._get,
+            "k8s_describe": self._describe,
+            "k8s_list": self._list,
             "incident_alerts": self._alerts,
             "incident_timeline": self._timeline,
             "playbook": self._playbook,
@@ -248,8 +304,10 @@ class LiveTools:
         name = named or self._incident_cluster()
         if name not in self.clusters.names:
             raise ToolError(f"`{name[:63]}` is not a configured cluster ({', '.join(self.clusters.names)})")
-        rule = self.policy.rule_for("investigate", "default", name, namespace)
+        rule = self.policy.rule_for("investigate", "default", name, namespace or None)
         if not rule.allows_namespace(namespace):
+            if not namespace:
+                raise ToolError("the policy allows no cluster-scoped reads (nodes) to the investigator")
             raise ToolError(f"namespace `{namespace}` is not one the policy allows to be read")
         client = self.clusters.client(name)
         if client is None:
@@ -300,6 +358,38 @@ class LiveTools:
         text: str = await cluster.logs_tail(args.namespace, args.pod, args.lines, container=args.container)
         return text or "empty log"
 
+    def _object_cluster(self, args: KindObject) -> tuple[Any, ReadableKind, str | None]:
+        kind = READABLE_KINDS[args.kind]
+        if not kind.namespaced:
+            return self._cluster(args.cluster, ""), kind, None
+        if args.namespace is None:
+            raise ToolError(f"a {kind.kind} is namespaced: name its namespace")
+        return self._cluster(args.cluster, args.namespace), kind, args.namespace
+
+    async def _get(self, args: KindObject) -> str:
+        cluster, kind, namespace = self._object_cluster(args)
+        return _capped(await cluster.read_object(kind, namespace, args.name))
+
+    async def _describe(self, args: KindObject) -> str:
+        cluster, kind, namespace = self._object_cluster(args)
+        found = await cluster.read_object(kind, namespace, args.name)
+        # Node events are recorded in the default namespace, as kubectl describe reads them.
+        events = await cluster.events(namespace or "default", args.name, kind=kind.kind, limit=MAX_EVENTS)
+        lines = [f"{e.type} {e.reason} x{e.count}: {e.message}" for e in events]
+        return _capped(found) + "\nevents:\n" + _lines(lines, "no recent events")
+
+    async def _list(self, args: KindList) -> str:
+        kind = READABLE_KINDS[args.kind]
+        if not kind.namespaced:
+            raise ToolError(f"{kind.kind}s are read one at a time by name (k8s_get)")
+        cluster = self._cluster(args.cluster, args.namespace)
+        listed = await cluster.list_objects(
+            kind, args.namespace, label_selector=args.label_selector, limit=MAX_OBJECTS
+        )
+        lines = [_summary(item) for item in listed.items]
+        more = [f"… {listed.remaining} more (narrow with a label selector)"] if listed.remaining else []
+        return _lines(lines + more, f"no {kind.plural} in {args.namespace}")
+
     # ------------------------------------------------------------------ our own records
 
     async def _alerts(self, _: NoArgs) -> str:
@@ -338,3 +428,24 @@ class LiveTools:
 
 def _labels(labels: Mapping[str, str]) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+
+
+def _capped(obj: Mapping[str, Any]) -> str:
+    text = json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    if len(text) <= MAX_OBJECT_CHARS:
+        return text
+    return text[:MAX_OBJECT_CHARS] + f"… (cut at {MAX_OBJECT_CHARS} of {len(text)} characters)"
+
+
+def _summary(obj: Mapping[str, Any]) -> str:
+    """One line per listed object: its name and the plain (non-nested) fields of its status,
+    or for objects without status (ConfigMap, Endpoints) what they hold."""
+    metadata = obj.get("metadata") or {}
+    status = obj.get("status")
+    status = status if isinstance(status, dict) else {}
+    fields = [f"{k}={v}" for k, v in sorted(status.items()) if isinstance(v, str | int | float | bool)]
+    if "data" in obj:
+        fields.append(f"keys={','.join(map(str, obj['data']))}")
+    if "subsets" in obj or "endpoints" in obj:
+        fields.append(f"endpoints={json.dumps(obj.get('subsets') or obj.get('endpoints'))[:200]}")
+    return f"{metadata.get('name')} {' '.join(fields)}".strip()

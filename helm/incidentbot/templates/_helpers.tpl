@@ -114,3 +114,30 @@ ConfigMap does not exist yet when a pre-install hook runs.
 {{ toYaml . }}
 {{- end }}
 {{- end }}
+
+{{/*
+The investigator's settings (nothing while investigator.baseUrl is empty); the API key is a file
+from the Secret mounted at investigator.mountPath, never an environment variable.
+*/}}
+{{- define "incidentbot.investigatorEnv" -}}
+{{- with .Values.investigator }}
+{{- if .baseUrl }}
+- name: LLM_BASE_URL
+  value: {{ .baseUrl | quote }}
+- name: LLM_MODEL
+  value: {{ .model | quote }}
+{{- if .apiKeySecret.name }}
+- name: LLM_API_KEY_FILE
+  value: {{ printf "%s/api-key" .mountPath | quote }}
+{{- end }}
+{{- $settings := dict "LLM_TOKEN_BUDGET" .tokenBudget "LLM_TIME_BUDGET_SECONDS" .timeBudgetSeconds "LLM_MAX_TOOL_CALLS" .maxToolCalls "LLM_MAX_CONCURRENT" .maxConcurrent "LLM_REQUEST_TIMEOUT_SECONDS" .requestTimeoutSeconds "LLM_PROBE_INTERVAL_SECONDS" .probeIntervalSeconds "LLM_COST_PER_MILLION_TOKENS" .costPerMillionTokens "LLM_AUTO_INVESTIGATE" .autoInvestigate "LLM_REDACT_EMAILS" .redactEmails "LLM_DISABLED" .disabled }}
+{{- range $name := keys $settings | sortAlpha }}
+{{- $value := index $settings $name }}
+{{- if and (not (kindIs "invalid" $value)) (ne (toString $value) "") }}
+- name: {{ $name }}
+  value: {{ $value | toString | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
