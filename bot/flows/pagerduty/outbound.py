@@ -12,15 +12,18 @@ from enum import StrEnum
 from bot.clients.pagerduty import PagerDutyClient, Priority
 from bot.core.blockkit import escape
 from bot.core.errors import IntegrationError
-from bot.core.incident import Incident, Severity
+from bot.core.incident import Incident, IncidentStatus, Severity
 from bot.core.policy import Policy
 from bot.core.ports import Clock
+from bot.obs import logs
 from bot.store.coordination import Coordination
 from bot.store.lifecycle import LifecycleStore
 
 # How long a change the bot made is recognised when PagerDuty announces it back (its webhooks
 # are retried for up to 48 hours).
 OWN_NOTE_TTL_S = 3 * 86400
+
+log = logs.logger(logs.Component.PAGERDUTY)
 
 
 def own_note_key(pagerduty_incident_id: str, content: str) -> str:
@@ -49,6 +52,14 @@ class Mirrored(StrEnum):
     REOPEN = "reopen"
 
 
+# The incident statuses each status change is still true in when it is about to be sent.
+_STATUS_SENT: dict[Mirrored, frozenset[IncidentStatus]] = {
+    Mirrored.ACKNOWLEDGE: frozenset({IncidentStatus.ACKNOWLEDGED}),
+    Mirrored.RESOLVE: frozenset({IncidentStatus.RESOLVED}),
+    Mirrored.REOPEN: frozenset({IncidentStatus.TRIGGERED, IncidentStatus.ACKNOWLEDGED}),
+}
+
+
 class PagerDutyMirror:
     def __init__(
         self,
@@ -72,6 +83,11 @@ class PagerDutyMirror:
         if self.pager is None or not incident.pagerduty_incident_id:
             return
         pd_id = incident.pagerduty_incident_id
+        if what in _STATUS_SENT and not await self._still(pd_id, _STATUS_SENT[what]):
+            # Overtaken (a resolve followed at once by a reopen): PagerDuty gets the newest
+            # state only, never a stale one it would then echo back as somebody else's change.
+            log.info("pagerduty.overtaken", extra={"incident_id": incident.id, "change": what.value})
+            return
         if what is not Mirrored.NOTE:
             # This change is the newest state: a PagerDuty state change that happened before it
             # (typically the echo of the bot's previous change, still on its way) is not
@@ -86,6 +102,10 @@ class PagerDutyMirror:
             await self.lifecycle.add_event(
                 incident.id, "pagerduty_synced", f"PagerDuty {what} sent for {pd_id}", now=self.clock()
             )
+
+    async def _still(self, pd_id: str, statuses: frozenset[IncidentStatus]) -> bool:
+        current = await self.lifecycle.by_pagerduty(pd_id)
+        return current is None or current.status in statuses
 
     async def _send(
         self, pager: PagerDutyClient, incident: Incident, pd_id: str, what: Mirrored, text: str | None
