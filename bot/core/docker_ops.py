@@ -17,10 +17,20 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["DockerOperation", "Exec", "ListService", "RestartContainer", "RestartService", "docker_operation"]
+__all__ = [
+    "NOT_SUPPORTED",
+    "DockerOperation",
+    "Exec",
+    "ListService",
+    "RestartContainer",
+    "RestartService",
+    "docker_operation",
+]
 
 # Docker's own rules for names (containers, compose projects, services).
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+# Said of an argv that `docker_operation` reads as None, wherever it is refused.
+NOT_SUPPORTED = "is not supported by the Docker transport (it has no Docker Engine API equivalent)"
 
 
 @dataclass(frozen=True, slots=True)
