@@ -76,9 +76,14 @@ class Env:
             "argv": ["docker", "restart", "{container}"],
             "args": {"container": {"pattern": "onquota_backend|skillmeat-api"}},
         }
+        # An exec that outlives its template's time limit.
+        policy["host_templates"]["slow_exec"] = {
+            "argv": ["docker", "exec", "onquota_backup", "/scripts/slow.sh"],
+            "timeout_seconds": 1,
+        }
         rule = policy["approvals"]["host_command"]
-        rule["host_templates_allow"].append("restart_container")
-        rule["hosts"]["onquota"]["host_templates_allow"].append("restart_container")
+        rule["host_templates_allow"] += ["restart_container", "slow_exec"]
+        rule["hosts"]["onquota"]["host_templates_allow"] += ["restart_container", "slow_exec"]
         rule["hosts"]["skillmeat"]["host_templates_allow"].append("restart_container")
         (directory / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False), encoding="utf-8")
         engine = {"url": url or self.docker.unix_url}
@@ -338,3 +343,28 @@ async def test_a_container_of_another_project_is_refused(env: Env) -> None:
         assert await approve(env, bot, own, "U_BOB") == 200
         await wait_message(env, own, "Remediation succeeded")
         assert restarts(env.mutations()) == ["skillmeat-api"]
+
+
+async def test_an_exec_past_its_time_limit_fails_plainly(env: Env) -> None:
+    env.docker.script("onquota_backup", ["/scripts/slow.sh"], ExecScript(hang=True))
+    async with running(env.settings()) as bot:
+        incident = await open_incident(env, bot, PLAIN)
+        _, run = await run_host(env, bot, incident, "template=slow_exec")
+        for user in ("U_BOB", "U_ALICE"):
+            assert await approve(env, bot, run, user) == 200
+        await wait_message(env, run, "Remediation failed")
+        await wait_thread(env, run, "timed out")
+        assert [c.argv for c in env.mutations()] == [("/scripts/slow.sh",)]  # started once, never again
+
+
+async def test_an_exec_in_a_stopped_container_shows_the_engines_words(env: Env) -> None:
+    env.docker.stop_container("onquota_backup", exit_code=137)
+    async with running(env.settings()) as bot:
+        incident = await open_incident(env, bot, PLAIN)
+        _, run = await run_host(env, bot, incident, "template=onquota_verify_backups")
+        for user in ("U_BOB", "U_ALICE"):
+            assert await approve(env, bot, run, user) == 200
+        await wait_message(env, run, "Remediation failed")
+        note = await wait_thread(env, run, "exited with code 1")
+        assert "is not running" in note or "conflict" in note, note
+        assert env.mutations() == []
