@@ -21,8 +21,9 @@ import aiohttp
 import pytest
 import yaml
 
-from bot.app import BotServer
+from bot.app import BotServer, build
 from bot.config.settings import Settings
+from bot.core.errors import ConfigError
 from bot.core.incident import Incident
 from bot.core.runs import ActionRun, AuditEvent, RunStatus
 from sandbox.docker import BACKUP_SCRIPT, VERIFY_SCRIPT, DockerSandbox, ExecScript, RecordedCall
@@ -67,7 +68,14 @@ class Env:
     docker: DockerSandbox
     counter: int = 0
 
-    def settings(self, *, url: str | None = None, projects: list[str] | None = None, **kw: Any) -> Settings:
+    def settings(
+        self,
+        *,
+        url: str | None = None,
+        tls: dict[str, str] | None = None,
+        projects: list[str] | None = None,
+        **kw: Any,
+    ) -> Settings:
         self.counter += 1
         directory = playbooks_with_roles(self.tmp / f"playbooks-{self.counter}")
         policy = yaml.safe_load((directory / "policy.yaml").read_text(encoding="utf-8"))
@@ -86,7 +94,7 @@ class Env:
         rule["hosts"]["onquota"]["host_templates_allow"] += ["restart_container", "slow_exec"]
         rule["hosts"]["skillmeat"]["host_templates_allow"].append("restart_container")
         (directory / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False), encoding="utf-8")
-        engine = {"url": url or self.docker.unix_url}
+        engine = {"url": url or self.docker.unix_url, **(tls or {})}
 
         def host(team: str, select: dict[str, str], project: str) -> dict[str, Any]:
             access = {**engine, "projects": projects or [project]}
@@ -368,3 +376,22 @@ async def test_an_exec_in_a_stopped_container_shows_the_engines_words(env: Env) 
         note = await wait_thread(env, run, "exited with code 1")
         assert "is not running" in note or "conflict" in note, note
         assert env.mutations() == []
+
+
+async def test_a_tls_engine_over_tcp_with_client_certificates(env: Env, tmp_path: Path) -> None:
+    async with DockerSandbox(tls=True) as secured:
+        files = {f"tls_{n}": secured.tls_file(f"{n}.pem") for n in ("ca", "cert", "key")}
+        # An unusable certificate stops start-up, listing the files, before anything is reached.
+        bad = {**files, "tls_cert": str(tmp_path / "missing.pem")}
+        with pytest.raises(ConfigError, match="Docker TLS files"):
+            await build(env.settings(url=secured.tcp_url, tls=bad))
+        assert secured.requests == []
+        async with running(env.settings(url=secured.tcp_url, tls=files)) as bot:
+            incident = await open_incident(env, bot, PLAIN)
+            _, run = await run_host(env, bot, incident, "template=onquota_compose_restart service=backend")
+            await wait_message(env, run, f"docker {secured.tcp_url}", "onquota_backend", "approve_action")
+            for user in ("U_BOB", "U_ALICE"):
+                assert await approve(env, bot, run, user) == 200
+            await wait_message(env, run, "Remediation succeeded")
+        assert secured.calls == [RecordedCall("restart", "onquota_backend", stop_timeout=10)]
+        assert env.mutations() == []  # the Unix-socket engine was not used
