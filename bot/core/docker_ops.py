@@ -7,8 +7,8 @@ approvals and `incidentbot sudoers` stay one for both transports. An argv with n
 equivalent (`docker compose up --scale`: that is the compose CLI's own logic) is None: the
 Docker transport refuses it, and it stays an SSH host's template.
 
-Pure: no I/O. The Docker adapter (`bot.clients.docker`) provides the operations
-(`bot.core.ports.DockerEngine`).
+Pure: no I/O. The Docker host transport (`bot.clients.docker.DockerHost`) performs the
+operations.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Host actions: the policy's `host_templates` run on the hosts of clusters.yaml through a
-transport (`bot.core.ports.HostTransport`: SSH now, the Docker Engine API beside it).
+transport (`bot.core.ports.HostTransport`: SSH, or the Docker Engine API).
 
 The template's arguments are checked against their patterns before anything is sent; the
 read-only `preview` argv runs at proposal time (the "before") and again right after the
@@ -57,8 +57,8 @@ def _lines(output: CommandOutput) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class HostActions:
-    """The hosts of clusters.yaml and how each is reached (a host without a transport, e.g.
-    `docker` before its adapter is wired, is listed but cannot run anything)."""
+    """The hosts of clusters.yaml and how each is reached (SSH or the Docker Engine API; a host
+    given no transport is listed but cannot run anything)."""
 
     hosts: Mapping[str, HostSpec]
     transports: Mapping[str, HostTransport]
