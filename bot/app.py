@@ -30,6 +30,7 @@ from slack_bolt.async_app import AsyncApp
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.clients.alertmanager import AlertmanagerSilences
+from bot.clients.docker import DockerHost
 from bot.clients.kubernetes.clusters import Clusters
 from bot.clients.kubernetes.clusters import connect as connect_clusters
 from bot.clients.llm import Capability, ChatClient
@@ -311,11 +312,14 @@ def graph_limits(settings: Settings) -> GraphLimits:
 
 
 def host_actions(catalog: ClusterCatalog, policy: Policy) -> HostActions:
-    """The hosts of clusters.yaml with their transports: SSH hosts get one; a `docker` host is
-    listed (proposals say it cannot run) until the Docker Engine API transport is wired."""
-    transports: dict[str, HostTransport] = {
-        name: SshHost(name, spec.ssh) for name, spec in catalog.hosts.items() if spec.ssh is not None
-    }
+    """The hosts of clusters.yaml with their transports: SSH, or the Docker Engine API. Each
+    opens its connection per command, so nothing here needs closing."""
+    transports: dict[str, HostTransport] = {}
+    for name, spec in catalog.hosts.items():
+        if spec.ssh is not None:
+            transports[name] = SshHost(name, spec.ssh)
+        if spec.docker is not None:
+            transports[name] = DockerHost(name, spec.docker)
     return HostActions(catalog.hosts, transports, policy)
 
 

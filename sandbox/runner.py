@@ -33,6 +33,8 @@ from bot.core.errors import ConfigError
 from bot.obs import logs
 from bot.tools.testalert import build_payload
 from sandbox.alert_rules import ALERT_RULES, write_rules
+from sandbox.docker import DockerSandbox
+from sandbox.docker.demo import DOCKER_DEMO_ALERT, DOCKER_DEMO_PLAYBOOK, docker_demo, docker_host
 from sandbox.kubernetes import KubeSandbox
 from sandbox.kubernetes.app import write_kubeconfig
 from sandbox.llm.demo import start_demo_model
@@ -101,11 +103,26 @@ CLUSTER_DEMO: list[tuple[str, dict[str, str], str]] = [
 ]
 
 
+def sandbox_hosts(sshd: Sshd | None, docker: DockerSandbox) -> dict[str, Any]:
+    """clusters.yaml `hosts`: OnQuota's compose project on the sandbox Docker engine; SkillMeat
+    on the SSH host when sshd is installed, else its API container on the engine."""
+    onquota = docker_host(docker, "onquota", "onquota", {"compose_project": "onquota"})
+    if sshd is not None:
+        return {**hosts_yaml(sshd), "onquota": onquota}
+    return {
+        "skillmeat": docker_host(docker, "skillmeat", "skillmeat", {"job": "skillmeat"}),
+        "onquota": onquota,
+    }
+
+
 def sandbox_playbooks(base: Path, hosts: Mapping[str, Any] | None = None) -> Path:
     """The bundled playbooks with a policy whose roles name the sandbox users, the two sandbox
-    clusters and, with an SSH host running, SkillMeat's and OnQuota's hosts on it."""
+    clusters, the hosts given and the sandbox's OnQuota alert playbook (`sandbox.docker.demo`)."""
     target = base / "playbooks"
     shutil.copytree(BUNDLED_PLAYBOOKS, target)
+    (target / "sandbox-onquota.yaml").write_text(
+        yaml.safe_dump([DOCKER_DEMO_PLAYBOOK], sort_keys=False), encoding="utf-8"
+    )
     catalog = {**SANDBOX_CLUSTERS, **({"hosts": dict(hosts)} if hosts else {})}
     (target / "clusters.yaml").write_text(yaml.safe_dump(catalog, sort_keys=False), encoding="utf-8")
     policy = yaml.safe_load((target / "policy.yaml").read_text(encoding="utf-8"))
@@ -242,6 +259,8 @@ class SandboxStack:
     alertmanager_url: str | None = None
     #: the SSH host (a real sshd with recording stand-ins), when sshd is installed
     sshd: Sshd | None = None
+    #: the Docker engine (the fake Engine API) OnQuota's host points at
+    docker: DockerSandbox | None = None
 
     async def fire(self, index: int, resolve: bool = False) -> int:
         """Fire (or resolve) ``DEMO_ALERTS[index]``; return the bot's HTTP status (200 when the
@@ -312,6 +331,7 @@ async def sandbox_stack(
         pagerduty = PagerDutySandbox()
         await stack.enter_async_context(pagerduty)
         sshd = _start_sshd(stack, base, note)
+        docker = await _start_docker(stack, note)
         observed: dict[str, Any] = {}
         # The optional investigator, on a scripted fake model: `/incident investigate` works.
         observed["llm_base_url"] = await start_demo_model(stack)
@@ -320,7 +340,7 @@ async def sandbox_stack(
             observed = await _start_metrics(stack, base, f"http://127.0.0.1:{port}", note)
         values: dict[str, Any] = {
             "kubeconfig": str(kubeconfig),
-            "playbooks_dir": sandbox_playbooks(base, hosts_yaml(sshd) if sshd else None),
+            "playbooks_dir": sandbox_playbooks(base, sandbox_hosts(sshd, docker)),
             "pagerduty_api_token": DEFAULT_API_TOKEN,
             "pagerduty_api_url": pagerduty.base_url,
             "pagerduty_from_email": "alice@example.com",
@@ -357,6 +377,7 @@ async def sandbox_stack(
             prometheus_url=observed.get("prometheus_url"),
             alertmanager_url=observed.get("alertmanager_url"),
             sshd=sshd,
+            docker=docker,
         )
         if result.exporter is not None:
             cure = asyncio.create_task(_cure_on_rollout(result.exporter, clusters.values()))
@@ -364,6 +385,12 @@ async def sandbox_stack(
         if web_port is not None:
             await _start_webview(stack, result, web_port)
         yield result
+
+
+async def _start_docker(stack: AsyncExitStack, note: Callable[[str], None]) -> DockerSandbox:
+    """The Docker host's engine (the fake Engine API: no Docker needed), OnQuota's compose project."""
+    note("sandbox: starting a Docker engine (sandbox Engine API) …")
+    return await stack.enter_async_context(DockerSandbox())
 
 
 def _start_sshd(stack: AsyncExitStack, base: Path, note: Callable[[str], None]) -> Sshd | None:
@@ -526,6 +553,7 @@ async def _play(sb: SandboxStack, demo: bool, exit_after_demo: bool) -> None:
         await _cluster_demo(sb)
         if sb.sshd is not None:
             await play_host_demo(sb)
+        await play_docker_demo(sb)
     if exit_after_demo:
         stop.set()
     await stop.wait()
@@ -562,6 +590,22 @@ async def play_host_demo(sb: SandboxStack) -> str:
     driver = SlackDriver(sb.slack, sb.bot_url + "/slack/events", SANDBOX_SIGNING_SECRET, sb.session)
     verification = await host_demo(sb.slack, driver, fire, approver="U_BOB")
     print(f"sandbox: restarted skillmeat-api over SSH; {verification}", flush=True)
+    return verification
+
+
+async def play_docker_demo(sb: SandboxStack) -> str:
+    """An OnQuota alert: its playbook proposes the backend restart on the Docker host; @alice
+    and @bob approve (two approvals there), it runs once through the Engine API and is verified."""
+    alertname, labels = DOCKER_DEMO_ALERT
+    print(f"\nsandbox: firing {alertname} from OnQuota (a Docker Compose host, Engine API)", flush=True)
+    started = datetime.now(UTC) - timedelta(minutes=1)
+
+    def fire() -> Awaitable[int]:
+        return _fire(sb.session, sb.bot_url, alertname, labels, "OnQuota backend down", started=started)
+
+    driver = SlackDriver(sb.slack, sb.bot_url + "/slack/events", SANDBOX_SIGNING_SECRET, sb.session)
+    verification = await docker_demo(sb.slack, driver, fire, approvers=("U_ALICE", "U_BOB"))
+    print(f"sandbox: restarted OnQuota's backend through the Docker Engine API; {verification}", flush=True)
     return verification
 
 

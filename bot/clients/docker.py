@@ -20,21 +20,34 @@ allows only the container endpoints (see README, "Docker hosts").
 from __future__ import annotations
 
 import asyncio
+import json
 import re
+import shlex
 import ssl
 from collections.abc import Awaitable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, assert_never
 
 import aiodocker
 import aiohttp
 from aiodocker.containers import DockerContainer
 
+from bot.core.docker_ops import (
+    NOT_SUPPORTED,
+    DockerOperation,
+    Exec,
+    ListService,
+    RestartContainer,
+    RestartService,
+    docker_operation,
+)
 from bot.core.errors import ConfigError, IntegrationError, UserError
+from bot.core.hosts import DockerAccess
+from bot.core.ports import CommandOutput
 from bot.obs import logs
 
-__all__ = ["ContainerInfo", "ContainerSummary", "DockerClient", "ExecOutput"]
+__all__ = ["ContainerInfo", "ContainerSummary", "DockerClient", "DockerHost", "ExecOutput"]
 
 log = logs.logger(logs.Component.DOCKER)
 
@@ -347,3 +360,111 @@ class DockerClient:
             status=status,
             maybe_applied=write and status >= 500,
         )
+
+
+# -- the host transport ----------------------------------------------------------------------
+
+UNSUPPORTED = 127  # the shell's "command not found": the argv has no Engine API equivalent
+# An exec's own deadline lies past the template's, so the template's timeout is what fires.
+_EXEC_GRACE_S = 5.0
+
+
+def _ps_line(c: ContainerSummary) -> str:
+    """One container as `docker compose ps --format json` prints it (one JSON object a line)."""
+    fields = {"ID": c.id[:12], "Name": c.name, "Project": c.project, "Service": c.service}
+    return json.dumps({**fields, "State": c.state, "Status": c.status}) + "\n"
+
+
+class DockerHost:
+    """One host of clusters.yaml reached through its Docker Engine API
+    (`bot.core.ports.HostTransport`): the policy's `docker ...` templates run as the Engine API
+    operations they stand for (`bot.core.docker_ops`), never through a CLI or a shell.
+
+    Only containers of the host's `projects` are touched: a container named in a template is
+    inspected first, and one of another project (or named by an id prefix) is refused with
+    nothing run. A client per command, as SSH opens a connection per command: host actions are
+    rare, nothing stays open between them, and rotated TLS files are picked up."""
+
+    def __init__(self, name: str, access: DockerAccess, *, request_timeout: float = 10.0) -> None:
+        self.name = name
+        self.access = access
+        self._request_timeout = request_timeout
+        # An unusable address or TLS file stops start-up, not the first approved action.
+        tls = (access.tls_ca, access.tls_cert, access.tls_key)
+        _engine_url(access.url, tls=any(f is not None for f in tls))
+        _tls_context(*tls)
+
+    @property
+    def where(self) -> str:
+        return f"docker {self.access.url}"
+
+    async def run(self, argv: Sequence[str], *, timeout_s: float) -> CommandOutput:
+        """Run `argv` as its Engine API operation; raises IntegrationError (engine unreachable,
+        or a container outside the host's projects: nothing ran) or TimeoutError (it may have
+        started). An engine's refusal (no such container, not running) is exit status 1 with
+        the engine's words, as the docker CLI reports it."""
+        operation = docker_operation(argv)
+        if operation is None:
+            return CommandOutput(UNSUPPORTED, "", f"`{shlex.join(argv)}` {NOT_SUPPORTED}; nothing was run")
+        a = self.access
+        async with asyncio.timeout(timeout_s):
+            client = DockerClient(
+                self.name,
+                a.url,
+                ca_file=a.tls_ca,
+                cert_file=a.tls_cert,
+                key_file=a.tls_key,
+                request_timeout=self._request_timeout,
+            )
+            try:
+                output = await self._perform(client, operation, timeout_s)
+            finally:
+                await client.close()
+        log.info(
+            "docker.ran", extra={"host": self.name, "command": list(argv), "exit_status": output.exit_status}
+        )
+        return output
+
+    async def _perform(self, client: DockerClient, op: DockerOperation, timeout_s: float) -> CommandOutput:
+        try:
+            match op:
+                case ListService(project, service):
+                    self._check_project(project)
+                    found = await client.containers(project, service)
+                    return CommandOutput(0, "".join(map(_ps_line, found)), "")
+                case RestartService(project, service):
+                    self._check_project(project)
+                    done = await client.restart_service(project, service)
+                    return CommandOutput(0, "".join(f"restarted {n}\n" for n in done), "")
+                case RestartContainer(container):
+                    await self._check_container(client, container)
+                    await client.restart_container(container)
+                    return CommandOutput(0, f"restarted {container}\n", "")
+                case Exec(container, command):
+                    await self._check_container(client, container)
+                    result = await client.exec(container, command, timeout_s + _EXEC_GRACE_S)
+                    return CommandOutput(result.exit_code, result.output, "", truncated=result.truncated)
+                case _:
+                    assert_never(op)
+        except IntegrationError as err:
+            if err.status is None:  # the engine did not answer, or we refused: nothing to report as a run
+                raise
+            return CommandOutput(1, "", err.message)
+
+    def _check_project(self, project: str | None) -> None:
+        if project not in self.access.projects:
+            allowed = ", ".join(self.access.projects)
+            raise IntegrationError(
+                SYSTEM,
+                f"{self.name}: compose project `{project}` is not one of this host's projects ({allowed}); "
+                "nothing was run",
+            )
+
+    async def _check_container(self, client: DockerClient, container: str) -> None:
+        info = await client.inspect(container)
+        if info.name != container:
+            raise IntegrationError(
+                SYSTEM,
+                f"{self.name}: `{container}` is not a container's name (it is {info.name}); nothing was run",
+            )
+        self._check_project(info.project)

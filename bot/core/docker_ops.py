@@ -7,8 +7,8 @@ approvals and `incidentbot sudoers` stay one for both transports. An argv with n
 equivalent (`docker compose up --scale`: that is the compose CLI's own logic) is None: the
 Docker transport refuses it, and it stays an SSH host's template.
 
-Pure: no I/O. The Docker adapter (`bot.clients.docker`) provides the operations
-(`bot.core.ports.DockerEngine`).
+Pure: no I/O. The Docker host transport (`bot.clients.docker.DockerHost`) performs the
+operations.
 """
 
 from __future__ import annotations
@@ -17,10 +17,20 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-__all__ = ["DockerOperation", "Exec", "ListService", "RestartContainer", "RestartService", "docker_operation"]
+__all__ = [
+    "NOT_SUPPORTED",
+    "DockerOperation",
+    "Exec",
+    "ListService",
+    "RestartContainer",
+    "RestartService",
+    "docker_operation",
+]
 
 # Docker's own rules for names (containers, compose projects, services).
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$")
+# Said of an argv that `docker_operation` reads as None, wherever it is refused.
+NOT_SUPPORTED = "is not supported by the Docker transport (it has no Docker Engine API equivalent)"
 
 
 @dataclass(frozen=True, slots=True)

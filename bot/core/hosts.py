@@ -31,6 +31,8 @@ TeamName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9]([a-z0-9-]*[a-z0-
 Address = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9.:-]{1,253}$")]
 PosixUser = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
 FilePath = Annotated[str, StringConstraints(pattern=r"^/[^\x00\n]{1,4095}$")]
+# Docker's rule for compose project names.
+ComposeProject = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_-]{0,62}$")]
 
 _KEY_TYPE = re.compile(r"^(ssh-(ed25519|rsa|dss)|ecdsa-sha2-nistp(256|384|521)|sk-\S+)$")
 
@@ -84,6 +86,12 @@ class DockerAccess(_Model):
     tls_ca: FilePath | None = None
     tls_cert: FilePath | None = None
     tls_key: FilePath | None = None
+    projects: tuple[ComposeProject, ...] = Field(
+        min_length=1,
+        max_length=20,
+        description="the compose projects whose containers this host's actions may touch (an engine "
+        "runs other projects' containers too: a container outside these is refused)",
+    )
 
     @model_validator(mode="after")
     def _tls_for_tcp(self) -> DockerAccess:

@@ -250,7 +250,11 @@ class RemediationStore:
         exactly one of them completes the set: enough approvals, every required role covered
         by a different approver."""
         async with self.pool.acquire() as conn, conn.transaction():
-            row = await conn.fetchrow(f"{_SELECT} WHERE r.id = $1 FOR UPDATE OF r", run_id)
+            # Lock first, then read: a read that waited for the lock would still see the
+            # approvals of its own older snapshot, and two concurrent approvers would each count
+            # one (a statement after the lock sees the other's committed approval).
+            await conn.execute("SELECT 1 FROM action_runs WHERE id = $1 FOR UPDATE", run_id)
+            row = await conn.fetchrow(f"{_SELECT} WHERE r.id = $1", run_id)
             if row is None:
                 raise LookupError(f"no action run {run_id}")
             run = _run(row)

@@ -75,12 +75,7 @@ class Env:
             host["ssh"]["host_key"] = host_key
         # OnQuota's compose host is the same server, under another name and rule.
         onquota = {**host, "team": "onquota", "select": {"compose_project": "onquota"}}
-        # A Docker Engine API host: listed, but no transport is wired for it yet.
-        docker = {"team": "onquota", "transport": "docker", "docker": {"url": "unix:///run/docker.sock"}}
-        clusters = {
-            "clusters": {},
-            "hosts": {"skillmeat": host, "onquota": onquota, "onquota-docker": docker},
-        }
+        clusters = {"clusters": {}, "hosts": {"skillmeat": host, "onquota": onquota}}
         (directory / "clusters.yaml").write_text(yaml.safe_dump(clusters), encoding="utf-8")
         if playbooks:
             (directory / "test.yaml").write_text(yaml.safe_dump(playbooks, sort_keys=False), encoding="utf-8")
@@ -494,21 +489,7 @@ async def test_the_kill_switch_stops_a_host_command_after_approval(env: Env) -> 
         assert RESTART not in env.sshd.calls(before)
 
 
-async def test_a_host_without_a_transport_runs_nothing(env: Env) -> None:
-    async with running(env.settings()) as bot:
-        incident = await open_incident(
-            env, bot, {"alertname": "TestHostRemediation", "compose_project": "onquota"}
-        )
-        params = HostCommandParams(
-            host="onquota-docker", template="onquota_compose_restart", args={"service": "backend"}
-        )
-        run = await bot.parts.flows.proposer.propose(
-            incident, ActionName.HOST_COMMAND, params, Request(requested_by="U_CAROL")
-        )
-        assert run is not None
-        run = await bot.parts.remediation_store.get(run.id) or run
-        text = await wait_message(env, run, "no transport configured")
-        assert "approve_action" not in text
+# Docker Engine API hosts: tests/integration/test_docker_host_actions.py.
 
 
 # --------------------------------------------------------------------------- verified in Prometheus

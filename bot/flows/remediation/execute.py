@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.clients.kubernetes.clusters import Clusters
-from bot.clients.kubernetes.results import Result
+from bot.clients.kubernetes.results import ExecResult, Result
 from bot.core.actions import ActionParams, ExecParams, HostCommandParams
 from bot.core.blockkit import escape
 from bot.core.errors import IntegrationError, UserError
@@ -288,7 +288,9 @@ class Executor:
         else:
             error = "the action did not complete: " + changes
             if result.exec_result is not None:
-                error = f"the command exited with code {result.exec_result.exit_code}"
+                error = f"the command exited with code {result.exec_result.exit_code}" + _said(
+                    result.exec_result
+                )
             done = await self._finish(
                 run,
                 RunStatus.FAILED,
@@ -320,3 +322,13 @@ class Executor:
             self.supervisor.spawn(self.execute(run_id), name=f"run-{run_id}")
         for run_id in await self.store.unshown(now - MESSAGE_RETRY_WINDOW):
             self.messages.spawn_refresh(run_id)
+
+
+def _said(output: ExecResult) -> str:
+    """The command's last words (stderr's last line, else stdout's), so a failure says why
+    (`container ... is not running`, `permission denied`) without opening the audit."""
+    for text in (output.stderr, output.stdout):
+        lines = [line.strip() for line in text.splitlines() if line.strip()]
+        if lines:
+            return f": {lines[-1][:200]}"
+    return ""

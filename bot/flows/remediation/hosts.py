@@ -1,5 +1,5 @@
 """Host actions: the policy's `host_templates` run on the hosts of clusters.yaml through a
-transport (`bot.core.ports.HostTransport`: SSH now, the Docker Engine API beside it).
+transport (`bot.core.ports.HostTransport`: SSH, or the Docker Engine API).
 
 The template's arguments are checked against their patterns before anything is sent; the
 read-only `preview` argv runs at proposal time (the "before") and again right after the
@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from bot.clients.kubernetes.results import ExecResult, Result
 from bot.core.actions import ActionName, HostCommandParams
 from bot.core.argv import HostTemplate
+from bot.core.docker_ops import NOT_SUPPORTED, docker_operation
 from bot.core.errors import IntegrationError, UserError
-from bot.core.hosts import HostSpec, check_named, host_for
+from bot.core.hosts import HostSpec, Transport, check_named, host_for
 from bot.core.policy import Policy
 from bot.core.ports import CommandOutput, HostTransport
 from bot.core.runs import PreviewInfo
@@ -56,8 +57,8 @@ def _lines(output: CommandOutput) -> tuple[str, ...]:
 
 @dataclass(frozen=True, slots=True)
 class HostActions:
-    """The hosts of clusters.yaml and how each is reached (a host without a transport, e.g.
-    `docker` before its adapter is wired, is listed but cannot run anything)."""
+    """The hosts of clusters.yaml and how each is reached (SSH or the Docker Engine API; a host
+    given no transport is listed but cannot run anything)."""
 
     hosts: Mapping[str, HostSpec]
     transports: Mapping[str, HostTransport]
@@ -88,8 +89,9 @@ class HostActions:
         label = self.label(params.host)
         lines = [f"runs `{shlex.join(argv)}` on {label}"]
         transport = self.transports.get(params.host)
-        if transport is None:
-            problem = f"{label}: nothing can run there"
+        problem = self._unrunnable(params.host, argv)
+        if transport is None or problem is not None:
+            problem = problem or f"{label}: nothing can run there"
             return PreviewInfo(summary_lines=(*lines, problem), problem=problem, cluster=label)
         preview_argv = template.preview_command(params.args)
         if preview_argv is not None:
@@ -111,6 +113,14 @@ class HostActions:
                     cluster=label,
                 )
         return PreviewInfo(summary_lines=tuple(lines), dry_run_ok=True, target_exists=True, cluster=label)
+
+    def _unrunnable(self, host: str, argv: list[str]) -> str | None:
+        """Why `argv` cannot run on `host` whatever is approved (a Docker host has no equivalent of
+        e.g. `compose up --scale`): said at proposal time, so nobody approves a certain failure."""
+        spec = self.hosts.get(host)
+        if spec is not None and spec.transport is Transport.DOCKER and docker_operation(argv) is None:
+            return f"`{shlex.join(argv)}` {NOT_SUPPORTED} on host `{host}`: nothing can run there"
+        return None
 
     def undo_of(self, params: HostCommandParams, previous: int | None) -> HostCommandParams | None:
         """The host command that puts back what `params` changed (the template's `undo`), or None."""

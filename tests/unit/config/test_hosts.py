@@ -50,8 +50,16 @@ def test_known_hosts_lines_and_public_keys_are_both_pins() -> None:
 
 def test_problems_have_file_and_line(tmp_path: Path) -> None:
     bad_key = ssh_host("skillmeat", {"job": "skillmeat"}, host_key="please trust me on first use")
-    docker_tcp = {"team": "onquota", "transport": "docker", "docker": {"url": "tcp://10.0.0.6:2376"}}
-    mixed = {"team": "onquota", "transport": "ssh", "docker": {"url": "unix:///var/run/docker.sock"}}
+    docker_tcp = {
+        "team": "onquota",
+        "transport": "docker",
+        "docker": {"url": "tcp://10.0.0.6:2376", "projects": ["onquota"]},
+    }
+    mixed = {
+        "team": "onquota",
+        "transport": "ssh",
+        "docker": {"url": "unix:///var/run/docker.sock", "projects": ["onquota"]},
+    }
     relative = ssh_host("x", {}, private_key="id_ed25519")
     text = yaml.safe_dump(
         {
