@@ -103,7 +103,7 @@ def ms(seconds: float) -> str:
 def policy() -> dict[str, Any]:
     bundled = yaml.safe_load((DEFAULT_PLAYBOOKS_DIR / "policy.yaml").read_text())
     data = copy.deepcopy(bundled)
-    data["roles"] = {"sre": {"users": ["U_ALICE", "U_BOB"], "usergroups": []}}
+    data["roles"] = {"sre": {"users": ["U0ALICE", "U0BOB"], "usergroups": []}}
     data["approvals"] = {
         "default": {"requesters": ["sre"], "approvers": ["sre"], "namespaces_allow": ["api"]},
         "scale": {
@@ -212,7 +212,7 @@ async def open_incident(http: aiohttp.ClientSession, bot: BotServer, slack: Slac
 async def propose(bot: BotServer, incident: Incident, replicas: int) -> ActionRun:
     params = ScaleParams(namespace="api", deployment="search-api", replicas=replicas)
     run = await bot.parts.flows.proposer.propose(
-        incident, ActionName.SCALE, params, Request(requested_by="U_ALICE")
+        incident, ActionName.SCALE, params, Request(requested_by="U0ALICE")
     )
     assert run is not None
     stored = await bot.parts.remediation_store.get(run.id)
@@ -257,7 +257,7 @@ async def measure(args: argparse.Namespace, dsn: str, redis_url: str, figures: F
             for i in range(args.warmup + args.runs):
                 replicas = 7 if replicas == 6 else 6
                 run = await propose(bot, incident, replicas)
-                body = click_body(slack, run, "U_BOB")
+                body = click_body(slack, run, "U0BOB")
                 since = len(kube.requests)
                 sent = time.perf_counter()
                 resp = await driver.post(body, "application/x-www-form-urlencoded")
@@ -282,8 +282,8 @@ async def measure(args: argparse.Namespace, dsn: str, redis_url: str, figures: F
             replicas = 7 if replicas == 6 else 6
             run = await propose(bot, incident, replicas)
             since = len(kube.requests)
-            bodies = [click_body(slack, run, ("U_BOB", "U_ALICE")[i % 2]) for i in range(CONCURRENT)]
-            # U_ALICE requested it: her clicks are refused; U_BOB's first one counts.
+            bodies = [click_body(slack, run, ("U0BOB", "U0ALICE")[i % 2]) for i in range(CONCURRENT)]
+            # U0ALICE requested it: her clicks are refused; U0BOB's first one counts.
             responses = await asyncio.gather(
                 *(driver.post(b, "application/x-www-form-urlencoded") for b in bodies)
             )

@@ -240,7 +240,7 @@ async def commands(pg: PostgresServer, rd_url: str, playbooks: Path, count: int)
                 resp = await driver.slash_command("/incident", text)
                 bot_times.append(time.perf_counter() - started)
                 assert resp.status == 200
-                body = f"command=%2Fincident&text={text}&user_id=U_ALICE".encode()
+                body = f"command=%2Fincident&text={text}&user_id=U0ALICE".encode()
                 headers = {
                     "Content-Type": "application/x-www-form-urlencoded",
                     **sign(SECRET, body, int(time.time())),
@@ -317,7 +317,7 @@ async def main() -> None:
     (playbooks / "bench.yaml").write_text(PLAYBOOK)
     policy = (playbooks / "policy.yaml").read_text()
     (playbooks / "policy.yaml").write_text(
-        policy.replace("roles:\n", "roles:\n  escalation:\n    usergroups: [S_SRE]\n", 1)
+        policy.replace("roles:\n", "roles:\n  escalation:\n    usergroups: [S0SRE]\n", 1)
     )
     pg = await asyncio.to_thread(PostgresServer.start, base)
     rd = await asyncio.to_thread(RedisServer.start, base)

@@ -27,8 +27,8 @@ from bot.flows.silences import SilenceFlow
 from bot.flows.storms import Storms
 from bot.flows.supervisor import Supervisor
 
-MENTION = re.compile(r"^<@([UW][A-Z0-9_]+)(?:\|[^>]*)?>$")
-USER_ID = re.compile(r"^[UW][A-Z0-9_]{2,}$")
+MENTION = re.compile(r"^<@([UW][A-Z0-9]+)(?:\|[^>]*)?>$")
+USER_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
 SEVERITY = re.compile(r"^(?:sev=)?(p[1-4])$", re.IGNORECASE)
 
 

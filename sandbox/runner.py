@@ -75,10 +75,10 @@ DEMO_ALERTS: list[tuple[str, dict[str, str], str]] = [
 ]
 # Sandbox users in the policy's roles, so approvals can be tried out.
 SANDBOX_ROLES: dict[str, dict[str, list[str]]] = {
-    "sre": {"users": ["U_ALICE", "U_BOB"], "usergroups": []},
-    "oncall": {"users": [], "usergroups": ["S_SRE"]},
-    "dba": {"users": ["U_CAROL"], "usergroups": []},
-    "escalation": {"users": [], "usergroups": ["S_SRE"]},
+    "sre": {"users": ["U0ALICE", "U0BOB"], "usergroups": []},
+    "oncall": {"users": [], "usergroups": ["S0SRE"]},
+    "dba": {"users": ["U0CAROL"], "usergroups": []},
+    "escalation": {"users": [], "usergroups": ["S0SRE"]},
 }
 
 
@@ -588,7 +588,7 @@ async def play_host_demo(sb: SandboxStack) -> str:
         )
 
     driver = SlackDriver(sb.slack, sb.bot_url + "/slack/events", SANDBOX_SIGNING_SECRET, sb.session)
-    verification = await host_demo(sb.slack, driver, fire, approver="U_BOB")
+    verification = await host_demo(sb.slack, driver, fire, approver="U0BOB")
     print(f"sandbox: restarted skillmeat-api over SSH; {verification}", flush=True)
     return verification
 
@@ -604,7 +604,7 @@ async def play_docker_demo(sb: SandboxStack) -> str:
         return _fire(sb.session, sb.bot_url, alertname, labels, "OnQuota backend down", started=started)
 
     driver = SlackDriver(sb.slack, sb.bot_url + "/slack/events", SANDBOX_SIGNING_SECRET, sb.session)
-    verification = await docker_demo(sb.slack, driver, fire, approvers=("U_ALICE", "U_BOB"))
+    verification = await docker_demo(sb.slack, driver, fire, approvers=("U0ALICE", "U0BOB"))
     print(f"sandbox: restarted OnQuota's backend through the Docker Engine API; {verification}", flush=True)
     return verification
 

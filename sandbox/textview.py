@@ -6,7 +6,7 @@ import re
 from typing import Any
 
 _LINK = re.compile(r"<([^|>]+)\|([^>]+)>")
-_MENTION = re.compile(r"<[@#]([A-Z0-9_]+)(?:\|[^>]*)?>")
+_MENTION = re.compile(r"<[@#]([A-Z0-9]+)(?:\|[^>]*)?>")
 _DATE = re.compile(r"<!date\^\d+\^[^|]*\|([^>]*)>")
 
 

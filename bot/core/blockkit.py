@@ -72,7 +72,7 @@ def inline(text: str, limit: int | None = None) -> str:
     return escape(clip(flat, limit) if limit is not None else flat)
 
 
-_SLACK_USER_ID = re.compile(r"[UW][A-Z0-9_]{2,}")
+_SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{2,}")
 
 
 def mention(user: str) -> str:

@@ -90,9 +90,9 @@ EVERYONE = "everyone"
 
 RoleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]
 RuleName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_-]*$", max_length=64)]
-SlackUserId = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9_]{2,}$")]
+SlackUserId = Annotated[str, StringConstraints(pattern=r"^[UW][A-Z0-9]{2,}$")]
 # A user group ID (S0123ABC) or its handle (sre-team).
-SlackUsergroup = Annotated[str, StringConstraints(pattern=r"^(S[A-Z0-9_]{2,}|[a-z0-9][a-z0-9._-]*)$")]
+SlackUsergroup = Annotated[str, StringConstraints(pattern=r"^(S[A-Z0-9]{2,}|[a-z0-9][a-z0-9._-]*)$")]
 NamespaceGlob = Annotated[str, StringConstraints(pattern=r"^[a-z0-9*?\[\]-]+$", max_length=63)]
 
 

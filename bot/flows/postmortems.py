@@ -17,7 +17,7 @@ from bot.store.remediation import RemediationStore
 
 log = logs.logger(logs.Component.INCIDENTS)
 
-_MENTION = re.compile(r"<@([A-Z0-9_]+)(?:\|[^>]*)?>")
+_MENTION = re.compile(r"<@([A-Z0-9]+)(?:\|[^>]*)?>")
 # More people than this in one report are named by id past the first (each is a users.info).
 MAX_NAMED = 50
 

@@ -14,8 +14,8 @@ from bot.core.blockkit import escape, inline
 from bot.core.incident import Incident, Role, Severity
 from bot.store.incidents import IntakeTx, Record, _incident
 
-# A Slack user id: U… (W… on Enterprise Grid); the sandbox's ids (U_ALICE) have underscores.
-SLACK_USER_ID = re.compile(r"[UW][A-Z0-9_]{1,30}")
+# A Slack user id: U… (W… on Enterprise Grid); the sandbox's ids (U0ALICE) have underscores.
+SLACK_USER_ID = re.compile(r"[UW][A-Z0-9]{1,30}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -78,4 +78,4 @@ SYSTEM_SUBTYPES: Final = frozenset(
     }
 )
 
-DEFAULT_USER: Final = "U_ALICE"
+DEFAULT_USER: Final = "U0ALICE"

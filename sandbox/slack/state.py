@@ -46,11 +46,11 @@ class WorkspaceState:
         rate_limits: bool = True,
         rate_scale: float = 1.0,
         postmessage_burst: int = 3,
-        team_id: str = "T_SANDBOX",
+        team_id: str = "T0SANDBOX",
         team_name: str = "Sandbox",
         team_domain: str = "sandbox",
-        bot_user_id: str = "U_BOT",
-        bot_id: str = "B_BOT",
+        bot_user_id: str = "U0BOT",
+        bot_id: str = "B0BOT",
         bot_name: str = "incidentbot",
         app_id: str = "A_INCIDENTBOT",
         bot_token: str = "xoxb-0000000001-0000000002-sandboxbottoken",
@@ -63,9 +63,9 @@ class WorkspaceState:
     ) -> None:
         """Build the workspace; call ``start()`` to serve it.
 
-        Defaults: users U_ALICE / U_BOB / U_CAROL (``<name>@example.com``), user group S_SRE
-        (``@sre-oncall``: alice, bob), ``#general`` (C_GENERAL, the bot is NOT a member) and
-        ``#incidents`` (C_INCIDENTS, humans and the bot are members; also ``incident_channel``).
+        Defaults: users U0ALICE / U0BOB / U0CAROL (``<name>@example.com``), user group S0SRE
+        (``@sre-oncall``: alice, bob), ``#general`` (C0GENERAL, the bot is NOT a member) and
+        ``#incidents`` (C0INCIDENTS, humans and the bot are members; also ``incident_channel``).
         ``chat_write_public`` models the ``chat:write.public`` scope. ``trigger_ttl`` is how long
         a ``trigger_id`` stays valid (Slack: about 3 s).
         """
@@ -127,16 +127,16 @@ class WorkspaceState:
     def _seed(self, *, default_users: bool, default_channels: bool, incident_channel: str) -> None:
         """The default workspace (see ``__init__``)."""
         if default_users:
-            self.add_user("U_ALICE", "alice", "Alice Anderson", "alice@example.com")
-            self.add_user("U_BOB", "bob", "Bob Brown", "bob@example.com")
-            self.add_user("U_CAROL", "carol", "Carol Chen", "carol@example.com")
-            self.add_usergroup("S_SRE", "sre-oncall", ["U_ALICE", "U_BOB"], name="SRE on-call")
+            self.add_user("U0ALICE", "alice", "Alice Anderson", "alice@example.com")
+            self.add_user("U0BOB", "bob", "Bob Brown", "bob@example.com")
+            self.add_user("U0CAROL", "carol", "Carol Chen", "carol@example.com")
+            self.add_usergroup("S0SRE", "sre-oncall", ["U0ALICE", "U0BOB"], name="SRE on-call")
         humans = [u.id for u in self.users.values() if not u.is_bot]
         if default_channels:
-            self.add_channel("general", channel_id="C_GENERAL", members=humans, bot_member=False)
-            self.channels["C_GENERAL"].is_general = True
+            self.add_channel("general", channel_id="C0GENERAL", members=humans, bot_member=False)
+            self.channels["C0GENERAL"].is_general = True
             self.incident_channel = self.add_channel(
-                incident_channel, channel_id="C_INCIDENTS", members=humans, bot_member=True
+                incident_channel, channel_id="C0INCIDENTS", members=humans, bot_member=True
             )
 
     # -- addresses ------------------------------------------------------------------------------

@@ -8,7 +8,7 @@
   const state = {
     data: null,
     channel: null,
-    user: localStorage.getItem("incidentbot.sandbox.user") || "U_ALICE",
+    user: localStorage.getItem("incidentbot.sandbox.user") || "U0ALICE",
     seen: {}, // channel id -> number of messages seen while selected
     cache: new Map(), // message key -> {sig, node}
     deployments: {}, // "ns/name" -> previous row
@@ -84,11 +84,11 @@
     const [target, ...rest] = token.split("|");
     const label = rest.length ? decode(rest.join("|")) : null;
     let m;
-    if ((m = /^@([UW][A-Z0-9_]+)$/.exec(target))) {
+    if ((m = /^@([UW][A-Z0-9]+)$/.exec(target))) {
       parent.append(el("span", "mention", "@" + (label || userName(m[1]))));
-    } else if ((m = /^#([CGD][A-Z0-9_]+)$/.exec(target))) {
+    } else if ((m = /^#([CGD][A-Z0-9]+)$/.exec(target))) {
       parent.append(el("span", "mention", "#" + (label || channelName(m[1]))));
-    } else if ((m = /^!subteam\^([A-Z0-9_]+)$/.exec(target))) {
+    } else if ((m = /^!subteam\^([A-Z0-9]+)$/.exec(target))) {
       const name = label || "@" + groupHandle(m[1]);
       parent.append(el("span", "mention", name.startsWith("@") ? name : "@" + name));
     } else if ((m = /^!(here|channel|everyone)$/.exec(target))) {

@@ -72,13 +72,13 @@ async def test_the_demo_remediation_is_verified_by_the_recovery_in_the_metrics_t
     await slack.wait_for(lambda s: "approve_action" in _texts(s, channel), timeout=WAIT)
     async with aiohttp.ClientSession() as http:
         driver = SlackDriver(slack, metered.bot_url + "/slack/events", SANDBOX_SIGNING_SECRET, http)
-        await driver.click("approve_action", user_id="U_BOB", channel_id=channel)
+        await driver.click("approve_action", user_id="U0BOB", channel_id=channel)
         verdict = await slack.wait_for(
             lambda s: next((m.text for m in s.messages(channel) if "recovered" in m.text), None), timeout=WAIT
         )
         assert "not recovered" not in verdict, verdict
         assert metered.exporter is not None and "APIDown" not in metered.exporter.failing
-        reply = await driver.slash_command("/incident", "silence 30m", user_id="U_ALICE", channel_id=channel)
+        reply = await driver.slash_command("/incident", "silence 30m", user_id="U0ALICE", channel_id=channel)
         assert reply.status == 200
     assert metered.alertmanager_url is not None
     async with (

@@ -42,7 +42,7 @@ async def test_the_sandbox_demo_investigates_with_the_fake_model(sandbox: Sandbo
         timeout=WAIT,
     )
     driver = SlackDriver(slack, sandbox.bot_url + "/slack/events", SANDBOX_SIGNING_SECRET, sandbox.session)
-    resp = await driver.slash_command("/incident", "investigate", user_id="U_ALICE", channel_id=channel)
+    resp = await driver.slash_command("/incident", "investigate", user_id="U0ALICE", channel_id=channel)
     assert resp.status == 200
     shown = await slack.wait_for(lambda s: _result(s, channel), timeout=WAIT)
     assert "`c1` incident_alerts" in shown and "`c2` playbook" in shown

@@ -56,7 +56,7 @@ async def approve_proposal(page: Page, stack: SandboxStack, shots: Shots) -> Non
     await expect(proposal.first).to_be_visible(timeout=WAIT)
     await proposal.first.scroll_into_view_if_needed()
     await shots.take(page, "proposal")
-    await act_as(page, "U_BOB")
+    await act_as(page, "U0BOB")
     await proposal.first.locator('[data-action-id="approve_action"]').click()
     if await page.locator("#modal").is_visible():
         await page.get_by_test_id("modal-confirm").click()
@@ -69,12 +69,12 @@ async def approve_proposal(page: Page, stack: SandboxStack, shots: Shots) -> Non
 async def approve_scale_command(page: Page, stack: SandboxStack, shots: Shots) -> None:
     """`/incident run scale api/search-api replicas=9` typed by @alice, approved by @bob."""
     row = deployment_row(page, "api", "search-api")
-    await act_as(page, "U_ALICE")
+    await act_as(page, "U0ALICE")
     await type_command(page, "/incident run scale api/search-api replicas=9")
     proposal = message(page, "search-api").filter(has=page.locator('[data-action-id="approve_action"]'))
     await expect(proposal.last).to_be_visible(timeout=WAIT)
     await shots.take(page, "proposal")
-    await act_as(page, "U_BOB")
+    await act_as(page, "U0BOB")
     await proposal.last.locator('[data-action-id="approve_action"]').click()
     if await page.locator("#modal").is_visible():
         await page.get_by_test_id("modal-confirm").click()
@@ -122,7 +122,7 @@ async def test_incident_journey_in_the_browser(page: Page, stack: SandboxStack, 
     await shots.take(page, "incident-channel")
 
     # Acknowledge from the card as @bob: a signed block_actions through SlackDriver.click.
-    await act_as(page, "U_BOB")
+    await act_as(page, "U0BOB")
     await card.locator('[data-action-id="ack_incident"]').click()
     await expect(card).to_contain_text(re.compile("acknowledged", re.IGNORECASE), timeout=WAIT)
     await expect(card).to_contain_text("@bob", timeout=WAIT)
@@ -130,13 +130,13 @@ async def test_incident_journey_in_the_browser(page: Page, stack: SandboxStack, 
     await shots.take(page, "acknowledged")
 
     # A slash command typed as @carol in the incident channel; the ephemeral reply is hers only.
-    await act_as(page, "U_CAROL")
+    await act_as(page, "U0CAROL")
     await type_command(page, "/incident help")
     reply = page.locator("#messages .msg.ephemeral").filter(has_text="/incident")
     await expect(reply.last).to_be_visible(timeout=WAIT)
     await expect(reply.last).to_contain_text("Only visible to you (@carol)")
     await shots.take(page, "ephemeral-help")
-    await act_as(page, "U_ALICE")
+    await act_as(page, "U0ALICE")
     await expect(reply).to_have_count(0)
 
     # Approving remediations and watching the deployment panel change: the playbook's restart
@@ -183,8 +183,8 @@ async def test_blocks_render_escaped_with_mrkdwn_and_images(
     assert stack.web_url is not None
     slack = stack.slack
     png = graph_png()
-    slack.files["F_GRAPH"] = SandboxFile(
-        id="F_GRAPH",
+    slack.files["F0GRAPH"] = SandboxFile(
+        id="F0GRAPH",
         name="search-api-p95.png",
         length=len(png),
         user=slack.bot_user_id,
@@ -195,17 +195,17 @@ async def test_blocks_render_escaped_with_mrkdwn_and_images(
     )
     hostile = '<img src=x onerror="window.pwned=1"> <script>window.pwned=2</script>'
     stack.slack.add_message(
-        "C_GENERAL",
+        "C0GENERAL",
         "fallback",
-        user_id="U_CAROL",
+        user_id="U0CAROL",
         blocks=[
             {"type": "header", "text": {"type": "plain_text", "text": hostile}},
             {
                 "type": "section",
                 "text": {
                     "type": "mrkdwn",
-                    "text": "*bold* _italic_ ~gone~ `code` <https://example.com/x|a link> <@U_BOB> "
-                    "<#C_INCIDENTS> <!subteam^S_SRE> &lt;b&gt;not bold&lt;/b&gt;\n```line 1\nline 2```",
+                    "text": "*bold* _italic_ ~gone~ `code` <https://example.com/x|a link> <@U0BOB> "
+                    "<#C0INCIDENTS> <!subteam^S0SRE> &lt;b&gt;not bold&lt;/b&gt;\n```line 1\nline 2```",
                 },
                 "fields": [{"type": "mrkdwn", "text": "*Service*\nskillquest-api"}],
             },
@@ -214,20 +214,20 @@ async def test_blocks_render_escaped_with_mrkdwn_and_images(
         ],
     )
     slack.add_message(
-        "C_GENERAL",
+        "C0GENERAL",
         "graph",
         user_id=slack.bot_user_id,
         blocks=[
             {
                 "type": "image",
-                "slack_file": {"id": "F_GRAPH"},
+                "slack_file": {"id": "F0GRAPH"},
                 "alt_text": "p95 graph",
                 "title": {"type": "plain_text", "text": "p95 (image block)"},
             }
         ],
     )
-    upload = slack.add_message("C_GENERAL", "", user_id=slack.bot_user_id)
-    upload.files.append("F_GRAPH")
+    upload = slack.add_message("C0GENERAL", "", user_id=slack.bot_user_id)
+    upload.files.append("F0GRAPH")
     confirm = {
         "title": {"type": "plain_text", "text": "Really?"},
         "text": {"type": "mrkdwn", "text": "This does *nothing* at all"},
@@ -235,7 +235,7 @@ async def test_blocks_render_escaped_with_mrkdwn_and_images(
         "deny": {"type": "plain_text", "text": "Keep it"},
     }
     slack.add_message(
-        "C_GENERAL",
+        "C0GENERAL",
         "buttons",
         user_id=slack.bot_user_id,
         blocks=[
@@ -253,7 +253,7 @@ async def test_blocks_render_escaped_with_mrkdwn_and_images(
             }
         ],
     )
-    await page.goto(stack.web_url + "#C_GENERAL")
+    await page.goto(stack.web_url + "#C0GENERAL")
     await expect(page.get_by_test_id("channel-title")).to_have_text("#general", timeout=QUICK)
     msg = page.locator("#messages .msg").nth(0)
     await expect(msg.locator(".block-header")).to_have_text(hostile)
@@ -275,7 +275,7 @@ async def test_blocks_render_escaped_with_mrkdwn_and_images(
     await expect(msg.locator(".block-context")).to_have_text(hostile)
     await expect(msg.locator("hr.block-divider")).to_have_count(1)
     # The graph, as an image block and as an uploaded file, served from the sandbox's bytes.
-    await expect(page.locator('#messages img[src="/files/F_GRAPH"]')).to_have_count(2)
+    await expect(page.locator('#messages img[src="/files/F0GRAPH"]')).to_have_count(2)
     await expect(page.locator("#messages .file .file-title")).to_have_text("search-api p95 latency")
     await page.wait_for_function(
         "() => [...document.querySelectorAll('#messages img')].every(i => i.complete && i.naturalWidth > 0)",
@@ -326,7 +326,7 @@ async def test_the_pagerduty_side_is_shown_beside_slack(
         has=page.locator('[data-action-id="ack_incident"]')
     )
     await expect(card).to_have_count(1, timeout=WAIT)
-    await act_as(page, "U_BOB")
+    await act_as(page, "U0BOB")
     await card.locator('[data-action-id="ack_incident"]').click()
     await expect(row).to_have_attribute("data-status", "acknowledged", timeout=WAIT)
     await expect(row).to_contain_text("acknowledged")

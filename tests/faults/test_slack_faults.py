@@ -145,7 +145,7 @@ async def test_a_retried_channel_creation_never_takes_over_a_channel_somebody_el
     """The first conversations.create fails; by the retry the wanted name belongs to a channel a
     person created. The bot must not adopt it (no topic, no card there): it picks another name."""
     wanted = channel_name(datetime.now(UTC), "5xx > 5%")
-    human = slack.add_channel(wanted, members=["U_ALICE"], topic="lunch plans")
+    human = slack.add_channel(wanted, members=["U0ALICE"], topic="lunch plans")
     faulty_slack.fail_next("conversations.create", Fault.REFUSE, times=1)
     settings = bot_settings(slack, database_dsn, redis_url, slack_api_url=faulty_slack.api_url)
     async with running_bot(settings) as bot:

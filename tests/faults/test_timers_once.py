@@ -157,10 +157,10 @@ async def test_a_fire_slower_than_its_lease_keeps_it_and_a_second_replica_does_n
     ):
         driver = SlackDriver(slack, bot_url(one) + "/slack/events", SIGNING_SECRET, http)
         await driver.slash_command(
-            "/incident", 'open "checkout errors" sev=P2', user_id="U_ALICE", channel_id="C_INCIDENTS"
+            "/incident", 'open "checkout errors" sev=P2', user_id="U0ALICE", channel_id="C0INCIDENTS"
         )
         channel = await incident_channel(slack)
-        await driver.slash_command("/incident", "resolve fixed", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "resolve fixed", user_id="U0ALICE", channel_id=channel.id)
         await slack.wait_for(lambda s: next((r for r in s.responses if "resolved by" in r.text), None))
         clock.advance(minutes=61)
         await slack.wait_for(lambda s: s.channels[channel.id].is_archived, timeout=15)

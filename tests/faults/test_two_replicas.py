@@ -120,11 +120,11 @@ async def test_two_replicas_every_group_to_both_and_clicks_split_do_everything_o
 
         # One approval, clicked ten times by the approver on alternating replicas at once.
         incident = await _open_remediation_incident(env, (one, two))
-        run = await propose_scale(one, incident, 9, by="U_ALICE")
+        run = await propose_scale(one, incident, 9, by="U0ALICE")
         clicks = await asyncio.gather(
             *(
                 env.driver((one, two)[i % 2]).click(
-                    "approve_action", user_id="U_BOB", channel_id=run.channel_id, message_ts=run.message_ts
+                    "approve_action", user_id="U0BOB", channel_id=run.channel_id, message_ts=run.message_ts
                 )
                 for i in range(CLICKS)
             )
@@ -152,7 +152,7 @@ async def test_two_replicas_every_group_to_both_and_clicks_split_do_everything_o
     assert len(notices) == len(set(notices)) == GROUPS + 1
     assert len(mutations(env.kube, "/deployments/search-api/scale")) == 1
     assert replicas(env.kube, "api", "search-api") == 9
-    assert current.approvers == ("U_BOB",)
+    assert current.approvers == ("U0BOB",)
     assert took <= RECOVERY_BUDGET_S
     print(
         f"\ntwo replicas: {2 * GROUPS} deliveries acknowledged, lost 0, duplicated 0,"

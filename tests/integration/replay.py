@@ -137,7 +137,7 @@ async def _resolve(bot: BotServer, expected: dict[tuple[str, datetime], str | No
         if problem == label and incidents.get(key) is not None:
             incident = await bot.parts.store.get_incident(incidents[key] or 0)
             assert incident is not None
-            await bot.parts.flows.incidents.resolve(incident, "U_ALICE", "replay: resolved")
+            await bot.parts.flows.incidents.resolve(incident, "U0ALICE", "replay: resolved")
             return
     raise ValueError(f"no incident holds problem {label!r}")
 

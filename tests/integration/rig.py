@@ -27,8 +27,8 @@ DATA = Path(__file__).parent.parent / "data"
 # bob) and @carol are `oncall`. Any other user holds no role (the bundled policy's lifecycle
 # section then lets them act only as a member of the incident's channel).
 TEST_ROLES: dict[str, Any] = {
-    "sre": {"users": ["U_ALICE"], "usergroups": []},
-    "oncall": {"users": ["U_CAROL"], "usergroups": ["sre-oncall"]},
+    "sre": {"users": ["U0ALICE"], "usergroups": []},
+    "oncall": {"users": ["U0CAROL"], "usergroups": ["sre-oncall"]},
     "dba": {"users": [], "usergroups": []},
 }
 

@@ -58,8 +58,8 @@ SLACK_WRITES = frozenset(
     }
 )
 # Sandbox users without any role (TEST_ROLES gives alice, bob and carol roles).
-MALLORY = "U_MALLORY"
-NED = "U_NED"
+MALLORY = "U0MALLORY"
+NED = "U0NED"
 
 
 @pytest.fixture(scope="module")
@@ -241,9 +241,9 @@ def _people(slack: SlackSandbox, bot: BotServer, http: aiohttp.ClientSession) ->
     return {
         name: Person(driver, slack, user)
         for name, user in (
-            ("alice", "U_ALICE"),
-            ("bob", "U_BOB"),
-            ("carol", "U_CAROL"),
+            ("alice", "U0ALICE"),
+            ("bob", "U0BOB"),
+            ("carol", "U0CAROL"),
             ("mallory", MALLORY),
             ("ned", NED),
         )
@@ -283,7 +283,7 @@ async def test_silence_everything_from_general_without_a_role_is_refused(
         before = await _state(bot, slack, database_dsn)
 
         # The reproduction: anybody, from #general, every alert, a week.
-        reply = await people["mallory"].types("silence #1 7d alertname=~.+", "C_GENERAL", "may not")
+        reply = await people["mallory"].types("silence #1 7d alertname=~.+", "C0GENERAL", "may not")
         _refused(reply, "silence the alerts of incident #1", "`oncall`", "`sre`")
         assert await _active_silences(http, am.url) == []
         assert await _state(bot, slack, database_dsn) == before
@@ -305,7 +305,7 @@ async def test_silence_everything_from_general_without_a_role_is_refused(
             ('silence #1 2h pod=""', "without the label"),
             ("silence #1 5h", "at most 4h"),
         ):
-            reply = await people["bob"].types(text, "C_GENERAL", needle)
+            reply = await people["bob"].types(text, "C0GENERAL", needle)
             assert reply.response_type == "ephemeral"
             if "at most" not in needle:
                 assert "`sre`" in reply.text, reply.text  # who may: lifecycle.silence_elevated
@@ -314,10 +314,10 @@ async def test_silence_everything_from_general_without_a_role_is_refused(
 
         # Positive control: on-call silences the incident's own alerts; the silence carries
         # the incident's labels as equality matchers and is announced in both channels.
-        reply = await people["bob"].types("silence #1 2h pod=~pod-s.*", "C_GENERAL", "silenced")
+        reply = await people["bob"].types("silence #1 2h pod=~pod-s.*", "C0GENERAL", "silenced")
         assert reply.response_type == "ephemeral"
         active = await _active_silences(http, am.url)
-        assert len(active) == 1 and active[0]["createdBy"] == "slack:U_BOB"
+        assert len(active) == 1 and active[0]["createdBy"] == "slack:U0BOB"
         matchers = {(m["name"], m["value"], m["isEqual"], m["isRegex"]) for m in active[0]["matchers"]}
         assert ("alertname", "HighErrorRate", True, False) in matchers
         assert ("namespace", "shop", True, False) in matchers
@@ -384,7 +384,7 @@ async def test_lifecycle_commands_need_the_policys_roles(
             ("graph up 1h", "may not graph ad hoc queries"),
             ("run scale shop/web replicas=3", "may not propose remediations ad hoc"),
         ):
-            for where in ("C_GENERAL", channel.id):
+            for where in ("C0GENERAL", channel.id):
                 reply = await people["mallory"].types(
                     text.replace(" #1", "") if where == channel.id else text, where, needle
                 )
@@ -480,7 +480,7 @@ async def test_buttons_are_bound_to_their_message_or_carry_a_stored_token(
         mallory = people["mallory"]
         card = slack.messages(channel.id)[0]
         for body in (
-            mallory.click_body("ack_incident", "1", "C_GENERAL", "1700000000.000100"),
+            mallory.click_body("ack_incident", "1", "C0GENERAL", "1700000000.000100"),
             people["bob"].click_body("ack_incident", "2", channel.id, card.ts),
         ):
             await mallory.sends(body, "not valid any more")
@@ -504,7 +504,7 @@ async def test_buttons_are_bound_to_their_message_or_carry_a_stored_token(
         assert await _state(bot, slack, database_dsn) == before
         await people["alice"].clicks("confirm_resolve", "resolved by", channel_id=channel.id)
         rows = await _rows(database_dsn, "SELECT status, resolved_by FROM incidents")
-        assert (rows[0]["status"], rows[0]["resolved_by"]) == ("resolved", "U_ALICE")
+        assert (rows[0]["status"], rows[0]["resolved_by"]) == ("resolved", "U0ALICE")
         await people["alice"].sends(
             people["alice"].click_body("confirm_resolve", token, channel.id, "1.1"), "not valid"
         )
@@ -544,7 +544,7 @@ async def test_ack_button_positive_control_and_show_steps_bound_to_its_channel(
         _refused(reply, "members of the incident's channel")
         bob = people["bob"]
         for body in (
-            bob.click_body("show_runbook_steps", value, "C_GENERAL", collapsed.ts),
+            bob.click_body("show_runbook_steps", value, "C0GENERAL", collapsed.ts),
             bob.click_body("show_runbook_steps", "2:" + value.partition(":")[2], channel.id, collapsed.ts),
         ):
             await bob.sends(body, "not valid any more")
@@ -556,7 +556,7 @@ async def test_ack_button_positive_control_and_show_steps_bound_to_its_channel(
         )
         await bob.clicks("ack_incident", "acknowledged by", channel_id=notification_channel(slack).id)
         rows = await _rows(database_dsn, "SELECT status, acknowledged_by FROM incidents")
-        assert (rows[0]["status"], rows[0]["acknowledged_by"]) == ("acknowledged", "U_BOB")
+        assert (rows[0]["status"], rows[0]["acknowledged_by"]) == ("acknowledged", "U0BOB")
 
 
 # --------------------------------------------------------------------------- cards
@@ -586,7 +586,7 @@ async def test_user_text_cannot_fake_lines_on_cards(
         people = _people(slack, bot, http)
         forged = "all good\n*Status*\n✅ Resolved <!channel> <https://evil.example|runbook>"
         await people["ned"].types(
-            'open "payments\n*Commander*\n<@U_ALICE>" sev=P2', "C_INCIDENTS", "declared"
+            'open "payments\n*Commander*\n<@U0ALICE>" sev=P2', "C0INCIDENTS", "declared"
         )
         channel = await incident_channel(slack)
         await people["ned"].types(f'status "{forged}"', channel.id, "Status update")
@@ -602,12 +602,12 @@ async def test_user_text_cannot_fake_lines_on_cards(
         texts = await slack.wait_for(shown)
         lines = [line for text in texts for line in text.split("\n")]
         # What the user typed after a line break never starts a line of its own.
-        assert not [line for line in lines if line.startswith(("✅ Resolved", "<@U_ALICE>", "∗Commander∗"))]
+        assert not [line for line in lines if line.startswith(("✅ Resolved", "<@U0ALICE>", "∗Commander∗"))]
         assert not [line for line in lines if "Resolved" in line and "all good" not in line]
         joined = "\n".join(texts)
-        assert "<!channel>" not in joined and "<https://evil" not in joined and "<@U_ALICE>" not in joined
+        assert "<!channel>" not in joined and "<https://evil" not in joined and "<@U0ALICE>" not in joined
         assert "all good ∗Status∗ ✅ Resolved &lt;!channel&gt; &lt;https://evil.example|runbook&gt;" in joined
-        assert "payments ∗Commander∗ &lt;@U_ALICE&gt;" in joined
+        assert "payments ∗Commander∗ &lt;@U0ALICE&gt;" in joined
         card = slack.messages(channel.id)[0]
         assert card.blocks is not None and "\n" not in card.blocks[0]["text"]["text"]
 
@@ -650,7 +650,7 @@ async def test_ad_hoc_graphs_and_runs_need_a_role(
         )
         async with running_bot(settings) as bot:
             people = _people(slack, bot, http)
-            await people["ned"].types('open "search is slow" sev=P3', "C_INCIDENTS", "declared")
+            await people["ned"].types('open "search is slow" sev=P3', "C0INCIDENTS", "declared")
             channel = await incident_channel(slack)
             before = await _state(bot, slack, database_dsn)
             queries = await _queries_served(http, prometheus.url)

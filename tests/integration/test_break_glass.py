@@ -83,11 +83,11 @@ async def restarted(env: Env, bot: BotServer, incident: Incident) -> ActionRun:
     run = await posted(
         bot,
         await bot.parts.flows.proposer.propose(
-            incident, ActionName.ROLLOUT_RESTART, params, Request(requested_by="U_ALICE")
+            incident, ActionName.ROLLOUT_RESTART, params, Request(requested_by="U0ALICE")
         ),
     )
     await env.driver(bot).click(
-        "approve_action", user_id="U_ERIN", channel_id=run.channel_id, message_ts=run.message_ts
+        "approve_action", user_id="U0ERIN", channel_id=run.channel_id, message_ts=run.message_ts
     )
     await wait_message(env, run, "Remediation succeeded")
     return run
@@ -97,7 +97,7 @@ async def with_commander(env: Env, bot: BotServer, user: str) -> tuple[Incident,
     incident = await open_incident(env, bot)
     channel = incident.channel_id
     assert channel is not None
-    answer = await command(env, bot, "U_ALICE", channel, f"assign <@{user}|{user.lower()}>")
+    answer = await command(env, bot, "U0ALICE", channel, f"assign <@{user}|{user.lower()}>")
     assert f"<@{user}> is now commander" in answer
     return incident, channel
 
@@ -109,45 +109,45 @@ def side_effects(env: Env, bot: BotServer, channel: str) -> tuple[int, int]:
 
 async def test_commander_breaks_glass_others_are_refused(env: Env) -> None:
     async with running(glass_settings(env)) as bot:
-        incident, channel = await with_commander(env, bot, "U_DAVE")
+        incident, channel = await with_commander(env, bot, "U0DAVE")
         restart = await restarted(env, bot, incident)
         undo_cmd = f"run rollout_undo {TARGET}"
 
         # The commander without break-glass: the cooldown, and how to bypass it.
-        answer = await command(env, bot, "U_DAVE", channel, undo_cmd)
+        answer = await command(env, bot, "U0DAVE", channel, undo_cmd)
         assert "cooldown is 10 min" in answer and f"changed by run {restart.id}" in answer
         assert 'breakglass="<reason>"' in answer and "`commander`" in answer
 
         # Refusal: an SRE who is not the commander asks for break-glass.
         before = side_effects(env, bot, channel)
-        answer = await command(env, bot, "U_ALICE", channel, f'{undo_cmd} breakglass="site is down"')
+        answer = await command(env, bot, "U0ALICE", channel, f'{undo_cmd} breakglass="site is down"')
         assert "Break-glass is for `commander`" in answer and "nothing was proposed" in answer
         assert side_effects(env, bot, channel) == before  # no Slack post, no Kubernetes call
         assert [r.id for r in await store(bot).for_incident(incident.id)] == [restart.id]
 
         # Positive control: the commander, with a reason.
         reason = "the restart made p95 worse"
-        answer = await command(env, bot, "U_DAVE", channel, f'{undo_cmd} breakglass="{reason}"')
+        answer = await command(env, bot, "U0DAVE", channel, f'{undo_cmd} breakglass="{reason}"')
         assert "Proposed" in answer
         undo = next(r for r in await store(bot).for_incident(incident.id) if r.id != restart.id)
         assert undo.action is ActionName.ROLLOUT_UNDO and undo.break_glass == reason
-        assert undo.approvals_needed == 1 and undo.requested_by == "U_DAVE"
+        assert undo.approvals_needed == 1 and undo.requested_by == "U0DAVE"
         announced = await env.slack.wait_for(
             lambda s: next(
-                (m.text for m in s.messages(channel) if "Break-glass by <@U_DAVE>" in m.text), None
+                (m.text for m in s.messages(channel) if "Break-glass by <@U0DAVE>" in m.text), None
             )
         )
         assert reason in announced
         proposal = await env.slack.wait_for(
             lambda s: next((m for m in s.messages(channel) if undo.token in json.dumps(m.blocks)), None)
         )
-        assert "Break-glass by <@U_DAVE>" in json.dumps(proposal.blocks)
+        assert "Break-glass by <@U0DAVE>" in json.dumps(proposal.blocks)
         approve = _approve_button(proposal.blocks or [])
         assert approve.get("style") != "primary" and approve["confirm"]["style"] == "danger"
 
         # Audited (who and why) and on the timeline.
         requested = (await store(bot).audit_entries(run_id=undo.id))[0]
-        assert requested.event is AuditEvent.REQUESTED and requested.actor == "U_DAVE"
+        assert requested.event is AuditEvent.REQUESTED and requested.actor == "U0DAVE"
         assert requested.details["break_glass"]["reason"] == reason
         assert "cooldown is 10 min" in requested.details["break_glass"]["bypassed"]
         timeline = [e.text for e in await bot.parts.flows.incidents.timeline(incident.id)]
@@ -155,10 +155,10 @@ async def test_commander_breaks_glass_others_are_refused(env: Env) -> None:
 
         # The commander's own approval does not count; one other approver runs it.
         driver = env.driver(bot)
-        await driver.click("approve_action", user_id="U_DAVE", channel_id=channel, message_ts=proposal.ts)
-        assert "their own request" in await _response_to(env, "U_DAVE", "their own request")
+        await driver.click("approve_action", user_id="U0DAVE", channel_id=channel, message_ts=proposal.ts)
+        assert "their own request" in await _response_to(env, "U0DAVE", "their own request")
         writes = len([r for r in env.kube.requests_for("PATCH", "/deployments/search-api")])
-        await driver.click("approve_action", user_id="U_BOB", channel_id=channel, message_ts=proposal.ts)
+        await driver.click("approve_action", user_id="U0BOB", channel_id=channel, message_ts=proposal.ts)
         await env.slack.wait_for(lambda s: "Remediation succeeded" in blocks_text(env, channel, proposal.ts))
         assert len(env.kube.requests_for("PATCH", "/deployments/search-api")) > writes
         done = await store(bot).get(undo.id)
@@ -167,11 +167,11 @@ async def test_commander_breaks_glass_others_are_refused(env: Env) -> None:
 
 async def test_without_break_glass_in_policy_the_cooldown_stands(env: Env) -> None:
     async with running(glass_settings(env, break_glass=False)) as bot:
-        incident, channel = await with_commander(env, bot, "U_DAVE")
+        incident, channel = await with_commander(env, bot, "U0DAVE")
         restart = await restarted(env, bot, incident)
         before = side_effects(env, bot, channel)
         answer = await command(
-            env, bot, "U_DAVE", channel, f'run rollout_undo {TARGET} breakglass="site is down"'
+            env, bot, "U0DAVE", channel, f'run rollout_undo {TARGET} breakglass="site is down"'
         )
         assert "Break-glass is not allowed for this action" in answer
         assert side_effects(env, bot, channel) == before

@@ -89,7 +89,7 @@ async def _sandbox() -> KubeSandbox:
 async def two(
     slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, tmp_path: Path
 ) -> AsyncIterator[Clusters]:
-    slack.add_user("U_DAVE", "dave", "Dave Davis", "dave@example.com")
+    slack.add_user("U0DAVE", "dave", "Dave Davis", "dave@example.com")
     dev, prod = await _sandbox(), await _sandbox()
     try:
         kubeconfig = write_kubeconfig(
@@ -157,13 +157,13 @@ async def test_prod_alert_runs_on_prod_after_prods_two_approvals(two: Clusters) 
         assert "approve_action" in text
 
         # One approval: recorded, and nothing changes in either cluster.
-        await click(env, bot, "approve_action", run, "U_BOB")
+        await click(env, bot, "approve_action", run, "U0BOB")
         after_one = await store(bot).get(run.id)
         assert after_one is not None and after_one.status is RunStatus.PROPOSED
-        assert after_one.approvers == ("U_BOB",)
+        assert after_one.approvers == ("U0BOB",)
         assert mutations(two.prod, "/deployments") == [] and mutations(two.dev, "") == []
 
-        assert "all approvals are in" in await click(env, bot, "approve_action", run, "U_DAVE")
+        assert "all approvals are in" in await click(env, bot, "approve_action", run, "U0DAVE")
         await wait_message(env, run, "Remediation succeeded")
         assert len(mutations(two.prod, "/deployments/search-api")) == 1
         assert two.dev.requests == []  # dev untouched: not even read
@@ -184,7 +184,7 @@ async def test_dev_alert_runs_on_dev_after_one_approval(two: Clusters) -> None:
         run = await rollback_proposal(two, bot, channel)
         assert (run.cluster, run.approvals_needed) == ("skillforge-dev", 1)
         await wait_message(env, run, "skillforge-dev")
-        assert "all approvals are in" in await click(env, bot, "approve_action", run, "U_BOB")
+        assert "all approvals are in" in await click(env, bot, "approve_action", run, "U0BOB")
         await wait_message(env, run, "Remediation succeeded")
         assert len(mutations(two.dev, "/deployments/search-api")) == 1
         assert two.prod.requests == []
@@ -268,17 +268,17 @@ async def test_an_ad_hoc_run_names_its_cluster_and_an_unknown_one_is_refused(two
         dev_seen, prod_seen = len(two.dev.requests), len(two.prod.requests)
 
         refused = await command(
-            env, bot, "U_ALICE", "run rollout_restart api/search-api cluster=skillforge-qa", channel
+            env, bot, "U0ALICE", "run rollout_restart api/search-api cluster=skillforge-qa", channel
         )
         assert "`skillforge-qa` is not one of the configured clusters" in refused
         assert {r.id for r in await store(bot).for_incident(incident.id)} == before_runs
         assert (len(two.dev.requests), len(two.prod.requests)) == (dev_seen, prod_seen)
-        usage = await command(env, bot, "U_ALICE", "run rollout_restart api/search-api cluster=", channel)
+        usage = await command(env, bot, "U0ALICE", "run rollout_restart api/search-api cluster=", channel)
         assert "Give `cluster=<name>` once" in usage
 
         # Positive control: the incident's alert is dev's, the run asks for prod: prod's rule.
         answer = await command(
-            env, bot, "U_ALICE", "run rollout_undo api/search-api cluster=skillforge-prod", channel
+            env, bot, "U0ALICE", "run rollout_undo api/search-api cluster=skillforge-prod", channel
         )
         assert "Proposed" in answer and "2 approval(s) needed" in answer
         [run] = [r for r in await store(bot).for_incident(incident.id) if r.id not in before_runs]

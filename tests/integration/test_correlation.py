@@ -77,7 +77,7 @@ async def kube() -> AsyncIterator[KubeSandbox]:
 async def bot(
     slack: SlackSandbox, kube: KubeSandbox, database_dsn: str, redis_url: str, tmp_path: Path
 ) -> AsyncIterator[BotServer]:
-    slack.add_user("U_DAVE", "dave", "Dave Davis", "dave@example.com")  # holds no role
+    slack.add_user("U0DAVE", "dave", "Dave Davis", "dave@example.com")  # holds no role
     settings = bot_settings(
         slack,
         database_dsn,
@@ -233,9 +233,9 @@ async def test_weak_link_suggests_refusal_changes_nothing_then_attach(
 
     # Refused: dave holds no role of `correlate`; nothing changes and Slack gets no write.
     before = written(slack)
-    await clicks.click(ATTACH_ACTION, user_id="U_DAVE", channel_id=channel)
+    await clicks.click(ATTACH_ACTION, user_id="U0DAVE", channel_id=channel)
     refusal = await slack.wait_for(
-        lambda s: next((r for r in s.responses if r.user_id == "U_DAVE" and "may not" in str(r.body)), None)
+        lambda s: next((r for r in s.responses if r.user_id == "U0DAVE" and "may not" in str(r.body)), None)
     )
     assert "merge, split or correlate" in str(refusal.body)
     second = await bot.parts.store.get_incident(second_id)
@@ -245,7 +245,7 @@ async def test_weak_link_suggests_refusal_changes_nothing_then_attach(
     assert written(slack) == before
 
     # Positive control: alice (sre) attaches; the new incident is merged into the candidate.
-    await clicks.click(ATTACH_ACTION, user_id="U_ALICE", channel_id=channel)
+    await clicks.click(ATTACH_ACTION, user_id="U0ALICE", channel_id=channel)
     await slack.wait_for(lambda s: shown(s, channel, "merged into this incident"), timeout=10)
     merged = await bot.parts.store.get_incident(second_id)
     assert merged is not None and merged.status is IncidentStatus.RESOLVED
@@ -256,9 +256,9 @@ async def test_weak_link_suggests_refusal_changes_nothing_then_attach(
         ("AIHighLatency", "RedisMemoryHigh", "attach")
     ]
     # The same button again: answered once only.
-    await clicks.click(SEPARATE_ACTION, user_id="U_ALICE", channel_id=channel)
+    await clicks.click(SEPARATE_ACTION, user_id="U0ALICE", channel_id=channel)
     await slack.wait_for(
-        lambda s: any(r.user_id == "U_ALICE" and "answered already" in str(r.body) for r in s.responses)
+        lambda s: any(r.user_id == "U0ALICE" and "answered already" in str(r.body) for r in s.responses)
     )
 
 
@@ -273,7 +273,7 @@ async def test_keep_separate_is_learned(
     assert candidate is not None and candidate.channel_id is not None
     channel = candidate.channel_id
     await slack.wait_for(lambda s: shown(s, channel, "may belong here"), timeout=10)
-    await driver(slack, bot, http).click(SEPARATE_ACTION, user_id="U_CAROL", channel_id=channel)
+    await driver(slack, bot, http).click(SEPARATE_ACTION, user_id="U0CAROL", channel_id=channel)
     await slack.wait_for(lambda s: shown(s, channel, "kept separate"), timeout=10)
     second = await bot.parts.store.get_incident(second_id)
     assert second is not None and second.status is not IncidentStatus.RESOLVED
@@ -303,9 +303,9 @@ async def test_merge_split_links_and_refused_merge(
     await quiet(bot)
     calls_before = len(slack.calls)
     versions = {i.id: i.version for i in await bot.parts.store.list_open()}
-    await commands.slash_command("/incident", f"merge #{b_id}", user_id="U_DAVE", channel_id=a.channel_id)
+    await commands.slash_command("/incident", f"merge #{b_id}", user_id="U0DAVE", channel_id=a.channel_id)
     await slack.wait_for(
-        lambda s: any(r.user_id == "U_DAVE" and "may not" in str(r.body) for r in s.responses)
+        lambda s: any(r.user_id == "U0DAVE" and "may not" in str(r.body) for r in s.responses)
     )
     b = await bot.parts.store.get_incident(b_id)
     assert b is not None and b.status is not IncidentStatus.RESOLVED
@@ -313,18 +313,18 @@ async def test_merge_split_links_and_refused_merge(
     assert not [c for c in slack.calls[calls_before:] if "erge" in str(c.args)]
     assert await bot.parts.flows.correlation.links() == []
 
-    await commands.slash_command("/incident", f"merge #{b_id}", user_id="U_ALICE", channel_id=a.channel_id)
+    await commands.slash_command("/incident", f"merge #{b_id}", user_id="U0ALICE", channel_id=a.channel_id)
     await slack.wait_for(lambda s: shown(s, a.channel_id or "", "merged into this incident"), timeout=10)
     b = await bot.parts.store.get_incident(b_id)
     assert b is not None and b.status is IncidentStatus.RESOLVED
-    await commands.slash_command("/incident", "links", user_id="U_ALICE", channel_id=a.channel_id)
+    await commands.slash_command("/incident", "links", user_id="U0ALICE", channel_id=a.channel_id)
     listed = await slack.wait_for(
         lambda s: next((str(r.body) for r in s.responses if "Learned links" in str(r.body)), None)
     )
     assert "OnQuotaBackendDown" in listed and "SkillForgeSearchDown" in listed and "attach" in listed
 
     await commands.slash_command(
-        "/incident", "split OnQuotaBackendDown", user_id="U_ALICE", channel_id=a.channel_id
+        "/incident", "split OnQuotaBackendDown", user_id="U0ALICE", channel_id=a.channel_id
     )
     await slack.wait_for(lambda s: shown(s, a.channel_id or "", "split out into"), timeout=10)
     open_now = {i.id: i for i in await bot.parts.store.list_open()}
@@ -339,7 +339,7 @@ async def test_merge_split_links_and_refused_merge(
     await post_alert(http, bot, group("OnQuotaBackendDown", {"project": "onquota"}, fingerprint="m3"))
     await slack.wait_for(lambda s: len(s.channels_with_prefix("inc-")) == 3, timeout=15)
     await commands.slash_command(
-        "/incident", f"links remove {links[0].id}", user_id="U_ALICE", channel_id=a.channel_id
+        "/incident", f"links remove {links[0].id}", user_id="U0ALICE", channel_id=a.channel_id
     )
     await slack.wait_for(lambda s: any("removed the learned link" in str(r.body) for r in s.responses))
     assert await bot.parts.flows.correlation.links() == []

@@ -71,15 +71,15 @@ def incident_channels(slack: SlackSandbox) -> list[str]:
 
 
 async def test_open_without_arguments_opens_the_modal_and_its_submission_declares(rig: Rig) -> None:
-    resp = await rig.driver.slash_command("/incident", "open", user_id="U_ALICE", channel_id="C_INCIDENTS")
+    resp = await rig.driver.slash_command("/incident", "open", user_id="U0ALICE", channel_id="C0INCIDENTS")
     assert resp.status == 200
-    view = await open_modal(rig, "U_ALICE")
+    view = await open_modal(rig, "U0ALICE")
     fields = inputs(view)
     assert list(fields) == ["title", "severity", "team", "description"]
     teams = [o["value"] for o in fields["team"]["element"]["options"]]
     assert "skillforge" in teams and "operations" in teams
     assert fields["severity"]["element"]["initial_option"]["value"] == "P3"
-    messages_before = len(rig.slack.messages("C_INCIDENTS"))
+    messages_before = len(rig.slack.messages("C0INCIDENTS"))
 
     # Refused: a blank title and a forged team come back as errors; nothing is declared.
     answer = await rig.driver.submit_view(
@@ -96,7 +96,7 @@ async def test_open_without_arguments_opens_the_modal_and_its_submission_declare
     assert set(errors["errors"]) == {"title", "team"}
     assert not rig.slack.views[view.id].closed
     assert incident_channels(rig.slack) == []
-    assert len(rig.slack.messages("C_INCIDENTS")) == messages_before
+    assert len(rig.slack.messages("C0INCIDENTS")) == messages_before
     assert await rig.bot.parts.flows.incidents.list_open(None) == []
 
     # Positive control: the same modal, filled in properly.
@@ -115,15 +115,15 @@ async def test_open_without_arguments_opens_the_modal_and_its_submission_declare
     incident = await rig.bot.parts.store.incident_by_channel(channel.id)
     assert incident is not None and incident.title == "checkout errors"
     assert incident.severity is Severity.P2 and incident.team == "skillforge"
-    assert incident.commander == "U_ALICE" and incident.source is IncidentSource.HUMAN
+    assert incident.commander == "U0ALICE" and incident.source is IncidentSource.HUMAN
     timeline = [e.text for e in await rig.bot.parts.flows.incidents.timeline(incident.id)]
     assert any("connection refused" in t for t in timeline)
 
 
 async def test_global_shortcut_opens_the_modal(rig: Rig) -> None:
-    resp = await rig.driver.global_shortcut("declare_incident", user_id="U_BOB")
+    resp = await rig.driver.global_shortcut("declare_incident", user_id="U0BOB")
     assert resp.status == 200
-    view = await open_modal(rig, "U_BOB")
+    view = await open_modal(rig, "U0BOB")
     assert "initial_value" not in inputs(view)["title"]["element"]
     assert json.loads(view.payload["private_metadata"]) == {"channel": ""}
     answer = await rig.driver.submit_view(
@@ -132,28 +132,28 @@ async def test_global_shortcut_opens_the_modal(rig: Rig) -> None:
     assert answer.status == 200 and not answer.body.strip()
     channel = await declared(rig)
     incident = await rig.bot.parts.store.incident_by_channel(channel.id)
-    assert incident is not None and incident.severity is Severity.P4 and incident.commander == "U_BOB"
+    assert incident is not None and incident.severity is Severity.P4 and incident.commander == "U0BOB"
 
 
 async def test_message_shortcut_prefills_from_the_message(rig: Rig) -> None:
     msg = rig.slack.add_message(
-        "C_INCIDENTS", "Payments return 502 since 03:10\nfrom eu-west only", user_id="U_CAROL"
+        "C0INCIDENTS", "Payments return 502 since 03:10\nfrom eu-west only", user_id="U0CAROL"
     )
     resp = await rig.driver.message_shortcut(
-        "declare_incident_from_message", channel_id="C_INCIDENTS", message_ts=msg.ts, user_id="U_ALICE"
+        "declare_incident_from_message", channel_id="C0INCIDENTS", message_ts=msg.ts, user_id="U0ALICE"
     )
     assert resp.status == 200
-    view = await open_modal(rig, "U_ALICE")
+    view = await open_modal(rig, "U0ALICE")
     fields = inputs(view)
     assert fields["title"]["element"]["initial_value"] == "Payments return 502 since 03:10"
     assert "from eu-west only" in fields["description"]["element"]["initial_value"]
-    assert json.loads(view.payload["private_metadata"]) == {"channel": "C_INCIDENTS"}
+    assert json.loads(view.payload["private_metadata"]) == {"channel": "C0INCIDENTS"}
 
 
 async def test_an_expired_trigger_id_is_explained_and_nothing_opens(rig: Rig) -> None:
     rig.slack.trigger_ttl = 0.0  # Slack's 3 seconds, already over when the bot calls views.open
     before = len(rig.slack.views)
-    resp = await rig.driver.slash_command("/incident", "open", user_id="U_ALICE", channel_id="C_INCIDENTS")
+    resp = await rig.driver.slash_command("/incident", "open", user_id="U0ALICE", channel_id="C0INCIDENTS")
     assert resp.status == 200
     answer = await rig.slack.wait_for(
         lambda s: next((r.text for r in s.responses if "did not open the form" in r.text), None)
@@ -162,13 +162,13 @@ async def test_an_expired_trigger_id_is_explained_and_nothing_opens(rig: Rig) ->
     assert len(rig.slack.views) == before and incident_channels(rig.slack) == []
     # Positive control: a fresh trigger id opens it.
     rig.slack.trigger_ttl = 3.0
-    await rig.driver.slash_command("/incident", "open", user_id="U_ALICE", channel_id="C_INCIDENTS")
-    await open_modal(rig, "U_ALICE")
+    await rig.driver.slash_command("/incident", "open", user_id="U0ALICE", channel_id="C0INCIDENTS")
+    await open_modal(rig, "U0ALICE")
 
 
 async def test_edit_on_the_card_changes_severity_commander_and_status(rig: Rig) -> None:
     await rig.driver.slash_command(
-        "/incident", 'open "search slow" sev=P3', user_id="U_ALICE", channel_id="C_INCIDENTS"
+        "/incident", 'open "search slow" sev=P3', user_id="U0ALICE", channel_id="C0INCIDENTS"
     )
     channel = await declared(rig)
     incident = await rig.bot.parts.store.incident_by_channel(channel.id)
@@ -176,28 +176,28 @@ async def test_edit_on_the_card_changes_severity_commander_and_status(rig: Rig) 
     await rig.slack.wait_for(
         lambda s: "edit_incident" in json.dumps([m.blocks for m in s.messages(channel.id)])
     )
-    resp = await rig.driver.click("edit_incident", user_id="U_ALICE", channel_id=channel.id)
+    resp = await rig.driver.click("edit_incident", user_id="U0ALICE", channel_id=channel.id)
     assert resp.status == 200
     view = await rig.slack.wait_for(
         lambda s: next((v for v in s.views.values() if v.payload.get("callback_id") == "edit_incident"), None)
     )
     fields = inputs(view)
     assert fields["severity"]["element"]["initial_option"]["value"] == "P3"
-    assert fields["commander"]["element"]["initial_user"] == "U_ALICE"
+    assert fields["commander"]["element"]["initial_user"] == "U0ALICE"
 
     # Refused: a bystander (no role, not in the channel) may change nothing; the first refusal is
     # shown next to its field and nothing of the rest is applied either.
-    rig.slack.add_user("U_DAVE", "dave", "Dave Davis", "dave@example.com")
+    rig.slack.add_user("U0DAVE", "dave", "Dave Davis", "dave@example.com")
     refused = await rig.driver.submit_view(
         view.id,
-        {"severity": {"value": "P2"}, "commander": {"value": "U_BOB"}, "status": {"value": "looking"}},
-        user_id="U_DAVE",
+        {"severity": {"value": "P2"}, "commander": {"value": "U0BOB"}, "status": {"value": "looking"}},
+        user_id="U0DAVE",
     )
     assert refused.json()["response_action"] == "errors"
     assert "may not change the severity" in refused.json()["errors"]["severity"]
     assert not rig.slack.views[view.id].closed
     unchanged = await rig.bot.parts.store.get_incident(incident.id)
-    assert unchanged is not None and unchanged.severity is Severity.P3 and unchanged.commander == "U_ALICE"
+    assert unchanged is not None and unchanged.severity is Severity.P3 and unchanged.commander == "U0ALICE"
     assert not any("looking" in e.text for e in await rig.bot.parts.flows.incidents.timeline(incident.id))
 
     # Positive control: the commander changes all three.
@@ -205,13 +205,13 @@ async def test_edit_on_the_card_changes_severity_commander_and_status(rig: Rig) 
         view.id,
         {
             "severity": {"value": "P2"},
-            "commander": {"value": "U_BOB"},
+            "commander": {"value": "U0BOB"},
             "status": {"value": "search p95 at 2s"},
         },
-        user_id="U_ALICE",
+        user_id="U0ALICE",
     )
     assert answer.status == 200 and not answer.body.strip()
     edited = await rig.bot.parts.store.get_incident(incident.id)
-    assert edited is not None and edited.severity is Severity.P2 and edited.commander == "U_BOB"
+    assert edited is not None and edited.severity is Severity.P2 and edited.commander == "U0BOB"
     timeline = [e.text for e in await rig.bot.parts.flows.incidents.timeline(incident.id)]
     assert any("search p95 at 2s" in t for t in timeline)

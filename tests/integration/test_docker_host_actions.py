@@ -167,7 +167,7 @@ async def run_host(
     """`/incident run host_command onquota <args>` by an on-call member: the reply and the run
     with its message as Slack has it."""
     known = {r.id for r in await bot.parts.remediation_store.for_incident(incident.id)}
-    reply = await slash(env, bot, "U_CAROL", incident.channel_id or "", f"run host_command {host} {args}")
+    reply = await slash(env, bot, "U0CAROL", incident.channel_id or "", f"run host_command {host} {args}")
     new = [r for r in await bot.parts.remediation_store.for_incident(incident.id) if r.id not in known]
     assert len(new) == 1, reply
     [run] = new
@@ -236,10 +236,10 @@ async def test_onquota_alert_restarts_the_backend_once_through_the_engine_api(en
         assert f"docker {env.docker.unix_url}" in text
         assert '\\"Name\\": \\"onquota_backend\\"' in text and "before (" in text  # the preview
         # Two approvals, as the policy says for OnQuota's host: one is not enough.
-        assert await approve(env, bot, run, "U_BOB") == 200
+        assert await approve(env, bot, run, "U0BOB") == 200
         await wait_message(env, run, "1 of 2")
         assert env.mutations() == []
-        assert await approve(env, bot, run, "U_ALICE") == 200
+        assert await approve(env, bot, run, "U0ALICE") == 200
         await wait_message(env, run, "Remediation succeeded")
         after = await wait_thread(env, run, "after: ")
         assert "onquota_backend" in after
@@ -262,7 +262,7 @@ async def test_two_replicas_and_double_clicks_restart_each_worker_once(env: Env)
         )
         assert "2 approval(s) needed" in reply
         await wait_message(env, run, "onquota-celery_worker-1", "onquota-celery_worker-2", "approve_action")
-        clicks = [approve(env, bot, run, user) for user in ("U_BOB", "U_ALICE") for bot in (bot_a, bot_b)]
+        clicks = [approve(env, bot, run, user) for user in ("U0BOB", "U0ALICE") for bot in (bot_a, bot_b)]
         assert await asyncio.gather(*clicks) == [200] * 4
         await wait_message(env, run, "Remediation succeeded")
         assert sorted(restarts(env.mutations())) == ["onquota-celery_worker-1", "onquota-celery_worker-2"]
@@ -275,13 +275,13 @@ async def test_the_backup_runs_once_in_its_container_with_its_exit_code(env: Env
         incident = await open_incident(env, bot, PLAIN)
         _, backup = await run_host(env, bot, incident, "template=onquota_backup_postgres")
         await wait_message(env, backup, "onquota_backup_2026-12-05.sql.gz", "approve_action")  # the preview
-        for user in ("U_BOB", "U_ALICE"):
+        for user in ("U0BOB", "U0ALICE"):
             assert await approve(env, bot, backup, user) == 200
         await wait_message(env, backup, "Remediation succeeded")
         await wait_thread(env, backup, f"docker exec onquota_backup {BACKUP_SCRIPT}` exited with 0")
         # A script that fails says so, with its exit code; it ran once too.
         _, verify = await run_host(env, bot, incident, "template=onquota_verify_backups")
-        for user in ("U_BOB", "U_ALICE"):
+        for user in ("U0BOB", "U0ALICE"):
             assert await approve(env, bot, verify, user) == 200
         await wait_message(env, verify, "Remediation failed")
         await wait_thread(env, verify, "exited with code 2")
@@ -327,8 +327,8 @@ async def test_an_unreachable_engine_is_a_clear_error_and_nothing_runs(env: Env)
         # Proposed where the engine answered, approved where it does not: refused at execution.
         _, run = await run_host(env, bot_a, incident, "template=onquota_compose_restart service=celery_beat")
         await wait_message(env, run, "approve_action")
-        assert await approve(env, bot_b, run, "U_BOB") == 200
-        assert await approve(env, bot_b, run, "U_ALICE") == 200
+        assert await approve(env, bot_b, run, "U0BOB") == 200
+        assert await approve(env, bot_b, run, "U0ALICE") == 200
         await wait_message(env, run, "Remediation failed")
         await wait_thread(env, run, "unreachable")
         assert env.mutations() == []
@@ -340,7 +340,7 @@ async def test_a_container_of_another_project_is_refused(env: Env) -> None:
     async with running(env.settings()) as bot:
         incident = await open_incident(env, bot, PLAIN)
         _, other = await run_host(env, bot, incident, "template=restart_container container=skillmeat-api")
-        for user in ("U_BOB", "U_ALICE"):
+        for user in ("U0BOB", "U0ALICE"):
             assert await approve(env, bot, other, user) == 200
         await wait_message(env, other, "Remediation failed")
         await wait_thread(env, other, "compose project `skillmeat` is not one of this host's projects")
@@ -348,7 +348,7 @@ async def test_a_container_of_another_project_is_refused(env: Env) -> None:
         # Positive control: on SkillMeat's own host (one approval there), the same restart runs.
         args = "template=restart_container container=skillmeat-api"
         _, own = await run_host(env, bot, incident, args, host="skillmeat")
-        assert await approve(env, bot, own, "U_BOB") == 200
+        assert await approve(env, bot, own, "U0BOB") == 200
         await wait_message(env, own, "Remediation succeeded")
         assert restarts(env.mutations()) == ["skillmeat-api"]
 
@@ -358,7 +358,7 @@ async def test_an_exec_past_its_time_limit_fails_plainly(env: Env) -> None:
     async with running(env.settings()) as bot:
         incident = await open_incident(env, bot, PLAIN)
         _, run = await run_host(env, bot, incident, "template=slow_exec")
-        for user in ("U_BOB", "U_ALICE"):
+        for user in ("U0BOB", "U0ALICE"):
             assert await approve(env, bot, run, user) == 200
         await wait_message(env, run, "Remediation failed")
         await wait_thread(env, run, "timed out")
@@ -370,7 +370,7 @@ async def test_an_exec_in_a_stopped_container_shows_the_engines_words(env: Env) 
     async with running(env.settings()) as bot:
         incident = await open_incident(env, bot, PLAIN)
         _, run = await run_host(env, bot, incident, "template=onquota_verify_backups")
-        for user in ("U_BOB", "U_ALICE"):
+        for user in ("U0BOB", "U0ALICE"):
             assert await approve(env, bot, run, user) == 200
         await wait_message(env, run, "Remediation failed")
         note = await wait_thread(env, run, "exited with code 1")
@@ -390,7 +390,7 @@ async def test_a_tls_engine_over_tcp_with_client_certificates(env: Env, tmp_path
             incident = await open_incident(env, bot, PLAIN)
             _, run = await run_host(env, bot, incident, "template=onquota_compose_restart service=backend")
             await wait_message(env, run, f"docker {secured.tcp_url}", "onquota_backend", "approve_action")
-            for user in ("U_BOB", "U_ALICE"):
+            for user in ("U0BOB", "U0ALICE"):
                 assert await approve(env, bot, run, user) == 200
             await wait_message(env, run, "Remediation succeeded")
         assert secured.calls == [RecordedCall("restart", "onquota_backend", stop_timeout=10)]

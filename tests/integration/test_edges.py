@@ -377,7 +377,7 @@ async def test_a_signed_slack_request_replayed_within_five_minutes_is_refused(
         channel = await _open_incident(slack, http, bot)
         driver = RecordingDriver(slack, bot_url(bot) + "/slack/events", http)
         assert (
-            await driver.slash_command("/incident", "help", user_id="U_BOB", channel_id=channel.id)
+            await driver.slash_command("/incident", "help", user_id="U0BOB", channel_id=channel.id)
         ).status == 200
         await slack.wait_for(lambda s: any("/incident ack" in r.text for r in s.responses))
 
@@ -385,7 +385,7 @@ async def test_a_signed_slack_request_replayed_within_five_minutes_is_refused(
         assert replay.status == 401 and "replay" in replay.json()["error"]
         # Positive control: a new request of the same user is still handled, and is answered
         # after the replay would have been.
-        await driver.slash_command("/incident", "list", user_id="U_BOB", channel_id=channel.id)
+        await driver.slash_command("/incident", "list", user_id="U0BOB", channel_id=channel.id)
         await slack.wait_for(lambda s: any("Open incidents" in r.text for r in s.responses))
     assert sum("/incident ack" in r.text for r in slack.responses) == 1
 
@@ -410,7 +410,7 @@ async def test_a_slack_retry_with_the_same_signature_is_answered_200_but_a_repla
     pinned = "SELECT count(*) FROM timeline_events WHERE kind = 'pinned'"
     async with running_bot(_edge_settings(slack, database_dsn, redis_url)) as bot:
         channel = await _open_incident(slack, http, bot)
-        message = slack.add_message(channel.id, "Rolled back deploy 42", user_id="U_BOB")
+        message = slack.add_message(channel.id, "Rolled back deploy 42", user_id="U0BOB")
         driver = RecordingDriver(slack, bot_url(bot) + "/slack/events", http)
         assert (await driver.reaction_added("pushpin", channel_id=channel.id, ts=message.ts)).status == 200
         await _wait_count(database_dsn, pinned, 1)
@@ -422,7 +422,7 @@ async def test_a_slack_retry_with_the_same_signature_is_answered_200_but_a_repla
         replay = await driver.again(first)
         assert replay.status == 401 and "replay" in replay.json()["error"]
         # Positive control: a new pin of another message is handled.
-        other = slack.add_message(channel.id, "Cache flushed", user_id="U_BOB")
+        other = slack.add_message(channel.id, "Cache flushed", user_id="U0BOB")
         await driver.reaction_added("pushpin", channel_id=channel.id, ts=other.ts)
         await _wait_count(database_dsn, pinned, 2)
     assert await _count(database_dsn, pinned) == 2
@@ -433,7 +433,7 @@ async def test_a_malformed_slack_timestamp_is_a_401_not_a_500(
 ) -> None:
     async with running_bot(_edge_settings(slack, database_dsn, redis_url)) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
-        body = b"command=%2Fincident&text=help&user_id=U_BOB&channel_id=C1"
+        body = b"command=%2Fincident&text=help&user_id=U0BOB&channel_id=C1"
         for timestamp in ("abc", "", "1.5e9", "-1", "0x10", "9" * 30):
             headers = {"X-Slack-Request-Timestamp": timestamp}
             reply = await driver.post(body, "application/x-www-form-urlencoded", headers=headers)
@@ -441,7 +441,7 @@ async def test_a_malformed_slack_timestamp_is_a_401_not_a_500(
             assert "X-Slack-Request-Timestamp" in reply.json()["error"]
             assert "Traceback" not in reply.body
         # Positive control: a command with a real timestamp is handled.
-        assert (await driver.slash_command("/incident", "help", user_id="U_BOB")).status == 200
+        assert (await driver.slash_command("/incident", "help", user_id="U0BOB")).status == 200
         await slack.wait_for(lambda s: any("/incident ack" in r.text for r in s.responses))
     assert len(slack.responses) == 1
 
@@ -527,7 +527,7 @@ async def test_readyz_names_the_failed_dependency_without_its_address(
                 assert leak not in text
             # Without Redis a Slack request cannot be checked for a replay: refused, not run.
             driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
-            reply = await driver.slash_command("/incident", "help", user_id="U_BOB")
+            reply = await driver.slash_command("/incident", "help", user_id="U0BOB")
             assert reply.status == 503 and reply.headers["Retry-After"] == "1"
         finally:
             redis_server.restart()

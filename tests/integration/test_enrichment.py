@@ -206,12 +206,12 @@ async def test_runbook_and_graph_commands_and_show_all_steps(
         )
         before = len(slack.messages(channel.id))
         resp = await driver.click(
-            "show_runbook_steps", user_id="U_ALICE", channel_id=channel.id, message_ts=collapsed.ts
+            "show_runbook_steps", user_id="U0ALICE", channel_id=channel.id, message_ts=collapsed.ts
         )
         assert resp.status == 200
         await slack.wait_for(lambda s: len(s.messages(channel.id)) > before)
 
-        await driver.slash_command("/incident", "runbook", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "runbook", user_id="U0ALICE", channel_id=channel.id)
         listing = await slack.wait_for(
             lambda s: next((r for r in s.responses if "onquota" in json.dumps(r.blocks or [])), None)
         )
@@ -221,16 +221,16 @@ async def test_runbook_and_graph_commands_and_show_all_steps(
         assert "*skillmeat* (this incident's system)" in listed
         assert listed.index("*skillmeat*") < listed.index("*birthday-scheduler*")
         await driver.slash_command(
-            "/incident", "runbook onquota-high-cpu-usage", user_id="U_ALICE", channel_id=channel.id
+            "/incident", "runbook onquota-high-cpu-usage", user_id="U0ALICE", channel_id=channel.id
         )
         await slack.wait_for(lambda s: any("CPU" in t for t in _texts(s, channel.id)[before:]))
         await driver.slash_command(
-            "/incident", "runbook no-such-playbook", user_id="U_ALICE", channel_id=channel.id
+            "/incident", "runbook no-such-playbook", user_id="U0ALICE", channel_id=channel.id
         )
         await slack.wait_for(lambda s: any("No playbook `no-such-playbook`" in r.text for r in s.responses))
 
         await driver.slash_command(
-            "/incident", "graph checkout_queue_depth 30m", user_id="U_ALICE", channel_id=channel.id
+            "/incident", "graph checkout_queue_depth 30m", user_id="U0ALICE", channel_id=channel.id
         )
         drawn = await slack.wait_for(
             lambda s: next(
@@ -241,7 +241,7 @@ async def test_runbook_and_graph_commands_and_show_all_steps(
         assert drawn.data is not None and drawn.data.startswith(PNG)
         # Well-formed PromQL that Prometheus refuses: its error is named in the channel. (What
         # the cost check cannot even read is refused before, see test_promql_limits.py.)
-        await driver.slash_command("/incident", "graph 'rate(x)'", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "graph 'rate(x)'", user_id="U0ALICE", channel_id=channel.id)
         await slack.wait_for(lambda s: any("bad_data" in t for t in _texts(s, channel.id)), timeout=20)
 
 

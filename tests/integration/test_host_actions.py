@@ -94,7 +94,7 @@ async def env(
     tmp_path: Path,
     sshd: Sshd,
 ) -> Env:
-    slack.add_user("U_ERIN", "erin", "Erin Evans", "erin@example.com")  # holds no role
+    slack.add_user("U0ERIN", "erin", "Erin Evans", "erin@example.com")  # holds no role
     return Env(slack, http, database_dsn, redis_url, tmp_path, sshd)
 
 
@@ -191,7 +191,7 @@ async def propose(
     template: str,
     args: dict[str, str] | None = None,
     *,
-    by: str = "U_CAROL",
+    by: str = "U0CAROL",
 ) -> ActionRun | None:
     params = HostCommandParams(host="skillmeat", template=template, args=args or {})
     return await bot.parts.flows.proposer.propose(
@@ -225,12 +225,12 @@ async def test_skillmeat_alert_restarts_the_unit_once_over_ssh_and_verifies(env:
         # Only the read-only preview ran so far.
         assert RESTART not in env.sshd.calls(before)
         # Someone without an approver role is refused; an on-call member approves.
-        assert await approve(env, bot, run, "U_ERIN") == 200
+        assert await approve(env, bot, run, "U0ERIN") == 200
         await env.slack.wait_for(
-            lambda s: any(r.user_id == "U_ERIN" and "may not approve" in r.text for r in s.responses)
+            lambda s: any(r.user_id == "U0ERIN" and "may not approve" in r.text for r in s.responses)
         )
         assert env.sshd.calls(before).count(RESTART) == 0
-        assert await approve(env, bot, run, "U_BOB") == 200
+        assert await approve(env, bot, run, "U0BOB") == 200
         await wait_message(env, run, "Remediation succeeded")
         await wait_thread(env, run, "after: ActiveState=active")
         await wait_thread(env, run, "Verification of")
@@ -259,7 +259,7 @@ async def test_two_replicas_and_double_clicks_restart_once(env: Env) -> None:
         assert run is not None
         run = await bot_a.parts.remediation_store.get(run.id)
         assert run is not None and run.message_ts is not None
-        clicks = [approve(env, bot, run, "U_BOB") for bot in (bot_a, bot_b, bot_a, bot_b)]
+        clicks = [approve(env, bot, run, "U0BOB") for bot in (bot_a, bot_b, bot_a, bot_b)]
         assert await asyncio.gather(*clicks) == [200] * 4
         await wait_message(env, run, "Remediation succeeded")
         assert env.sshd.calls(before).count(RESTART) == 1
@@ -301,11 +301,11 @@ async def test_the_policy_refuses_other_hosts_and_templates(env: Env) -> None:
         with pytest.raises(UserError, match="host template `onquota_compose_restart` is not allowed"):
             await propose(bot, incident, "onquota_compose_restart", {"service": "backend"})
         with pytest.raises(UserError, match="may not request"):
-            await propose(bot, incident, "skillmeat_cache_clear", by="U_ERIN")
+            await propose(bot, incident, "skillmeat_cache_clear", by="U0ERIN")
         params = HostCommandParams(host="elsewhere", template="skillmeat_cache_clear")
         with pytest.raises(UserError, match=r"not a host of clusters\.yaml"):
             await bot.parts.flows.proposer.propose(
-                incident, ActionName.HOST_COMMAND, params, Request(requested_by="U_CAROL")
+                incident, ActionName.HOST_COMMAND, params, Request(requested_by="U0CAROL")
             )
         assert env.sshd.calls(before) == []
         assert await bot.parts.remediation_store.for_incident(incident.id) == []
@@ -341,7 +341,7 @@ async def test_a_host_key_changed_after_the_proposal_is_refused_at_execution(env
         stored = await bot_a.parts.remediation_store.get(run.id)
         assert stored is not None and stored.message_ts is not None
         after_preview = env.sshd.mark()
-        assert await approve(env, bot_b, stored, "U_BOB") == 200
+        assert await approve(env, bot_b, stored, "U0BOB") == 200
         await wait_message(env, stored, "Remediation failed")
         await wait_thread(env, stored, "not the one pinned in clusters.yaml; nothing was run")
         assert env.sshd.calls(after_preview) == []
@@ -356,7 +356,7 @@ async def test_a_command_past_its_time_limit_fails_plainly(env: Env) -> None:
         assert run is not None
         stored = await bot.parts.remediation_store.get(run.id)
         assert stored is not None
-        assert await approve(env, bot, stored, "U_BOB") == 200
+        assert await approve(env, bot, stored, "U0BOB") == 200
         await wait_message(env, stored, "Remediation failed")
         await wait_thread(env, stored, "timed out")
 
@@ -385,14 +385,14 @@ async def test_onquota_backend_restart_needs_two_approvals_and_runs_once(env: En
         )
         channel = incident.channel_id or ""
         text = "run host_command onquota template=onquota_compose_restart service=backend"
-        assert "2 approval(s) needed" in await slash(env, bot, "U_CAROL", channel, text)
+        assert "2 approval(s) needed" in await slash(env, bot, "U0CAROL", channel, text)
         [run] = await bot.parts.remediation_store.for_incident(incident.id)
         run = await bot.parts.remediation_store.get(run.id) or run
         await wait_message(env, run, "sudo -n docker compose -p onquota restart backend", "approve_action")
-        assert await approve(env, bot, run, "U_BOB") == 200
+        assert await approve(env, bot, run, "U0BOB") == 200
         await wait_message(env, run, "1 of 2")
         assert restart not in env.sshd.calls(before)  # one approval is not enough
-        assert await approve(env, bot, run, "U_ALICE") == 200
+        assert await approve(env, bot, run, "U0ALICE") == 200
         await wait_message(env, run, "Remediation succeeded")
         await wait_thread(env, run, "Verification of")
         calls = env.sshd.calls(before)
@@ -409,13 +409,13 @@ async def test_injection_through_the_slash_command_is_refused(env: Env) -> None:
             reply = await slash(
                 env,
                 bot,
-                "U_CAROL",
+                "U0CAROL",
                 channel,
                 f"run host_command skillmeat template=skillmeat_mcp_restart {hostile}",
             )
             assert "does not match" in reply
         reply = await slash(
-            env, bot, "U_CAROL", channel, "run host_command skillmeat/x template=skillmeat_cache_clear"
+            env, bot, "U0CAROL", channel, "run host_command skillmeat/x template=skillmeat_cache_clear"
         )
         assert "takes a host name" in reply
         assert env.sshd.calls(before) == []
@@ -424,7 +424,7 @@ async def test_injection_through_the_slash_command_is_refused(env: Env) -> None:
         reply = await slash(
             env,
             bot,
-            "U_CAROL",
+            "U0CAROL",
             channel,
             "run host_command skillmeat template=skillmeat_mcp_restart server=mcp-1",
         )
@@ -456,7 +456,7 @@ async def test_a_failed_scale_offers_the_undo_back_to_the_previous_count(env: En
         run = await propose(bot, incident, "skillmeat_compose_scale", {"count": "5"})
         assert run is not None and run.preview.current_replicas == 1  # ps listed one container
         run = await bot.parts.remediation_store.get(run.id) or run
-        assert await approve(env, bot, run, "U_BOB") == 200
+        assert await approve(env, bot, run, "U0BOB") == 200
         await wait_message(env, run, "Remediation failed")
         await wait_thread(env, run, "not recovered")
         await wait_thread(env, run, "Proposed the undo below")
@@ -470,7 +470,7 @@ async def test_a_failed_scale_offers_the_undo_back_to_the_previous_count(env: En
         }
         undo = await bot.parts.remediation_store.get(undo.id) or undo
         await wait_message(env, undo, "Undo: ", "--scale api=1")
-        assert await approve(env, bot, undo, "U_BOB") == 200
+        assert await approve(env, bot, undo, "U0BOB") == 200
         await wait_message(env, undo, "Remediation succeeded")
         calls = env.sshd.calls(before)
         assert calls.count(scale(5)) == 1 and calls.count(scale(1)) == 1
@@ -484,7 +484,7 @@ async def test_the_kill_switch_stops_a_host_command_after_approval(env: Env) -> 
         assert run is not None
         run = await bot.parts.remediation_store.get(run.id) or run
         await wait_message(env, run, "kill switch is on")
-        assert await approve(env, bot, run, "U_BOB") == 200
+        assert await approve(env, bot, run, "U0BOB") == 200
         await wait_thread(env, run, "Not executed")
         assert RESTART not in env.sshd.calls(before)
 
@@ -580,7 +580,7 @@ async def test_the_restart_is_verified_by_the_playbook_checks_in_prometheus(
         labels = {"alertname": "TestSkillMeatErrors", "job": "skillmeat"}
         incident = await open_incident(env, bot, labels)
         run = await playbook_run(env, bot, incident, "Restart skillmeat-api (test)")
-        assert await approve(env, bot, run, "U_BOB") == 200
+        assert await approve(env, bot, run, "U0BOB") == 200
         note = await wait_thread(env, run, "Verification of", timeout=45)
         assert "recovered: " in note and "not recovered" not in note
         assert "5xx at or under 0.1/s" in note

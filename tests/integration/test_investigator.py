@@ -56,7 +56,7 @@ ALERT = {
 }
 # Seeded into the pod's log: none of them may reach the model.
 SECRETS = ("hunter2-db-password", "AKIAIOSFODNN7EXAMPLE", "xoxb-999-seeded-slack-token", "dba@example.com")
-MALLORY = "U_MALLORY"
+MALLORY = "U0MALLORY"
 
 
 @dataclass
@@ -238,7 +238,7 @@ async def test_investigation_cites_tools_redacts_secrets_and_proposes_normally(e
             ]
         )
         await types(
-            env, bot, "U_ALICE", channel, "investigate why is the scheduler failing?", "Investigating"
+            env, bot, "U0ALICE", channel, "investigate why is the scheduler failing?", "Investigating"
         )
         shown = await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
 
@@ -276,7 +276,7 @@ async def test_investigation_cites_tools_redacts_secrets_and_proposes_normally(e
         # requester (who may not approve it), nothing executed.
         runs = await bot.parts.remediation_store.for_incident(investigation["incident_id"])
         assert [(r.action, r.status, r.requested_by) for r in runs] == [
-            (ActionName.ROLLOUT_UNDO, RunStatus.PROPOSED, "U_ALICE")
+            (ActionName.ROLLOUT_UNDO, RunStatus.PROPOSED, "U0ALICE")
         ]
         rule = bot.parts.playbooks.policy.rule_for(
             ActionName.ROLLOUT_UNDO, "default", runs[0].cluster, NAMESPACE
@@ -306,7 +306,7 @@ async def test_unauthorised_investigate_is_refused_and_changes_nothing(env: Env)
         assert len(env.kube.requests) == before_kube
 
         # Positive control: someone with the graph role gets the investigation.
-        await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
+        await types(env, bot, "U0ALICE", channel, "investigate", "Investigating")
         shown = await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
         assert "Not enough evidence" in shown
         assert len(env.llm.conversation_requests) == 1
@@ -316,7 +316,7 @@ async def test_a_loop_that_never_ends_is_stopped_by_its_budget(env: Env) -> None
     env.llm.endless = ("incident_alerts", {})
     async with running_bot(env.settings(llm_max_tool_calls=4)) as bot:
         channel = await open_incident(env, bot)
-        await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
+        await types(env, bot, "U0ALICE", channel, "investigate", "Investigating")
         shown = await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
         assert "ended without a result" in shown and "tool-call budget of 4" in shown
         status = await rows(env.dsn, "SELECT status, stop_reason FROM investigations")
@@ -329,7 +329,7 @@ async def test_a_slow_model_is_stopped_by_the_time_budget(env: Env) -> None:
     async with running_bot(env.settings(llm_time_budget_seconds=1.0)) as bot:
         channel = await open_incident(env, bot)
         env.llm.delay_s = 3.0
-        await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
+        await types(env, bot, "U0ALICE", channel, "investigate", "Investigating")
         shown = await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
         assert "time budget of 1s" in shown
 
@@ -340,21 +340,21 @@ async def test_tool_less_endpoint_degrades_to_summaries_posted_only_on_click(env
         async with env.http.get(bot_url(bot) + "/readyz") as resp:
             assert "summaries only" in (await resp.json())["detail"]["investigator"]
         channel = await open_incident(env, bot)
-        help_reply = await types(env, bot, "U_ALICE", channel, "help", "investigator:")
+        help_reply = await types(env, bot, "U0ALICE", channel, "help", "investigator:")
         assert "summaries only" in help_reply.text
-        refused = await types(env, bot, "U_ALICE", channel, "investigate", "No investigation")
+        refused = await types(env, bot, "U0ALICE", channel, "investigate", "No investigation")
         assert "summaries only" in refused.text
         assert env.llm.conversation_requests == []
 
         env.llm.default = "Checkout errors since 16:00; the team is rolling back."
         status_before = await rows(env.dsn, "SELECT id FROM timeline_events WHERE kind = 'status_update'")
-        await types(env, bot, "U_ALICE", channel, "summary", "Draft stakeholder update")
+        await types(env, bot, "U0ALICE", channel, "summary", "Draft stakeholder update")
         assert (
             await rows(env.dsn, "SELECT id FROM timeline_events WHERE kind = 'status_update'")
             == status_before
         )
         seen = len(env.slack.responses)
-        await env.driver(bot).click("post_summary_draft", user_id="U_ALICE", channel_id=channel)
+        await env.driver(bot).click("post_summary_draft", user_id="U0ALICE", channel_id=channel)
 
         def posted(s: SlackSandbox) -> ResponsePost | None:
             return next((r for r in s.responses[seen:] if "Status update" in r.text), None)
@@ -364,7 +364,7 @@ async def test_tool_less_endpoint_degrades_to_summaries_posted_only_on_click(env
         assert len(updates) == len(status_before) + 1 and "rolling back" in updates[-1]["text"]
         # A second click posts nothing more.
         seen = len(env.slack.responses)
-        await env.driver(bot).click("post_summary_draft", user_id="U_ALICE", channel_id=channel)
+        await env.driver(bot).click("post_summary_draft", user_id="U0ALICE", channel_id=channel)
 
         def again(s: SlackSandbox) -> ResponsePost | None:
             return next((r for r in s.responses[seen:] if "posted already" in r.text), None)
@@ -381,7 +381,7 @@ async def test_unreachable_or_unset_endpoint_leaves_the_bot_as_it_was(env: Env) 
             body = await resp.json()
             assert resp.status == 200 and "did not answer" in body["detail"]["investigator"]
         channel = await open_incident(env, bot)
-        refused = await types(env, bot, "U_ALICE", channel, "investigate", "No investigation")
+        refused = await types(env, bot, "U0ALICE", channel, "investigate", "No investigation")
         assert "did not answer" in refused.text
     async with (
         running_bot(env.settings(llm_base_url=None)) as bot,
@@ -430,7 +430,7 @@ async def test_tools_keep_to_the_cost_checks_and_the_policys_namespaces(env: Env
                     ),
                 ]
             )
-            await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
+            await types(env, bot, "U0ALICE", channel, "investigate", "Investigating")
             shown = await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
             calls = await rows(
                 env.dsn, "SELECT call_id, tool, ok, output FROM investigation_tool_calls ORDER BY at"
@@ -468,7 +468,7 @@ async def test_automatic_investigation_on_open_runs_once_for_the_configured_seve
         started = next(m for m in env.slack.messages(channel) if m.text.startswith("🔎 Investigating"))
         assert "the incident opening" in started.text
         # Further publishes (a status update) start no second one.
-        await types(env, bot, "U_ALICE", channel, "status looking into it", "Status update")
+        await types(env, bot, "U0ALICE", channel, "status looking into it", "Status update")
         await quiet(bot)
         assert len(await rows(env.dsn, "SELECT id FROM investigations")) == 1
     # Not configured for this severity: nothing is sent to the model.
@@ -489,17 +489,17 @@ async def test_the_kill_switch_stops_investigations_on_every_replica(env: Env) -
         assert await rows(env.dsn, "SELECT * FROM investigator_switch") == []
 
         await types(
-            env, bot, "U_ALICE", channel, "investigator stop model misbehaves", "stopped on every replica"
+            env, bot, "U0ALICE", channel, "investigator stop model misbehaves", "stopped on every replica"
         )
-        refused = await types(env, bot, "U_ALICE", channel, "investigate", "Investigations are stopped")
+        refused = await types(env, bot, "U0ALICE", channel, "investigate", "Investigations are stopped")
         assert "model misbehaves" in refused.text
-        await types(env, bot, "U_ALICE", channel, "summary", "Investigations are stopped")
+        await types(env, bot, "U0ALICE", channel, "summary", "Investigations are stopped")
         assert env.llm.conversation_requests == []
         assert await rows(env.dsn, "SELECT id FROM investigations") == []
 
-        await types(env, bot, "U_ALICE", channel, "investigator allow", "allowed on every replica")
+        await types(env, bot, "U0ALICE", channel, "investigator allow", "allowed on every replica")
         env.llm.play([answer({"findings": [], "not_enough_evidence": True})])
-        await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
+        await types(env, bot, "U0ALICE", channel, "investigate", "Investigating")
         await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
         assert len(env.llm.conversation_requests) == 1
 
@@ -526,11 +526,11 @@ async def test_the_concurrency_limit_refuses_a_second_investigation(env: Env) ->
     env.llm.play([answer({"findings": [], "not_enough_evidence": True})] * 2)
     async with running_bot(env.settings(llm_max_concurrent=1)) as bot:
         channel = await open_incident(env, bot)
-        await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
+        await types(env, bot, "U0ALICE", channel, "investigate", "Investigating")
         await env.slack.wait_for(
             lambda s: next((m for m in s.messages(channel) if m.text.startswith("🔎 Investigating")), None)
         )
-        await types(env, bot, "U_ALICE", channel, "investigate", "already running at the limit")
+        await types(env, bot, "U0ALICE", channel, "investigate", "already running at the limit")
         await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
         assert len(await rows(env.dsn, "SELECT id FROM investigations")) == 1
         async with env.http.get(bot_url(bot) + "/metrics") as resp:
@@ -543,7 +543,7 @@ async def test_similar_past_incidents_come_with_their_resolution(env: Env) -> No
         await open_incident(env, bot)
         await quiet(bot)
         first = (await rows(env.dsn, "SELECT id FROM incidents"))[0]["id"]
-        await bot.parts.lifecycle.resolve(first, "U_ALICE", "rolled back to 2.3.1", bot.parts.flows.clock())
+        await bot.parts.lifecycle.resolve(first, "U0ALICE", "rolled back to 2.3.1", bot.parts.flows.clock())
         status, _ = await post_alert(env.http, bot, alert_body())
         assert status == 200
 
@@ -563,7 +563,7 @@ async def test_similar_past_incidents_come_with_their_resolution(env: Env) -> No
                 ),
             ]
         )
-        await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
+        await types(env, bot, "U0ALICE", channel, "investigate", "Investigating")
         shown = await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
         output = (await rows(env.dsn, "SELECT output FROM investigation_tool_calls"))[0]["output"]
         assert f"#{first} P1" in output and "resolution=rolled back to 2.3.1" in output

@@ -37,11 +37,11 @@ async def test_one_investigation_at_a_time_across_two_replicas(env: Env) -> None
         running_bot(env.settings(replica_name="bot-b", llm_max_concurrent=1)) as bot_b,
     ):
         channel = await open_incident(env, bot_a)
-        await types(env, bot_a, "U_ALICE", channel, "investigate", "Investigating")
+        await types(env, bot_a, "U0ALICE", channel, "investigate", "Investigating")
         # Replica A's investigation is with the model (its slot taken).
         await env.llm.wait_for(lambda f: f.conversation_requests or None)
 
-        refused = await types(env, bot_b, "U_ALICE", channel, "investigate", "already running at the limit")
+        refused = await types(env, bot_b, "U0ALICE", channel, "investigate", "already running at the limit")
         assert "Traceback" not in refused.text
         assert len(env.llm.conversation_requests) == 1
         assert len(await rows(env.dsn, "SELECT id FROM investigations")) == 1
@@ -50,7 +50,7 @@ async def test_one_investigation_at_a_time_across_two_replicas(env: Env) -> None
         env.llm.turn_gate.set()
         await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
         await quiet(bot_a)  # A's investigation has returned its slot
-        await types(env, bot_b, "U_ALICE", channel, "investigate", "Investigating")
+        await types(env, bot_b, "U0ALICE", channel, "investigate", "Investigating")
         await env.llm.wait_for(lambda f: len(f.conversation_requests) == 2 or None, timeout=30)
         assert len(await rows(env.dsn, "SELECT id FROM investigations")) == 2
 
@@ -63,7 +63,7 @@ async def test_the_slot_of_a_replica_that_died_lapses(env: Env) -> None:
         try:
             now_ms = int(time.time() * 1000)
             await client.zadd(SLOTS_KEY, {"dead-replica|0|0": now_ms + 1500})
-            await types(env, bot, "U_ALICE", channel, "investigate", "already running at the limit")
+            await types(env, bot, "U0ALICE", channel, "investigate", "already running at the limit")
             assert env.llm.conversation_requests == []
 
             # The lease lapses (no renewal), and the limit frees itself.
@@ -75,6 +75,6 @@ async def test_the_slot_of_a_replica_that_died_lapses(env: Env) -> None:
         finally:
             await client.aclose()
         env.llm.play([NOTHING])
-        await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
+        await types(env, bot, "U0ALICE", channel, "investigate", "Investigating")
         await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
         assert len(env.llm.conversation_requests) == 1

@@ -18,7 +18,7 @@ SEEDED = "hunter2-rotated-db-password"
 
 async def postmortem_file(env: Env, bot: BotServer, channel: str) -> str:
     seen = {f.id for f in env.slack.files.values()}
-    await types(env, bot, "U_ALICE", channel, "postmortem", "postmortem draft")
+    await types(env, bot, "U0ALICE", channel, "postmortem", "postmortem draft")
 
     def uploaded(s: SlackSandbox) -> SandboxFile | None:
         return next(
@@ -39,7 +39,7 @@ async def test_postmortem_gains_a_generated_narrative_marked_as_such(env: Env) -
     env.llm.default = NARRATIVE
     async with running_bot(env.settings()) as bot:
         channel = await open_incident(env, bot)
-        await types(env, bot, "U_ALICE", channel, f"status rotated DB password={SEEDED}", "Status update")
+        await types(env, bot, "U0ALICE", channel, f"status rotated DB password={SEEDED}", "Status update")
         text = await postmortem_file(env, bot, channel)
         assert "## Narrative summary (generated)" in text
         assert "Written by a language model (fake-model)" in text and "it may be wrong" in text
@@ -51,7 +51,7 @@ async def test_postmortem_gains_a_generated_narrative_marked_as_such(env: Env) -
         assert "rotated DB password" in str(request) and SEEDED not in str(request)
 
         # Stopped by the kill switch: the draft is the record's alone, and the model is not asked.
-        await types(env, bot, "U_ALICE", channel, "investigator stop", "stopped on every replica")
+        await types(env, bot, "U0ALICE", channel, "investigator stop", "stopped on every replica")
         text = await postmortem_file(env, bot, channel)
         assert "Narrative summary" not in text and "## Summary" in text
         assert len(env.llm.conversation_requests) == 1

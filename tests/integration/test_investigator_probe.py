@@ -47,9 +47,9 @@ async def test_a_slow_endpoint_does_not_delay_start_up(env: Env) -> None:
         await env.llm.wait_for(lambda f: probes(env) or None)
         assert "probing" in await readyz_detail(env, bot)
         channel = await open_incident(env, bot)
-        help_reply = await types(env, bot, "U_ALICE", channel, "help", "investigator:")
+        help_reply = await types(env, bot, "U0ALICE", channel, "help", "investigator:")
         assert "probing" in help_reply.text
-        refused = await types(env, bot, "U_ALICE", channel, "investigate", "No investigation")
+        refused = await types(env, bot, "U0ALICE", channel, "investigate", "No investigation")
         assert "probing" in refused.text and "Traceback" not in refused.text
         assert env.llm.conversation_requests == []
 
@@ -58,7 +58,7 @@ async def test_a_slow_endpoint_does_not_delay_start_up(env: Env) -> None:
         await investigator_of(bot).wait_for_status(lambda s: s.investigations)
         assert "investigator: on" in await readyz_detail(env, bot)
         env.llm.play([answer({"findings": [], "not_enough_evidence": True})])
-        await types(env, bot, "U_ALICE", channel, "investigate", "Investigating")
+        await types(env, bot, "U0ALICE", channel, "investigate", "Investigating")
         await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
         assert len(env.llm.conversation_requests) == 1
 
@@ -80,7 +80,7 @@ async def test_a_degraded_endpoint_is_probed_again_until_it_calls_tools(env: Env
         assert probe_task(bot).result() is None
         count = probes(env)
         channel = await open_incident(env, bot)
-        await types(env, bot, "U_ALICE", channel, "help", "investigator:")
+        await types(env, bot, "U0ALICE", channel, "help", "investigator:")
         assert probes(env) == count
 
 

@@ -137,7 +137,7 @@ async def test_generic_reads_return_no_secret_and_keep_to_the_policy(env: Env) -
                 answer(_answer("c3")),
             ]
         )
-        await types(env, bot, "U_ALICE", channel, "investigate is the api scaled out?", "Investigating")
+        await types(env, bot, "U0ALICE", channel, "investigate is the api scaled out?", "Investigating")
         shown = await env.slack.wait_for(lambda s: result_text(env, channel), timeout=30)
         assert "HPA is at its maximum" in shown and "`c3` k8s_list" in shown
 

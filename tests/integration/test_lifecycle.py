@@ -42,10 +42,10 @@ async def _declare(
     driver: SlackDriver,
     title: str = "checkout errors",
     sev: str = "P2",
-    user: str = "U_ALICE",
+    user: str = "U0ALICE",
 ) -> Channel:
     await driver.slash_command(
-        "/incident", f'open "{title}" sev={sev}', user_id=user, channel_id="C_INCIDENTS"
+        "/incident", f'open "{title}" sev={sev}', user_id=user, channel_id="C0INCIDENTS"
     )
     channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
     # The notification itself (the command's reply lands in the same channel).
@@ -79,35 +79,35 @@ async def test_human_incident_full_lifecycle(
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         channel = await _declare(slack, driver)
         assert channel.name.startswith("inc-") and "checkout-errors" in channel.name
-        assert "U_ALICE" in channel.members  # the requester is invited and is commander
+        assert "U0ALICE" in channel.members  # the requester is invited and is commander
         card = slack.messages(channel.id)[0]
-        assert "<@U_ALICE>" in json.dumps(card.blocks) and "P2" in json.dumps(card.blocks)
+        assert "<@U0ALICE>" in json.dumps(card.blocks) and "P2" in json.dumps(card.blocks)
 
         await driver.slash_command(
-            "/incident", "status rolled back the payment service", user_id="U_ALICE", channel_id=channel.id
+            "/incident", "status rolled back the payment service", user_id="U0ALICE", channel_id=channel.id
         )
         await slack.wait_for(lambda s: "rolled back the payment service" in json.dumps(_note(s).blocks))
-        await driver.slash_command("/incident", "sev P1", user_id="U_BOB", channel_id=channel.id)
+        await driver.slash_command("/incident", "sev P1", user_id="U0BOB", channel_id=channel.id)
         await slack.wait_for(lambda s: s.channels[channel.id].topic.startswith("[P1]"))
         await driver.slash_command(
-            "/incident", "assign <@U_CAROL|carol> scribe", user_id="U_ALICE", channel_id=channel.id
+            "/incident", "assign <@U0CAROL|carol> scribe", user_id="U0ALICE", channel_id=channel.id
         )
-        await slack.wait_for(lambda s: "U_CAROL" in s.channels[channel.id].members)
+        await slack.wait_for(lambda s: "U0CAROL" in s.channels[channel.id].members)
         # The card says who the scribe is, next to the commander.
-        await slack.wait_for(lambda s: "*Scribe* <@U_CAROL>" in json.dumps(s.messages(channel.id)[0].blocks))
+        await slack.wait_for(lambda s: "*Scribe* <@U0CAROL>" in json.dumps(s.messages(channel.id)[0].blocks))
         await driver.slash_command(
-            "/incident", "assign <@U_BOB|bob>", user_id="U_ALICE", channel_id=channel.id
+            "/incident", "assign <@U0BOB|bob>", user_id="U0ALICE", channel_id=channel.id
         )
-        await slack.wait_for(lambda s: "<@U_BOB>" in json.dumps(s.messages(channel.id)[0].blocks))
-        await driver.slash_command("/incident", "ack", user_id="U_BOB", channel_id=channel.id)
+        await slack.wait_for(lambda s: "<@U0BOB>" in json.dumps(s.messages(channel.id)[0].blocks))
+        await driver.slash_command("/incident", "ack", user_id="U0BOB", channel_id=channel.id)
         await slack.wait_for(lambda s: "Acknowledged" in json.dumps(s.messages(channel.id)[0].blocks))
 
         # A pinned message lands on the timeline with its author and text.
-        msg = slack.add_message(channel.id, "root cause: expired TLS cert on payments-db", user_id="U_CAROL")
-        await driver.reaction_added("pushpin", channel_id=channel.id, ts=msg.ts, user_id="U_BOB")
+        msg = slack.add_message(channel.id, "root cause: expired TLS cert on payments-db", user_id="U0CAROL")
+        await driver.reaction_added("pushpin", channel_id=channel.id, ts=msg.ts, user_id="U0BOB")
 
         await driver.slash_command(
-            "/incident", 'resolve "cert renewed"', user_id="U_BOB", channel_id=channel.id
+            "/incident", 'resolve "cert renewed"', user_id="U0BOB", channel_id=channel.id
         )
         await slack.wait_for(lambda s: "Resolved" in json.dumps(_note(s).blocks))
         summary = await slack.wait_for(
@@ -116,22 +116,22 @@ async def test_human_incident_full_lifecycle(
             )
         )
         assert summary is not None
-        await driver.slash_command("/incident", "timeline", user_id="U_BOB", channel_id=channel.id)
+        await driver.slash_command("/incident", "timeline", user_id="U0BOB", channel_id=channel.id)
         timeline = await slack.wait_for(_reply(slack, "Timeline of #1"))
         for needle in (
             "Declared by",
             "set severity to P1",
-            "made <@U_CAROL> scribe",
+            "made <@U0CAROL> scribe",
             "Acknowledged by",
             "pinned: root cause: expired TLS cert",
-            "Resolved by <@U_BOB>: cert renewed",
+            "Resolved by <@U0BOB>: cert renewed",
         ):
             assert needle in timeline.text, needle
 
-        await driver.slash_command("/incident", "reopen", user_id="U_BOB", channel_id=channel.id)
+        await driver.slash_command("/incident", "reopen", user_id="U0BOB", channel_id=channel.id)
         await slack.wait_for(_reply(slack, "reopened by"))
         rows = await _db(database_dsn, "SELECT status, severity, commander FROM incidents")
-        assert (rows[0]["status"], rows[0]["severity"], rows[0]["commander"]) == ("triggered", "P1", "U_BOB")
+        assert (rows[0]["status"], rows[0]["severity"], rows[0]["commander"]) == ("triggered", "P1", "U0BOB")
 
 
 async def test_resolve_asks_first_while_alerts_fire(
@@ -144,13 +144,13 @@ async def test_resolve_asks_first_while_alerts_fire(
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         await post_alert(http, bot, group_payload("shop", [("a1", "firing")]))
         channel = await incident_channel(slack)
-        await driver.slash_command("/incident", "resolve", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "resolve", user_id="U0ALICE", channel_id=channel.id)
         ask = await slack.wait_for(_reply(slack, "still firing"))
         assert "confirm_resolve" in json.dumps(ask.blocks)
         rows = await _db(database_dsn, "SELECT status FROM incidents")
         assert rows[0]["status"] == "triggered"
         # The confirmation button is on the ephemeral reply: click it as Slack would.
-        resp = await driver.click("confirm_resolve", user_id="U_ALICE", channel_id=channel.id)
+        resp = await driver.click("confirm_resolve", user_id="U0ALICE", channel_id=channel.id)
         assert resp.status == 200
         await slack.wait_for(lambda s: "Resolved" in json.dumps(_note(s).blocks))
 
@@ -167,7 +167,7 @@ async def test_bad_input_gets_usage_never_a_traceback(
             ("sev", "Usage: `/incident sev"),
             ("sev high", "is not a severity"),
             ("assign bob", "is not a user"),
-            ("assign <@U_BOB|bob> janitor", "Usage: `/incident assign"),
+            ("assign <@U0BOB|bob> janitor", "Usage: `/incident assign"),
             ("status", "Usage: `/incident status"),
             ("silence", "Usage: `/incident silence"),
             ("silence forever", "is not a duration"),
@@ -175,7 +175,7 @@ async def test_bad_input_gets_usage_never_a_traceback(
             ("timeline extra words", "Usage: `/incident timeline"),
         ]
         for text, needle in cases:
-            await driver.slash_command("/incident", text, user_id="U_ALICE", channel_id=channel.id)
+            await driver.slash_command("/incident", text, user_id="U0ALICE", channel_id=channel.id)
             await slack.wait_for(_reply(slack, needle))
         assert all("Traceback" not in r.text and "reference `" not in r.text for r in slack.responses)
 
@@ -194,7 +194,7 @@ async def test_ack_reminder_then_escalation_fire_once_with_two_replicas(
         clock.advance(minutes=15, seconds=1)
         await slack.wait_for(lambda s: any("Escalating" in m.text for m in s.messages(channel.id)))
         escalation = next(m for m in slack.messages(channel.id) if "Escalating" in m.text)
-        assert "<!subteam^S_SRE>" in json.dumps(escalation.blocks)
+        assert "<!subteam^S0SRE>" in json.dumps(escalation.blocks)
         # Both replicas sweep; each timer fired once.
         clock.advance(minutes=1)
         await _wait_timers_done(database_dsn)
@@ -211,7 +211,7 @@ async def test_acknowledged_incident_is_not_escalated(
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         await post_alert(http, bot, group_payload("pay", [("p1", "firing")], severity="critical"))
         channel = await incident_channel(slack)
-        await driver.slash_command("/incident", "ack", user_id="U_BOB", channel_id=channel.id)
+        await driver.slash_command("/incident", "ack", user_id="U0BOB", channel_id=channel.id)
         await slack.wait_for(_reply(slack, "acknowledged by"))
         clock.advance(minutes=31)
         await _wait_timers_done(database_dsn, kinds=("ack_reminder",))
@@ -273,7 +273,7 @@ async def _wait_timers_done(
 
 
 def _policy_with_escalation(tmp_path: Path) -> Path:
-    escalation = {"users": [], "usergroups": ["S_SRE"]}
+    escalation = {"users": [], "usergroups": ["S0SRE"]}
     return playbooks_with_roles(tmp_path / "playbooks", {**TEST_ROLES, "escalation": escalation})
 
 
@@ -285,7 +285,7 @@ async def test_resolved_channel_is_archived_after_the_delay(
     async with running_bot_with_clock(settings, clock) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         channel = await _declare(slack, driver)
-        await driver.slash_command("/incident", "resolve fixed", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "resolve fixed", user_id="U0ALICE", channel_id=channel.id)
         await slack.wait_for(_reply(slack, "resolved by"))
         clock.advance(minutes=59)
         await _wait_timers_done(database_dsn, kinds=("ack_reminder",))
@@ -345,11 +345,11 @@ async def test_the_update_reminder_names_comms_else_the_commander(
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         with_comms = await _declare(slack, driver, title="checkout errors", sev="P1")
         await driver.slash_command(
-            "/incident", "assign <@U_CAROL|carol> comms", user_id="U_ALICE", channel_id=with_comms.id
+            "/incident", "assign <@U0CAROL|carol> comms", user_id="U0ALICE", channel_id=with_comms.id
         )
-        await slack.wait_for(lambda s: "U_CAROL" in s.channels[with_comms.id].members)
+        await slack.wait_for(lambda s: "U0CAROL" in s.channels[with_comms.id].members)
         await driver.slash_command(
-            "/incident", 'open "search slow" sev=P1', user_id="U_BOB", channel_id="C_INCIDENTS"
+            "/incident", 'open "search slow" sev=P1', user_id="U0BOB", channel_id="C0INCIDENTS"
         )
         without = await slack.wait_for(
             lambda s: next((c for c in s.channels_with_prefix("inc-") if c.id != with_comms.id), None)
@@ -357,9 +357,9 @@ async def test_the_update_reminder_names_comms_else_the_commander(
         clock.advance(minutes=31)
         await slack.wait_for(
             lambda s: any(
-                "<@U_CAROL>: no status update for 30 min" in m.text for m in s.messages(with_comms.id)
+                "<@U0CAROL>: no status update for 30 min" in m.text for m in s.messages(with_comms.id)
             )
         )
         await slack.wait_for(
-            lambda s: any("<@U_BOB>: no status update for 30 min" in m.text for m in s.messages(without.id))
+            lambda s: any("<@U0BOB>: no status update for 30 min" in m.text for m in s.messages(without.id))
         )

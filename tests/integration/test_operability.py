@@ -51,9 +51,9 @@ async def test_a_full_run_logs_context_and_no_secrets(
                 channel = await incident_channel(slack)
                 driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
                 await driver.slash_command(
-                    "/incident", "status looking", user_id="U_BOB", channel_id=channel.id
+                    "/incident", "status looking", user_id="U0BOB", channel_id=channel.id
                 )
-                await driver.slash_command("/incident", "bogus", user_id="U_BOB", channel_id=channel.id)
+                await driver.slash_command("/incident", "bogus", user_id="U0BOB", channel_id=channel.id)
                 incident = pd.create_incident("PD side")
                 await pd.send_webhook(bot_url(bot) + "/webhooks/pagerduty", "incident.triggered", incident.id)
                 await slack.wait_for(lambda s: len(s.channels_with_prefix("inc-")) == 2)

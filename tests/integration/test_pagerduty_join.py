@@ -241,10 +241,10 @@ async def test_severity_changes_and_reopen_reach_pagerduty_without_echo(
         await pd_linked(database_dsn, pd_incident.id)
         p1, p3 = pd.priority_named("P1"), pd.priority_named("P3")
 
-        await driver.slash_command("/incident", "sev P1", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "sev P1", user_id="U0ALICE", channel_id=channel.id)
         await pd.wait_for(lambda: pd.incidents[pd_incident.id].priority_id == p1.id)
         assert pd.incidents[pd_incident.id].urgency == "high"
-        await driver.slash_command("/incident", "sev P3", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "sev P3", user_id="U0ALICE", channel_id=channel.id)
         await pd.wait_for(lambda: pd.incidents[pd_incident.id].priority_id == p3.id)
         assert pd.incidents[pd_incident.id].urgency == "low"
         # Both priority_updated webhooks came back and were absorbed: the late echo of P1 did
@@ -273,9 +273,9 @@ async def test_severity_changes_and_reopen_reach_pagerduty_without_echo(
         )
         assert resolved == 200
         await slack.wait_for(lambda s: said(s, channel, "have resolved"))
-        await driver.slash_command("/incident", "resolve fixed", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "resolve fixed", user_id="U0ALICE", channel_id=channel.id)
         await pd.wait_for(lambda: pd.incidents[pd_incident.id].status == "resolved")
-        await driver.slash_command("/incident", "reopen", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "reopen", user_id="U0ALICE", channel_id=channel.id)
         await pd.wait_for(lambda: pd.incidents[pd_incident.id].status == "triggered")
         await pd.wait_for(
             lambda: any(w.event_type == "incident.reopened" and w.status == 202 for w in pd.webhooks)
@@ -312,12 +312,12 @@ async def test_a_priority_the_account_lacks_is_refused_with_a_message_and_change
         pd_incident = pd.create_incident("cart errors")
         await pd.send_webhook(url, "incident.triggered", pd_incident.id)
         channel = await incident_channel(slack)
-        await driver.slash_command("/incident", "sev P1", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "sev P1", user_id="U0ALICE", channel_id=channel.id)
         await slack.wait_for(lambda s: said(s, channel, "no priority named"))
         assert pd.requests_to("PUT", f"/incidents/{pd_incident.id}") == []
         assert pd.incidents[pd_incident.id].priority_id is None
         # Positive control: a severity whose priority exists is sent.
-        await driver.slash_command("/incident", "sev P2", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "sev P2", user_id="U0ALICE", channel_id=channel.id)
         await pd.wait_for(lambda: pd.incidents[pd_incident.id].priority_id == pd.priority_named("P2").id)
 
 
@@ -388,7 +388,7 @@ async def _two_groups_through_alertmanager(
     # Ack in Slack → the PagerDuty incident is acknowledged (as PAGERDUTY_FROM_EMAIL).
     driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
     checkout_channel = _channel_of(slack, (await pd_linked(dsn, checkout.id))["channel_id"])
-    await driver.slash_command("/incident", "ack", user_id="U_ALICE", channel_id=checkout_channel.id)
+    await driver.slash_command("/incident", "ack", user_id="U0ALICE", channel_id=checkout_channel.id)
     await pd.wait_for(lambda: pd.incidents[checkout.id].status == "acknowledged")
     await pd.wait_for(
         lambda: any(

@@ -122,8 +122,8 @@ async def test_a_replayed_resolve_with_a_new_or_missing_webhook_id_does_not_reso
         await _row(database_dsn, STATUS, lambda r: r["status"] == "resolved")
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         # The on-call invited into the channel (level 1 of the escalation policy) reopens it.
-        await slack.wait_for(lambda s: "U_ALICE" in s.channels[channel.id].members)
-        await driver.slash_command("/incident", "reopen", user_id="U_ALICE", channel_id=channel.id)
+        await slack.wait_for(lambda s: "U0ALICE" in s.channels[channel.id].members)
+        await driver.slash_command("/incident", "reopen", user_id="U0ALICE", channel_id=channel.id)
         await _row(database_dsn, STATUS, lambda r: r["status"] == "triggered")
 
         # The signed body again: with a fresh X-Webhook-Id it is a duplicate of the stored

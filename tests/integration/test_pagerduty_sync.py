@@ -103,7 +103,7 @@ async def test_pagerduty_incident_opens_channel_and_invites_oncall(
         channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
         assert "checkout-api-5xx" in channel.name
         # The on-call of the escalation policy, found by email, is invited.
-        await slack.wait_for(lambda s: "U_ALICE" in s.channels[channel.id].members)
+        await slack.wait_for(lambda s: "U0ALICE" in s.channels[channel.id].members)
         await slack.wait_for(
             lambda s: any("On-call from PagerDuty invited" in m.text for m in s.messages(channel.id))
         )
@@ -128,7 +128,7 @@ async def test_a_pagerduty_incident_belongs_to_the_team_of_its_service(
     catalog = yaml.safe_load(catalog_path.read_text(encoding="utf-8"))
     catalog["teams"]["skillforge"]["pagerduty"] = {"service_id": "PS00002"}
     catalog_path.write_text(yaml.safe_dump(catalog, sort_keys=False), encoding="utf-8")
-    team_room = slack.add_channel("skillforge-incident", members=["U_ALICE"])
+    team_room = slack.add_channel("skillforge-incident", members=["U0ALICE"])
     settings = _settings(slack, pd, database_dsn, redis_url, playbooks_dir=str(directory))
     async with running_bot(settings) as bot:
         url = bot_url(bot) + "/webhooks/pagerduty"
@@ -175,14 +175,14 @@ async def test_ack_and_status_in_slack_reach_pagerduty_without_echo(
         await pd.send_webhook(url, "incident.triggered", pd_incident.id)
         channel = await incident_channel(slack)
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
-        await driver.slash_command("/incident", "ack", user_id="U_BOB", channel_id=channel.id)
+        await driver.slash_command("/incident", "ack", user_id="U0BOB", channel_id=channel.id)
         await pd.wait_for(lambda: pd.incidents[pd_incident.id].status == "acknowledged")
         # PagerDuty's own webhook for that change comes back and is absorbed.
         await pd.wait_for(
             lambda: any(w.event_type == "incident.acknowledged" and w.status == 202 for w in pd.webhooks)
         )
         await driver.slash_command(
-            "/incident", "status failing over to the replica", user_id="U_BOB", channel_id=channel.id
+            "/incident", "status failing over to the replica", user_id="U0BOB", channel_id=channel.id
         )
         await pd.wait_for(
             lambda: any("failing over" in n.content for n in pd.incidents[pd_incident.id].notes)

@@ -231,7 +231,7 @@ async def test_costly_adhoc_graphs_are_refused_before_prometheus(
     recorder: PrometheusRecorder,
     tmp_path: Path,
 ) -> None:
-    # U_CAROL is on call: allowed to graph ad hoc, so what refuses her queries is their cost.
+    # U0CAROL is on call: allowed to graph ad hoc, so what refuses her queries is their cost.
     settings = bot_settings(
         slack,
         database_dsn,
@@ -252,14 +252,14 @@ async def test_costly_adhoc_graphs_are_refused_before_prometheus(
         sent = await asyncio.gather(
             *(
                 driver.slash_command(
-                    "/incident", f"graph '{REPRO}' 7d", user_id="U_CAROL", channel_id=channel
+                    "/incident", f"graph '{REPRO}' 7d", user_id="U0CAROL", channel_id=channel
                 )
                 for _ in range(20)
             )
         )
         assert all(resp.status == 200 for resp in sent)
         refusals = await slack.wait_for(
-            lambda s: mine if len(mine := [r for r in s.responses if r.user_id == "U_CAROL"]) >= 20 else None
+            lambda s: mine if len(mine := [r for r in s.responses if r.user_id == "U0CAROL"]) >= 20 else None
         )
         assert len(refusals) == 20
         for refusal in refusals:
@@ -275,7 +275,7 @@ async def test_costly_adhoc_graphs_are_refused_before_prometheus(
 
         # Positive control: an ordinary query from the same user is drawn, over a clamped window.
         began = time.time()
-        drawing = await command(slack, driver, "U_CAROL", channel, f"graph '{GOOD}' 30m")
+        drawing = await command(slack, driver, "U0CAROL", channel, f"graph '{GOOD}' 30m")
         assert drawing.text.startswith("Drawing")
         drawn = await slack.wait_for(
             lambda s: next((f for f in s.files.values() if f.title == GOOD and f.completed), None), timeout=20
@@ -298,7 +298,7 @@ async def test_adhoc_graphs_are_limited_per_user_and_in_flight(
     tmp_path: Path,
 ) -> None:
     # Alice and Bob may graph ad hoc (on call): what refuses them is the limits.
-    roles = {**TEST_ROLES, "oncall": {"users": ["U_ALICE", "U_BOB", "U_CAROL"], "usergroups": []}}
+    roles = {**TEST_ROLES, "oncall": {"users": ["U0ALICE", "U0BOB", "U0CAROL"], "usergroups": []}}
     settings = bot_settings(
         slack,
         database_dsn,
@@ -318,11 +318,11 @@ async def test_adhoc_graphs_are_limited_per_user_and_in_flight(
 
         recorder.hold()
         for _ in range(2):
-            accepted = await command(slack, driver, "U_ALICE", channel, f"graph '{GOOD}' 30m")
+            accepted = await command(slack, driver, "U0ALICE", channel, f"graph '{GOOD}' 30m")
             assert accepted.text.startswith("Drawing")
         await recorder.wait_held(2)
         # Two graphs in flight (the global limit): another user is refused, nothing is sent.
-        busy = await command(slack, driver, "U_BOB", channel, f"graph '{GOOD}' 30m")
+        busy = await command(slack, driver, "U0BOB", channel, f"graph '{GOOD}' 30m")
         assert busy.response_type == "ephemeral"
         assert "2 ad hoc graphs are being drawn" in busy.text
         assert len(recorder.queries()) == 2
@@ -330,12 +330,12 @@ async def test_adhoc_graphs_are_limited_per_user_and_in_flight(
         recorder.release()
         await slack.wait_for(lambda s: len(files_in(s, channel)) == 2, timeout=20)
         # Alice used her burst of 2: refused with when to try again; nothing is sent.
-        limited = await command(slack, driver, "U_ALICE", channel, f"graph '{GOOD}' 30m")
+        limited = await command(slack, driver, "U0ALICE", channel, f"graph '{GOOD}' 30m")
         assert limited.response_type == "ephemeral"
         assert "2 ad hoc graphs" in limited.text and "try again in" in limited.text
         assert len(recorder.queries()) == 2
         # Positive control: Bob has a bucket of his own, and a slot is free again.
-        accepted = await command(slack, driver, "U_BOB", channel, f"graph '{GOOD}' 30m")
+        accepted = await command(slack, driver, "U0BOB", channel, f"graph '{GOOD}' 30m")
         assert accepted.text.startswith("Drawing")
         await slack.wait_for(lambda s: len(files_in(s, channel)) == 3, timeout=20)
         assert len(recorder.queries()) == 3
@@ -418,7 +418,7 @@ def playbooks_with_roles(tmp: Path) -> Path:
     shutil.copytree(BUNDLED_PLAYBOOKS, target)
     policy: dict[str, Any] = copy.deepcopy(yaml.safe_load((target / "policy.yaml").read_text()))
     for role in ("oncall", "sre"):
-        policy["roles"][role] = {"users": ["U_ALICE", "U_BOB"], "usergroups": []}
+        policy["roles"][role] = {"users": ["U0ALICE", "U0BOB"], "usergroups": []}
     (target / "policy.yaml").write_text(yaml.safe_dump(policy, sort_keys=False))
     return target
 
@@ -426,7 +426,7 @@ def playbooks_with_roles(tmp: Path) -> Path:
 async def run_and_verify(slack: SlackSandbox, driver: SlackDriver, channel: str, replicas: int) -> str:
     """Propose a scale ad hoc, approve it as another SRE; the verification note in its thread."""
     proposed = await command(
-        slack, driver, "U_ALICE", channel, f"run scale api/search-api replicas={replicas}"
+        slack, driver, "U0ALICE", channel, f"run scale api/search-api replicas={replicas}"
     )
     assert "Proposed" in proposed.text, proposed.text
 
@@ -434,7 +434,7 @@ async def run_and_verify(slack: SlackSandbox, driver: SlackDriver, channel: str,
         return next((m for m in s.messages(channel) if "approve_action" in json.dumps(m.blocks)), None)
 
     message = await slack.wait_for(proposal)
-    resp = await driver.click("approve_action", user_id="U_BOB", channel_id=channel, message_ts=message.ts)
+    resp = await driver.click("approve_action", user_id="U0BOB", channel_id=channel, message_ts=message.ts)
     assert resp.status == 200
     return await slack.wait_for(
         lambda s: next((m.text for m in s.thread(channel, message.ts) if "Verification" in m.text), None),

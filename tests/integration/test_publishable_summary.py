@@ -53,18 +53,18 @@ async def test_summary_and_postmortem_are_fit_to_publish(env: Env) -> None:  # n
         assert channel is not None
         # Two proposals for one deployment; the second is cancelled by the cooldown the first
         # starts: one action executed, one proposal never run.
-        first = await propose_scale(bot, incident, 9, by="U_ALICE")
-        second = await propose_scale(bot, incident, 8, by="U_ALICE")
-        await driver.click("approve_action", user_id="U_BOB", channel_id=channel, message_ts=first.message_ts)
+        first = await propose_scale(bot, incident, 9, by="U0ALICE")
+        second = await propose_scale(bot, incident, 8, by="U0ALICE")
+        await driver.click("approve_action", user_id="U0BOB", channel_id=channel, message_ts=first.message_ts)
         await wait_thread(env, first, "replicas 6 → 9")
         await driver.click(
-            "approve_action", user_id="U_BOB", channel_id=channel, message_ts=second.message_ts
+            "approve_action", user_id="U0BOB", channel_id=channel, message_ts=second.message_ts
         )
         await wait_thread(env, second, "cooldown")
         cancelled = await store(bot).get(second.id)
         assert cancelled is not None and cancelled.status is RunStatus.CANCELLED
 
-        await command(env.slack, driver, "U_ALICE", channel, "status scaling up, watching the queue")
+        await command(env.slack, driver, "U0ALICE", channel, "status scaling up, watching the queue")
         note = await env.slack.wait_for(
             lambda s: (
                 n
@@ -74,8 +74,8 @@ async def test_summary_and_postmortem_are_fit_to_publish(env: Env) -> None:  # n
             )
         )
         # Resolved while its alert still fires: the confirmation, then "Resolve anyway".
-        await command(env.slack, driver, "U_ALICE", channel, f"resolve {RESOLUTION}")
-        await driver.click("confirm_resolve", user_id="U_ALICE", channel_id=channel)
+        await command(env.slack, driver, "U0ALICE", channel, f"resolve {RESOLUTION}")
+        await driver.click("confirm_resolve", user_id="U0ALICE", channel_id=channel)
         summary_message = await env.slack.wait_for(
             lambda s: next((m for m in s.messages(channel) if "resolved:*" in m.text), None)
         )
@@ -102,7 +102,7 @@ async def test_summary_and_postmortem_are_fit_to_publish(env: Env) -> None:  # n
         assert "Latest" not in shown and "watching the queue" not in shown, shown
         assert "the queue drained" in shown
 
-        await command(env.slack, driver, "U_ALICE", channel, "postmortem")
+        await command(env.slack, driver, "U0ALICE", channel, "postmortem")
         draft = await env.slack.wait_for(
             lambda s: next(
                 (f for f in s.files.values() if f.name.startswith("postmortem-incident-") and f.completed),

@@ -65,13 +65,13 @@ SEARCH_EXPR_URL = "http://prometheus:9090/graph?g0.expr=" + quote("search_latenc
 
 def make_policy(*, kill_switch: bool = False) -> dict[str, Any]:
     """The bundled policy (severities, exec templates) with roles of the sandbox's users:
-    `sre` by user id, `oncall` through the Slack user group @sre-oncall (S_SRE)."""
+    `sre` by user id, `oncall` through the Slack user group @sre-oncall (S0SRE)."""
     bundled = yaml.safe_load((DEFAULT_PLAYBOOKS_DIR / "policy.yaml").read_text())
     policy: dict[str, Any] = copy.deepcopy(bundled)
     policy["roles"] = {
-        "sre": {"users": ["U_ALICE", "U_BOB", "U_DAVE"], "usergroups": []},
+        "sre": {"users": ["U0ALICE", "U0BOB", "U0DAVE"], "usergroups": []},
         "oncall": {"users": [], "usergroups": ["sre-oncall"]},
-        "viewer": {"users": ["U_CAROL"], "usergroups": []},
+        "viewer": {"users": ["U0CAROL"], "usergroups": []},
         "dba": {"users": [], "usergroups": []},  # named by the bundled lifecycle section
     }
     common = {"namespaces_allow": NAMESPACES, "expiry_minutes": 15}
@@ -207,9 +207,9 @@ async def env(
     redis_url: str,
     tmp_path: Path,
 ) -> Env:
-    slack.add_user("U_DAVE", "dave", "Dave Davis", "dave@example.com")
-    slack.add_user("U_ERIN", "erin", "Erin Evans", "erin@example.com")
-    slack.usergroups["S_SRE"].users.append("U_ERIN")  # erin is on-call only through the group
+    slack.add_user("U0DAVE", "dave", "Dave Davis", "dave@example.com")
+    slack.add_user("U0ERIN", "erin", "Erin Evans", "erin@example.com")
+    slack.usergroups["S0SRE"].users.append("U0ERIN")  # erin is on-call only through the group
     return Env(
         slack, kube, http, database_dsn, redis_url, tmp_path, kube.write_kubeconfig(tmp_path / "kubeconfig")
     )
@@ -405,34 +405,34 @@ async def audit_events(bot: BotServer, run_id: int) -> list[AuditEvent]:
 async def test_propose_approve_execute_once_and_verify_without_prometheus(env: Env) -> None:
     async with running(env.settings()) as bot:
         incident = await open_incident(env, bot)
-        run = await propose_scale(bot, incident, 9, by="U_ALICE")
+        run = await propose_scale(bot, incident, 9, by="U0ALICE")
         text = await wait_message(env, run, "Remediation proposed", "replicas 6 → 9", "approve_action")
         assert "server-side dry run passed" in text
         assert "context `sandbox` (KUBECONFIG)" in text
-        assert "<@U_ALICE>" in text and "<@U_BOB>" in text and "0 of 1" in text
+        assert "<@U0ALICE>" in text and "<@U0BOB>" in text and "0 of 1" in text
         assert run.token in text and f'"value": "{run.id}"' not in text
         # The dry run reached the apiserver with dryRun=All and changed nothing.
         assert any(r.param("dryRun") == "All" for r in env.kube.requests_for("PATCH", "/scale"))
         assert replicas(env.kube, "api", "search-api") == 6
 
         resp = await env.driver(bot).click(
-            "approve_action", user_id="U_BOB", channel_id=run.channel_id, message_ts=run.message_ts
+            "approve_action", user_id="U0BOB", channel_id=run.channel_id, message_ts=run.message_ts
         )
         assert resp.status == 200
         await env.kube.wait_for(lambda: len(mutations(env.kube, "/deployments/search-api/scale")) == 1)
-        await wait_response(env, "U_BOB", "all approvals are in")
+        await wait_response(env, "U0BOB", "all approvals are in")
         await wait_thread(env, run, "replicas 6 → 9")
         note = await wait_thread(env, run, "Verification")
         assert "successfully rolled out" in note and "Prometheus is not configured" in note
         final = await wait_message(env, run, "Remediation succeeded", "Verification")
         assert "approve_action" not in final and "reject_action" not in final
-        assert "1 of 1: <@U_BOB>" in final
+        assert "1 of 1: <@U0BOB>" in final
 
         assert replicas(env.kube, "api", "search-api") == 9
         assert len(mutations(env.kube, "/deployments/search-api/scale")) == 1
         stored = await store(bot).get(run.id)
         assert stored is not None and stored.status is RunStatus.SUCCEEDED
-        assert stored.requested_by == "U_ALICE" and stored.approvers == ("U_BOB",)
+        assert stored.requested_by == "U0ALICE" and stored.approvers == ("U0BOB",)
         assert stored.started_at is not None and stored.finished_at is not None
         assert await audit_events(bot, run.id) == [
             AuditEvent.REQUESTED,
@@ -443,9 +443,9 @@ async def test_propose_approve_execute_once_and_verify_without_prometheus(env: E
         ]
         entries = await store(bot).audit_entries(run_id=run.id)
         requested, succeeded = entries[0], entries[3]
-        assert requested.actor == "U_ALICE" and requested.details["params"]["replicas"] == 9
+        assert requested.actor == "U0ALICE" and requested.details["params"]["replicas"] == 9
         assert "replicas 6 → 9" in json.dumps(requested.details["preview"], ensure_ascii=False)
-        assert succeeded.details["approved_by"] == ["U_BOB"] and succeeded.details["duration_ms"] >= 0
+        assert succeeded.details["approved_by"] == ["U0BOB"] and succeeded.details["duration_ms"] >= 0
         kinds = [e.kind for e in await bot.parts.store.timeline(incident.id)]
         for kind in ("requested", "approved", "claimed", "succeeded", "verified"):
             assert f"remediation_{kind}" in kinds
@@ -453,7 +453,7 @@ async def test_propose_approve_execute_once_and_verify_without_prometheus(env: E
         assert 'incidentbot_remediations_total{action="scale",result="succeeded"} 1.0' in exposition
         assert "incidentbot_approval_wait_seconds_count 1.0" in exposition
         # The audit log is append-only.
-        for statement in ("UPDATE audit_log SET actor = 'U_MALLORY'", "DELETE FROM audit_log"):
+        for statement in ("UPDATE audit_log SET actor = 'U0MALLORY'", "DELETE FROM audit_log"):
             with pytest.raises(asyncpg.RaiseError, match="append-only"):
                 await bot.parts.store.pool.execute(statement)
 
@@ -470,7 +470,7 @@ async def test_second_approver_required_and_requester_cannot_approve_own(env: En
         run = await posted(
             bot,
             await bot.parts.flows.proposer.propose(
-                incident, ActionName.EXEC, params, Request(requested_by="U_ALICE")
+                incident, ActionName.EXEC, params, Request(requested_by="U0ALICE")
             ),
         )
         await wait_message(env, run, "0 of 2", "2 approval(s), not the requester")
@@ -480,23 +480,23 @@ async def test_second_approver_required_and_requester_cannot_approve_own(env: En
             return env.kube.requests_for("GET", "/pods/postgres-0/exec")
 
         await driver.click(
-            "approve_action", user_id="U_ALICE", channel_id=run.channel_id, message_ts=run.message_ts
+            "approve_action", user_id="U0ALICE", channel_id=run.channel_id, message_ts=run.message_ts
         )
-        refused = await wait_response(env, "U_ALICE", "requester")
+        refused = await wait_response(env, "U0ALICE", "requester")
         assert "does not let the requester approve" in refused
         await driver.click(
-            "approve_action", user_id="U_BOB", channel_id=run.channel_id, message_ts=run.message_ts
+            "approve_action", user_id="U0BOB", channel_id=run.channel_id, message_ts=run.message_ts
         )
-        assert "1 of 2" in await wait_response(env, "U_BOB", "Approval recorded")
-        await wait_message(env, run, "1 of 2: <@U_BOB>")
+        assert "1 of 2" in await wait_response(env, "U0BOB", "Approval recorded")
+        await wait_message(env, run, "1 of 2: <@U0BOB>")
         await driver.click(
-            "approve_action", user_id="U_BOB", channel_id=run.channel_id, message_ts=run.message_ts
+            "approve_action", user_id="U0BOB", channel_id=run.channel_id, message_ts=run.message_ts
         )
-        await wait_response(env, "U_BOB", "already approved")
+        await wait_response(env, "U0BOB", "already approved")
         assert exec_requests() == []  # one approval of two: nothing ran
 
         await driver.click(
-            "approve_action", user_id="U_DAVE", channel_id=run.channel_id, message_ts=run.message_ts
+            "approve_action", user_id="U0DAVE", channel_id=run.channel_id, message_ts=run.message_ts
         )
         await env.kube.wait_for(lambda: len(exec_requests()) == 1)
         request = exec_requests()[0]
@@ -505,7 +505,7 @@ async def test_second_approver_required_and_requester_cannot_approve_own(env: En
         )
         assert request.query["command"] == expected  # an argv from the allow-listed template, no shell
         await wait_thread(env, run, "exit code 0")
-        final = await wait_message(env, run, "Remediation succeeded", "2 of 2: <@U_BOB>, <@U_DAVE>")
+        final = await wait_message(env, run, "Remediation succeeded", "2 of 2: <@U0BOB>, <@U0DAVE>")
         assert "pg_terminate_backend" in final  # the command's output
         events = await audit_events(bot, run.id)
         assert events.count(AuditEvent.REFUSED) == 2  # alice's own approval, bob's second click
@@ -519,52 +519,52 @@ async def test_outsider_refused_and_usergroup_member_approves(env: Env) -> None:
         run = await posted(
             bot,
             await bot.parts.flows.proposer.propose(
-                incident, ActionName.ROLLOUT_RESTART, params, Request(requested_by="U_BOB")
+                incident, ActionName.ROLLOUT_RESTART, params, Request(requested_by="U0BOB")
             ),
         )
         text = await wait_message(env, run, "@sre-oncall")
         assert "revision 2 → new rollout" in text
         driver = env.driver(bot)
         await driver.click(
-            "approve_action", user_id="U_CAROL", channel_id=run.channel_id, message_ts=run.message_ts
+            "approve_action", user_id="U0CAROL", channel_id=run.channel_id, message_ts=run.message_ts
         )
-        refused = await wait_response(env, "U_CAROL", "may not approve")
+        refused = await wait_response(env, "U0CAROL", "may not approve")
         assert "`oncall`" in refused
-        # U_DAVE is in role sre, which may not approve restarts.
+        # U0DAVE is in role sre, which may not approve restarts.
         await driver.click(
-            "approve_action", user_id="U_DAVE", channel_id=run.channel_id, message_ts=run.message_ts
+            "approve_action", user_id="U0DAVE", channel_id=run.channel_id, message_ts=run.message_ts
         )
-        await wait_response(env, "U_DAVE", "may not approve")
-        # U_ERIN holds `oncall` only through the user group @sre-oncall (usergroups.users.list).
+        await wait_response(env, "U0DAVE", "may not approve")
+        # U0ERIN holds `oncall` only through the user group @sre-oncall (usergroups.users.list).
         await driver.click(
-            "approve_action", user_id="U_ERIN", channel_id=run.channel_id, message_ts=run.message_ts
+            "approve_action", user_id="U0ERIN", channel_id=run.channel_id, message_ts=run.message_ts
         )
-        await wait_response(env, "U_ERIN", "all approvals are in")
+        await wait_response(env, "U0ERIN", "all approvals are in")
         await env.kube.wait_for(lambda: len(mutations(env.kube, "/deployments/skillquest-api")) == 1)
         assert env.slack.calls_to("usergroups.users.list")
         await wait_thread(env, run, "Verification")
         stored = await store(bot).get(run.id)
         assert stored is not None and stored.status is RunStatus.SUCCEEDED
-        assert stored.approvers == ("U_ERIN",)
+        assert stored.approvers == ("U0ERIN",)
 
 
 async def test_reject_by_approver_and_refused_for_others(env: Env) -> None:
     async with running(env.settings()) as bot:
         incident = await open_incident(env, bot)
-        run = await propose_scale(bot, incident, 8, by="U_ALICE")
+        run = await propose_scale(bot, incident, 8, by="U0ALICE")
         driver = env.driver(bot)
         await driver.click(
-            "reject_action", user_id="U_CAROL", channel_id=run.channel_id, message_ts=run.message_ts
+            "reject_action", user_id="U0CAROL", channel_id=run.channel_id, message_ts=run.message_ts
         )
-        await wait_response(env, "U_CAROL", "may not reject")
+        await wait_response(env, "U0CAROL", "may not reject")
         await driver.click(
-            "reject_action", user_id="U_BOB", channel_id=run.channel_id, message_ts=run.message_ts
+            "reject_action", user_id="U0BOB", channel_id=run.channel_id, message_ts=run.message_ts
         )
-        await wait_response(env, "U_BOB", "Rejected")
+        await wait_response(env, "U0BOB", "Rejected")
         text = await wait_message(env, run, "Remediation rejected")
         assert "approve_action" not in text
-        assert await raw_click(env, bot, "approve_action", run, "U_DAVE") == 200  # a stale message
-        await wait_response(env, "U_DAVE", "rejected by <@U_BOB>")
+        assert await raw_click(env, bot, "approve_action", run, "U0DAVE") == 200  # a stale message
+        await wait_response(env, "U0DAVE", "rejected by <@U0BOB>")
         assert mutations(env.kube, "/scale") == []
 
 
@@ -578,8 +578,8 @@ async def test_expired_proposals_are_refused(env: Env) -> None:
         first = await propose_scale(bot, incident, 7)
         second = await propose_scale(bot, incident, 8)
         clock.advance(timedelta(minutes=16))
-        assert await raw_click(env, bot, "approve_action", first, "U_BOB") == 200
-        assert "expired" in await wait_response(env, "U_BOB", "expired")
+        assert await raw_click(env, bot, "approve_action", first, "U0BOB") == 200
+        assert "expired" in await wait_response(env, "U0BOB", "expired")
         await wait_message(env, first, "Remediation proposal expired")
         # The sweep expires the other one and updates its message.
         await bot.parts.executor.sweep()
@@ -607,20 +607,20 @@ async def test_forged_button_payloads_are_refused(env: Env) -> None:
         for value in forged_values:
             resp = await driver.click(
                 "approve_action",
-                user_id="U_BOB",
+                user_id="U0BOB",
                 channel_id=run.channel_id,
                 message_ts=run.message_ts,
                 value=value,
             )
             assert resp.status == 200
-        assert await raw_click(env, bot, "reject_action", run, "U_BOB", value="../../etc/passwd") == 200
+        assert await raw_click(env, bot, "reject_action", run, "U0BOB", value="../../etc/passwd") == 200
         await env.slack.wait_for(
             lambda s: len([r for r in s.responses if "not valid" in r.text]) == len(forged_values) + 1
         )
         # A payload signed with the wrong secret never reaches a handler.
         forged = SlackDriver(env.slack, bot_url(bot) + "/slack/events", "not-the-secret", env.http)
         resp = await forged.click(
-            "approve_action", user_id="U_BOB", channel_id=run.channel_id, message_ts=run.message_ts
+            "approve_action", user_id="U0BOB", channel_id=run.channel_id, message_ts=run.message_ts
         )
         assert resp.status == 401
         stored = await store(bot).get(run.id)
@@ -661,7 +661,7 @@ async def test_hostile_label_values_are_not_proposed(env: Env) -> None:
         ):
             with pytest.raises(UserError, match=expected):
                 await commands_remediation.run_subcommand(
-                    bot.parts.flows, "U_ALICE", incident.channel_id, args
+                    bot.parts.flows, "U0ALICE", incident.channel_id, args
                 )
         assert await store(bot).for_incident(incident.id) == []
         assert mutations(env.kube, "/deployments") == []
@@ -674,39 +674,39 @@ async def test_policy_bounds_namespace_and_requester_refused_at_proposal(env: En
         run = commands_remediation.run_subcommand
         with pytest.raises(UserError, match="above the policy maximum of 20"):
             await run(
-                bot.parts.flows, "U_ALICE", incident.channel_id, ["scale", "api/search-api", "replicas=25"]
+                bot.parts.flows, "U0ALICE", incident.channel_id, ["scale", "api/search-api", "replicas=25"]
             )
         with pytest.raises(UserError, match="exceeds the policy step of 6"):
             await run(
-                bot.parts.flows, "U_ALICE", incident.channel_id, ["scale", "api/search-api", "replicas=13"]
+                bot.parts.flows, "U0ALICE", incident.channel_id, ["scale", "api/search-api", "replicas=13"]
             )
         with pytest.raises(UserError, match="does not allow `scale` in namespace `monitoring`"):
             await run(
-                bot.parts.flows, "U_ALICE", incident.channel_id, ["scale", "monitoring/grafana", "replicas=2"]
+                bot.parts.flows, "U0ALICE", incident.channel_id, ["scale", "monitoring/grafana", "replicas=2"]
             )
         with pytest.raises(UserError, match="You may not request `scale`"):
             await run(
-                bot.parts.flows, "U_CAROL", incident.channel_id, ["scale", "api/search-api", "replicas=9"]
+                bot.parts.flows, "U0CAROL", incident.channel_id, ["scale", "api/search-api", "replicas=9"]
             )
         with pytest.raises(UserError, match="not allow-listed"):
             await run(
                 bot.parts.flows,
-                "U_ALICE",
+                "U0ALICE",
                 incident.channel_id,
                 ["exec", "skillquest/postgres-0", "template=rm_rf"],
             )
         with pytest.raises(UserError, match="does not match"):
             await run(
                 bot.parts.flows,
-                "U_ALICE",
+                "U0ALICE",
                 incident.channel_id,
                 ["exec", "skillquest/postgres-0", "template=pg_terminate_long_running", "minutes=5;reboot"],
             )
         with pytest.raises(UserError, match="incident channel"):
-            await run(bot.parts.flows, "U_ALICE", "C_GENERAL", ["scale", "api/search-api", "replicas=9"])
+            await run(bot.parts.flows, "U0ALICE", "C0GENERAL", ["scale", "api/search-api", "replicas=9"])
         # A usergroup member may request (role oncall through @sre-oncall).
         reply = await run(
-            bot.parts.flows, "U_ERIN", incident.channel_id, ["scale", "api/search-api", "replicas=9"]
+            bot.parts.flows, "U0ERIN", incident.channel_id, ["scale", "api/search-api", "replicas=9"]
         )
         assert "Proposed" in reply
         assert mutations(env.kube, "/scale") == []
@@ -719,7 +719,7 @@ async def test_cooldown_per_target_refused(env: Env) -> None:
         second = await propose_scale(bot, incident, 8)  # proposed before the first ran
         driver = env.driver(bot)
         await driver.click(
-            "approve_action", user_id="U_BOB", channel_id=first.channel_id, message_ts=first.message_ts
+            "approve_action", user_id="U0BOB", channel_id=first.channel_id, message_ts=first.message_ts
         )
         await wait_message(env, first, "Remediation succeeded")
         # A new proposal on the same target within the cooldown is refused...
@@ -727,7 +727,7 @@ async def test_cooldown_per_target_refused(env: Env) -> None:
             await propose_scale(bot, incident, 10)
         # ...and so is executing one proposed before.
         await driver.click(
-            "approve_action", user_id="U_BOB", channel_id=second.channel_id, message_ts=second.message_ts
+            "approve_action", user_id="U0BOB", channel_id=second.channel_id, message_ts=second.message_ts
         )
         note = await wait_thread(env, second, "Not executed")
         assert f"changed by run {first.id}" in note and "cooldown is 10 min" in note
@@ -746,7 +746,7 @@ async def test_kill_switch_refuses_execution_after_approval(env: Env) -> None:
         run = await propose_scale(bot, incident, 9)
         await wait_message(env, run, "kill switch is on")
         await env.driver(bot).click(
-            "approve_action", user_id="U_BOB", channel_id=run.channel_id, message_ts=run.message_ts
+            "approve_action", user_id="U0BOB", channel_id=run.channel_id, message_ts=run.message_ts
         )
         note = await wait_thread(env, run, "Not executed")
         assert "kill switch" in note
@@ -769,7 +769,7 @@ async def test_target_changed_between_preview_and_execute_is_refused(env: Env) -
 
         env.kube.modify("deployments", "api", "search-api", edit)
         await env.driver(bot).click(
-            "approve_action", user_id="U_BOB", channel_id=run.channel_id, message_ts=run.message_ts
+            "approve_action", user_id="U0BOB", channel_id=run.channel_id, message_ts=run.message_ts
         )
         note = await wait_thread(env, run, "Not executed")
         assert "changed since the preview" in note
@@ -783,7 +783,7 @@ async def test_forbidden_request_is_reported_plainly_in_the_thread(env: Env) -> 
         run = await propose_scale(bot, incident, 9)
         env.kube.deny("patch", "deployments/scale")  # RBAC changed after the preview
         await env.driver(bot).click(
-            "approve_action", user_id="U_BOB", channel_id=run.channel_id, message_ts=run.message_ts
+            "approve_action", user_id="U0BOB", channel_id=run.channel_id, message_ts=run.message_ts
         )
         note = await wait_thread(env, run, "failed")
         assert "403" in note
@@ -805,8 +805,8 @@ async def test_without_a_cluster_nothing_mutates(env: Env) -> None:
         run = await propose_scale(bot, incident, 9)
         text = await wait_message(env, run, "cluster is not configured")
         assert "approve_action" not in text and "reject_action" in text
-        assert await raw_click(env, bot, "approve_action", run, "U_BOB") == 200
-        assert "dry run did not pass" in await wait_response(env, "U_BOB", "dry run")
+        assert await raw_click(env, bot, "approve_action", run, "U0BOB") == 200
+        assert "dry run did not pass" in await wait_response(env, "U0BOB", "dry run")
         assert env.kube.requests == []
         stored = await store(bot).get(run.id)
         assert stored is not None and stored.status is RunStatus.PROPOSED and stored.approvals == ()
@@ -823,10 +823,10 @@ async def test_double_click_and_two_bot_instances_execute_once(env: Env) -> None
         incident = await open_incident(env, bot_a)
         run = await propose_scale(bot_a, incident, 9)
         # A double click, delivered to both replicas, twice.
-        clicks = [raw_click(env, bot, "approve_action", run, "U_BOB") for bot in (bot_a, bot_b, bot_a, bot_b)]
+        clicks = [raw_click(env, bot, "approve_action", run, "U0BOB") for bot in (bot_a, bot_b, bot_a, bot_b)]
         assert await asyncio.gather(*clicks) == [200] * 4
         await wait_message(env, run, "Remediation succeeded")
-        await env.slack.wait_for(lambda s: len([r for r in s.responses if r.user_id == "U_BOB"]) == 4)
+        await env.slack.wait_for(lambda s: len([r for r in s.responses if r.user_id == "U0BOB"]) == 4)
         assert len(mutations(env.kube, "/deployments/search-api/scale")) == 1
         events = await audit_events(bot_a, run.id)
         assert events.count(AuditEvent.CLAIMED) == 1 and events.count(AuditEvent.SUCCEEDED) == 1
@@ -837,7 +837,7 @@ async def test_fifty_concurrent_approvals_execute_once(env: Env) -> None:
     async with running(env.settings()) as bot:
         incident = await open_incident(env, bot)
         run = await propose_scale(bot, incident, 9)
-        users = ["U_ALICE", "U_BOB", "U_DAVE"]
+        users = ["U0ALICE", "U0BOB", "U0DAVE"]
         clicks = [raw_click(env, bot, "approve_action", run, users[i % 3]) for i in range(50)]
         assert await asyncio.gather(*clicks) == [200] * 50
         await wait_message(env, run, "Remediation succeeded")
@@ -944,7 +944,7 @@ async def test_verification_recovered_with_prometheus_runbook_checks(
         assert again == []
 
         await env.driver(bot).click(
-            "approve_action", user_id="U_DAVE", channel_id=scale.channel_id, message_ts=scale.message_ts
+            "approve_action", user_id="U0DAVE", channel_id=scale.channel_id, message_ts=scale.message_ts
         )
         note = await wait_thread(env, scale, "Verification", timeout=45)
         assert "recovered: " in note and "not recovered" not in note
@@ -965,30 +965,30 @@ async def test_verification_not_recovered_offers_undo_and_undo_skips_the_cooldow
         await env.driver(bot).slash_command(
             "/incident",
             "run scale api/search-api replicas=8",
-            user_id="U_ALICE",
+            user_id="U0ALICE",
             channel_id=incident.channel_id,
         )
-        await wait_response(env, "U_ALICE", "Proposed")
-        mine = [r for r in await store(bot).for_incident(incident.id) if r.requested_by == "U_ALICE"]
+        await wait_response(env, "U0ALICE", "Proposed")
+        mine = [r for r in await store(bot).for_incident(incident.id) if r.requested_by == "U0ALICE"]
         assert len(mine) == 1
         run = await posted(bot, mine[0])
         await env.driver(bot).click(
-            "approve_action", user_id="U_BOB", channel_id=run.channel_id, message_ts=run.message_ts
+            "approve_action", user_id="U0BOB", channel_id=run.channel_id, message_ts=run.message_ts
         )
         note = await wait_thread(env, run, "Verification", timeout=30)
         assert "not recovered" in note and "0.36 is not &lt; 0.34" in note
         await wait_thread(env, run, "Proposed the undo")
         undo = await posted(bot, await undo_of(bot, incident, run))
         assert undo.action is ActionName.SCALE
-        assert undo.params["replicas"] == 6 and undo.requested_by == "U_ALICE"
+        assert undo.params["replicas"] == 6 and undo.requested_by == "U0ALICE"
         await wait_message(env, undo, "Undo: Scale deployment api/search-api to 8 replicas", "replicas 8 → 6")
         # Same approval rules: the original requester may not approve the undo alone.
         await env.driver(bot).click(
-            "approve_action", user_id="U_ALICE", channel_id=undo.channel_id, message_ts=undo.message_ts
+            "approve_action", user_id="U0ALICE", channel_id=undo.channel_id, message_ts=undo.message_ts
         )
-        await wait_response(env, "U_ALICE", "requester")
+        await wait_response(env, "U0ALICE", "requester")
         await env.driver(bot).click(
-            "approve_action", user_id="U_DAVE", channel_id=undo.channel_id, message_ts=undo.message_ts
+            "approve_action", user_id="U0DAVE", channel_id=undo.channel_id, message_ts=undo.message_ts
         )
         await wait_message(env, undo, "Remediation succeeded")  # the cooldown does not block the undo
         assert replicas(env.kube, "api", "search-api") == 6
@@ -1003,12 +1003,12 @@ async def test_stalled_rollout_without_prometheus_offers_undo(env: Env) -> None:
         run = await posted(
             bot,
             await bot.parts.flows.proposer.propose(
-                incident, ActionName.ROLLOUT_RESTART, params, Request(requested_by="U_ALICE")
+                incident, ActionName.ROLLOUT_RESTART, params, Request(requested_by="U0ALICE")
             ),
         )
         # The requester may approve their own restart (requester_may_approve), as an on-call member.
         await env.driver(bot).click(
-            "approve_action", user_id="U_ALICE", channel_id=run.channel_id, message_ts=run.message_ts
+            "approve_action", user_id="U0ALICE", channel_id=run.channel_id, message_ts=run.message_ts
         )
         note = await wait_thread(env, run, "Verification", timeout=30)
         assert "not recovered" in note and "stalled" in note and "progress deadline" in note
@@ -1076,11 +1076,11 @@ async def test_usergroup_resolver_caches_in_redis(env: Env) -> None:
         resolver = UsergroupResolver(bot.parts.chat, bot.parts.coord)
         before = len(env.slack.calls_to("usergroups.users.list"))
         results = await asyncio.gather(
-            *(resolver.groups_of("U_ERIN", ["sre-oncall", "no-such-group"]) for _ in range(10))
+            *(resolver.groups_of("U0ERIN", ["sre-oncall", "no-such-group"]) for _ in range(10))
         )
         assert all(r.groups == frozenset({"sre-oncall"}) for r in results)
         assert all("no-such-group" in " ".join(r.problems) for r in results)
         assert len(env.slack.calls_to("usergroups.users.list")) == before + 1  # one call for ten checks
         other = UsergroupResolver(bot.parts.chat, bot.parts.coord)  # another replica: Redis cache
-        assert (await other.groups_of("U_CAROL", ["sre-oncall"])).groups == frozenset()
+        assert (await other.groups_of("U0CAROL", ["sre-oncall"])).groups == frozenset()
         assert len(env.slack.calls_to("usergroups.users.list")) == before + 1

@@ -43,9 +43,9 @@ from tests.integration.rig import SIGNING_SECRET, bot_settings, bot_url, one_inc
 pytestmark = pytest.mark.timeout(120)
 
 ROLES = {
-    "sre": {"users": ["U_ALICE", "U_BOB", "U_DAVE"], "usergroups": []},
-    "dba": {"users": ["U_CAROL"], "usergroups": []},
-    "oncall": {"users": [], "usergroups": ["sre-oncall"]},  # U_ERIN only through the group
+    "sre": {"users": ["U0ALICE", "U0BOB", "U0DAVE"], "usergroups": []},
+    "dba": {"users": ["U0CAROL"], "usergroups": []},
+    "oncall": {"users": [], "usergroups": ["sre-oncall"]},  # U0ERIN only through the group
 }
 # An alert no playbook matches: its incident gets no playbook proposals of its own.
 TEST_ALERT = {"alertname": "TestRemediationTarget", "namespace": "api", "severity": "warning"}
@@ -112,9 +112,9 @@ async def env(
     redis_url: str,
     tmp_path: Path,
 ) -> Env:
-    slack.add_user("U_DAVE", "dave", "Dave Davis", "dave@example.com")
-    slack.add_user("U_ERIN", "erin", "Erin Evans", "erin@example.com")
-    slack.usergroups["S_SRE"].users.append("U_ERIN")
+    slack.add_user("U0DAVE", "dave", "Dave Davis", "dave@example.com")
+    slack.add_user("U0ERIN", "erin", "Erin Evans", "erin@example.com")
+    slack.usergroups["S0SRE"].users.append("U0ERIN")
     return Env(
         slack, kube, http, database_dsn, redis_url, tmp_path, kube.write_kubeconfig(tmp_path / "kubeconfig")
     )
@@ -303,32 +303,32 @@ async def test_resolving_an_incident_expires_its_pending_proposals(env: Env) -> 
         assert incident.channel_id is not None
         # Positive control: while the incident is open, an approved proposal runs.
         control = await proposed(
-            env, bot, "U_ALICE", "run scale skillquest/skillquest-worker replicas=3", incident
+            env, bot, "U0ALICE", "run scale skillquest/skillquest-worker replicas=3", incident
         )
-        assert "all approvals are in" in await click(env, bot, "approve_action", control, "U_BOB")
+        assert "all approvals are in" in await click(env, bot, "approve_action", control, "U0BOB")
         await wait_message(env, control, "Remediation succeeded")
         assert len(mutations(env.kube, "/deployments/skillquest-worker/scale")) == 1
 
-        pending = await proposed(env, bot, "U_ALICE", "run scale api/search-api replicas=7", incident)
+        pending = await proposed(env, bot, "U0ALICE", "run scale api/search-api replicas=7", incident)
         await wait_message(env, pending, "approve_action")
         # Its alert still fires: /incident resolve asks first.
         assert "Resolve anyway" in await command(
-            env, bot, "U_ALICE", "resolve fixed by hand", incident.channel_id
+            env, bot, "U0ALICE", "resolve fixed by hand", incident.channel_id
         )
-        await env.driver(bot).click("confirm_resolve", user_id="U_ALICE", channel_id=incident.channel_id)
+        await env.driver(bot).click("confirm_resolve", user_id="U0ALICE", channel_id=incident.channel_id)
 
         text = await wait_message(env, pending, "Remediation proposal expired", "was resolved")
         assert "approve_action" not in text and "reject_action" not in text
         run = await stored(bot, pending)
         assert run.status is RunStatus.EXPIRED
-        assert run.error == f"because incident {incident.ref} was resolved by <@U_ALICE>"
+        assert run.error == f"because incident {incident.ref} was resolved by <@U0ALICE>"
         expired = (await audit(bot, pending.id))[-1]
-        assert expired.event is AuditEvent.EXPIRED and expired.actor == "U_ALICE"
+        assert expired.event is AuditEvent.EXPIRED and expired.actor == "U0ALICE"
         assert "was resolved" in expired.details["reason"]
         timeline = [e.text for e in await bot.parts.store.timeline(incident.id)]
         assert any("expired because incident" in t for t in timeline)
         # A stale client clicking approve is refused, and nothing reaches the cluster.
-        answer = await click(env, bot, "approve_action", pending, "U_BOB")
+        answer = await click(env, bot, "approve_action", pending, "U0BOB")
         assert "expired because incident" in answer
         assert mutations(env.kube, "/deployments/search-api") == []
         assert (await stored(bot, pending)).approvals == ()
@@ -340,19 +340,19 @@ async def test_an_approved_run_is_refused_at_execution_once_its_incident_is_reso
     async with running(env.settings()) as bot:
         resolved = await open_incident(env, bot, group="resolved")
         still_open = await open_incident(env, bot, group="open")
-        doomed = await proposed(env, bot, "U_ALICE", "run scale api/search-api replicas=7", resolved)
+        doomed = await proposed(env, bot, "U0ALICE", "run scale api/search-api replicas=7", resolved)
         control = await proposed(
-            env, bot, "U_ALICE", "run scale skillquest/skillquest-worker replicas=3", still_open
+            env, bot, "U0ALICE", "run scale skillquest/skillquest-worker replicas=3", still_open
         )
         # Approved, but the replica that recorded the approvals stopped before executing them:
         # the sweep of any replica executes approved runs nobody claimed.
         now = datetime.now(UTC)
         for run in (doomed, control):
-            approved = await store(bot).approve(run.id, "U_BOB", now)
+            approved = await store(bot).approve(run.id, "U0BOB", now)
             assert approved.run.status is RunStatus.APPROVED
         assert resolved.channel_id is not None
-        await command(env, bot, "U_ALICE", "resolve", resolved.channel_id)
-        await env.driver(bot).click("confirm_resolve", user_id="U_ALICE", channel_id=resolved.channel_id)
+        await command(env, bot, "U0ALICE", "resolve", resolved.channel_id)
+        await env.driver(bot).click("confirm_resolve", user_id="U0ALICE", channel_id=resolved.channel_id)
 
         note = await wait_thread(env, doomed, "Not executed", timeout=30)
         assert f"incident {resolved.ref} was resolved after this was approved" in note
@@ -380,7 +380,7 @@ async def test_exec_needs_a_dba_and_an_sre_not_two_sres(env: Env) -> None:
         run = await proposed(
             env,
             bot,
-            "U_ERIN",
+            "U0ERIN",
             "run exec skillquest/postgres-0 template=pg_terminate_long_running minutes=5",
             incident,
         )
@@ -391,23 +391,23 @@ async def test_exec_needs_a_dba_and_an_sre_not_two_sres(env: Env) -> None:
             "one each from `dba`, `sre`",
             "still needed: an approver with role `dba` and one with `sre`",
         )
-        answer = await click(env, bot, "approve_action", run, "U_ALICE")
+        answer = await click(env, bot, "approve_action", run, "U0ALICE")
         assert "Approval recorded (1 of 2)" in answer and "with role `dba`" in answer
-        await wait_message(env, run, "1 of 2: <@U_ALICE>", "still needed: an approver with role `dba`")
+        await wait_message(env, run, "1 of 2: <@U0ALICE>", "still needed: an approver with role `dba`")
 
         # A second SRE is refused: the rule wants a DBA too.
-        refused = await click(env, bot, "approve_action", run, "U_BOB")
+        refused = await click(env, bot, "approve_action", run, "U0BOB")
         assert "still needs an approver with role `dba`" in refused
-        assert (await stored(bot, run)).approvers == ("U_ALICE",)
+        assert (await stored(bot, run)).approvers == ("U0ALICE",)
         assert exec_requests() == []
         assert [e.event for e in await audit(bot, run.id)][-1] is AuditEvent.REFUSED
 
         # The DBA completes it.
-        assert "all approvals are in" in await click(env, bot, "approve_action", run, "U_CAROL")
+        assert "all approvals are in" in await click(env, bot, "approve_action", run, "U0CAROL")
         await env.kube.wait_for(lambda: len(exec_requests()) == 1)
-        await wait_message(env, run, "Remediation succeeded", "2 of 2: <@U_ALICE>, <@U_CAROL>")
+        await wait_message(env, run, "Remediation succeeded", "2 of 2: <@U0ALICE>, <@U0CAROL>")
         final = await stored(bot, run)
-        assert final.approval_roles == {"U_ALICE": ("sre",), "U_CAROL": ("dba",)}
+        assert final.approval_roles == {"U0ALICE": ("sre",), "U0CAROL": ("dba",)}
 
 
 # --------------------------------------------------------------------------- a team's namespaces
@@ -425,10 +425,10 @@ async def test_a_team_narrows_who_approves_in_its_namespaces(env: Env) -> None:
     async with running(settings) as bot:
         incident = await open_incident(env, bot)
         guarded = await proposed(
-            env, bot, "U_ALICE", "run rollout_restart skillquest/skillquest-worker", incident
+            env, bot, "U0ALICE", "run rollout_restart skillquest/skillquest-worker", incident
         )
         await wait_message(env, guarded, "approve_action")
-        refused = await click(env, bot, "approve_action", guarded, "U_ERIN")
+        refused = await click(env, bot, "approve_action", guarded, "U0ERIN")
         assert "You may not approve" in refused and "`sre`" in refused and "`oncall`" not in refused
         assert (await stored(bot, guarded)).approvals == ()
         assert mutations(env.kube, "/deployments/skillquest-worker") == []
@@ -436,10 +436,10 @@ async def test_a_team_narrows_who_approves_in_its_namespaces(env: Env) -> None:
 
         # Positive controls: the same on-call approves in SkillForge's `api` (its team keeps the
         # rule's approvers), and an SRE approves in SkillQuest's namespace.
-        elsewhere = await proposed(env, bot, "U_ALICE", "run rollout_restart api/search-api", incident)
-        assert "all approvals are in" in await click(env, bot, "approve_action", elsewhere, "U_ERIN")
+        elsewhere = await proposed(env, bot, "U0ALICE", "run rollout_restart api/search-api", incident)
+        assert "all approvals are in" in await click(env, bot, "approve_action", elsewhere, "U0ERIN")
         await wait_message(env, elsewhere, "Remediation succeeded")
-        assert "all approvals are in" in await click(env, bot, "approve_action", guarded, "U_BOB")
+        assert "all approvals are in" in await click(env, bot, "approve_action", guarded, "U0BOB")
         await wait_message(env, guarded, "Remediation succeeded")
         assert len(mutations(env.kube, "/deployments/skillquest-worker")) == 1
 
@@ -484,12 +484,12 @@ async def test_drain_leaves_denied_namespaces_alone_and_its_undo_uncordons(env: 
     async with running(env.settings()) as bot:
         incident = await open_incident(env, bot)
         drain = await proposed(
-            env, bot, "U_ALICE", f"run drain {node} timeout_seconds=10 delete_emptydir_data=true", incident
+            env, bot, "U0ALICE", f"run drain {node} timeout_seconds=10 delete_emptydir_data=true", incident
         )
         text = await wait_message(env, drain, "namespace kube-system is not allowed by the policy")
         assert f"skip kube-system/{system_pods[0]}" in text
-        assert "Approval recorded (1 of 2)" in await click(env, bot, "approve_action", drain, "U_BOB")
-        assert "all approvals are in" in await click(env, bot, "approve_action", drain, "U_DAVE")
+        assert "Approval recorded (1 of 2)" in await click(env, bot, "approve_action", drain, "U0BOB")
+        assert "all approvals are in" in await click(env, bot, "approve_action", drain, "U0DAVE")
         note = await wait_thread(env, drain, "did not complete", timeout=40)
         assert f"left kube-system/{system_pods[0]} running" in note
 
@@ -505,7 +505,7 @@ async def test_drain_leaves_denied_namespaces_alone_and_its_undo_uncordons(env: 
         assert undo.action is ActionName.UNCORDON and undo.approval_rule == "default"
         undo = await stored(bot, undo)
         await wait_message(env, undo, "unschedulable → schedulable", "approve_action")
-        assert "all approvals are in" in await click(env, bot, "approve_action", undo, "U_BOB")
+        assert "all approvals are in" in await click(env, bot, "approve_action", undo, "U0BOB")
         await wait_message(env, undo, "Remediation succeeded")
         assert not node_unschedulable(env.kube, node)
 
@@ -513,13 +513,13 @@ async def test_drain_leaves_denied_namespaces_alone_and_its_undo_uncordons(env: 
 async def test_uncordon_can_be_requested_under_the_bundled_policy(env: Env) -> None:
     async with running(env.settings()) as bot:
         incident = await open_incident(env, bot)
-        cordon = await proposed(env, bot, "U_ALICE", "run cordon worker-3", incident)
-        await click(env, bot, "approve_action", cordon, "U_BOB")
+        cordon = await proposed(env, bot, "U0ALICE", "run cordon worker-3", incident)
+        await click(env, bot, "approve_action", cordon, "U0BOB")
         await wait_message(env, cordon, "Remediation succeeded")
         assert node_unschedulable(env.kube, "worker-3")
-        uncordon = await proposed(env, bot, "U_ALICE", "run uncordon worker-3", incident)
+        uncordon = await proposed(env, bot, "U0ALICE", "run uncordon worker-3", incident)
         assert uncordon.approval_rule == "default" and uncordon.approvals_needed == 1
-        await click(env, bot, "approve_action", uncordon, "U_BOB")
+        await click(env, bot, "approve_action", uncordon, "U0BOB")
         await wait_message(env, uncordon, "Remediation succeeded")
         assert not node_unschedulable(env.kube, "worker-3")
 
@@ -617,7 +617,7 @@ async def test_set_env_never_shows_or_stores_a_value(env: Env) -> None:
         assert incident.channel_id is not None
         # Rejected: the value the cluster holds and the one asked for stay with the requester.
         answer = await command(
-            env, bot, "U_ALICE", f"run set_env api/search-api STRIPE_SECRET_KEY={new}", incident.channel_id
+            env, bot, "U0ALICE", f"run set_env api/search-api STRIPE_SECRET_KEY={new}", incident.channel_id
         )
         assert "Only you see this" in answer and current in answer and new in answer
         [rejected] = await store(bot).for_incident(incident.id)
@@ -625,19 +625,19 @@ async def test_set_env_never_shows_or_stores_a_value(env: Env) -> None:
             env, rejected, "STRIPE_SECRET_KEY changed (values hidden)", "(value hidden)"
         )
         assert current not in text and new not in text
-        assert "Rejected" in await click(env, bot, "reject_action", rejected, "U_BOB")
+        assert "Rejected" in await click(env, bot, "reject_action", rejected, "U0BOB")
         await wait_message(env, rejected, "Remediation rejected")
 
         # Executed: another variable, set for the first time.
         run = await proposed(
             env,
             bot,
-            "U_ALICE",
+            "U0ALICE",
             f"run set_env skillquest/skillquest-api API_TOKEN={other_new} LOG_LEVEL=verbose_7f3a",
             incident,
         )
         await wait_message(env, run, "API_TOKEN unset → set (value hidden)")
-        await click(env, bot, "approve_action", run, "U_BOB")
+        await click(env, bot, "approve_action", run, "U0BOB")
         await wait_message(env, run, "Remediation succeeded")
         await wait_thread(env, run, "Verification")
         dep = env.kube.get("deployments", "skillquest", "skillquest-api")
@@ -645,13 +645,13 @@ async def test_set_env_never_shows_or_stores_a_value(env: Env) -> None:
         env_vars = dep["spec"]["template"]["spec"]["containers"][0]["env"]
         assert {"name": "API_TOKEN", "value": other_new} in env_vars
 
-        await command(env, bot, "U_BOB", "postmortem", incident.channel_id)
+        await command(env, bot, "U0BOB", "postmortem", incident.channel_id)
         await env.slack.wait_for(
             lambda s: any(f.name.startswith("postmortem-") and f.completed for f in s.files.values())
         )
-        await command(env, bot, "U_BOB", "timeline", incident.channel_id)
+        await command(env, bot, "U0BOB", "timeline", incident.channel_id)
 
-        visible = slack_everywhere_but(env, "U_ALICE")
+        visible = slack_everywhere_but(env, "U0ALICE")
         assert "API_TOKEN" in visible and "STRIPE_SECRET_KEY" in visible  # names are shown...
         stored_text = await database_text(bot)
         assert "STRIPE_SECRET_KEY" in stored_text
@@ -677,36 +677,36 @@ async def test_kill_switch_flipped_at_runtime_stops_every_replica(env: Env) -> N
             return [m.text for m in s.messages(notices.id) if "kill switch" in m.text]
 
         # Refused without a kill_switch_roles role: nothing changes, nothing is announced.
-        refused = await command(env, bot_a, "U_CAROL", "killswitch on because", channel)
+        refused = await command(env, bot_a, "U0CAROL", "killswitch on because", channel)
         assert "may not turn the kill switch on" in refused and "`oncall`, `sre`" in refused
         assert await bot_a.parts.store.pool.fetchval("SELECT count(*) FROM kill_switch") == 0
         assert announcements(env.slack) == []
-        assert "is *off*" in await command(env, bot_b, "U_CAROL", "killswitch", channel)
+        assert "is *off*" in await command(env, bot_b, "U0CAROL", "killswitch", channel)
 
-        pending = await proposed(env, bot_b, "U_ALICE", "run scale api/search-api replicas=7", incident)
+        pending = await proposed(env, bot_b, "U0ALICE", "run scale api/search-api replicas=7", incident)
         # On, through replica A (an on-call member through the user group)...
-        assert "now *on*" in await command(env, bot_a, "U_ERIN", "killswitch on cluster upgrade", channel)
+        assert "now *on*" in await command(env, bot_a, "U0ERIN", "killswitch on cluster upgrade", channel)
         await env.slack.wait_for(
             lambda s: any(
                 "turned the remediation kill switch *on*: cluster upgrade" in t for t in announcements(s)
             )
         )
-        await wait_message(env, pending, "The kill switch is on (turned on by U_ERIN")
+        await wait_message(env, pending, "The kill switch is on (turned on by U0ERIN")
         entry = [e for e in await audit(bot_a) if e.event is AuditEvent.KILL_SWITCH][-1]
-        assert entry.actor == "U_ERIN" and entry.details["engaged"] is True
+        assert entry.actor == "U0ERIN" and entry.details["engaged"] is True
         # ...and replica B refuses to execute at once.
-        await click(env, bot_b, "approve_action", pending, "U_BOB")
+        await click(env, bot_b, "approve_action", pending, "U0BOB")
         note = await wait_thread(env, pending, "Not executed")
         assert "kill switch is on" in note and "cluster upgrade" in note
         assert mutations(env.kube, "/deployments/search-api") == []
-        assert "is *on*" in await command(env, bot_b, "U_CAROL", "killswitch status", channel)
+        assert "is *on*" in await command(env, bot_b, "U0CAROL", "killswitch status", channel)
 
         # Off, through replica B; replica A executes again (positive control).
-        assert "now *off*" in await command(env, bot_b, "U_ALICE", "killswitch off", channel)
+        assert "now *off*" in await command(env, bot_b, "U0ALICE", "killswitch off", channel)
         control = await proposed(
-            env, bot_a, "U_ALICE", "run scale skillquest/skillquest-worker replicas=3", incident
+            env, bot_a, "U0ALICE", "run scale skillquest/skillquest-worker replicas=3", incident
         )
-        assert "all approvals are in" in await click(env, bot_a, "approve_action", control, "U_BOB")
+        assert "all approvals are in" in await click(env, bot_a, "approve_action", control, "U0BOB")
         await wait_message(env, control, "Remediation succeeded")
         events = [e.details["engaged"] for e in await audit(bot_b) if e.event is AuditEvent.KILL_SWITCH]
         assert events == [True, False]
@@ -716,10 +716,10 @@ async def test_policy_kill_switch_cannot_be_turned_off_at_runtime(env: Env) -> N
     async with running(env.settings(kill_switch=True)) as bot:
         incident = await open_incident(env, bot)
         channel = incident.channel_id or ""
-        answer = await command(env, bot, "U_ALICE", "killswitch off", channel)
+        answer = await command(env, bot, "U0ALICE", "killswitch off", channel)
         assert "still sets `kill_switch: true`" in answer
-        run = await proposed(env, bot, "U_ALICE", "run scale api/search-api replicas=7", incident)
+        run = await proposed(env, bot, "U0ALICE", "run scale api/search-api replicas=7", incident)
         await wait_message(env, run, "policy.yaml `kill_switch: true`")
-        await click(env, bot, "approve_action", run, "U_BOB")
+        await click(env, bot, "approve_action", run, "U0BOB")
         assert "kill switch is on" in await wait_thread(env, run, "Not executed")
         assert mutations(env.kube, "/deployments/search-api") == []

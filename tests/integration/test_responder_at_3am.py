@@ -69,22 +69,22 @@ async def test_free_text_reaches_the_incident_as_typed(
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         home = notification_channel(slack).id
         # An apostrophe in an unquoted title (shlex: "No closing quotation").
-        opened = await command(slack, driver, "U_CAROL", home, "open We're down: checkout's 5xx sev=P2")
+        opened = await command(slack, driver, "U0CAROL", home, "open We're down: checkout's 5xx sev=P2")
         assert "declared incident" in opened.text, opened.text
         channel = await new_incident_channel(slack, 0)
         row = await incident_row(database_dsn, channel)
         assert row["title"] == "We're down: checkout's 5xx" and row["severity"] == "P2"
 
         # Quotes, braces, brackets and apostrophes reach the incident exactly as typed.
-        update = await command(slack, driver, "U_CAROL", channel, f"status {STATUS}")
+        update = await command(slack, driver, "U0CAROL", channel, f"status {STATUS}")
         assert update.response_type == "in_channel" and "Status update" in update.text
         row = await incident_row(database_dsn, channel)
         assert row["last_status_update"] == STATUS
         # Quoted as a whole (the old way): the quotes are dropped, nothing else.
-        await command(slack, driver, "U_CAROL", channel, 'status "it\'s stable now"')
+        await command(slack, driver, "U0CAROL", channel, 'status "it\'s stable now"')
         assert (await incident_row(database_dsn, channel))["last_status_update"] == "it's stable now"
         # Free text that starts with a number is not an incident reference.
-        await command(slack, driver, "U_CAROL", channel, "status 3 pods still crashlooping")
+        await command(slack, driver, "U0CAROL", channel, "status 3 pods still crashlooping")
         assert (await incident_row(database_dsn, channel))[
             "last_status_update"
         ] == "3 pods still crashlooping"
@@ -100,7 +100,7 @@ async def test_free_text_reaches_the_incident_as_typed(
             ("status", "Usage"),
             ('status ""', "Usage"),
         ]:
-            refused = await command(slack, driver, "U_CAROL", channel, text)
+            refused = await command(slack, driver, "U0CAROL", channel, text)
             assert refused.response_type == "ephemeral"
             assert wanted in refused.text, (text, refused.text)
             assert "went wrong" not in refused.text
@@ -111,7 +111,7 @@ async def test_free_text_reaches_the_incident_as_typed(
         # The resolution summary keeps its apostrophes too.
         ref = f"#{row['id']}"
         done = await command(
-            slack, driver, "U_CAROL", home, f"resolve {ref} the customer's payments are back"
+            slack, driver, "U0CAROL", home, f"resolve {ref} the customer's payments are back"
         )
         assert "resolved" in done.text, done.text
         row = await incident_row(database_dsn, channel)
@@ -137,10 +137,10 @@ async def test_ad_hoc_graph_uses_the_range_given_and_marks_only_a_real_alert_sta
     async with running_bot(settings) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         # 1. A declared incident: no alert started it, so no alert start is marked.
-        await command(slack, driver, "U_CAROL", notification_channel(slack).id, "open Checkout slow sev=P3")
+        await command(slack, driver, "U0CAROL", notification_channel(slack).id, "open Checkout slow sev=P3")
         declared = await new_incident_channel(slack, 0)
         began = time.time()
-        drawing = await command(slack, driver, "U_CAROL", declared, f"graph {QUERY} 15m")
+        drawing = await command(slack, driver, "U0CAROL", declared, f"graph {QUERY} 15m")
         assert drawing.text.startswith("Drawing"), drawing.text
         [caption] = await slack.wait_for(lambda s: captions(s, declared) or None, timeout=20)
         [query] = recorder.queries()
@@ -161,7 +161,7 @@ async def test_ad_hoc_graph_uses_the_range_given_and_marks_only_a_real_alert_sta
         await post_alert(http, bot, body)
         fired = await new_incident_channel(slack, 1)
         await slack.wait_for(lambda s: any("No playbook matches" in t for t in texts(s, fired)))
-        await command(slack, driver, "U_CAROL", fired, f"graph '{QUERY}' 15m")
+        await command(slack, driver, "U0CAROL", fired, f"graph '{QUERY}' 15m")
         [caption] = await slack.wait_for(lambda s: captions(s, fired) or None, timeout=20)
         second = recorder.queries()[-1]
         assert len(recorder.queries()) == 2 and second.params["query"] == QUERY
@@ -170,7 +170,7 @@ async def test_ad_hoc_graph_uses_the_range_given_and_marks_only_a_real_alert_sta
 
         # A malformed range is refused before Prometheus (positive control above).
         counted = await prometheus_query_count(http, prometheus)
-        refused = await command(slack, driver, "U_CAROL", fired, f"graph {QUERY} 15x")
+        refused = await command(slack, driver, "U0CAROL", fired, f"graph {QUERY} 15x")
         assert refused.response_type == "ephemeral" and "is not a duration" in refused.text
         assert len(recorder.queries()) == 2 and await prometheus_query_count(http, prometheus) == counted
 
@@ -184,7 +184,7 @@ async def test_times_in_slack_are_slack_dates_never_static_relative_text(
     async with running_bot(settings) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         home = notification_channel(slack).id
-        await command(slack, driver, "U_CAROL", home, "open Search down sev=P2")
+        await command(slack, driver, "U0CAROL", home, "open Search down sev=P2")
         channel = await new_incident_channel(slack, 0)
         row = await incident_row(database_dsn, channel)
         opened = int(row["created_at"].timestamp())
@@ -194,9 +194,9 @@ async def test_times_in_slack_are_slack_dates_never_static_relative_text(
         assert f"opened <!date^{opened}^{{ago}}|" in note
         card = "\n".join(texts(slack, channel))
         assert f"<!date^{opened}^{{ago}}|" in card
-        listing = await command(slack, driver, "U_CAROL", home, "list")
+        listing = await command(slack, driver, "U0CAROL", home, "list")
         assert f"opened <!date^{opened}^{{ago}}|" in listing.text
-        timeline = await command(slack, driver, "U_CAROL", channel, "timeline")
+        timeline = await command(slack, driver, "U0CAROL", channel, "timeline")
         assert f"<!date^{opened}^" in timeline.text
         for text in [note, card, listing.text, timeline.text]:
             # No static "0s ago", "in 14m", "3m old".

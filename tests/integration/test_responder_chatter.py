@@ -64,33 +64,33 @@ async def test_sev_is_said_once_and_repeats_are_answered_privately(
     )
     async with running_bot(settings) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
-        await command(slack, driver, "U_CAROL", notification_channel(slack).id, "open Checkout down sev=P3")
+        await command(slack, driver, "U0CAROL", notification_channel(slack).id, "open Checkout down sev=P3")
         channel = await new_incident_channel(slack, 0)
         await slack.wait_for(lambda s: any("Checkout down" in t for t in public(s, channel)))
 
         before = public(slack, channel)
-        await private(slack, driver, "U_CAROL", channel, "sev P2")
+        await private(slack, driver, "U0CAROL", channel, "sev P2")
         said = await slack.wait_for(
             lambda s: [t for t in public(s, channel)[len(before) :] if "P2" in t] or None
         )
         assert len(said) == 1 and "set severity to P2" in said[0]
         # Asked again: nothing changed, nothing said in the channel.
         count = len(public(slack, channel))
-        again = await private(slack, driver, "U_CAROL", channel, "sev P2")
+        again = await private(slack, driver, "U0CAROL", channel, "sev P2")
         assert "already P2" in again.text
 
         # A first acknowledgement is public (positive control); a second one is the asker's own.
-        first = await command(slack, driver, "U_CAROL", channel, "ack")
+        first = await command(slack, driver, "U0CAROL", channel, "ack")
         assert first.response_type == "in_channel" and "acknowledged by" in first.text
         count = len(public(slack, channel))
-        second = await private(slack, driver, "U_ALICE", channel, "ack")
+        second = await private(slack, driver, "U0ALICE", channel, "ack")
         assert "already acknowledged" in second.text
 
-        done = await command(slack, driver, "U_CAROL", channel, "resolve fixed")
+        done = await command(slack, driver, "U0CAROL", channel, "resolve fixed")
         assert done.response_type == "in_channel" and "resolved by" in done.text
         await slack.wait_for(lambda s: any("Resolution" in t or "resolved" in t for t in public(s, channel)))
         count = len(public(slack, channel))
-        twice = await private(slack, driver, "U_ALICE", channel, "resolve fixed again")
+        twice = await private(slack, driver, "U0ALICE", channel, "resolve fixed again")
         assert "already resolved" in twice.text
         assert len(public(slack, channel)) == count
 
@@ -102,7 +102,7 @@ async def test_run_against_a_missing_target_is_refused_privately_and_proposes_no
         channel = incident.channel_id
         assert channel is not None
         refused = await private(
-            env.slack, driver, "U_ALICE", channel, "run scale skillquest/nosuch replicas=3"
+            env.slack, driver, "U0ALICE", channel, "run scale skillquest/nosuch replicas=3"
         )
         assert "Not proposed" in refused.text and 'deployments.apps \\"nosuch\\" not found' in json.dumps(
             refused.text
@@ -114,7 +114,7 @@ async def test_run_against_a_missing_target_is_refused_privately_and_proposes_no
         assert mutations(env.kube, "/deployments/nosuch/scale") == []
 
         # Positive control: an existing target is proposed, its message posted.
-        proposed = await private(env.slack, driver, "U_ALICE", channel, "run scale api/search-api replicas=9")
+        proposed = await private(env.slack, driver, "U0ALICE", channel, "run scale api/search-api replicas=9")
         assert "Proposed" in proposed.text
         assert len(await store(bot).for_incident(incident.id)) == 1
         await env.slack.wait_for(lambda s: any("Remediation proposed" in t for t in public(s, channel)))
@@ -128,7 +128,7 @@ async def test_exec_preview_shows_the_command_as_argv(env: Env) -> None:  # noqa
         proposed = await private(
             env.slack,
             driver,
-            "U_ALICE",
+            "U0ALICE",
             incident.channel_id,
             "run exec skillquest/skillquest-postgres-0 template=pg_terminate_long_running minutes=5",
         )
@@ -146,16 +146,16 @@ async def test_approval_does_not_promise_a_run_the_cooldown_then_cancels(env: En
     async with running(env.settings()) as bot:
         incident = await open_incident(env, bot)
         # Two proposals for one deployment, both made before either ran (scale: 10 min cooldown).
-        first = await propose_scale(bot, incident, 9, by="U_ALICE")
-        second = await propose_scale(bot, incident, 8, by="U_ALICE")
+        first = await propose_scale(bot, incident, 9, by="U0ALICE")
+        second = await propose_scale(bot, incident, 8, by="U0ALICE")
         await env.driver(bot).click(
-            "approve_action", user_id="U_BOB", channel_id=first.channel_id, message_ts=first.message_ts
+            "approve_action", user_id="U0BOB", channel_id=first.channel_id, message_ts=first.message_ts
         )
         await wait_thread(env, first, "replicas 6 → 9")
         await env.driver(bot).click(
-            "approve_action", user_id="U_BOB", channel_id=second.channel_id, message_ts=second.message_ts
+            "approve_action", user_id="U0BOB", channel_id=second.channel_id, message_ts=second.message_ts
         )
-        answer = await wait_response(env, "U_BOB", "all approvals are in")
+        answer = await wait_response(env, "U0BOB", "all approvals are in")
         assert "executing" not in answer and "last checks" in answer
         await wait_thread(env, second, "cooldown")
         cancelled = await store(bot).get(second.id)

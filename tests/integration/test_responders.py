@@ -47,17 +47,17 @@ PAGING_POLICY = "PSKF002"  # the engineering managers' policy, paged at level 3
 TEAM_CHANNEL = "skillforge-incident"
 # Slack users: the PagerDuty on-call (matched by email), the responder group, one per level.
 PEOPLE = {
-    "U_PRIMARY": "primary@skillforge.test",
-    "U_SRE1": "sre1@skillforge.test",
-    "U_SRE2": "sre2@skillforge.test",
-    "U_SECOND": "second@skillforge.test",
-    "U_MANAGER": "manager@skillforge.test",
+    "U0PRIMARY": "primary@skillforge.test",
+    "U0SRE1": "sre1@skillforge.test",
+    "U0SRE2": "sre2@skillforge.test",
+    "U0SECOND": "second@skillforge.test",
+    "U0MANAGER": "manager@skillforge.test",
 }
 GROUPS = {
-    "S_SKF_SRE": ("skillforge-sre", ["U_SRE1", "U_SRE2"]),
-    "S_SKF_PRIMARY": ("skillforge-sre-primary", ["U_PRIMARY", "U_SRE1"]),
-    "S_SKF_SECOND": ("skillforge-sre-secondary", ["U_SECOND"]),
-    "S_SKF_MGR": ("skillforge-eng-managers", ["U_MANAGER"]),
+    "S0SKFSRE": ("skillforge-sre", ["U0SRE1", "U0SRE2"]),
+    "S0SKFPRIMARY": ("skillforge-sre-primary", ["U0PRIMARY", "U0SRE1"]),
+    "S0SKFSECOND": ("skillforge-sre-secondary", ["U0SECOND"]),
+    "S0SKFMGR": ("skillforge-eng-managers", ["U0MANAGER"]),
 }
 P1_ALERT = {"alertname": "SkillForgeAPIDown", "namespace": "api", "severity": "critical"}
 
@@ -179,39 +179,39 @@ async def test_a_skillforge_p1_brings_in_the_oncall_and_responders_and_the_first
         # The current on-call (level 1 of the team's policy, by email, case-insensitive) and the
         # P1 responder group are in; level 2 of the policy is not.
         await slack.wait_for(
-            lambda s: {"U_PRIMARY", "U_SRE1", "U_SRE2"} <= set(s.channels[channel.id].members)
+            lambda s: {"U0PRIMARY", "U0SRE1", "U0SRE2"} <= set(s.channels[channel.id].members)
         )
         await slack.wait_for(said(channel.id, "Invited to the incident"))
         [invited] = await events(database_dsn, "people_invited")
-        assert "On-call from PagerDuty invited (SkillForge): <@U_PRIMARY>" in invited["text"]
-        assert "Responders (P1) `@skillforge-sre`: <@U_SRE1>, <@U_SRE2>" in invited["text"]
+        assert "On-call from PagerDuty invited (SkillForge): <@U0PRIMARY>" in invited["text"]
+        assert "Responders (P1) `@skillforge-sre`: <@U0SRE1>, <@U0SRE2>" in invited["text"]
         # The on-call without a Slack account is shown, not swallowed.
         assert "No Slack user with the email of Nora Noslack (nora@elsewhere.test)" in invited["text"]
         assert [g.query.getall("escalation_policy_ids[]") for g in pd.requests_to("GET", "/oncalls")] == [
             [POLICY]
         ]
-        assert "U_SECOND" not in slack.channels[channel.id].members
+        assert "U0SECOND" not in slack.channels[channel.id].members
         # Level 1 (after 0 min) mentions and invites the primary SREs in the room; the team's
         # channel has the incident's notification only (no escalation yet).
-        await slack.wait_for(said(channel.id, "Level 1 (Primary SRE) engaged. <@U_PRIMARY> <@U_SRE1>"))
+        await slack.wait_for(said(channel.id, "Level 1 (Primary SRE) engaged. <@U0PRIMARY> <@U0SRE1>"))
         assert count(slack, team.id, "Level 1") == 0 and len(slack.messages(team.id)) == 1
 
         # The first to ack by the card's button leads; a second ack changes nothing.
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         card = slack.messages(channel.id)[0]
         assert (
-            await driver.click("ack_incident", user_id="U_SRE2", channel_id=channel.id, message_ts=card.ts)
+            await driver.click("ack_incident", user_id="U0SRE2", channel_id=channel.id, message_ts=card.ts)
         ).status == 200
-        await slack.wait_for(said(channel.id, "<@U_SRE2> is commander: first to acknowledge"))
-        await slack.wait_for(lambda s: "<@U_SRE2>" in json.dumps(s.messages(channel.id)[0].blocks))
+        await slack.wait_for(said(channel.id, "<@U0SRE2> is commander: first to acknowledge"))
+        await slack.wait_for(lambda s: "<@U0SRE2>" in json.dumps(s.messages(channel.id)[0].blocks))
         stored = await rows(database_dsn, "SELECT commander, acknowledged_by FROM incidents")
-        assert [tuple(r) for r in stored] == [("U_SRE2", "U_SRE2")]
+        assert [tuple(r) for r in stored] == [("U0SRE2", "U0SRE2")]
         roles = await rows(database_dsn, "SELECT role, user_id FROM incident_roles")
-        assert [tuple(r) for r in roles] == [("commander", "U_SRE2")]
-        await driver.slash_command("/incident", "ack", user_id="U_SRE1", channel_id=channel.id)
+        assert [tuple(r) for r in roles] == [("commander", "U0SRE2")]
+        await driver.slash_command("/incident", "ack", user_id="U0SRE1", channel_id=channel.id)
         await slack.wait_for(lambda s: any("already acknowledged" in r.text for r in s.responses))
         assert [tuple(r) for r in await rows(database_dsn, "SELECT commander FROM incidents")] == [
-            ("U_SRE2",)
+            ("U0SRE2",)
         ]
         assert len(await events(database_dsn, "commander_on_ack")) == 1
         # Acknowledged: level 2 does not come.
@@ -221,7 +221,7 @@ async def test_a_skillforge_p1_brings_in_the_oncall_and_responders_and_the_first
             count(slack, team.id, "Escalation level 2") == 0
             and count(slack, channel.id, "Escalation level 2") == 0
         )
-        assert "U_SECOND" not in slack.channels[channel.id].members
+        assert "U0SECOND" not in slack.channels[channel.id].members
 
 
 async def test_a_declared_incident_keeps_its_declarer_as_commander(
@@ -237,17 +237,17 @@ async def test_a_declared_incident_keeps_its_declarer_as_commander(
     async with running_bot_with_clock(settings(slack, pd, database_dsn, redis_url, tmp_path), clock) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         await driver.slash_command(
-            "/incident", 'open "search is slow" sev=P3', user_id="U_ALICE", channel_id=team.id
+            "/incident", 'open "search is slow" sev=P3', user_id="U0ALICE", channel_id=team.id
         )
         channel = await slack.wait_for(room)
         # A P3: the on-call is invited, the responder group is not.
         await slack.wait_for(said(channel.id, "Invited to the incident"))
         members = set(slack.channels[channel.id].members)
-        assert "U_PRIMARY" in members and "U_SRE2" not in members
-        await driver.slash_command("/incident", "ack", user_id="U_PRIMARY", channel_id=channel.id)
-        await slack.wait_for(lambda s: any("acknowledged by <@U_PRIMARY>" in r.text for r in s.responses))
+        assert "U0PRIMARY" in members and "U0SRE2" not in members
+        await driver.slash_command("/incident", "ack", user_id="U0PRIMARY", channel_id=channel.id)
+        await slack.wait_for(lambda s: any("acknowledged by <@U0PRIMARY>" in r.text for r in s.responses))
         stored = await rows(database_dsn, "SELECT commander, acknowledged_by FROM incidents")
-        assert [tuple(r) for r in stored] == [("U_ALICE", "U_PRIMARY")]
+        assert [tuple(r) for r in stored] == [("U0ALICE", "U0PRIMARY")]
         assert await events(database_dsn, "commander_on_ack") == []
 
 
@@ -275,14 +275,14 @@ async def test_an_unacknowledged_incident_climbs_the_teams_levels_until_acknowle
         assert [r["after"] for r in due] == [timedelta(minutes=1)]
         clock.advance(seconds=65)
         await fired(database_dsn, 2, "escalated")
-        await slack.wait_for(lambda s: "U_SECOND" in s.channels[channel.id].members)
+        await slack.wait_for(lambda s: "U0SECOND" in s.channels[channel.id].members)
         await slack.wait_for(said(channel.id, "Escalation level 2 (Secondary SRE)"))
         await slack.wait_for(said(team.id, "Escalation level 2 (Secondary SRE)"))
-        assert any("Escalation level 2" in t and "<@U_SECOND>" in t for t in texts(slack, team.id))
+        assert any("Escalation level 2" in t and "<@U0SECOND>" in t for t in texts(slack, team.id))
         assert pd.events == []  # levels 1 and 2 name no PagerDuty policy
         # A severity change continues where the escalation stands: level 3 next, level 1 not again.
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
-        await driver.slash_command("/incident", "sev P2", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "sev P2", user_id="U0ALICE", channel_id=channel.id)
         await slack.wait_for(lambda s: any("is now P2" in r.text for r in s.responses))
         pending = await rows(
             database_dsn,
@@ -292,7 +292,7 @@ async def test_an_unacknowledged_incident_climbs_the_teams_levels_until_acknowle
         # Level 3 pages through PagerDuty and brings the managers in.
         clock.advance(minutes=1)
         await fired(database_dsn, 3, "escalated")
-        await slack.wait_for(lambda s: "U_MANAGER" in s.channels[channel.id].members)
+        await slack.wait_for(lambda s: "U0MANAGER" in s.channels[channel.id].members)
         await slack.wait_for(said(team.id, "Escalation level 3 (Engineering manager)"))
         [page] = pd.events
         assert page["event_action"] == "trigger" and page["dedup_key"].startswith("incidentbot-")
@@ -311,11 +311,11 @@ async def test_an_unacknowledged_incident_climbs_the_teams_levels_until_acknowle
         assert left == []
 
         # Resolved and reopened: the levels start again from the reopen, each step posted again once.
-        await driver.slash_command("/incident", "resolve", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "resolve", user_id="U0ALICE", channel_id=channel.id)
         await slack.wait_for(lambda s: any("still firing" in r.text for r in s.responses))
-        await driver.click("confirm_resolve", user_id="U_ALICE", channel_id=channel.id)
+        await driver.click("confirm_resolve", user_id="U0ALICE", channel_id=channel.id)
         await slack.wait_for(lambda s: any("resolved by" in r.text for r in s.responses))
-        await driver.slash_command("/incident", "reopen", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "reopen", user_id="U0ALICE", channel_id=channel.id)
         await slack.wait_for(lambda s: any("reopened by" in r.text for r in s.responses))
         await slack.wait_for(lambda s: count(s, channel.id, "Level 1 (Primary SRE) engaged") == 2)
         clock.advance(seconds=65)
@@ -401,7 +401,7 @@ async def test_a_pagerduty_ack_makes_the_acker_commander_when_matched_by_email(
             database_dsn, "SELECT title, commander, acknowledged_by FROM incidents ORDER BY title"
         )
         assert [tuple(r) for r in stored] == [
-            ("Search index stale", "U_SECOND", None),
+            ("Search index stale", "U0SECOND", None),
             ("Search quota", None, None),
             ("Search shards", None, None),
         ]
@@ -436,8 +436,8 @@ async def test_a_failed_oncall_lookup_is_shown_and_the_responders_still_come(
         await slack.wait_for(said(channel.id, f"On-call lookup failed for policy {POLICY}"))
         [invited] = await events(database_dsn, "people_invited")
         assert "HTTP 500" in invited["text"] and "Responders (P1)" in invited["text"]
-        assert {"U_SRE1", "U_SRE2"} <= set(slack.channels[channel.id].members)
-        assert "U_SECOND" not in slack.channels[channel.id].members
+        assert {"U0SRE1", "U0SRE2"} <= set(slack.channels[channel.id].members)
+        assert "U0SECOND" not in slack.channels[channel.id].members
 
 
 async def test_each_seed_team_gets_its_alert_in_its_channel_with_its_own_oncall_invited(
@@ -456,7 +456,7 @@ async def test_each_seed_team_gets_its_alert_in_its_channel_with_its_own_oncall_
     catalog = yaml.safe_load(path.read_text(encoding="utf-8"))
     oncall: dict[str, str] = {}
     for n, team in enumerate(SEED_ALERTS):
-        slack_id, pd_id, policy = f"U_ONCALL{n}", f"PU_ONCALL{n}", f"PSEED{n:03d}"
+        slack_id, pd_id, policy = f"U0ONCALL{n}", f"PU_ONCALL{n}", f"PSEED{n:03d}"
         email = f"oncall{n}@{team}.test"
         slack.add_user(slack_id, f"oncall{n}", f"On-call {team}", email)
         pd.add_user(pd_id, f"On-call {team}", email)

@@ -26,7 +26,7 @@ from tests.integration.rig import (
     running_bot,
 )
 
-MALLORY = "U_MALLORY"  # no role in the test policy
+MALLORY = "U0MALLORY"  # no role in the test policy
 SLACK_WRITES = frozenset(
     {
         "chat.postMessage",
@@ -252,11 +252,11 @@ async def test_team_command_moves_an_incident_only_for_whom_the_policy_allows(
         assert len(slack.messages(channels["skillforge"].id)) == 1
 
         # An unknown team is a clear error, nothing changes.
-        unknown = await types(slack, driver, "U_ALICE", "team nope", room.id, "No team")
+        unknown = await types(slack, driver, "U0ALICE", "team nope", room.id, "No team")
         assert "`skillforge`" in unknown.text and "`operations`" in unknown.text
 
         # Positive control: an SRE moves it; its notification follows to SkillForge's channel.
-        moved = await types(slack, driver, "U_ALICE", "team skillforge", room.id, "now belongs to")
+        moved = await types(slack, driver, "U0ALICE", "team skillforge", room.id, "now belongs to")
         assert moved.response_type == "in_channel" and "SkillForge" in moved.text
         await slack.wait_for(lambda s: len(s.messages(channels["skillforge"].id)) == 2)
         await slack.wait_for(lambda s: "team SkillForge" in json.dumps(s.messages(incident.id)[0].blocks))
@@ -267,21 +267,21 @@ async def test_team_command_moves_an_incident_only_for_whom_the_policy_allows(
             database_dsn, "SELECT actor, text FROM timeline_events WHERE kind = 'team_changed'"
         )
         assert [(e["actor"], "from Operations (unrouted) to SkillForge" in e["text"]) for e in events] == [
-            ("U_ALICE", True)
+            ("U0ALICE", True)
         ]
-        again = await types(slack, driver, "U_ALICE", "team skillforge", room.id, "already belongs")
+        again = await types(slack, driver, "U0ALICE", "team skillforge", room.id, "already belongs")
         assert "SkillForge" in again.text
 
         # The list filters by team.
-        listing = await types(slack, driver, "U_BOB", "list team=skillforge", "C_INCIDENTS", "Open incidents")
+        listing = await types(slack, driver, "U0BOB", "list team=skillforge", "C0INCIDENTS", "Open incidents")
         assert listing.text.count(", SkillForge, <#") == 2 and "#1" in listing.text and "#2" in listing.text
         empty = await types(
-            slack, driver, "U_BOB", "list team=operations", "C_INCIDENTS", "No open incidents"
+            slack, driver, "U0BOB", "list team=operations", "C0INCIDENTS", "No open incidents"
         )
         assert "operations" in empty.text
-        bad = await types(slack, driver, "U_BOB", "list team=nope", "C_INCIDENTS", "No team")
+        bad = await types(slack, driver, "U0BOB", "list team=nope", "C0INCIDENTS", "No team")
         assert bad.response_type == "ephemeral"
-        usage = await types(slack, driver, "U_BOB", "list everything", "C_INCIDENTS", "Usage")
+        usage = await types(slack, driver, "U0BOB", "list everything", "C0INCIDENTS", "Usage")
         assert "team=<name>" in usage.text
 
 
@@ -296,7 +296,7 @@ async def test_a_declared_incident_takes_the_team_of_its_channel_or_argument(
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         # Declared in SkillQuest's channel: SkillQuest's incident.
         await types(
-            slack, driver, "U_BOB", 'open "quiz answers lost" sev=P2', channels["skillquest"].id, "declared"
+            slack, driver, "U0BOB", 'open "quiz answers lost" sev=P2', channels["skillquest"].id, "declared"
         )
         room = await slack.wait_for(carded("inc-skillquest-"))
         assert "quiz-answers-lost" in room.name
@@ -308,16 +308,16 @@ async def test_a_declared_incident_takes_the_team_of_its_channel_or_argument(
             for t in texts(slack, channels["skillquest"].id)
         )
         # Declared in #incident with team=: that team's.
-        await types(slack, driver, "U_BOB", 'open "quota sync stuck" team=onquota', "C_INCIDENTS", "declared")
+        await types(slack, driver, "U0BOB", 'open "quota sync stuck" team=onquota', "C0INCIDENTS", "declared")
         await slack.wait_for(lambda s: s.messages(channels["onquota"].id))
         assert any("quota sync stuck" in t for t in texts(slack, channels["onquota"].id))
         # Declared in #incident without one: the default team, in #incident.
-        await types(slack, driver, "U_BOB", 'open "office wifi down"', "C_INCIDENTS", "declared")
+        await types(slack, driver, "U0BOB", 'open "office wifi down"', "C0INCIDENTS", "declared")
         await slack.wait_for(
-            lambda s: any("office wifi down" in t and "team Operations" in t for t in texts(s, "C_INCIDENTS"))
+            lambda s: any("office wifi down" in t and "team Operations" in t for t in texts(s, "C0INCIDENTS"))
         )
         # A team that does not exist: a clear error, no incident.
-        bad = await types(slack, driver, "U_BOB", 'open "x" team=nope', "C_INCIDENTS", "No team")
+        bad = await types(slack, driver, "U0BOB", 'open "x" team=nope', "C0INCIDENTS", "No team")
         assert bad.response_type == "ephemeral"
         stored = await rows(database_dsn, "SELECT title, team FROM incidents ORDER BY id")
         assert [(r["title"], r["team"]) for r in stored] == [

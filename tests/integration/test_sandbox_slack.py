@@ -73,7 +73,7 @@ async def test_bad_missing_and_wrong_type_tokens(sandbox: SlackSandbox) -> None:
     await expect_error(AsyncWebClient(base_url=sandbox.api_url).auth_test(), "not_authed")
     assert sandbox.app_token is not None
     app_level = AsyncWebClient(token=sandbox.app_token, base_url=sandbox.api_url)
-    await expect_error(app_level.chat_postMessage(channel="C_INCIDENTS", text="x"), "not_allowed_token_type")
+    await expect_error(app_level.chat_postMessage(channel="C0INCIDENTS", text="x"), "not_allowed_token_type")
     # the token may also come as a form/query argument
     async with (
         aiohttp.ClientSession() as session,
@@ -130,14 +130,14 @@ async def test_channel_create_name_taken_even_when_archived(
 
 async def test_invite_topic_and_info(sandbox: SlackSandbox, client: AsyncWebClient) -> None:
     cid = (await client.conversations_create(name="inc-invite"))["channel"]["id"]
-    await client.conversations_invite(channel=cid, users=["U_ALICE", "U_BOB"])
-    assert sandbox.channels[cid].members == [sandbox.bot_user_id, "U_ALICE", "U_BOB"]
-    await expect_error(client.conversations_invite(channel=cid, users="U_ALICE"), "already_in_channel")
-    await expect_error(client.conversations_invite(channel=cid, users="U_NOBODY"), "user_not_found")
+    await client.conversations_invite(channel=cid, users=["U0ALICE", "U0BOB"])
+    assert sandbox.channels[cid].members == [sandbox.bot_user_id, "U0ALICE", "U0BOB"]
+    await expect_error(client.conversations_invite(channel=cid, users="U0ALICE"), "already_in_channel")
+    await expect_error(client.conversations_invite(channel=cid, users="U0NOBODY"), "user_not_found")
     await expect_error(
         client.conversations_invite(channel=cid, users=sandbox.bot_user_id), "cant_invite_self"
     )
-    await expect_error(client.conversations_invite(channel="C_GENERAL", users="U_ALICE"), "not_in_channel")
+    await expect_error(client.conversations_invite(channel="C0GENERAL", users="U0ALICE"), "not_in_channel")
 
     await expect_error(client.conversations_setTopic(channel=cid, topic="t" * 251), "too_long")
     await client.conversations_setTopic(channel=cid, topic="t" * 250)
@@ -145,7 +145,7 @@ async def test_invite_topic_and_info(sandbox: SlackSandbox, client: AsyncWebClie
     info = await client.conversations_info(channel=cid)
     assert info["channel"]["topic"]["value"] == "t" * 250
     assert info["channel"]["purpose"]["value"] == "DB is down"
-    await expect_error(client.conversations_info(channel="C_MISSING"), "channel_not_found")
+    await expect_error(client.conversations_info(channel="C0MISSING"), "channel_not_found")
     listed = await client.conversations_list()
     assert cid in [c["id"] for c in listed["channels"]]
     # system messages are in history, but not in the messages() accessor by default
@@ -163,7 +163,7 @@ async def test_post_update_history_replies(sandbox: SlackSandbox, client: AsyncW
     blocks = [section("*Incident* opened"), {"type": "actions", "elements": [button(action_id="ack")]}]
     posted = await client.chat_postMessage(channel="#incidents", text="Incident opened", blocks=blocks)
     cid, ts = posted["channel"], posted["ts"]
-    assert cid == "C_INCIDENTS"
+    assert cid == "C0INCIDENTS"
     assert posted["message"]["blocks"][0]["block_id"]  # Slack fills in block ids
 
     reply = await client.chat_postMessage(channel=cid, text="timeline entry", thread_ts=ts)
@@ -196,26 +196,26 @@ async def test_post_update_history_replies(sandbox: SlackSandbox, client: AsyncW
 
 
 async def test_post_errors(sandbox: SlackSandbox, client: AsyncWebClient) -> None:
-    await expect_error(client.chat_postMessage(channel="C_NOPE", text="x"), "channel_not_found")
+    await expect_error(client.chat_postMessage(channel="C0NOPE", text="x"), "channel_not_found")
     await expect_error(client.chat_postMessage(channel="#general", text="x"), "not_in_channel")
     with pytest.warns(UserWarning):  # slack_sdk warns client-side before sending
-        await expect_error(client.chat_postMessage(channel="C_INCIDENTS"), "no_text")
+        await expect_error(client.chat_postMessage(channel="C0INCIDENTS"), "no_text")
     await expect_error(
-        client.chat_update(channel="C_INCIDENTS", ts="1.000001", text="x"), "message_not_found"
+        client.chat_update(channel="C0INCIDENTS", ts="1.000001", text="x"), "message_not_found"
     )
-    human = sandbox.add_message("C_INCIDENTS", "I'm on it", user_id="U_BOB")
+    human = sandbox.add_message("C0INCIDENTS", "I'm on it", user_id="U0BOB")
     await expect_error(
-        client.chat_update(channel="C_INCIDENTS", ts=human.ts, text="x"), "cant_update_message"
+        client.chat_update(channel="C0INCIDENTS", ts=human.ts, text="x"), "cant_update_message"
     )
-    eph = await client.chat_postEphemeral(channel="C_INCIDENTS", user="U_ALICE", text="only you")
-    assert sandbox.ephemerals_for("U_ALICE")[0].ts == eph["message_ts"]
-    sandbox.add_user("U_DAVE", "dave", "Dave Doe", "dave@example.com")
+    eph = await client.chat_postEphemeral(channel="C0INCIDENTS", user="U0ALICE", text="only you")
+    assert sandbox.ephemerals_for("U0ALICE")[0].ts == eph["message_ts"]
+    sandbox.add_user("U0DAVE", "dave", "Dave Doe", "dave@example.com")
     await expect_error(
-        client.chat_postEphemeral(channel="C_INCIDENTS", user="U_DAVE", text="x"), "user_not_in_channel"
+        client.chat_postEphemeral(channel="C0INCIDENTS", user="U0DAVE", text="x"), "user_not_in_channel"
     )
-    long = await client.chat_postMessage(channel="C_INCIDENTS", text="y" * 40_010)
+    long = await client.chat_postMessage(channel="C0INCIDENTS", text="y" * 40_010)
     assert len(long["message"]["text"]) == 40_000
-    dm = await client.chat_postMessage(channel="U_CAROL", text="you are on call")
+    dm = await client.chat_postMessage(channel="U0CAROL", text="you are on call")
     assert dm["channel"].startswith("D")
 
 
@@ -267,7 +267,7 @@ LONG = "x"
 )
 async def test_invalid_blocks(client: AsyncWebClient, blocks: list[dict[str, Any]], pointer: str) -> None:
     err = await expect_error(
-        client.chat_postMessage(channel="C_INCIDENTS", text="t", blocks=blocks), "invalid_blocks"
+        client.chat_postMessage(channel="C0INCIDENTS", text="t", blocks=blocks), "invalid_blocks"
     )
     errors = err.response["errors"]
     assert any(f"[json-pointer:{pointer}" in e for e in errors), errors
@@ -291,16 +291,16 @@ async def test_blocks_at_the_limits_are_accepted(sandbox: SlackSandbox, client: 
     ]
     at_limit += [{"type": "divider"} for _ in range(50 - len(at_limit))]
     assert validate_message_blocks(at_limit) == []
-    await client.chat_postMessage(channel="C_INCIDENTS", text="t", blocks=at_limit)
+    await client.chat_postMessage(channel="C0INCIDENTS", text="t", blocks=at_limit)
     eph_err = await expect_error(
-        client.chat_postEphemeral(channel="C_INCIDENTS", user="U_ALICE", text="t", blocks=[section("")]),
+        client.chat_postEphemeral(channel="C0INCIDENTS", user="U0ALICE", text="t", blocks=[section("")]),
         "invalid_blocks",
     )
     assert eph_err.response["errors"]
-    posted = sandbox.messages("C_INCIDENTS")[-1]
+    posted = sandbox.messages("C0INCIDENTS")[-1]
     await expect_error(
         client.chat_update(
-            channel="C_INCIDENTS", ts=posted.ts, text="t", blocks=[*at_limit, {"type": "divider"}]
+            channel="C0INCIDENTS", ts=posted.ts, text="t", blocks=[*at_limit, {"type": "divider"}]
         ),
         "invalid_blocks",
     )
@@ -310,7 +310,7 @@ async def test_views_are_validated(sandbox: SlackSandbox, client: AsyncWebClient
     def modal(title: str, blocks: list[dict[str, Any]]) -> dict[str, Any]:
         return {"type": "modal", "title": {"type": "plain_text", "text": title}, "blocks": blocks}
 
-    trigger = sandbox.issue_trigger_id("U_ALICE")
+    trigger = sandbox.issue_trigger_id("U0ALICE")
     err = await expect_error(
         client.views_open(trigger_id=trigger, view=modal("T" * 25, [])), "invalid_arguments"
     )
@@ -343,14 +343,14 @@ async def test_views_are_validated(sandbox: SlackSandbox, client: AsyncWebClient
 async def test_forced_429_then_retry_handler_succeeds(sandbox: SlackSandbox) -> None:
     plain = AsyncWebClient(token=sandbox.bot_token, base_url=sandbox.api_url)
     sandbox.force_rate_limit("chat.postMessage", 1)
-    err = await expect_error(plain.chat_postMessage(channel="C_INCIDENTS", text="x"), "ratelimited")
+    err = await expect_error(plain.chat_postMessage(channel="C0INCIDENTS", text="x"), "ratelimited")
     assert err.response.status_code == 429
     assert err.response.headers["Retry-After"] == "1"
 
     retrying = AsyncWebClient(token=sandbox.bot_token, base_url=sandbox.api_url)
     retrying.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=1))
     sandbox.force_rate_limit("chat.postMessage", 1)
-    ok = await retrying.chat_postMessage(channel="C_INCIDENTS", text="after retry")
+    ok = await retrying.chat_postMessage(channel="C0INCIDENTS", text="after retry")
     assert ok["ok"]
     statuses = [c.status for c in sandbox.calls_to("chat.postMessage")]
     assert statuses == [429, 429, 200]
@@ -363,7 +363,7 @@ async def test_tier_and_per_channel_limits(sandbox: SlackSandbox, client: AsyncW
     assert int(err.response.headers["Retry-After"]) >= 1
 
     for i in range(3):  # chat.postMessage: burst of 3 per channel, then 1/s
-        await client.chat_postMessage(channel="C_INCIDENTS", text=f"m{i}")
+        await client.chat_postMessage(channel="C0INCIDENTS", text=f"m{i}")
     err = await expect_error(client.chat_postMessage(channel="#incidents", text="m3"), "ratelimited")
     assert err.response.headers["Retry-After"] == "1"
     await client.chat_postMessage(channel="burst-0", text="other channel has its own bucket")
@@ -373,8 +373,8 @@ async def test_rate_limits_can_be_disabled() -> None:
     async with SlackSandbox(rate_limits=False) as sb:
         client = AsyncWebClient(token=sb.bot_token, base_url=sb.api_url)
         for i in range(10):
-            await client.chat_postMessage(channel="C_INCIDENTS", text=f"m{i}")
-        assert len(sb.messages("C_INCIDENTS")) == 10
+            await client.chat_postMessage(channel="C0INCIDENTS", text=f"m{i}")
+        assert len(sb.messages("C0INCIDENTS")) == 10
 
 
 # --------------------------------------------------------------------------------------------
@@ -388,7 +388,7 @@ async def test_files_upload_v2_round_trip(sandbox: SlackSandbox, client: AsyncWe
         content=png,
         filename="latency.png",
         title="p99 latency",
-        channel="C_INCIDENTS",
+        channel="C0INCIDENTS",
         initial_comment="graph for the last hour",
     )
     file_id = resp["file"]["id"]
@@ -396,13 +396,13 @@ async def test_files_upload_v2_round_trip(sandbox: SlackSandbox, client: AsyncWe
     stored = sandbox.files[file_id]
     assert stored.data == png
     assert stored.mimetype == "image/png"
-    msg = sandbox.messages("C_INCIDENTS")[-1]
+    msg = sandbox.messages("C0INCIDENTS")[-1]
     assert msg.files == [file_id]
     assert msg.text == "graph for the last hour"
     info = await client.files_info(file=file_id)
-    assert info["file"]["channels"] == ["C_INCIDENTS"]
+    assert info["file"]["channels"] == ["C0INCIDENTS"]
     assert info["file"]["size"] == len(png)
-    history = await client.conversations_history(channel="C_INCIDENTS")
+    history = await client.conversations_history(channel="C0INCIDENTS")
     assert history["messages"][0]["files"][0]["id"] == file_id
 
 
@@ -414,7 +414,7 @@ async def test_upload_length_mismatch_and_missing_args(sandbox: SlackSandbox, cl
     async with aiohttp.ClientSession() as session, session.post(url["upload_url"], data=b"short") as r:
         assert r.status == 400
     await expect_error(
-        client.files_completeUploadExternal(files=[{"id": url["file_id"]}], channel_id="C_INCIDENTS"),
+        client.files_completeUploadExternal(files=[{"id": url["file_id"]}], channel_id="C0INCIDENTS"),
         "file_not_found",
     )
 
@@ -425,17 +425,17 @@ async def test_upload_length_mismatch_and_missing_args(sandbox: SlackSandbox, cl
 
 
 async def test_usergroups_and_lookup_by_email(sandbox: SlackSandbox, client: AsyncWebClient) -> None:
-    sandbox.add_usergroup("S_DB", "db-oncall", ["U_CAROL"])
-    assert (await client.usergroups_users_list(usergroup="S_DB"))["users"] == ["U_CAROL"]
-    await expect_error(client.usergroups_users_list(usergroup="S_NOPE"), "no_such_subteam")
+    sandbox.add_usergroup("S0DB", "db-oncall", ["U0CAROL"])
+    assert (await client.usergroups_users_list(usergroup="S0DB"))["users"] == ["U0CAROL"]
+    await expect_error(client.usergroups_users_list(usergroup="S0NOPE"), "no_such_subteam")
     groups = await client.usergroups_list(include_users=True)
     assert {g["handle"] for g in groups["usergroups"]} == {"sre-oncall", "db-oncall"}
 
     found = await client.users_lookupByEmail(email="Alice@Example.com")
-    assert found["user"]["id"] == "U_ALICE"
+    assert found["user"]["id"] == "U0ALICE"
     assert found["user"]["profile"]["email"] == "alice@example.com"
     await expect_error(client.users_lookupByEmail(email="nobody@example.com"), "users_not_found")
-    await expect_error(client.users_info(user="U_NOPE"), "user_not_found")
+    await expect_error(client.users_info(user="U0NOPE"), "user_not_found")
     members = await client.users_list(limit=2)
     assert len(members["members"]) == 2
     assert members["response_metadata"]["next_cursor"]
@@ -448,13 +448,13 @@ async def test_usergroups_and_lookup_by_email(sandbox: SlackSandbox, client: Asy
 
 async def test_wait_for_wakes_on_concurrent_post(sandbox: SlackSandbox, client: AsyncWebClient) -> None:
     def posted(sb: SlackSandbox) -> str | None:
-        msgs = [m for m in sb.messages("C_INCIDENTS") if m.text == "hello"]
+        msgs = [m for m in sb.messages("C0INCIDENTS") if m.text == "hello"]
         return msgs[0].ts if msgs else None
 
     waiter = asyncio.create_task(sandbox.wait_for(posted, timeout=5))
     await asyncio.sleep(0)  # let the waiter park (yield, not a timed sleep)
     assert not waiter.done()
-    sent = await client.chat_postMessage(channel="C_INCIDENTS", text="hello")
+    sent = await client.chat_postMessage(channel="C0INCIDENTS", text="hello")
     assert await waiter == sent["ts"]
 
 
@@ -554,7 +554,7 @@ async def bolt_url(sandbox: SlackSandbox) -> AsyncIterator[str]:
             return
         await ack()
         severity = values["sev"]["pick"]["selected_option"]["value"]
-        await client.chat_postMessage(channel="C_INCIDENTS", text=f"{severity}: {summary}")
+        await client.chat_postMessage(channel="C0INCIDENTS", text=f"{severity}: {summary}")
 
     @app.event("message")
     async def on_message(event: dict[str, Any], say: Any) -> None:
@@ -585,25 +585,25 @@ async def test_driver_command_click_and_event_through_bolt(sandbox: SlackSandbox
         )
         assert rejected.status == 401
 
-        result = await driver.slash_command("/incident", "db down", user_id="U_BOB")
+        result = await driver.slash_command("/incident", "db down", user_id="U0BOB")
         assert result.status == 200
         assert "Declaring: db down" in result.body
         opened = await sandbox.wait_for(lambda sb: [r for r in sb.responses if r.text.startswith("Opened")])
         channel = sandbox.channel_by_name("inc-db-down")
         assert channel is not None
         assert opened[0].response_type == "ephemeral"
-        assert "U_BOB" in channel.members
-        assert sorted(e.source for e in sandbox.ephemerals_for("U_BOB")) == ["ack", "response_url"]
+        assert "U0BOB" in channel.members
+        assert sorted(e.source for e in sandbox.ephemerals_for("U0BOB")) == ["ack", "response_url"]
 
         card = await sandbox.wait_for(lambda sb: next(iter(sb.messages(channel.id)), None))
-        clicked = await driver.click("approve", user_id="U_ALICE")
+        clicked = await driver.click("approve", user_id="U0ALICE")
         assert clicked.status == 200
 
         def replaced(sb: SlackSandbox) -> str | None:
             text = sb.messages(channel.id)[0].text
             return text if text.startswith("Approved") else None
 
-        assert await sandbox.wait_for(replaced) == "Approved by <@U_ALICE> (req-1)"
+        assert await sandbox.wait_for(replaced) == "Approved by <@U0ALICE> (req-1)"
         assert card.edits[0]["text"] == "Approve restart?"
 
         reacted = await driver.reaction_added("eyes", channel_id=channel.id, ts=card.ts)
@@ -620,7 +620,7 @@ async def test_driver_modal_submission_and_message_event(sandbox: SlackSandbox, 
         driver = SlackDriver(sandbox, bolt_url, SIGNING_SECRET, session)
         assert (await driver.slash_command("/declare")).status == 200
         view = await sandbox.wait_for(lambda sb: next((v for v in sb.views.values() if not v.closed), None))
-        assert view.user_id == "U_ALICE"
+        assert view.user_id == "U0ALICE"
 
         bad = await driver.submit_view(view.id, {"summary": {"value": "x"}, "sev": {"pick": "sev1"}})
         assert bad.json() == {"response_action": "errors", "errors": {"summary": "Too short"}}
@@ -630,26 +630,26 @@ async def test_driver_modal_submission_and_message_event(sandbox: SlackSandbox, 
         assert good.status == 200
         assert view.closed
         await sandbox.wait_for(
-            lambda sb: [m for m in sb.messages("C_INCIDENTS") if m.text == "sev2: db down"]
+            lambda sb: [m for m in sb.messages("C0INCIDENTS") if m.text == "sev2: db down"]
         )
 
-        said = await driver.user_message("C_INCIDENTS", "anyone there?", user_id="U_CAROL")
+        said = await driver.user_message("C0INCIDENTS", "anyone there?", user_id="U0CAROL")
         assert said.status == 200
-        asked = sandbox.messages("C_INCIDENTS")[-1]
-        reply = await sandbox.wait_for(lambda sb: sb.thread("C_INCIDENTS", asked.ts))
-        assert reply[0].text == "hi <@U_CAROL>"
+        asked = sandbox.messages("C0INCIDENTS")[-1]
+        reply = await sandbox.wait_for(lambda sb: sb.thread("C0INCIDENTS", asked.ts))
+        assert reply[0].text == "hi <@U0CAROL>"
 
 
 async def test_expired_trigger(sandbox: SlackSandbox, client: AsyncWebClient) -> None:
     sandbox.trigger_ttl = -1.0
     view = {"type": "modal", "title": {"type": "plain_text", "text": "T"}, "blocks": []}
     await expect_error(
-        client.views_open(trigger_id=sandbox.issue_trigger_id("U_ALICE"), view=view), "expired_trigger_id"
+        client.views_open(trigger_id=sandbox.issue_trigger_id("U0ALICE"), view=view), "expired_trigger_id"
     )
 
 
 async def test_response_url_rules(sandbox: SlackSandbox) -> None:
-    url = sandbox.new_response_url("command", user_id="U_ALICE", channel_id="C_INCIDENTS")
+    url = sandbox.new_response_url("command", user_id="U0ALICE", channel_id="C0INCIDENTS")
     async with aiohttp.ClientSession() as session:
         async with session.post(url, json={"text": "x", "blocks": [section("")]}) as r:
             assert (r.status, await r.text()) == (400, "invalid_blocks")
@@ -660,15 +660,15 @@ async def test_response_url_rules(sandbox: SlackSandbox) -> None:
                 assert r.status == 200
         async with session.post(url, json={"text": "sixth"}) as r:
             assert (r.status, await r.text()) == (404, "used_url")
-    assert [m.text for m in sandbox.messages("C_INCIDENTS")] == [f"update {i}" for i in range(5)]
+    assert [m.text for m in sandbox.messages("C0INCIDENTS")] == [f"update {i}" for i in range(5)]
     assert [r.status for r in sandbox.responses] == [400, 400, 200, 200, 200, 200, 200, 404]
 
 
 async def test_snapshot_is_json(sandbox: SlackSandbox, client: AsyncWebClient) -> None:
-    await client.chat_postMessage(channel="C_INCIDENTS", text="snap", blocks=[section("snap")])
-    await client.files_upload_v2(content=b"abc", filename="a.txt", channel="C_INCIDENTS")
+    await client.chat_postMessage(channel="C0INCIDENTS", text="snap", blocks=[section("snap")])
+    await client.files_upload_v2(content=b"abc", filename="a.txt", channel="C0INCIDENTS")
     snap = json.loads(json.dumps(sandbox.snapshot()))
-    incidents = next(c for c in snap["channels"] if c["id"] == "C_INCIDENTS")
+    incidents = next(c for c in snap["channels"] if c["id"] == "C0INCIDENTS")
     assert [m["text"] for m in incidents["messages"]] == ["snap", ""]
     assert snap["files"][0]["name"] == "a.txt"
     async with aiohttp.ClientSession() as session, session.get(f"{sandbox.base_url}/snapshot") as r:

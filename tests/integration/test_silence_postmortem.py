@@ -52,7 +52,7 @@ async def test_silence_is_created_recorded_and_expired_on_resolve(
             driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
             await post_alert(http, bot, group_payload("shop", [("s1", "firing"), ("s2", "firing")]))
             channel = await incident_channel(slack)
-            await driver.slash_command("/incident", "silence 2h", user_id="U_ALICE", channel_id=channel.id)
+            await driver.slash_command("/incident", "silence 2h", user_id="U0ALICE", channel_id=channel.id)
             reply = await slack.wait_for(
                 lambda s: next((r for r in s.responses if "silenced" in r.text), None)
             )
@@ -62,25 +62,25 @@ async def test_silence_is_created_recorded_and_expired_on_resolve(
             assert len(active) == 1
             matchers = {(m["name"], m["value"]) for m in active[0]["matchers"]}
             assert ("alertname", "HighErrorRate") in matchers and ("namespace", "shop") in matchers
-            assert active[0]["createdBy"] == "slack:U_ALICE"
+            assert active[0]["createdBy"] == "slack:U0ALICE"
 
             await driver.slash_command(
-                "/incident", "silence 30m pod=~pod-s.* team!=db", user_id="U_ALICE", channel_id=channel.id
+                "/incident", "silence 30m pod=~pod-s.* team!=db", user_id="U0ALICE", channel_id=channel.id
             )
             await slack.wait_for(lambda s: sum("silenced" in r.text for r in s.responses) == 2)
             await driver.slash_command(
-                "/incident", "silence 1h bad-matcher", user_id="U_ALICE", channel_id=channel.id
+                "/incident", "silence 1h bad-matcher", user_id="U0ALICE", channel_id=channel.id
             )
             await slack.wait_for(lambda s: any("is not a matcher" in r.text for r in s.responses))
 
             # Resolving expires the incident's silences.
-            await driver.slash_command("/incident", "resolve", user_id="U_ALICE", channel_id=channel.id)
+            await driver.slash_command("/incident", "resolve", user_id="U0ALICE", channel_id=channel.id)
             await slack.wait_for(lambda s: any("still firing" in r.text for r in s.responses))
-            await driver.click("confirm_resolve", user_id="U_ALICE", channel_id=channel.id)
+            await driver.click("confirm_resolve", user_id="U0ALICE", channel_id=channel.id)
             async with asyncio.timeout(10):
                 while any(s["status"]["state"] == "active" for s in await _silences(am.url)):
                     await asyncio.sleep(0.1)
-            await driver.slash_command("/incident", "timeline", user_id="U_ALICE", channel_id=channel.id)
+            await driver.slash_command("/incident", "timeline", user_id="U0ALICE", channel_id=channel.id)
             timeline = await slack.wait_for(
                 lambda s: next((r for r in s.responses if "Timeline of" in r.text), None)
             )
@@ -100,9 +100,9 @@ async def test_postmortem_draft_matches_the_stored_timeline(
         await post_alert(http, bot, group_payload("shop", [("p1", "firing")]))
         channel = await incident_channel(slack)
         for text in ("ack", "status cache flushed, errors dropping", "sev P2"):
-            await driver.slash_command("/incident", text, user_id="U_BOB", channel_id=channel.id)
+            await driver.slash_command("/incident", text, user_id="U0BOB", channel_id=channel.id)
         await slack.wait_for(lambda s: s.channels[channel.id].topic.startswith("[P2]"))
-        await driver.slash_command("/incident", "postmortem", user_id="U_BOB", channel_id=channel.id)
+        await driver.slash_command("/incident", "postmortem", user_id="U0BOB", channel_id=channel.id)
         draft = await slack.wait_for(
             lambda s: next(
                 (f for f in s.files.values() if f.name.startswith("postmortem-incident-1") and f.completed),
@@ -121,5 +121,5 @@ async def test_postmortem_draft_matches_the_stored_timeline(
         )
         for needle in ("cache flushed, errors dropping", "HighErrorRate", "@bob"):
             assert needle in text, needle
-        assert "U_BOB" not in text and "U\\_BOB" not in text  # named, not by Slack id
+        assert "U0BOB" not in text and "U\\_BOB" not in text  # named, not by Slack id
         assert any(draft.id in m.files for m in slack.messages(channel.id))

@@ -47,33 +47,33 @@ async def test_ack_button_records_who_and_updates_both_messages(
     async with running_bot(settings) as bot:
         channel = await _open_incident(slack, http, bot)
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
-        resp = await driver.click("ack_incident", user_id="U_BOB", channel_id=notification_channel(slack).id)
+        resp = await driver.click("ack_incident", user_id="U0BOB", channel_id=notification_channel(slack).id)
         assert resp.status == 200
 
         def acked(s: SlackSandbox) -> bool:
             card = s.messages(channel.id)[0]
             note = s.messages(notification_channel(s).id)[0]
             both = json.dumps(card.blocks) + json.dumps(note.blocks)
-            return both.count("Acknowledged") >= 2 and "<@U_BOB>" in both and "ack_incident" not in both
+            return both.count("Acknowledged") >= 2 and "<@U0BOB>" in both and "ack_incident" not in both
 
         await slack.wait_for(acked)
         conn = await asyncpg.connect(database_dsn)
         try:
             row = await conn.fetchrow("SELECT status, acknowledged_by FROM incidents")
-            assert (row["status"], row["acknowledged_by"]) == ("acknowledged", "U_BOB")
+            assert (row["status"], row["acknowledged_by"]) == ("acknowledged", "U0BOB")
             kinds = [r["kind"] for r in await conn.fetch("SELECT kind FROM timeline_events ORDER BY id")]
             assert kinds.count("acknowledged") == 1
         finally:
             await conn.close()
         # A second click on the old button (double click, or a stale message) changes nothing.
         resp = await driver.post(
-            _block_actions(slack, channel.id, "U_CAROL"), "application/x-www-form-urlencoded"
+            _block_actions(slack, channel.id, "U0CAROL"), "application/x-www-form-urlencoded"
         )
         assert resp.status == 200
         reply = await slack.wait_for(
             lambda s: next((r for r in s.responses if "already acknowledged" in r.text), None)
         )
-        assert "U_BOB" in reply.text
+        assert "U0BOB" in reply.text
 
 
 def _block_actions(slack: SlackSandbox, channel_id: str, user_id: str, value: str | None = None) -> bytes:
@@ -113,15 +113,15 @@ async def test_forged_and_stale_signatures_are_refused(
     async with running_bot(bot_settings(slack, database_dsn, redis_url)) as bot:
         channel = await _open_incident(slack, http, bot)
         forged = SlackDriver(slack, bot_url(bot) + "/slack/events", "not-the-secret", http)
-        resp = await forged.click("ack_incident", user_id="U_BOB", channel_id=channel.id)
+        resp = await forged.click("ack_incident", user_id="U0BOB", channel_id=channel.id)
         assert resp.status == 401
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
-        body = _block_actions(slack, channel.id, "U_BOB")
+        body = _block_actions(slack, channel.id, "U0BOB")
         resp = await driver.post(body, "application/x-www-form-urlencoded", timestamp=int(time.time()) - 600)
         assert resp.status == 401
         resp = await driver.post(body, "application/x-www-form-urlencoded", signature="v0=" + "0" * 64)
         assert resp.status == 401
-        resp = await forged.slash_command("/incident", "ack", user_id="U_BOB", channel_id=channel.id)
+        resp = await forged.slash_command("/incident", "ack", user_id="U0BOB", channel_id=channel.id)
         assert resp.status == 401
         conn = await asyncpg.connect(database_dsn)
         try:
@@ -138,7 +138,7 @@ async def test_tampered_button_value_is_refused_politely(
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
         for bad in ("999", "1; DROP TABLE incidents"):
             resp = await driver.post(
-                _block_actions(slack, channel.id, "U_BOB", value=bad), "application/x-www-form-urlencoded"
+                _block_actions(slack, channel.id, "U0BOB", value=bad), "application/x-www-form-urlencoded"
             )
             assert resp.status == 200
         await slack.wait_for(
@@ -160,26 +160,26 @@ async def test_slash_commands_ack_list_help_and_usage(
     async with running_bot(settings) as bot:
         channel = await _open_incident(slack, http, bot)
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
-        resp = await driver.slash_command("/incident", "help", user_id="U_ALICE", channel_id=channel.id)
+        resp = await driver.slash_command("/incident", "help", user_id="U0ALICE", channel_id=channel.id)
         assert resp.status == 200
         await slack.wait_for(lambda s: any("/incident ack" in r.text for r in s.responses))
-        await driver.slash_command("/incident", "frobnicate now", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "frobnicate now", user_id="U0ALICE", channel_id=channel.id)
         await slack.wait_for(lambda s: any("Unknown subcommand `frobnicate`" in r.text for r in s.responses))
         # A stray quote is free text, not a parse error; a malformed value still gets its reason.
-        await driver.slash_command("/incident", 'sev "P1', user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", 'sev "P1', user_id="U0ALICE", channel_id=channel.id)
         await slack.wait_for(lambda s: any("is not a severity" in r.text for r in s.responses))
-        await driver.slash_command("/incident", "list", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "list", user_id="U0ALICE", channel_id=channel.id)
         listing = await slack.wait_for(
             lambda s: next((r for r in s.responses if "Open incidents" in r.text), None)
         )
         assert "5xx &gt; 5%" in listing.text or "5xx > 5%" in listing.text
-        await driver.slash_command("/incident", "ack", user_id="U_ALICE", channel_id=channel.id)
+        await driver.slash_command("/incident", "ack", user_id="U0ALICE", channel_id=channel.id)
         ack = await slack.wait_for(
             lambda s: next((r for r in s.responses if "acknowledged by" in r.text), None)
         )
         assert ack.response_type == "in_channel"
         await driver.slash_command(
-            "/incident", "ack", user_id="U_ALICE", channel_id=notification_channel(slack).id
+            "/incident", "ack", user_id="U0ALICE", channel_id=notification_channel(slack).id
         )
         await slack.wait_for(lambda s: any("Run this in an incident channel" in r.text for r in s.responses))
         assert all("Traceback" not in r.text for r in slack.responses)

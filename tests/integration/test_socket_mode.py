@@ -122,7 +122,7 @@ async def test_envelopes_acks_timeouts_and_disconnect_with_a_bolt_app(sandbox: S
     await cast(Any, handler).connect_async()
     try:
         driver = SocketModeDriver(sandbox)
-        resp = await driver.slash_command("/echo", "hi there", channel_id="C_INCIDENTS")
+        resp = await driver.slash_command("/echo", "hi there", channel_id="C0INCIDENTS")
         assert resp.status == 200 and resp.json() == {"text": "echo: hi there"}
         assert resp.envelope is not None and resp.envelope.type == "slash_commands"
         assert resp.envelope.accepts_response_payload
@@ -131,10 +131,10 @@ async def test_envelopes_acks_timeouts_and_disconnect_with_a_bolt_app(sandbox: S
             lambda s: next((r for r in s.responses if r.via == "ack" and r.text == "echo: hi there"), None)
         )
         assert ack_reply.kind == "command" and ack_reply.ok
-        assert any(e.text == "echo: hi there" for e in sandbox.ephemerals_for("U_ALICE", "C_INCIDENTS"))
+        assert any(e.text == "echo: hi there" for e in sandbox.ephemerals_for("U0ALICE", "C0INCIDENTS"))
 
         msg = sandbox.add_message(
-            "C_INCIDENTS",
+            "C0INCIDENTS",
             "pick",
             blocks=[
                 {
@@ -150,11 +150,11 @@ async def test_envelopes_acks_timeouts_and_disconnect_with_a_bolt_app(sandbox: S
                 }
             ],
         )
-        resp = await driver.click("go", channel_id="C_INCIDENTS")
+        resp = await driver.click("go", channel_id="C0INCIDENTS")
         assert resp.status == 200 and resp.body == ""
         assert resp.envelope is not None and resp.envelope.type == "interactive"
         assert not resp.envelope.accepts_response_payload
-        await driver.reaction_added("eyes", channel_id="C_INCIDENTS", ts=msg.ts)
+        await driver.reaction_added("eyes", channel_id="C0INCIDENTS", ts=msg.ts)
         await sandbox.wait_for(lambda s: seen == ["block_actions", "eyes"])
         event_envelope = sandbox.socket_envelopes[-1]
         assert event_envelope.type == "events_api" and event_envelope.acked
@@ -162,7 +162,7 @@ async def test_envelopes_acks_timeouts_and_disconnect_with_a_bolt_app(sandbox: S
         assert event_envelope.payload["event"]["type"] == "reaction_added"
 
         quick = SocketModeDriver(sandbox, ack_timeout=0.5)
-        resp = await quick.slash_command("/silent", "nobody acks", channel_id="C_INCIDENTS")
+        resp = await quick.slash_command("/silent", "nobody acks", channel_id="C0INCIDENTS")
         assert resp.status == 504 and resp.body == "ack_timeout"
         assert resp.envelope is not None and not resp.envelope.acked
         assert len(sandbox.socket_acks) == 3  # echo, go and the event; none for /silent
@@ -172,7 +172,7 @@ async def test_envelopes_acks_timeouts_and_disconnect_with_a_bolt_app(sandbox: S
         await sandbox.disconnect_sockets("refresh_requested")
         await sandbox.wait_for(lambda s: len(s.socket_connections) == 2 and not first.is_open)
         assert len(sandbox.calls_to("apps.connections.open")) == 2
-        resp = await driver.slash_command("/echo", "again", channel_id="C_INCIDENTS")
+        resp = await driver.slash_command("/echo", "again", channel_id="C0INCIDENTS")
         assert resp.status == 200 and resp.envelope is not None
         assert resp.envelope.connection_id == sandbox.connected_sockets[0].id != first.id
     finally:
@@ -205,12 +205,12 @@ async def test_bot_over_socket_mode(
         assert slack.incident_channel is not None
         here = slack.incident_channel.id
 
-        resp = await driver.slash_command("/incident", "help", user_id="U_ALICE", channel_id=here)
+        resp = await driver.slash_command("/incident", "help", user_id="U0ALICE", channel_id=here)
         assert resp.status == 200
         await slack.wait_for(lambda s: any("/incident ack" in r.text for r in s.responses))
 
         resp = await driver.slash_command(
-            "/incident", 'open "socket test" sev=P3', user_id="U_ALICE", channel_id=here
+            "/incident", 'open "socket test" sev=P3', user_id="U0ALICE", channel_id=here
         )
         assert resp.status == 200
         channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
@@ -221,9 +221,9 @@ async def test_bot_over_socket_mode(
             while not ((loaded := await bot.parts.store.load_view(1)) and loaded[1].card_ts):
                 await asyncio.sleep(0.02)
 
-        resp = await driver.click("ack_incident", user_id="U_BOB", channel_id=channel.id)
+        resp = await driver.click("ack_incident", user_id="U0BOB", channel_id=channel.id)
         assert resp.status == 200
-        await slack.wait_for(_acked_card(channel.id, "U_BOB"))
+        await slack.wait_for(_acked_card(channel.id, "U0BOB"))
 
         conn = await asyncpg.connect(database_dsn)
         try:
@@ -232,7 +232,7 @@ async def test_bot_over_socket_mode(
                 "title": "socket test",
                 "severity": "P3",
                 "status": "acknowledged",
-                "acknowledged_by": "U_BOB",
+                "acknowledged_by": "U0BOB",
             }
         finally:
             await conn.close()
@@ -253,9 +253,9 @@ async def test_socket_mode_bot_takes_nothing_over_http(
     async with running_bot(settings) as bot:
         await slack.wait_for(lambda s: s.connected_sockets)
         driver = SocketModeDriver(slack)
-        await driver.slash_command("/incident", 'open "socket test" sev=P3', channel_id="C_INCIDENTS")
+        await driver.slash_command("/incident", 'open "socket test" sev=P3', channel_id="C0INCIDENTS")
         channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
         forged = SlackDriver(slack, bot_url(bot) + "/slack/events", "not-the-signing-secret", http)
-        resp = await forged.slash_command("/incident", "sev P1", user_id="U_CAROL", channel_id=channel.id)
+        resp = await forged.slash_command("/incident", "sev P1", user_id="U0CAROL", channel_id=channel.id)
         # today Bolt answers 200 and runs the command for anyone who can reach the port
         assert resp.status in (401, 403, 404), resp.body

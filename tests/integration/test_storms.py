@@ -29,7 +29,7 @@ from tests.integration.rig import (
 )
 from tests.integration.test_routing import SLACK_WRITES, alert_payload, rows
 
-MALLORY = "U_MALLORY"  # no role in the test policy
+MALLORY = "U0MALLORY"  # no role in the test policy
 TEAM_CHANNEL = "skillquest-incidents"
 WINDOW_S = 20
 
@@ -168,11 +168,11 @@ async def test_a_storm_of_eight_incidents_gives_one_digest_p1_channels_first_and
         )
         assert after == before
         # A button naming an incident of no storm is refused too.
-        forged = await click(slack, driver, "U_ALICE", digest.ts, channel, str(stored["StormAlert1"]["id"]))
+        forged = await click(slack, driver, "U0ALICE", digest.ts, channel, str(stored["StormAlert1"]["id"]))
         assert "not valid any more" in forged
 
         # Positive control: the SRE opens it; its channel and card follow, the storm goes on.
-        opened = await click(slack, driver, "U_ALICE", digest.ts, channel, waiting)
+        opened = await click(slack, driver, "U0ALICE", digest.ts, channel, waiting)
         assert "Opening the channel of incident" in opened
         await slack.wait_for(
             lambda s: any(

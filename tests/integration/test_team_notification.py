@@ -77,7 +77,7 @@ def _buttons(note: Message) -> dict[str, dict[str, Any]]:
 async def test_the_notification_says_enough_to_act_and_joins_the_clicker(
     slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, tmp_path: Path
 ) -> None:
-    slack.add_user("U_DAVE", "dave", "Dave Davis", "dave@example.com")  # holds no role
+    slack.add_user("U0DAVE", "dave", "Dave Davis", "dave@example.com")  # holds no role
     settings = bot_settings(slack, database_dsn, redis_url, playbooks_dir=_policy(tmp_path))
     async with running_bot(settings) as bot:
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
@@ -110,32 +110,32 @@ async def test_the_notification_says_enough_to_act_and_joins_the_clicker(
         # Refused by the policy: no invitation, nobody new in the channel.
         members = list(slack.channels[channel].members)
         invites = len(slack.calls_to("conversations.invite"))
-        await driver.click(JOIN_ACTION, user_id="U_DAVE", channel_id=note.channel, message_ts=note.ts)
+        await driver.click(JOIN_ACTION, user_id="U0DAVE", channel_id=note.channel, message_ts=note.ts)
         refused = await slack.wait_for(
-            lambda s: next((r for r in s.responses if r.user_id == "U_DAVE"), None)
+            lambda s: next((r for r in s.responses if r.user_id == "U0DAVE"), None)
         )
         assert refused.response_type == "ephemeral" and "may not join" in refused.text, refused.text
         assert slack.channels[channel].members == members
         assert len(slack.calls_to("conversations.invite")) == invites
         # A forged value (another incident) is refused as well.
         await driver.click(
-            JOIN_ACTION, user_id="U_CAROL", channel_id=note.channel, message_ts=note.ts, value="999"
+            JOIN_ACTION, user_id="U0CAROL", channel_id=note.channel, message_ts=note.ts, value="999"
         )
-        await slack.wait_for(lambda s: any(r.user_id == "U_CAROL" for r in s.responses))
-        assert "U_CAROL" not in slack.channels[channel].members
+        await slack.wait_for(lambda s: any(r.user_id == "U0CAROL" for r in s.responses))
+        assert "U0CAROL" not in slack.channels[channel].members
 
         # Positive control: the on-call is invited into the channel by the click.
-        await driver.click(JOIN_ACTION, user_id="U_CAROL", channel_id=note.channel, message_ts=note.ts)
-        await slack.wait_for(lambda s: "U_CAROL" in s.channels[channel].members)
+        await driver.click(JOIN_ACTION, user_id="U0CAROL", channel_id=note.channel, message_ts=note.ts)
+        await slack.wait_for(lambda s: "U0CAROL" in s.channels[channel].members)
         joined = await slack.wait_for(
             lambda s: next(
-                (r for r in s.responses if r.user_id == "U_CAROL" and "You are in" in r.text), None
+                (r for r in s.responses if r.user_id == "U0CAROL" and "You are in" in r.text), None
             )
         )
         assert joined.response_type == "ephemeral"
 
         # Acknowledged from the notification: Join and Open channel are still there to click.
-        await driver.click("ack_incident", user_id="U_CAROL", channel_id=note.channel, message_ts=note.ts)
+        await driver.click("ack_incident", user_id="U0CAROL", channel_id=note.channel, message_ts=note.ts)
         acked = await slack.wait_for(
             lambda s: (n := _note(s)) is not None and "acknowledged by" in json.dumps(n.blocks) and n
         )
@@ -143,7 +143,7 @@ async def test_the_notification_says_enough_to_act_and_joins_the_clicker(
         after = _buttons(acked)
         assert "ack_incident" not in after and {JOIN_ACTION, OPEN_LINK_ACTION} <= set(after)
         # Joining twice is fine: already in, nothing breaks.
-        await driver.click(JOIN_ACTION, user_id="U_CAROL", channel_id=note.channel, message_ts=note.ts)
+        await driver.click(JOIN_ACTION, user_id="U0CAROL", channel_id=note.channel, message_ts=note.ts)
         await slack.wait_for(
-            lambda s: sum(r.user_id == "U_CAROL" and "You are in" in r.text for r in s.responses) == 2
+            lambda s: sum(r.user_id == "U0CAROL" and "You are in" in r.text for r in s.responses) == 2
         )

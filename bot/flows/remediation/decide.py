@@ -64,7 +64,7 @@ def status_reason(run: ActionRun) -> str:
     return f"This proposal is {run.status.value}."
 
 
-SLACK_USER = re.compile(r"^[UW][A-Z0-9_]{2,}$")
+SLACK_USER = re.compile(r"^[UW][A-Z0-9]{2,}$")
 
 
 def resolved_reason(incident: Incident, user: str | None) -> str:

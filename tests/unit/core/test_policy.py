@@ -292,28 +292,28 @@ def test_missing_policy_file_is_the_safe_default(tmp_path: Path) -> None:
 def test_required_roles_need_a_different_approver_each() -> None:
     required = ["dba", "sre"]
     assert missing_roles(required, {}) == ["dba", "sre"]
-    assert missing_roles(required, {"U_ALICE": ["sre"]}) == ["dba"]
+    assert missing_roles(required, {"U0ALICE": ["sre"]}) == ["dba"]
     # Two SREs cover `sre` once: a DBA is still missing.
-    assert missing_roles(required, {"U_ALICE": ["sre"], "U_BOB": ["sre"]}) == ["dba"]
-    assert not approval_complete(required, 2, {"U_ALICE": ["sre"], "U_BOB": ["sre"]})
-    assert approval_complete(required, 2, {"U_ALICE": ["sre"], "U_CAROL": ["dba"]})
+    assert missing_roles(required, {"U0ALICE": ["sre"], "U0BOB": ["sre"]}) == ["dba"]
+    assert not approval_complete(required, 2, {"U0ALICE": ["sre"], "U0BOB": ["sre"]})
+    assert approval_complete(required, 2, {"U0ALICE": ["sre"], "U0CAROL": ["dba"]})
     # One person holding both roles covers only one of them.
-    assert missing_roles(required, {"U_DAVE": ["dba", "sre"]}) == ["sre"]
+    assert missing_roles(required, {"U0DAVE": ["dba", "sre"]}) == ["sre"]
     # The assignment is found even when the first approver's role must move (augmenting path).
-    assert missing_roles(required, {"U_DAVE": ["dba", "sre"], "U_CAROL": ["dba"]}) == []
+    assert missing_roles(required, {"U0DAVE": ["dba", "sre"], "U0CAROL": ["dba"]}) == []
     assert missing_roles(["dba", "sre", "oncall"], {"a": ["sre", "dba"], "b": ["dba"], "c": ["oncall"]}) == []
 
 
 def test_an_approval_that_brings_nothing_is_not_wanted() -> None:
     required = ["dba", "sre"]
-    assert approval_helps(required, 2, {}, "U_ALICE", ["sre"])
-    assert not approval_helps(required, 2, {"U_ALICE": ["sre"]}, "U_BOB", ["sre"])
-    assert approval_helps(required, 2, {"U_ALICE": ["sre"]}, "U_CAROL", ["dba"])
+    assert approval_helps(required, 2, {}, "U0ALICE", ["sre"])
+    assert not approval_helps(required, 2, {"U0ALICE": ["sre"]}, "U0BOB", ["sre"])
+    assert approval_helps(required, 2, {"U0ALICE": ["sre"]}, "U0CAROL", ["dba"])
     # A third approval of any role is wanted while approvals_needed is not reached.
-    assert approval_helps(required, 3, {"U_ALICE": ["sre"], "U_CAROL": ["dba"]}, "U_BOB", ["sre"])
-    assert not approval_helps(required, 3, {"U_ALICE": ["sre"], "U_BOB": ["sre"]}, "U_DAVE", ["sre"])
+    assert approval_helps(required, 3, {"U0ALICE": ["sre"], "U0CAROL": ["dba"]}, "U0BOB", ["sre"])
+    assert not approval_helps(required, 3, {"U0ALICE": ["sre"], "U0BOB": ["sre"]}, "U0DAVE", ["sre"])
     # Without required roles it is the plain count.
-    assert approval_helps([], 2, {"U_ALICE": []}, "U_BOB", [])
+    assert approval_helps([], 2, {"U0ALICE": []}, "U0BOB", [])
 
 
 def test_approvers_all_of_raises_the_count_and_may_approve() -> None:

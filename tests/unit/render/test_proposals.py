@@ -30,7 +30,7 @@ TOKEN = "0123456789abcdef"
 POLICY = Policy.model_validate(
     {
         "roles": {
-            "sre": {"users": ["U_ALICE", "U_BOB"], "usergroups": ["S0SRE"]},
+            "sre": {"users": ["U0ALICE", "U0BOB"], "usergroups": ["S0SRE"]},
             "oncall": {"usergroups": ["sre-oncall"]},
             "empty": {},
         },
@@ -73,7 +73,7 @@ def make_run(**changes: Any) -> ActionRun:
             current_replicas=6,
             cluster="context `sandbox` (KUBECONFIG)",
         ),
-        requested_by="U_CAROL",
+        requested_by="U0CAROL",
     )
     return replace(run, **changes)
 
@@ -110,14 +110,14 @@ def test_proposal_shows_preview_target_cluster_approvers_and_expiry() -> None:
     assert "context `sandbox` (KUBECONFIG)" in text
     # Approver roles become mentions of their users and groups.
     assert (
-        "<@U_ALICE>" in text and "<@U_BOB>" in text and "<!subteam^S0SRE>" in text and "@sre-oncall" in text
+        "<@U0ALICE>" in text and "<@U0BOB>" in text and "<!subteam^S0SRE>" in text and "@sre-oncall" in text
     )
     assert "0 of 1" in text
     # The expiry is a Slack date (each reader's own time zone), never a static "in 15m".
     expiry = int((NOW + timedelta(minutes=15)).timestamp())
     assert f"<!date^{expiry}^{{date_short_pretty}} {{time}}|2026-11-22 16:15 UTC>" in text
     assert "in 15m" not in text
-    assert "<@U_CAROL>" in text  # requested by
+    assert "<@U0CAROL>" in text  # requested by
     assert "not the requester" in text
 
 
@@ -135,12 +135,12 @@ def test_approvals_so_far_are_counted_and_named() -> None:
         params={"namespace": "skillquest", "pod": "postgres-0", "template": "pg_x", "args": {"minutes": "5"}},
         target="pod skillquest/postgres-0",
         approvals_needed=2,
-        approvals=(Approval("U_BOB", NOW),),
+        approvals=(Approval("U0BOB", NOW),),
     )
     msg = render(run, ActionName.EXEC)
     assert_valid(msg)
     text = text_of(msg)
-    assert "1 of 2: <@U_BOB>" in text
+    assert "1 of 2: <@U0BOB>" in text
     assert "2 approval(s)" in text
     assert "template=pg_x args=minutes=5" in text
 
@@ -177,7 +177,7 @@ def test_no_buttons_once_final_and_the_result_is_shown() -> None:
 
 def test_no_buttons_while_approved_or_running() -> None:
     for status in (RunStatus.APPROVED, RunStatus.RUNNING):
-        msg = render(make_run(status=status, approvals=(Approval("U_BOB", NOW),)))
+        msg = render(make_run(status=status, approvals=(Approval("U0BOB", NOW),)))
         assert_valid(msg)
         assert buttons(msg) == []
 
@@ -269,13 +269,13 @@ def test_missing_required_roles_are_shown_until_covered() -> None:
         params={"namespace": "skillquest", "pod": "postgres-0", "template": "pg", "args": {}},
         approvals_needed=2,
         approvers_all_of=("dba", "sre"),
-        approvals=(Approval("U_ALICE", NOW, ("sre",)),),
+        approvals=(Approval("U0ALICE", NOW, ("sre",)),),
     )
     text = text_of(render(run, ActionName.EXEC))
     assert "2 approval(s), one each from `dba`, `sre`, not the requester" in text
-    assert "1 of 2: <@U_ALICE>" in text and "still needed: an approver with role `dba`" in text
+    assert "1 of 2: <@U0ALICE>" in text and "still needed: an approver with role `dba`" in text
     done = replace(
-        run, status=RunStatus.APPROVED, approvals=(*run.approvals, Approval("U_CAROL", NOW, ("dba",)))
+        run, status=RunStatus.APPROVED, approvals=(*run.approvals, Approval("U0CAROL", NOW, ("dba",)))
     )
     assert "still needed" not in text_of(render(done, ActionName.EXEC))
     assert_valid(render(run, ActionName.EXEC))
@@ -299,7 +299,7 @@ def test_set_env_values_are_never_shown() -> None:
 
 
 def test_a_proposal_expired_with_its_incident_says_why() -> None:
-    run = make_run(status=RunStatus.EXPIRED, error="because incident #4 was resolved by <@U_BOB>")
+    run = make_run(status=RunStatus.EXPIRED, error="because incident #4 was resolved by <@U0BOB>")
     text = text_of(render(run))
     assert "*Expired*: because incident #4 was resolved" in text
     assert APPROVE_ACTION not in text and REJECT_ACTION not in text

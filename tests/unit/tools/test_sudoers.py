@@ -69,7 +69,7 @@ def test_one_host_gets_only_what_the_policy_allows_there(bundled: PlaybookSet) -
 
 def test_free_form_arguments_are_left_out_never_wildcarded(tmp_path: Path) -> None:
     policy = {
-        "roles": {"sre": {"users": ["U_OPS"]}},
+        "roles": {"sre": {"users": ["U0OPS"]}},
         "approvals": {
             "host_command": {
                 "requesters": ["sre"],
