@@ -197,6 +197,11 @@ class LifecycleStore:
             row = await conn.fetchrow("SELECT * FROM incidents WHERE id = $1", incident_id)
             return _incident(row) if row else None
 
+    # A status change made here (resolve, reopen; not one applied from PagerDuty) moves the
+    # incident's PagerDuty clock to its own time in the same statement: every PagerDuty change that
+    # happened before it, such as the echo of the bot's previous change still on its way, is then
+    # older and never undoes it (a resolve's echo arriving after a reopen). No webhook can slip in
+    # between the change and the clock.
     async def resolve(
         self, incident_id: int, actor: str, summary: str | None, now: datetime
     ) -> Incident | None:
@@ -204,7 +209,12 @@ class LifecycleStore:
         text = f"Resolved by {who.mrkdwn}" + (f": {inline(summary)}" if summary else "")
         return await self._change(
             "UPDATE incidents SET status = 'resolved', open_marker = NULL, resolved_at = $2, resolved_by = $3,"
-            " resolved_by_external = $5, resolution_summary = $4 WHERE id = $1 AND open_marker RETURNING *",
+            " resolved_by_external = $5, resolution_summary = $4,"
+            # Ours (no external actor): supersedes PagerDuty changes before it (see below).
+            " pagerduty_event_at = CASE WHEN $5::text IS NULL THEN greatest(pagerduty_event_at, $2)"
+            " ELSE pagerduty_event_at END,"
+            " pagerduty_event_id = CASE WHEN $5::text IS NULL THEN '' ELSE pagerduty_event_id END"
+            " WHERE id = $1 AND open_marker RETURNING *",
             (incident_id, now, who.slack_id, summary, who.external),
             event=("resolved", text),
             actor=who.slack_id,
@@ -226,9 +236,12 @@ class LifecycleStore:
             " card_ts = CASE WHEN archived_at IS NULL THEN card_ts END,"
             " channel_topic = CASE WHEN archived_at IS NULL THEN channel_topic END,"
             " channel_claimed_by = CASE WHEN archived_at IS NULL THEN channel_claimed_by END,"
-            " archived_at = NULL"
+            " archived_at = NULL,"
+            " pagerduty_event_at = CASE WHEN $3::text IS NULL THEN greatest(pagerduty_event_at, $2)"
+            " ELSE pagerduty_event_at END,"
+            " pagerduty_event_id = CASE WHEN $3::text IS NULL THEN '' ELSE pagerduty_event_id END"
             " WHERE id = $1 AND open_marker IS NULL RETURNING *",
-            (incident_id,),
+            (incident_id, now, who.external),
             event=("reopened", f"Reopened by {who.mrkdwn}"),
             actor=who.slack_id,
             now=now,
