@@ -319,7 +319,7 @@ class Publisher:
         the incident, the old notification is updated one last time (it names the new team) and
         a new one is posted in the new team's channel."""
         inc = view.incident
-        note = notification(view, now, self._oncall(inc.team))
+        note = notification(view, now, self._oncall(inc.team, await self.store.paged_oncall(inc.id)))
         target = await self.teams.notification_channel(inc.team)
         if state.notification_ts is not None and state.notification_channel_id is not None:
             await self.chat.update(
@@ -332,18 +332,19 @@ class Publisher:
         ts = await self.owned.post(target, note, key)
         await self.store.set_notification(inc.id, target, ts)
 
-    def _oncall(self, team: str | None) -> list[str]:
-        """Who is on call for the team, as mentions: its first escalation level (the people
-        the notification is for)."""
+    def _oncall(self, team: str | None, paged: list[str]) -> list[str]:
+        """Who is on call, as mentions: the people PagerDuty has on call now (once they were
+        looked up), then the team's first escalation level (the people the notification is for)."""
+        now_on_call = [f"PagerDuty: {', '.join(mention(u) for u in paged)}"] if paged else []
         levels = self.catalog.team(team).escalation
         if not levels:
-            return []
+            return now_on_call
         first = levels[0]
         named = [mention(u) for u in first.users]
         named += [f"<!subteam^{g}>" if g.startswith("S") else f"@{inline(g, 80)}" for g in first.usergroups]
         if first.name and named:
-            return [f"{inline(first.name, 60)}: {', '.join(named)}"]
-        return named
+            return [*now_on_call, f"{inline(first.name, 60)}: {', '.join(named)}"]
+        return now_on_call + named
 
     async def _ours(self, found: Channel, claimed_at: datetime | None) -> bool:
         """Whether an existing channel with the claimed name is the one an earlier publisher of

@@ -46,6 +46,8 @@ class Found:
     users: list[str] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    # Who of them is on call now (from PagerDuty): the team notification names them.
+    oncall: list[str] = field(default_factory=list)
 
     def add(self, reason: str, users: Iterable[str]) -> None:
         found = list(dict.fromkeys(users))
@@ -55,6 +57,7 @@ class Found:
 
     def merge(self, other: Found) -> None:
         self.users += [u for u in other.users if u not in self.users]
+        self.oncall += [u for u in other.oncall if u not in self.oncall]
         self.reasons += other.reasons
         self.problems += other.problems
 
@@ -64,6 +67,12 @@ class Found:
 
     def lines(self) -> str:
         return "\n".join([*(f"• {r}" for r in self.reasons), *(f"⚠️ {p}" for p in self.problems)])
+
+
+def on_call(found: Found) -> Found:
+    """The people found are the ones on call now."""
+    found.oncall = list(found.users)
+    return found
 
 
 class Responders:
@@ -164,12 +173,14 @@ class Responders:
         found = Found()
         policy_id = await self.lifecycle.escalation_policy(incident.id)
         if policy_id:
-            found.merge(await self.oncall(policy_id, "On-call from PagerDuty invited"))
+            found.merge(on_call(await self.oncall(policy_id, "On-call from PagerDuty invited")))
         elif team.pagerduty.escalation_policy_id:
             found.merge(
-                await self.oncall(
-                    team.pagerduty.escalation_policy_id,
-                    f"On-call from PagerDuty invited ({escape(self.catalog.team_title(incident.team))})",
+                on_call(
+                    await self.oncall(
+                        team.pagerduty.escalation_policy_id,
+                        f"On-call from PagerDuty invited ({escape(self.catalog.team_title(incident.team))})",
+                    )
                 )
             )
         if incident.severity in RESPONDER_SEVERITIES and team.responders:
@@ -217,7 +228,7 @@ class Responders:
             f"{head}\n{found.lines()}",
             now=self.clock(),
             announce=True,
-            data={"users": found.users, "problems": len(found.problems)},
+            data={"users": found.users, "oncall": found.oncall, "problems": len(found.problems)},
             key=key,
         )
         # Only now: a failure before this is tried again by the next publish.

@@ -407,6 +407,17 @@ class PostgresStore:
         )
         return [_incident(r) for r in rows]
 
+    async def paged_oncall(self, incident_id: int) -> list[str]:
+        """The Slack users on call when the incident's people were brought in (PagerDuty's
+        on-call, as recorded in its `people_invited` event); empty when none was found."""
+        data = await self.pool.fetchval(
+            "SELECT data FROM timeline_events WHERE incident_id = $1 AND kind = 'people_invited'"
+            " ORDER BY id DESC LIMIT 1",
+            incident_id,
+        )
+        found = data.get("oncall") if isinstance(data, dict) else None
+        return [str(u) for u in found] if isinstance(found, list) else []
+
     async def timeline(self, incident_id: int) -> list[TimelineEvent]:
         rows = await self.pool.fetch(
             "SELECT at, kind, text, actor, data FROM timeline_events WHERE incident_id = $1 ORDER BY at, id",

@@ -195,6 +195,12 @@ async def test_a_skillforge_p1_brings_in_the_oncall_and_responders_and_the_first
         # channel has the incident's notification only (no escalation yet).
         await slack.wait_for(said(channel.id, "Level 1 (Primary SRE) engaged. <@U0PRIMARY> <@U0SRE1>"))
         assert count(slack, team.id, "Level 1") == 0 and len(slack.messages(team.id)) == 1
+        # The team's notification names who PagerDuty has on call now, beside the first level.
+        await slack.wait_for(
+            lambda s: (
+                "PagerDuty: <@U0PRIMARY>" in json.dumps(s.messages(team.id)[0].blocks, ensure_ascii=False)
+            )
+        )
 
         # The first to ack by the card's button leads; a second ack changes nothing.
         driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
