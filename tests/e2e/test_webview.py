@@ -114,7 +114,10 @@ async def test_incident_journey_in_the_browser(page: Page, stack: SandboxStack, 
     await expect(card).to_have_count(1, timeout=WAIT)
     await expect(card.locator(".block-header")).to_contain_text("SkillQuest API is down")
     card = page.locator(f'#messages .msg[data-ts="{await card.get_attribute("data-ts")}"]')
-    runbook = message(page, "playbook skillquest-api-down")
+    # The runbook message (the proposals after it name the playbook too).
+    runbook = message(page, "playbook skillquest-api-down").filter(
+        has=page.locator(".block-header", has_text="📘")
+    )
     await expect(runbook).to_be_visible(timeout=WAIT)
     await expect(runbook.locator(".block-header")).to_have_text("📘 SkillQuest API is down")
     await expect(runbook).to_contain_text("3. Restart the API")
