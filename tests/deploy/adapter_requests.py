@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from kubernetes_asyncio.client import ApiClient
 
 from bot.clients.kubernetes.cluster import KubernetesCluster
+from bot.clients.kubernetes.objects import dig_str
 from bot.clients.kubernetes.reads import READABLE_KINDS
 from bot.clients.kubernetes.results import RolloutState
 from bot.core.actions import (
@@ -117,7 +118,9 @@ async def _investigator(sandbox: KubeSandbox, cluster: KubernetesCluster) -> Non
             sandbox.create(body)
         listed = await cluster.list_objects(kind, namespace, limit=5)
         assert listed.items, kind
-        assert await cluster.read_object(kind, namespace, str(listed.items[0]["metadata"]["name"]))  # type: ignore[index]
+        name = dig_str(listed.items[0], "metadata", "name")
+        assert name, kind
+        assert await cluster.read_object(kind, namespace, name)
 
 
 def _scenarios(sandbox: KubeSandbox) -> dict[ActionName | str, Scenario]:

@@ -295,8 +295,8 @@ async def test_sandbox_answers_like_the_engine(engine: DockerSandbox) -> None:
     connector = aiohttp.UnixConnector(path=engine.socket_path)
     async with aiohttp.ClientSession(connector=connector) as http:
 
-        async def call(method: str, path: str, **kwargs: object) -> tuple[int, object]:
-            async with http.request(method, f"http://docker{path}", **kwargs) as response:  # type: ignore[arg-type]
+        async def call(method: str, path: str, **kwargs: Any) -> tuple[int, Any]:
+            async with http.request(method, f"http://docker{path}", **kwargs) as response:
                 body = await response.read()
                 if response.headers.get("Content-Type") == "application/json":
                     return response.status, (await response.json())
@@ -333,7 +333,7 @@ async def test_sandbox_answers_like_the_engine(engine: DockerSandbox) -> None:
         start = f"/exec/{created['Id']}/start"
         assert (await call("POST", start, json={"Detach": True}))[0] == 200
         assert (await call("POST", start, json={"Detach": True}))[0] == 409
-        assert (await call("GET", f"/exec/{created['Id']}/json"))[1]["ExitCode"] == 0  # type: ignore[index]
+        assert (await call("GET", f"/exec/{created['Id']}/json"))[1]["ExitCode"] == 0
         assert (await call("GET", "/containers/json", params={"filters": '{"status": ["exited"]}'}))[1] == []
     assert engine.calls == [
         RecordedCall("stop", "onquota_redis", stop_timeout=1),

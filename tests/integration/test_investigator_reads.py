@@ -176,4 +176,5 @@ async def test_generic_reads_return_no_secret_and_keep_to_the_policy(env: Env) -
         ]
         # Positive control: the sandbox does hold and serve those values.
         assert env.kube.get("secrets", NAMESPACE, "pg") is not None
-        assert env.kube.get("configmaps", NAMESPACE, "app-config")["data"]["DATABASE_URL"] == CONFIG_VALUE  # type: ignore[index]
+        config = env.kube.get("configmaps", NAMESPACE, "app-config")
+        assert config is not None and config["data"]["DATABASE_URL"] == CONFIG_VALUE
