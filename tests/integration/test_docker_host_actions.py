@@ -11,9 +11,8 @@ is mocked."""
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +27,17 @@ from bot.core.incident import Incident
 from bot.core.runs import ActionRun, AuditEvent, RunStatus
 from sandbox.docker import BACKUP_SCRIPT, VERIFY_SCRIPT, DockerSandbox, ExecScript, RecordedCall
 from sandbox.slack import SlackDriver, SlackSandbox
+from tests.integration.host_rig import (
+    alert_body,
+    approve,
+    audit_events,
+    playbook_run,
+    running,
+    slash,
+    wait_message,
+    wait_thread,
+)
 from tests.integration.rig import SIGNING_SECRET, bot_settings, bot_url, playbooks_with_roles, post_alert
-from tests.integration.test_host_actions import alert_body, running
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -149,18 +157,6 @@ async def open_incident(env: Env, bot: BotServer, labels: dict[str, str]) -> Inc
     return found
 
 
-async def slash(env: Env, bot: BotServer, user: str, channel: str, text: str) -> str:
-    """`/incident <text>` as Slack sends it; the reply the user sees."""
-    seen = len(env.slack.responses)
-    resp = await env.driver(bot).slash_command("/incident", text, user_id=user, channel_id=channel)
-    assert resp.status == 200
-
-    def reply(s: SlackSandbox) -> str | None:
-        return next((r.text for r in s.responses[seen:] if r.user_id == user), None)
-
-    return await env.slack.wait_for(reply)
-
-
 async def run_host(
     env: Env, bot: BotServer, incident: Incident, args: str, host: str = "onquota"
 ) -> tuple[str, ActionRun]:
@@ -174,51 +170,6 @@ async def run_host(
     stored = await bot.parts.remediation_store.get(run.id)
     assert stored is not None and stored.message_ts is not None  # posted before the reply
     return reply, stored
-
-
-async def playbook_run(env: Env, bot: BotServer, incident: Incident, title: str) -> ActionRun:
-    channel = incident.channel_id or ""
-
-    def posted(s: SlackSandbox) -> str | None:
-        for m in s.messages(channel):
-            if title in json.dumps(m.blocks or []) and "approve_action" in json.dumps(m.blocks or []):
-                return m.ts
-        return None
-
-    ts = await env.slack.wait_for(posted, timeout=20)
-    runs = await bot.parts.remediation_store.for_incident(incident.id)
-    run = next(r for r in runs if r.title == title)
-    return replace(run, channel_id=channel, message_ts=ts)
-
-
-async def wait_message(env: Env, run: ActionRun, *needles: str, timeout: float = 20) -> str:
-    def shows(s: SlackSandbox) -> str | None:
-        msg = s.channels[run.channel_id or ""].message(run.message_ts or "")
-        text = json.dumps(msg.blocks, ensure_ascii=False) if msg is not None and msg.blocks else ""
-        return text if all(n in text for n in needles) else None
-
-    return await env.slack.wait_for(shows, timeout=timeout)
-
-
-async def wait_thread(env: Env, run: ActionRun, needle: str, timeout: float = 20) -> str:
-    def found(s: SlackSandbox) -> str | None:
-        for m in s.thread(run.channel_id or "", run.message_ts or ""):
-            if needle in m.text:
-                return m.text
-        return None
-
-    return await env.slack.wait_for(found, timeout=timeout)
-
-
-async def approve(env: Env, bot: BotServer, run: ActionRun, user: str) -> int:
-    resp = await env.driver(bot).click(
-        "approve_action", user_id=user, channel_id=run.channel_id, message_ts=run.message_ts
-    )
-    return resp.status
-
-
-async def audit_events(bot: BotServer, run_id: int) -> list[AuditEvent]:
-    return [e.event for e in await bot.parts.remediation_store.audit_entries(run_id=run_id)]
 
 
 def restarts(calls: list[RecordedCall]) -> list[str]:

@@ -11,8 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +20,7 @@ import pytest
 import yaml
 from aiohttp import web
 
-from bot.app import BotServer, build
+from bot.app import BotServer
 from bot.config.settings import Settings
 from bot.core.actions import ActionName, HostCommandParams
 from bot.core.errors import UserError
@@ -31,6 +30,16 @@ from bot.flows.remediation.propose import Request
 from sandbox.services import PrometheusServer
 from sandbox.slack import SlackDriver, SlackSandbox
 from sandbox.ssh import Sshd, new_host_key
+from tests.integration.host_rig import (
+    alert_body,
+    approve,
+    audit_events,
+    playbook_run,
+    running,
+    slash,
+    wait_message,
+    wait_thread,
+)
 from tests.integration.rig import SIGNING_SECRET, bot_settings, bot_url, playbooks_with_roles, post_alert
 
 pytestmark = pytest.mark.timeout(120)
@@ -98,41 +107,6 @@ async def env(
     return Env(slack, http, database_dsn, redis_url, tmp_path, sshd)
 
 
-@asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[BotServer]:
-    server = await build(settings)
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
-
-
-def alert_body(labels: dict[str, str]) -> dict[str, Any]:
-    return {
-        "receiver": "incidentbot",
-        "status": "firing",
-        "alerts": [
-            {
-                "status": "firing",
-                "labels": labels,
-                "annotations": {"summary": f"{labels['alertname']} firing"},
-                "startsAt": "2026-11-22T16:00:00Z",
-                "endsAt": "0001-01-01T00:00:00Z",
-                "generatorURL": "",
-                "fingerprint": "e" * 16,
-            }
-        ],
-        "groupLabels": {"alertname": labels["alertname"]},
-        "commonLabels": labels,
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager:9093",
-        "version": "4",
-        "groupKey": f'{{}}:{{alertname="{labels["alertname"]}"}}',
-        "truncatedAlerts": 0,
-    }
-
-
 async def open_incident(env: Env, bot: BotServer, labels: dict[str, str] | None = None) -> Incident:
     status, _ = await post_alert(env.http, bot, alert_body(labels or SKILLMEAT_ALERT))
     assert status == 200
@@ -141,48 +115,6 @@ async def open_incident(env: Env, bot: BotServer, labels: dict[str, str] | None 
     found = await bot.parts.store.incident_by_channel(channel.id)
     assert found is not None
     return found
-
-
-async def playbook_run(env: Env, bot: BotServer, incident: Incident, title: str) -> ActionRun:
-    """The run the playbook proposed (by enrichment), with its message as Slack has it."""
-    channel = incident.channel_id or ""
-
-    def posted(s: SlackSandbox) -> str | None:
-        for m in s.messages(channel):
-            if title in json.dumps(m.blocks or []) and "approve_action" in json.dumps(m.blocks or []):
-                return m.ts
-        return None
-
-    ts = await env.slack.wait_for(posted, timeout=20)
-    runs = await bot.parts.remediation_store.for_incident(incident.id)
-    run = next(r for r in runs if r.title == title)
-    return replace(run, channel_id=channel, message_ts=ts)
-
-
-async def wait_message(env: Env, run: ActionRun, *needles: str, timeout: float = 20) -> str:
-    def shows(s: SlackSandbox) -> str | None:
-        msg = s.channels[run.channel_id or ""].message(run.message_ts or "")
-        text = json.dumps(msg.blocks, ensure_ascii=False) if msg is not None and msg.blocks else ""
-        return text if all(n in text for n in needles) else None
-
-    return await env.slack.wait_for(shows, timeout=timeout)
-
-
-async def wait_thread(env: Env, run: ActionRun, needle: str, timeout: float = 20) -> str:
-    def found(s: SlackSandbox) -> str | None:
-        for m in s.thread(run.channel_id or "", run.message_ts or ""):
-            if needle in m.text:
-                return m.text
-        return None
-
-    return await env.slack.wait_for(found, timeout=timeout)
-
-
-async def approve(env: Env, bot: BotServer, run: ActionRun, user: str) -> int:
-    resp = await env.driver(bot).click(
-        "approve_action", user_id=user, channel_id=run.channel_id, message_ts=run.message_ts
-    )
-    return resp.status
 
 
 async def propose(
@@ -203,10 +135,6 @@ def proposals(env: Env, incident: Incident) -> list[str]:
     """Messages of the incident's channel with an Approve button."""
     texts = [json.dumps(m.blocks or []) for m in env.slack.messages(incident.channel_id or "")]
     return [t for t in texts if "approve_action" in t]
-
-
-async def audit_events(bot: BotServer, run_id: int) -> list[AuditEvent]:
-    return [e.event for e in await bot.parts.remediation_store.audit_entries(run_id=run_id)]
 
 
 # --------------------------------------------------------------------------- the happy path
@@ -362,18 +290,6 @@ async def test_a_command_past_its_time_limit_fails_plainly(env: Env) -> None:
 
 
 # --------------------------------------------------------------------------- through /incident run
-
-
-async def slash(env: Env, bot: BotServer, user: str, channel: str, text: str) -> str:
-    """`/incident <text>` as Slack sends it; the reply the user sees."""
-    seen = len(env.slack.responses)
-    resp = await env.driver(bot).slash_command("/incident", text, user_id=user, channel_id=channel)
-    assert resp.status == 200
-
-    def reply(s: SlackSandbox) -> str | None:
-        return next((r.text for r in s.responses[seen:] if r.user_id == user), None)
-
-    return await env.slack.wait_for(reply)
 
 
 async def test_onquota_backend_restart_needs_two_approvals_and_runs_once(env: Env) -> None:
