@@ -292,6 +292,8 @@ async def test_resolved_channel_is_archived_after_the_delay(
         assert not slack.channels[channel.id].is_archived
         clock.advance(minutes=2)
         await slack.wait_for(lambda s: s.channels[channel.id].is_archived, timeout=10)
+        # Slack's archive lands before the bot records it: wait for the timer to finish.
+        await _wait_timers_done(database_dsn, kinds=("archive",))
         rows = await _db(database_dsn, "SELECT archived_at FROM incidents")
         assert rows[0]["archived_at"] is not None
 
