@@ -35,7 +35,7 @@ from bot.clients.kubernetes.clusters import Clusters
 from bot.clients.kubernetes.clusters import connect as connect_clusters
 from bot.clients.llm import Capability, ChatClient
 from bot.clients.pagerduty import PagerDutyClient
-from bot.clients.prometheus import PrometheusMetrics
+from bot.clients.prometheus import PrometheusSources
 from bot.clients.slack import SlackChat, build_client
 from bot.clients.ssh import SshHost
 from bot.config.catalog import load_catalog
@@ -231,7 +231,7 @@ class Components:
     executor: Executor
     playbooks: PlaybookSet
     clusters: Clusters
-    prometheus: PrometheusMetrics | None
+    prometheus: PrometheusSources
     pager: PagerDutyClient | None
     owner: str
     outages: Outages
@@ -246,7 +246,7 @@ class _Clients:
     slack_client: AsyncWebClient
     pager: PagerDutyClient | None
     clusters: Clusters
-    prometheus: PrometheusMetrics | None
+    prometheus: PrometheusSources
     silences: AlertmanagerSilences | None
 
 
@@ -275,23 +275,23 @@ async def _open_clients(
     clusters = await connect_clusters(
         catalog, kubeconfig=settings.kubeconfig, in_cluster=settings.in_cluster, stack=stack
     )
-    prometheus = (
-        PrometheusMetrics(settings.prometheus_url, timeout=settings.prometheus_timeout_seconds)
-        if settings.prometheus_url
-        else None
+    prometheus = PrometheusSources.connect(
+        catalog, settings.prometheus_url, timeout=settings.prometheus_timeout_seconds
     )
-    if prometheus is not None:
-        stack.push_async_callback(asyncio.to_thread, prometheus.close)
+    stack.push_async_callback(asyncio.to_thread, prometheus.close)
     silences = (
         AlertmanagerSilences(settings.alertmanager_url, http_session) if settings.alertmanager_url else None
     )
     return _Clients(coord, pool, intake_pool, chat, slack_client, pager, clusters, prometheus, silences)
 
 
-def query_guard(settings: Settings, playbooks: PlaybookSet) -> tuple[QueryGuard, TrustedSources]:
-    """What may reach Prometheus and which alert links are shown (bot.core.promql). Costly
-    playbook queries are trusted, but named in the log once."""
-    prometheus_hosts = TrustedHosts.parse(settings.prometheus_url, settings.prometheus_hosts)
+def query_guard(
+    settings: Settings, playbooks: PlaybookSet, prometheus: PrometheusSources
+) -> tuple[QueryGuard, TrustedSources]:
+    """What may reach Prometheus and which alert links are shown (bot.core.promql): any
+    configured Prometheus (PROMETHEUS_URL and the clusters' own). Costly playbook queries are
+    trusted, but named in the log once."""
+    prometheus_hosts = TrustedHosts.parse(*prometheus.urls, settings.prometheus_hosts)
     sources = TrustedSources(
         prometheus_hosts, TrustedHosts.parse(settings.alertmanager_url, settings.alertmanager_hosts)
     )
@@ -446,7 +446,7 @@ async def assemble(settings: Settings, clock: Clock, stack: AsyncExitStack) -> B
     store, inbox = PostgresStore(c.pool), Inbox(c.pool, intake_pool=c.intake_pool)
     lifecycle, remediation_store = LifecycleStore(c.pool), RemediationStore(c.pool)
     owner = _owner(settings, store)
-    guard, sources = query_guard(settings, playbooks)
+    guard, sources = query_guard(settings, playbooks, c.prometheus)
 
     # Remediation: messages ← proposer ← verifier ← executor ← decisions.
     owned = OwnedMessages(MessageLedger(c.pool), c.chat, clock)

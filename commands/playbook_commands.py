@@ -96,11 +96,13 @@ def graph_args(text: str) -> tuple[str, str]:
     return unquote(text), DEFAULT_RANGE
 
 
-async def _alert_start(flows: Flows, incident: Incident) -> datetime | None:
-    """When the incident's first alert started; None for an incident no alert started (its
-    opening time is not an alert's start)."""
+async def _first_alert(flows: Flows, incident: Incident) -> tuple[datetime | None, dict[str, str] | None]:
+    """When the incident's first alert started (None for an incident no alert started: its
+    opening time is not an alert's start), and that alert's labels (its cluster's Prometheus
+    answers)."""
     view = await flows.incidents.view(incident.id)
-    return min((a.starts_at for a in view.alerts), default=None) if view else None
+    first = min(view.alerts, key=lambda a: a.starts_at, default=None) if view else None
+    return (first.starts_at, dict(first.labels)) if first else (None, None)
 
 
 async def graph(flows: Flows, inv: Invocation) -> Reply:
@@ -122,12 +124,12 @@ async def graph(flows: Flows, inv: Invocation) -> Reply:
         flows.enrich.check_ad_hoc(query, lookback, now)
     except QueryRefused as refused:
         raise UserError(f"Not graphed — {REFUSED}: {refused}") from None
-    alert_start = await _alert_start(flows, incident)
+    alert_start, labels = await _first_alert(flows, incident)
     slot = await flows.enrich.admit_ad_hoc(inv.user_id)
-    task = flows.supervisor.spawn(
-        flows.enrich.draw_ad_hoc(slot, channel, query, lookback=lookback, alert_start=alert_start, now=now),
-        name=f"graph-{channel}",
+    draw = flows.enrich.draw_ad_hoc(
+        slot, channel, query, lookback=lookback, alert_start=alert_start, now=now, labels=labels
     )
+    task = flows.supervisor.spawn(draw, name=f"graph-{channel}")
     if task is None:
         await flows.enrich.release_ad_hoc(slot)
         raise UserError("The bot is shutting down; try again in a moment.")

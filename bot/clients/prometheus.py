@@ -34,6 +34,7 @@ from requests.adapters import HTTPAdapter
 from requests.models import PreparedRequest, Response
 from urllib3.util.retry import Retry
 
+from bot.core.clusters import ClusterCatalog, UnknownClusterError
 from bot.core.errors import IntegrationError
 
 SYSTEM = "prometheus"
@@ -358,3 +359,82 @@ class PrometheusMetrics:
     def close(self) -> None:
         """Release the HTTP connection pool."""
         self._client.close()
+
+
+# ---------------------------------------------------------------- one per cluster
+
+
+class PrometheusSources:
+    """Which Prometheus answers for which cluster.
+
+    An organisation with several clusters usually runs a Prometheus in each: the graphs, runbook
+    checks, verification and investigation of an alert must read the one of the cluster the alert
+    came from, or a prod incident would be judged by dev's numbers. `clusters.yaml` names a
+    cluster's Prometheus (``prometheus_url``); ``PROMETHEUS_URL`` answers for every other cluster
+    and for alerts naming a cluster that is not listed (they are only read, never acted on), which
+    suits a global query layer such as Thanos or Mimir.
+    """
+
+    def __init__(
+        self,
+        catalog: ClusterCatalog,
+        default: PrometheusMetrics | None,
+        per_cluster: Mapping[str, PrometheusMetrics] | None = None,
+    ) -> None:
+        self.catalog = catalog
+        self.default = default
+        self.per_cluster = dict(per_cluster or {})
+
+    @classmethod
+    def connect(
+        cls, catalog: ClusterCatalog, default_url: str | None, *, timeout: float
+    ) -> PrometheusSources:
+        """One client per distinct URL (clusters sharing a Prometheus share its connections)."""
+        by_url: dict[str, PrometheusMetrics] = {}
+
+        def client(url: str) -> PrometheusMetrics:
+            key = url.rstrip("/")
+            if key not in by_url:
+                by_url[key] = PrometheusMetrics(key, timeout=timeout)
+            return by_url[key]
+
+        default = client(default_url) if default_url else None
+        per_cluster = {
+            name: client(spec.prometheus_url)
+            for name, spec in catalog.clusters.items()
+            if spec.prometheus_url is not None
+        }
+        return cls(catalog, default, per_cluster)
+
+    @property
+    def configured(self) -> bool:
+        """Some Prometheus is configured (graphs and checks are on)."""
+        return self.default is not None or bool(self.per_cluster)
+
+    @property
+    def urls(self) -> list[str]:
+        """Every configured Prometheus (an alert's generatorURL may point at any of them)."""
+        found = [self.default.url] if self.default is not None else []
+        found += [c.url for c in self.per_cluster.values()]
+        return list(dict.fromkeys(found))
+
+    def for_cluster(self, name: str | None) -> PrometheusMetrics | None:
+        """The Prometheus of a cluster (or of a host's run: `PROMETHEUS_URL`)."""
+        if name is not None and name in self.per_cluster:
+            return self.per_cluster[name]
+        return self.default
+
+    def for_labels(self, labels: Mapping[str, str] | None) -> PrometheusMetrics | None:
+        """The Prometheus of the cluster an alert with these labels came from."""
+        try:
+            return self.for_cluster(self.catalog.select(labels))
+        except UnknownClusterError:
+            return self.default
+
+    def close(self) -> None:
+        """Release every client's connections."""
+        seen: set[int] = set()
+        for client in [self.default, *self.per_cluster.values()]:
+            if client is not None and id(client) not in seen:
+                seen.add(id(client))
+                client.close()

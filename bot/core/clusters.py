@@ -6,6 +6,11 @@ alert picks its cluster with one label (``cluster`` unless ``label`` says otherw
 without it go to ``default``. An alert naming a cluster that is not listed is never acted on:
 guessing would run a change against the wrong cluster.
 
+Each cluster may name its own Prometheus (``prometheus_url``): an organisation with a
+Prometheus per cluster gets graphs, runbook checks and verification from the cluster the
+alert came from. Clusters without one (and alerts naming an unknown cluster, which are only
+read, never acted on) use ``PROMETHEUS_URL``, typically a global query layer.
+
 Without the file (or with no clusters in it) there is one cluster, as before: ``KUBECONFIG``'s
 current context, else the pod's service account; alert labels then choose nothing.
 
@@ -62,6 +67,15 @@ class ClusterSpec(_Model):
     )
     in_cluster: bool = Field(
         default=False, description="the cluster the bot runs in, through its pod's service account"
+    )
+    prometheus_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://[^\s/?#]+(/[^\s?#]*)?$",
+        max_length=2048,
+        description=(
+            "this cluster's Prometheus (graphs, runbook checks, verification, investigation);"
+            " null: PROMETHEUS_URL"
+        ),
     )
     description: str = Field(default="", max_length=200, description="shown nowhere; for people")
 

@@ -23,11 +23,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from bot.clients.kubernetes.clusters import Clusters
-from bot.clients.prometheus import PrometheusMetrics, choose_step
+from bot.clients.prometheus import PrometheusMetrics, PrometheusSources, choose_step
 from bot.clients.slack import SlackChat
 from bot.core import blockkit as kit
 from bot.core.blockkit import escape
 from bot.core.checks import CheckOutcome, evaluate_check_all
+from bot.core.clusters import UnknownClusterError
 from bot.core.errors import IntegrationError, UserError
 from bot.core.incident import Alert, IncidentView
 from bot.core.playbooks import Graph, Playbook, PlaybookSet, alert_expression_graph
@@ -142,7 +143,7 @@ class Enricher:
         store: EnrichmentStore,
         lifecycle: LifecycleStore,
         chat: SlackChat,
-        prometheus: PrometheusMetrics | None,
+        prometheus: PrometheusSources,
         clusters: Clusters,
         playbooks: PlaybookSet,
         proposer: Proposer,
@@ -177,9 +178,20 @@ class Enricher:
         named = self.clusters.catalog.named_by(alert.labels)
         return f"{key}@{named}" if named else key
 
+    def _listed_cluster(self, labels: dict[str, str] | None) -> str | None:
+        """The listed cluster of an alert with these labels (None: no clusters.yaml, or an
+        unknown cluster)."""
+        catalog = self.clusters.catalog
+        if catalog.implicit:
+            return None
+        try:
+            return catalog.select(labels)
+        except UnknownClusterError:
+            return None
+
     @property
     def graphs_on(self) -> bool:
-        return self.prometheus is not None
+        return self.prometheus.configured
 
     def _trusted_url(self, alert: Alert) -> str:
         """The alert's generatorURL when it names a configured Prometheus, else ""."""
@@ -319,7 +331,7 @@ class Enricher:
                 await self._say(channel, full, f"{part}:all" if part else None, thread_ts=ts)
 
     async def evaluate_checks(self, playbook: Playbook, labels: dict[str, str]) -> dict[int, CheckOutcome]:
-        source = self.prometheus
+        source = self.prometheus.for_labels(labels)
         if source is None:
             return {}
         results: dict[int, CheckOutcome] = {}
@@ -351,8 +363,10 @@ class Enricher:
         untrusted = self._untrusted_expression(playbook, alert)
         if not graphs and untrusted is None:
             return
-        if self.prometheus is None:
-            await self._say(channel, no_prometheus_note(), f"{key}:graphs" if key else None)
+        source = self.prometheus.for_labels(alert.labels)
+        if source is None:
+            note = no_prometheus_note(self._listed_cluster(alert.labels))
+            await self._say(channel, note, f"{key}:graphs" if key else None)
             return
         if untrusted is not None:
             query, problem = untrusted
@@ -363,6 +377,7 @@ class Enricher:
         start_of_alerts = min((a.starts_at for a in view.alerts), default=None)
         for n, (graph, from_alert) in enumerate(graphs):
             await self.draw(
+                source,
                 channel,
                 graph,
                 alert.labels,
@@ -384,6 +399,7 @@ class Enricher:
 
     async def draw(
         self,
+        source: PrometheusMetrics,
         channel: str,
         graph: Graph,
         labels: dict[str, str],
@@ -399,7 +415,6 @@ class Enricher:
         `checked`: the query is untrusted and passes the cost checks before it is sent.
         `key`: the graph (or its note) is the bot's own, posted once. `start`: the window's start
         when it is given (an ad hoc range), else the graph's range widened to the alert's."""
-        assert self.prometheus is not None
         if start is None:
             back = timedelta(seconds=graph.range_seconds)
             start = self.window_start(now, back, alert_start, trusted=not checked)
@@ -422,7 +437,7 @@ class Enricher:
         if key is not None and (await self.owned.ledger.begin(key, channel, now)).ts is not None:
             return  # uploaded before by a holder that died after
         try:
-            series = await self.prometheus.query_range(query, start, now, step)
+            series = await source.query_range(query, start, now, step)
         except IntegrationError as exc:
             await self._say_text(channel, graph_caption(title, query, window=window, error=exc.message), key)
             return
@@ -481,15 +496,26 @@ class Enricher:
         lookback: timedelta,
         alert_start: datetime | None,
         now: datetime,
+        labels: dict[str, str] | None = None,
+        cluster: str | None = None,
     ) -> None:
         """Draw an admitted ad hoc graph (as typed: no labels are substituted) over the range
         asked for, then free its slot. `alert_start` (the incident's first alert, if any) is
-        marked."""
+        marked; the Prometheus asked is `cluster`'s, else that of the cluster `labels` (that
+        alert's) name."""
         graph = Graph.model_construct(
             title=kit.clip(query, 140), query=query, unit="", threshold=None, range="1h"
         )
         try:
+            if cluster is not None:
+                source = self.prometheus.for_cluster(cluster)
+            else:
+                source = self.prometheus.for_labels(labels)
+            if source is None:
+                await self._say(channel, no_prometheus_note(cluster or self._listed_cluster(labels)), None)
+                return
             await self.draw(
+                source,
                 channel,
                 graph,
                 {},

@@ -450,7 +450,14 @@ def graph_caption(
     return f"⚠️ *{title}*: no graph — the query `{shown_query}` failed: {reason}"
 
 
-def no_prometheus_note() -> Message:
+def no_prometheus_note(cluster: str | None = None) -> Message:
+    """`cluster`: a listed cluster whose alerts have no Prometheus (others have one)."""
+    if cluster:
+        text = (
+            f"📉 No graphs or runbook step checks for cluster `{cluster}`: it has no `prometheus_url`"
+            " in clusters.yaml and `PROMETHEUS_URL` is not set."
+        )
+        return message(f"No Prometheus for cluster {cluster}", [context(text)])
     text = (
         "📉 Graphs are off: `PROMETHEUS_URL` is not set, so the bot cannot draw graphs or "
         "evaluate runbook step checks. Set it to turn them on."

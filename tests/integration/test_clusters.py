@@ -108,11 +108,11 @@ def channel_text(slack: SlackSandbox, channel_id: str) -> str:
     )
 
 
-async def alert_channel(two: Clusters, bot: BotServer, labels: dict[str, str], group: str) -> str:
+async def alert_channel(env: Env, bot: BotServer, labels: dict[str, str], group: str) -> str:
     """Post the alert (bearer token); the new incident channel's id once its card is posted."""
-    slack = two.env.slack
+    slack = env.slack
     before = {c.id for c in slack.channels_with_prefix("inc-")}
-    status, _ = await post_alert(two.env.http, bot, alert_body(labels, group))
+    status, _ = await post_alert(env.http, bot, alert_body(labels, group))
     assert status == 200
 
     def new_channel(s: SlackSandbox) -> str | None:
@@ -147,7 +147,7 @@ def dry_runs(kube: KubeSandbox) -> list[Any]:
 async def test_prod_alert_runs_on_prod_after_prods_two_approvals(two: Clusters) -> None:
     env = two.env
     async with running_bot(two.settings()) as bot:
-        channel = await alert_channel(two, bot, {**ALERT, "cluster": "skillforge-prod"}, "prod")
+        channel = await alert_channel(two.env, bot, {**ALERT, "cluster": "skillforge-prod"}, "prod")
         run = await rollback_proposal(two, bot, channel)
         assert run.cluster == "skillforge-prod"
         assert run.approvals_needed == 2
@@ -180,7 +180,7 @@ async def test_prod_alert_runs_on_prod_after_prods_two_approvals(two: Clusters) 
 async def test_dev_alert_runs_on_dev_after_one_approval(two: Clusters) -> None:
     env = two.env
     async with running_bot(two.settings()) as bot:
-        channel = await alert_channel(two, bot, {**ALERT, "cluster": "skillforge-dev"}, "dev")
+        channel = await alert_channel(two.env, bot, {**ALERT, "cluster": "skillforge-dev"}, "dev")
         run = await rollback_proposal(two, bot, channel)
         assert (run.cluster, run.approvals_needed) == ("skillforge-dev", 1)
         await wait_message(env, run, "skillforge-dev")
@@ -193,14 +193,14 @@ async def test_dev_alert_runs_on_dev_after_one_approval(two: Clusters) -> None:
 
 async def test_an_alert_without_the_label_goes_to_the_default_cluster(two: Clusters) -> None:
     async with running_bot(two.settings()) as bot:
-        channel = await alert_channel(two, bot, ALERT, "unlabelled")
+        channel = await alert_channel(two.env, bot, ALERT, "unlabelled")
         run = await rollback_proposal(two, bot, channel)
         assert run.cluster == "skillforge-dev" and dry_runs(two.dev) and two.prod.requests == []
 
 
 async def test_unknown_cluster_is_refused_without_side_effects(two: Clusters) -> None:
     async with running_bot(two.settings()) as bot:
-        channel = await alert_channel(two, bot, {**ALERT, "cluster": "skillforge-staging"}, "staging")
+        channel = await alert_channel(two.env, bot, {**ALERT, "cluster": "skillforge-staging"}, "staging")
 
         def refused(s: SlackSandbox) -> str | None:
             text = channel_text(s, channel)
@@ -214,7 +214,7 @@ async def test_unknown_cluster_is_refused_without_side_effects(two: Clusters) ->
         assert two.dev.requests == [] and two.prod.requests == []
 
         # Positive control: the same alert from a configured cluster, in the same bot.
-        control = await alert_channel(two, bot, {**ALERT, "cluster": "skillforge-prod"}, "control")
+        control = await alert_channel(two.env, bot, {**ALERT, "cluster": "skillforge-prod"}, "control")
         run = await rollback_proposal(two, bot, control)
         assert run.cluster == "skillforge-prod" and dry_runs(two.prod)
         assert two.dev.requests == []
@@ -259,7 +259,7 @@ async def test_an_ad_hoc_run_names_its_cluster_and_an_unknown_one_is_refused(two
     not configured is refused with nothing stored and no request to either cluster."""
     env = two.env
     async with running_bot(two.settings()) as bot:
-        channel = await alert_channel(two, bot, {**ALERT, "cluster": "skillforge-dev"}, "adhoc")
+        channel = await alert_channel(two.env, bot, {**ALERT, "cluster": "skillforge-dev"}, "adhoc")
         await rollback_proposal(two, bot, channel)  # the playbook's own proposal, on dev
         await quiet(bot)  # and the diagnostics that follow it: what is counted next is the run's
         incident = await bot.parts.store.incident_by_channel(channel)

@@ -487,7 +487,7 @@ async def test_the_restart_is_verified_by_the_playbook_checks_in_prometheus(
     url, exporter = prometheus
     settings = env.settings(playbooks=[VERIFIED_PLAYBOOK], prometheus_url=url, remediation_verify_seconds=30)
     async with running(settings) as bot:
-        source = bot.parts.prometheus
+        source = bot.parts.prometheus.default
         assert source is not None
         for _ in range(30):  # until Prometheus has a sample (asked again after each scrape)
             if await source.query_instant("skillmeat_test_5xx_rate"):

@@ -914,7 +914,7 @@ async def prometheus(
 
 async def wait_scraped(exporter: LatencyExporter, bot: BotServer, value: float) -> None:
     """Until Prometheus answers `search_latency_p95` with `value` (re-asked after each scrape)."""
-    source = bot.parts.prometheus
+    source = bot.parts.prometheus.default
     assert source is not None
     for _ in range(30):
         samples = await source.query_instant("search_latency_p95")

@@ -339,10 +339,10 @@ class Investigator:
             tokens=outcome.tokens,
         )
         await self.chat.post(channel, msg)
-        await self._graphs(channel, outcome)
+        await self._graphs(channel, outcome, view.alerts[0].labels if view.alerts else None)
         return outcome
 
-    async def _graphs(self, channel: str, outcome: Outcome) -> None:
+    async def _graphs(self, channel: str, outcome: Outcome, labels: dict[str, str] | None) -> None:
         """The evidence as graphs: each cited range query drawn into the channel, as an ad hoc
         graph is (cost checks again, the same per-user and in-flight limits)."""
         if self.enricher is None or not self.enricher.graphs_on or outcome.verdict is None:
@@ -355,6 +355,7 @@ class Investigator:
             except UserError:
                 return  # over the graph limits: the finding's excerpt stays the evidence
             minutes = call.arguments.get("minutes", 60)
+            cluster = call.arguments.get("cluster")
             await self.enricher.draw_ad_hoc(
                 slot,
                 channel,
@@ -362,6 +363,8 @@ class Investigator:
                 lookback=timedelta(minutes=minutes if isinstance(minutes, int) else 60),
                 alert_start=None,
                 now=self.clock(),
+                labels=labels,
+                cluster=cluster if isinstance(cluster, str) else None,
             )
 
     async def draft_summary(self, incident: Incident, user: str) -> Message:

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.clients.kubernetes.clusters import Clusters
 from bot.clients.kubernetes.reads import READABLE_KINDS, ReadableKind
-from bot.clients.prometheus import PrometheusMetrics, choose_step
+from bot.clients.prometheus import PrometheusMetrics, PrometheusSources, choose_step
 from bot.core.actions import ContainerName, Namespace, ObjectName
 from bot.core.errors import IntegrationError, UserError
 from bot.core.incident import IncidentView
@@ -56,11 +56,13 @@ class _Args(BaseModel):
 
 class PromQLInstant(_Args):
     query: str = Field(min_length=1, max_length=2000)
+    cluster: str | None = None
 
 
 class PromQLRange(_Args):
     query: str = Field(min_length=1, max_length=2000)
     minutes: int = Field(default=60, ge=5, le=24 * 60)
+    cluster: str | None = None
 
 
 class Workload(_Args):
@@ -140,8 +142,18 @@ class ToolSpec:
 
 DIRECT, INDIRECT = Evidence.DIRECT, Evidence.INDIRECT
 READ_ONLY_TOOLS: tuple[ToolSpec, ...] = (
-    ToolSpec("promql_instant", "Evaluate a PromQL expression now (cost-checked).", PromQLInstant, DIRECT),
-    ToolSpec("promql_range", "Evaluate PromQL over the last N minutes (cost-checked).", PromQLRange, DIRECT),
+    ToolSpec(
+        "promql_instant",
+        "Evaluate PromQL now (cost-checked; cluster: whose Prometheus).",
+        PromQLInstant,
+        DIRECT,
+    ),
+    ToolSpec(
+        "promql_range",
+        "Evaluate PromQL over N minutes (cost-checked; cluster: whose Prometheus).",
+        PromQLRange,
+        DIRECT,
+    ),
     ToolSpec("k8s_pods", "List the pods of a deployment: phase, readiness, restarts.", Workload, DIRECT),
     ToolSpec("k8s_rollout_status", "Rollout status of a deployment.", Workload, DIRECT),
     ToolSpec(
@@ -208,7 +220,7 @@ class LiveTools:
         self,
         view: IncidentView,
         *,
-        prometheus: PrometheusMetrics | None,
+        prometheus: PrometheusSources,
         guard: QueryGuard,
         clusters: Clusters,
         policy: Policy,
@@ -259,13 +271,22 @@ class LiveTools:
 
     # ------------------------------------------------------------------ Prometheus
 
-    def _need_prometheus(self) -> PrometheusMetrics:
-        if self.prometheus is None:
-            raise ToolError("Prometheus is not configured")
-        return self.prometheus
+    def _need_prometheus(self, cluster: str | None) -> PrometheusMetrics:
+        """The Prometheus of the cluster asked for, else of the incident's first alert."""
+        if cluster is not None:
+            if cluster not in self.clusters.names:
+                listed = ", ".join(self.clusters.names)
+                raise ToolError(f"`{cluster[:63]}` is not a configured cluster ({listed})")
+            source = self.prometheus.for_cluster(cluster)
+        else:
+            alerts = self.view.alerts
+            source = self.prometheus.for_labels(alerts[0].labels if alerts else None)
+        if source is None:
+            raise ToolError("Prometheus is not configured" + (f" for cluster `{cluster}`" if cluster else ""))
+        return source
 
     async def _promql_instant(self, args: PromQLInstant) -> str:
-        prometheus = self._need_prometheus()
+        prometheus = self._need_prometheus(args.cluster)
         try:
             self.guard.check(args.query)
         except QueryRefused as exc:
@@ -276,7 +297,7 @@ class LiveTools:
         return _lines(lines + more, "no data")
 
     async def _promql_range(self, args: PromQLRange) -> str:
-        prometheus = self._need_prometheus()
+        prometheus = self._need_prometheus(args.cluster)
         now = self.clock()
         lookback = timedelta(minutes=args.minutes)
         start = max(now - lookback, self.guard.earliest(now))

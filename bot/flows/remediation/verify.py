@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 from bot.clients.kubernetes.clusters import Clusters
 from bot.clients.kubernetes.results import RolloutState
-from bot.clients.prometheus import PrometheusMetrics
+from bot.clients.prometheus import PrometheusMetrics, PrometheusSources
 from bot.core.actions import (
     ActionName,
     ActionParams,
@@ -75,7 +75,7 @@ class Verifier:
         store: RemediationStore,
         incidents: PostgresStore,
         clusters: Clusters,
-        prometheus: PrometheusMetrics | None,
+        prometheus: PrometheusSources,
         playbooks: PlaybookSet,
         proposer: Proposer,
         messages: ProposalMessages,
@@ -182,7 +182,8 @@ class Verifier:
 
     async def _check_recovery(self, run: ActionRun) -> tuple[bool | None, str]:
         """Re-run the checks until they pass or the verification window has passed."""
-        source = self.prometheus
+        # The Prometheus of the cluster the change was made in (a host's: PROMETHEUS_URL).
+        source = self.prometheus.for_cluster(run.cluster)
         if source is None:
             return None, NOT_CONFIGURED
         labels, generator_url, playbook = await self._alert_context(run)

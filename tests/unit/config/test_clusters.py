@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from bot.clients.prometheus import PrometheusSources
 from bot.config.clusters import CLUSTERS_SCHEMA_FILE, check_clusters, clusters_schema_text, load_clusters
 from bot.config.playbooks import DEFAULT_PLAYBOOKS_DIR, PlaybookError, load_playbooks
 from bot.core.clusters import IMPLICIT_CLUSTER, ClusterCatalog, UnknownClusterError
@@ -126,3 +127,53 @@ def test_schema_file_is_up_to_date() -> None:
     assert (DEFAULT_PLAYBOOKS_DIR / CLUSTERS_SCHEMA_FILE).read_text(
         encoding="utf-8"
     ) == clusters_schema_text()
+
+
+def test_a_clusters_prometheus_is_validated_with_its_line(tmp_path: Path) -> None:
+    (tmp_path / "clusters.yaml").write_text(
+        "default: dev\n"
+        "clusters:\n"
+        "  dev: {prometheus_url: 'http://prom-dev:9090'}\n"
+        "  prod:\n"
+        "    prometheus_url: 'prom-prod:9090 ; x'\n"
+    )
+    [problem] = check_clusters(tmp_path)[1]
+    assert problem.line == 5 and "prometheus_url" in problem.message, problem
+
+
+def test_each_cluster_reads_its_own_prometheus_and_the_rest_read_prometheus_url() -> None:
+    catalog = ClusterCatalog.model_validate(
+        {
+            "default": "dev",
+            "clusters": {
+                "dev": {"prometheus_url": "http://prom-dev:9090/"},
+                "prod": {"prometheus_url": "https://prom-prod.example:9090/prometheus"},
+                "staging": {"prometheus_url": "http://prom-dev:9090"},  # shares dev's
+                "lab": {},
+            },
+        }
+    )
+    sources = PrometheusSources.connect(catalog, "http://thanos:10902", timeout=5)
+
+    def url(labels: dict[str, str]) -> str | None:
+        client = sources.for_labels(labels)
+        return client.url if client else None
+
+    try:
+        assert url({"cluster": "prod"}) == "https://prom-prod.example:9090/prometheus"
+        assert url({"cluster": "dev"}) == url({}) == "http://prom-dev:9090"  # default: dev
+        assert url({"cluster": "lab"}) == url({"cluster": "unlisted"}) == "http://thanos:10902"
+        # Clusters sharing a Prometheus share one client; a host's run reads PROMETHEUS_URL.
+        assert sources.for_cluster("staging") is sources.for_cluster("dev")
+        assert sources.for_cluster("skillmeat-host") is sources.default
+        assert sorted(sources.urls) == [
+            "http://prom-dev:9090",
+            "http://thanos:10902",
+            "https://prom-prod.example:9090/prometheus",
+        ]
+    finally:
+        sources.close()
+    # Without PROMETHEUS_URL only the clusters that name one have graphs.
+    alone = PrometheusSources.connect(catalog, None, timeout=5)
+    assert alone.configured and alone.for_labels({"cluster": "lab"}) is None
+    assert not PrometheusSources.connect(ClusterCatalog(), None, timeout=5).configured
