@@ -54,11 +54,13 @@ have_cmd unzip || missing+=(unzip)
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || missing+=(python3-venv)
 # tests/deploy/test_image.py builds the Dockerfile without a Docker engine: buildah builds it
 # on a Debian base that debootstrap makes.
+# `incidentbot sudoers` output is checked by sudo's own parser (visudo -c) in the tests.
+[[ -x /usr/sbin/visudo ]] || missing+=(sudo)
 have_cmd buildah || missing+=(buildah)
 have_cmd debootstrap || missing+=(debootstrap)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
-    log "all present: postgresql redis-server prometheus prometheus-alertmanager unzip chromium openssh-server buildah debootstrap"
+    log "all present: postgresql redis-server prometheus prometheus-alertmanager unzip chromium openssh-server sudo buildah debootstrap"
     exit 0
 fi
 

@@ -122,3 +122,23 @@ def test_the_command_line_prints_it(tmp_path: Path) -> None:
         check=False,
     )
     assert bad.returncode != 0 and "POSIX account name" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def visudo_check(text: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
+    """sudo's own parser on the file, as `visudo -cf` before installing it (provisioned)."""
+    path = tmp_path / "incidentbot.sudoers"
+    path.write_text(text)
+    path.chmod(0o440)
+    return subprocess.run(
+        ["/usr/sbin/visudo", "-c", "-f", str(path)], capture_output=True, text=True, check=False
+    )
+
+
+def test_sudos_own_parser_accepts_what_is_generated(bundled: PlaybookSet, tmp_path: Path) -> None:
+    text = render(bundled, "playbooks/", "incidentbot", host=None, bin_dir="/usr/bin")
+    assert allowed_lines(text), text  # something to check
+    checked = visudo_check(text, tmp_path)
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    # Control: the parser refuses a broken line.
+    broken = visudo_check(text + PREFIX.replace("=(root)", "=(root") + "/usr/bin/true\n", tmp_path)
+    assert broken.returncode != 0 and "syntax error" in (broken.stdout + broken.stderr)
