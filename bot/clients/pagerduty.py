@@ -219,6 +219,48 @@ class PagerDutyClient:
             incident=incident,
         )
 
+    async def reassign(self, incident_id: str, escalation_policy_id: str) -> PagerDutyIncident:
+        """``PUT /incidents/{id}`` with an ``escalation_policy`` reference (needs ``From``):
+        PagerDuty hands the incident to that policy and notifies its first level (it sends
+        ``incident.reassigned``)."""
+        body = {
+            "type": "incident_reference",
+            "escalation_policy": {"id": escalation_policy_id, "type": "escalation_policy_reference"},
+        }
+        raw = await self._call("reassign incident", self._rest.rput, _incident_path(incident_id), json=body)
+        incident = _incident(raw)
+        log.info("pagerduty.reassigned", extra={"incident_id": incident.id, "policy": escalation_policy_id})
+        return incident
+
+    async def create_incident(
+        self,
+        *,
+        service_id: str,
+        escalation_policy_id: str,
+        title: str,
+        urgency: Literal["high", "low"],
+        incident_key: str,
+        details: str,
+    ) -> PagerDutyIncident:
+        """``POST /incidents`` on a service, assigned to an escalation policy other than the
+        service's own if need be (needs ``From``). PagerDuty refuses (400) a second open
+        incident with the same ``incident_key`` on the service."""
+        if not incident_key or len(incident_key) > DEDUP_KEY_LIMIT:
+            raise ValueError(f"incident_key must be 1..{DEDUP_KEY_LIMIT} characters")
+        body = {
+            "type": "incident",
+            "title": title if len(title) <= SUMMARY_LIMIT else title[: SUMMARY_LIMIT - 1] + "…",
+            "service": {"id": service_id, "type": "service_reference"},
+            "escalation_policy": {"id": escalation_policy_id, "type": "escalation_policy_reference"},
+            "urgency": urgency,
+            "incident_key": incident_key,
+            "body": {"type": "incident_body", "details": details},
+        }
+        raw = await self._call("create incident", self._rest.rpost, "incidents", json=body)
+        incident = _incident(raw)
+        log.info("pagerduty.created", extra={"incident_id": incident.id, "policy": escalation_policy_id})
+        return incident
+
     async def priorities(self) -> list[Priority]:
         """``GET /priorities`` (paginated): the account's priorities, highest first."""
         raw = await self._call("list priorities", self._rest.list_all, "priorities")

@@ -84,7 +84,10 @@ class Service(_Model):
 
 
 class PagerDutyRef(_Model):
-    service_id: PagerDutyId | None = Field(default=None, description="the team's PagerDuty service")
+    service_id: PagerDutyId | None = Field(
+        default=None,
+        description="the team's PagerDuty service (its incidents join the team; escalation pages open incidents here)",
+    )
     escalation_policy_id: PagerDutyId | None = Field(
         default=None, description="the escalation policy whose on-call responds"
     )

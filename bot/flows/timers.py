@@ -328,17 +328,51 @@ class Timers:
         )
 
     async def _page_level(self, incident: Incident, number: int, policy: str, found: Found) -> None:
-        details = {"escalation_level": str(number), "escalation_policy": policy}
         try:
-            paged = await self._page(incident, details)
+            how = await self._page_policy(incident, number, policy)
         except IntegrationError as exc:
             # Shown with the step (people can page by hand) rather than holding the step back.
             found.problems.append(f"Paging through PagerDuty failed: {escape(exc.message)}")
             return
-        if paged:
-            found.reasons.append(f"Paged through PagerDuty (policy {policy})")
+        if how is not None:
+            found.reasons.append(how)
         else:
-            found.problems.append(f"Not paged (policy {policy}): PagerDuty's routing key is not configured")
+            found.problems.append(f"Not paged (policy {policy}): PagerDuty is not configured")
+
+    async def _page_policy(self, incident: Incident, number: int, policy: str) -> str | None:
+        """Page a level's escalation policy. The Events API can only reach a routing key's
+        service, whose own policy answers, so the REST API is used where it can: the linked
+        PagerDuty incident is handed to the policy, else one is opened on the team's PagerDuty
+        service assigned to it (keyed by the incident, so a repeat is refused, never doubled)."""
+        if self.pager is not None and incident.pagerduty_incident_id:
+            await self.pager.reassign(incident.pagerduty_incident_id, policy)
+            return f"Paged through PagerDuty: its incident was handed to policy {policy}"
+        service = self.catalog.team(incident.team).pagerduty.service_id
+        if self.pager is not None and service:
+            created = await self.pager.create_incident(
+                service_id=service,
+                escalation_policy_id=policy,
+                title=f"[{incident.severity}] {incident.title} — escalation level {number}",
+                urgency="high" if incident.severity in (Severity.P1, Severity.P2) else "low",
+                incident_key=f"incidentbot-{incident.id}",
+                details=f"Not acknowledged in Slack; escalation level {number} of incident {incident.ref}.",
+            )
+            await self.lifecycle.link_pagerduty(
+                incident.id,
+                created.id,
+                url=created.html_url,
+                service=created.service_id,
+                escalation_policy=created.escalation_policy_id,
+            )
+            label = f"#{created.number}" if created.number is not None else created.id
+            return f"Paged through PagerDuty (policy {policy}): incident {label} opened"
+        details = {"escalation_level": str(number), "escalation_policy": policy}
+        if await self._page(incident, details):
+            return (
+                f"Paged through PagerDuty's routing key: its service's own policy answers, not {policy}"
+                " (set the team's pagerduty.service_id to page the level's policy)"
+            )
+        return None
 
     async def _tell_team(self, incident: Incident, key: str, head: str, found: Found) -> None:
         """The step in the team's notification channel, once (an owned message keyed by level)."""

@@ -331,6 +331,29 @@ class LifecycleStore:
             await tx.bump_version(incident_id)
             return True
 
+    async def link_pagerduty(
+        self,
+        incident_id: int,
+        pd_id: str,
+        *,
+        url: str | None,
+        service: str | None,
+        escalation_policy: str | None,
+    ) -> bool:
+        """Link a PagerDuty incident the bot opened itself; False when one is linked already
+        (its own webhook, applied first, linked it)."""
+        row = await self.pool.fetchval(
+            "UPDATE incidents SET pagerduty_incident_id = $2, pagerduty_url = $3, pagerduty_service = $4,"
+            " pagerduty_escalation_policy = $5, version = version + 1"
+            " WHERE id = $1 AND pagerduty_incident_id IS NULL RETURNING id",
+            incident_id,
+            pd_id,
+            url,
+            service,
+            escalation_policy,
+        )
+        return row is not None
+
     async def by_pagerduty(self, pd_id: str) -> Incident | None:
         row = await self.pool.fetchrow("SELECT * FROM incidents WHERE pagerduty_incident_id = $1", pd_id)
         return _incident(row) if row else None

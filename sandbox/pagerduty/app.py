@@ -81,6 +81,7 @@ class PagerDutySandbox(RestApi, EventsApi):
         app.add_routes(
             [
                 web.get("/incidents", self._list_incidents),
+                web.post("/incidents", self._create),
                 web.put("/incidents", self._bulk_update),
                 web.get("/incidents/{id}", self._get_incident),
                 web.put("/incidents/{id}", self._update_incident),

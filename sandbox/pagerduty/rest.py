@@ -59,7 +59,14 @@ class RestApi(Webhooks):
         if urgency is not None and urgency not in ("high", "low"):
             raise invalid("urgency must be high or low")
         priority_id = self._requested_priority(update)
+        policy_id = self._requested_policy(update, incident)
         events = self._transition(incident, status, user) if status else []
+        if policy_id is not None:
+            # Handed to another policy: its first level is assigned (and notified).
+            policy = self.escalation_policies[policy_id]
+            incident.escalation_policy_id = policy_id
+            incident.assignee_ids = list(policy.levels[0]) if policy.levels else []
+            events.append("incident.reassigned")
         if resolution is not None and "incident.resolved" in events:
             incident.resolution = resolution
         if title is not None:
@@ -86,6 +93,57 @@ class RestApi(Webhooks):
         if priority["id"] not in self.priorities:
             raise invalid("Priority not found")
         return str(priority["id"])
+
+    def _requested_policy(
+        self, update: Mapping[str, Any], incident: SandboxIncident | None = None
+    ) -> str | None:
+        """The id of an ``escalation_policy`` reference; an unknown one is PagerDuty's 400, as is
+        one given with assignments or (`incident`: an update) for a resolved incident."""
+        ref = update.get("escalation_policy")
+        if ref is None:
+            return None
+        if update.get("assignments"):
+            raise invalid("escalation_policy and assignments cannot both be given")
+        if incident is not None and incident.status == "resolved":
+            raise invalid("Incident Already Resolved")
+        if not isinstance(ref, dict) or ref.get("type") != "escalation_policy_reference":
+            raise invalid("escalation_policy must be an escalation_policy_reference with an id")
+        if ref.get("id") not in self.escalation_policies:
+            raise invalid("Escalation Policy Not Found")
+        return str(ref["id"])
+
+    async def _create(self, request: web.Request) -> web.Response:
+        """``POST /incidents``: on a service, optionally assigned to another escalation policy;
+        a second open incident with the same ``incident_key`` on the service is refused."""
+        user = self._requester(request)
+        body = await read_json_object(request)
+        spec = body.get("incident")
+        if not isinstance(spec, dict) or spec.get("type") != "incident":
+            raise invalid("Body must contain an 'incident' object of type incident")
+        title = spec.get("title")
+        if not isinstance(title, str) or not title.strip():
+            raise invalid("Title cannot be empty")
+        service = spec.get("service")
+        if not isinstance(service, dict) or service.get("type") != "service_reference":
+            raise invalid("service must be a service_reference with an id")
+        if service.get("id") not in self.services:
+            raise invalid("Service Not Found")
+        urgency = spec.get("urgency", "high")
+        if urgency not in ("high", "low"):
+            raise invalid("urgency must be high or low")
+        key = spec.get("incident_key")
+        if key is not None and (not isinstance(key, str) or not key or len(key) > 255):
+            raise invalid("incident_key must be 1..255 characters")
+        if key is not None and any(
+            i.incident_key == key and i.service_id == service["id"] and i.status != "resolved"
+            for i in self.incidents.values()
+        ):
+            raise invalid("Open incident with matching dedup key already exists on this service")
+        incident = self.create_incident(
+            title, service["id"], urgency, self._requested_policy(spec), incident_key=key
+        )
+        self._emit("incident.triggered", incident, user)
+        return web.json_response({"incident": self._rest_incident(incident)}, status=201)
 
     async def _list_priorities(self, request: web.Request) -> web.Response:
         ordered = sorted(self.priorities.values(), key=lambda p: p.order)

@@ -17,7 +17,7 @@ from typing import TypedDict, Unpack
 import pytest
 from aiohttp import web
 
-from bot.clients.pagerduty import OnCallUser, PagerDutyClient
+from bot.clients.pagerduty import OnCallUser, PagerDutyClient, PagerDutyIncident
 from bot.core.errors import ConfigError, IntegrationError
 from bot.sources.pagerduty import EventType, IncidentStatus, parse_webhook, verify_signature
 from sandbox.pagerduty import ACCEPT_V2, DEFAULT_API_TOKEN, DEFAULT_WEBHOOK_SECRET, PagerDutySandbox
@@ -137,6 +137,50 @@ async def test_acknowledge(pd: PagerDutySandbox, client: PagerDutyClient) -> Non
     assert put.headers["Accept"] == ACCEPT_V2
     assert put.headers["Authorization"] == f"Token token={DEFAULT_API_TOKEN}"
     assert put.json() == {"incident": {"type": "incident_reference", "status": "acknowledged"}}
+
+
+async def test_create_incident_on_a_service_for_another_policy_once_per_key(
+    pd: PagerDutySandbox, client: PagerDutyClient
+) -> None:
+    async def create(key: str = "incidentbot-7", policy: str = "PE00002") -> PagerDutyIncident:
+        return await client.create_incident(
+            service_id="PS00001",
+            escalation_policy_id=policy,
+            title="[P1] Checkout down — escalation level 3",
+            urgency="high",
+            incident_key=key,
+            details="Not acknowledged in Slack.",
+        )
+
+    created = await create()
+    assert (created.service_id, created.escalation_policy_id) == ("PS00001", "PE00002")
+    assert created.incident_key == "incidentbot-7" and created.status is IncidentStatus.TRIGGERED
+    [post] = pd.requests_to("POST", "/incidents")
+    assert post.status == 201 and post.headers["From"] == FROM
+    assert post.json()["incident"]["escalation_policy"] == {
+        "id": "PE00002",
+        "type": "escalation_policy_reference",
+    }
+    # PagerDuty refuses a second open incident with the key, and an unknown policy.
+    with pytest.raises(IntegrationError, match="matching dedup key"):
+        await create()
+    with pytest.raises(IntegrationError, match="Escalation Policy Not Found"):
+        await create(key="incidentbot-8", policy="PNOSUCH")
+    assert len(pd.incidents) == 1
+
+
+async def test_reassign_hands_an_open_incident_to_another_policy(
+    pd: PagerDutySandbox, client: PagerDutyClient
+) -> None:
+    incident = pd.create_incident("Checkout latency", service="PS00001")
+    moved = await client.reassign(incident.id, "PE00002")
+    assert moved.escalation_policy_id == "PE00002"
+    assert pd.incidents[incident.id].assignee_ids == pd.escalation_policies["PE00002"].levels[0]
+    with pytest.raises(IntegrationError, match="Escalation Policy Not Found"):
+        await client.reassign(incident.id, "PNOSUCH")
+    await client.resolve(incident.id)
+    with pytest.raises(IntegrationError, match="Already Resolved"):
+        await client.reassign(incident.id, "PE00001")
 
 
 async def test_resolve_with_resolution(pd: PagerDutySandbox, client: PagerDutyClient) -> None:

@@ -84,13 +84,14 @@ def people(slack: SlackSandbox) -> Channel:
     return slack.add_channel(TEAM_CHANNEL, members=list(PEOPLE))
 
 
-def playbooks(target: Path, *, delays: tuple[int, int, int] = (0, 1, 2)) -> Path:
-    """The bundled catalog, SkillForge with its PagerDuty policy and short escalation delays."""
+def playbooks(target: Path, *, delays: tuple[int, int, int] = (0, 1, 2), service: str | None = None) -> Path:
+    """The bundled catalog, SkillForge with its PagerDuty policy (and `service`) and short
+    escalation delays."""
     directory = playbooks_with_roles(target)
     path = directory / "services.yaml"
     catalog = yaml.safe_load(path.read_text(encoding="utf-8"))
     team = catalog["teams"]["skillforge"]
-    team["pagerduty"] = {"escalation_policy_id": POLICY}
+    team["pagerduty"] = {"escalation_policy_id": POLICY} | ({"service_id": service} if service else {})
     team["escalation"][0]["after_minutes"] = delays[0]
     team["escalation"][1]["after_minutes"] = delays[1]
     team["escalation"][2]["after_minutes"] = delays[2]
@@ -99,12 +100,20 @@ def playbooks(target: Path, *, delays: tuple[int, int, int] = (0, 1, 2)) -> Path
     return directory
 
 
-def settings(slack: SlackSandbox, pd: PagerDutySandbox, dsn: str, redis_url: str, tmp: Path) -> Settings:
+def settings(
+    slack: SlackSandbox,
+    pd: PagerDutySandbox,
+    dsn: str,
+    redis_url: str,
+    tmp: Path,
+    *,
+    service: str | None = None,
+) -> Settings:
     return bot_settings(
         slack,
         dsn,
         redis_url,
-        playbooks_dir=playbooks(tmp / "pb"),
+        playbooks_dir=playbooks(tmp / "pb", service=service),
         pagerduty_api_token=DEFAULT_API_TOKEN,
         pagerduty_api_url=pd.base_url,
         pagerduty_from_email="alice@example.com",
@@ -267,7 +276,8 @@ async def test_an_unacknowledged_incident_climbs_the_teams_levels_until_acknowle
 ) -> None:
     team = people(slack)
     clock = FakeClock()
-    async with running_bot_with_clock(settings(slack, pd, database_dsn, redis_url, tmp_path), clock) as bot:
+    config = settings(slack, pd, database_dsn, redis_url, tmp_path, service="PSKF100")
+    async with running_bot_with_clock(config, clock) as bot:
         assert (await post_alert(http, bot, alert_payload(P1_ALERT)))[0] == 200
         channel = await slack.wait_for(room)
         await fired(database_dsn, 1, "escalated")
@@ -300,10 +310,17 @@ async def test_an_unacknowledged_incident_climbs_the_teams_levels_until_acknowle
         await fired(database_dsn, 3, "escalated")
         await slack.wait_for(lambda s: "U0MANAGER" in s.channels[channel.id].members)
         await slack.wait_for(said(team.id, "Escalation level 3 (Engineering manager)"))
-        [page] = pd.events
-        assert page["event_action"] == "trigger" and page["dedup_key"].startswith("incidentbot-")
-        assert page["payload"]["custom_details"]["escalation_policy"] == PAGING_POLICY
-        await slack.wait_for(said(channel.id, f"Paged through PagerDuty (policy {PAGING_POLICY})"))
+        # The level's own policy is paged: a PagerDuty incident on the team's service, assigned
+        # to that policy (the Events API could only reach the routing key's service), and linked.
+        assert pd.events == []
+        [paged] = pd.incidents.values()
+        assert (paged.escalation_policy_id, paged.assignee_ids) == (PAGING_POLICY, ["PU_SECOND"])
+        assert paged.service_id == "PSKF100" and paged.incident_key.startswith("incidentbot-")
+        await slack.wait_for(
+            said(channel.id, f"Paged through PagerDuty (policy {PAGING_POLICY}): incident #")
+        )
+        linked = await rows(database_dsn, "SELECT pagerduty_incident_id FROM incidents")
+        assert [r["pagerduty_incident_id"] for r in linked] == [paged.id]
         steps = [e["text"] for e in await events(database_dsn, "escalated")]
         assert [s.split(":")[0].split(".")[0] for s in steps] == [
             "📣 Level 1 (Primary SRE) engaged",
@@ -488,3 +505,57 @@ async def test_each_seed_team_gets_its_alert_in_its_channel_with_its_own_oncall_
             assert room is not None
             others = {u for t, u in oncall.items() if t != team}
             assert not others & set(slack.channels[room.id].members), team
+
+
+async def test_a_level_hands_the_linked_pagerduty_incident_to_its_policy(
+    slack: SlackSandbox,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+    pd: PagerDutySandbox,
+    tmp_path: Path,
+) -> None:
+    """An incident PagerDuty opened is already there: level 3 reassigns it to the level's
+    policy (REST), which PagerDuty announces back; nothing new is opened or triggered."""
+    people(slack)
+    clock = FakeClock()
+    config = settings(slack, pd, database_dsn, redis_url, tmp_path, service="PSKF100")
+    async with running_bot_with_clock(config, clock) as bot:
+        pd.webhook_url = bot_url(bot) + "/webhooks/pagerduty"
+        born = pd.create_incident("SkillForge API down", service="PSKF100")
+        assert await pd.send_webhook(pd.webhook_url, "incident.triggered", born.id) == 202
+        channel = await slack.wait_for(room)
+        await fired(database_dsn, 1, "escalated")
+        clock.advance(seconds=65)
+        await fired(database_dsn, 2, "escalated")
+        assert pd.requests_to("PUT", f"/incidents/{born.id}") == []  # levels 1 and 2 page nobody
+        clock.advance(minutes=1)
+        await fired(database_dsn, 3, "escalated")
+        [put] = pd.requests_to("PUT", f"/incidents/{born.id}")
+        assert put.json()["incident"]["escalation_policy"]["id"] == PAGING_POLICY
+        assert (born.escalation_policy_id, born.assignee_ids) == (PAGING_POLICY, ["PU_SECOND"])
+        await slack.wait_for(said(channel.id, f"its incident was handed to policy {PAGING_POLICY}"))
+        await slack.wait_for(said(channel.id, "PagerDuty reassigned to Sam Second"))
+        assert len(pd.incidents) == 1 and pd.events == [] and pd.requests_to("POST", "/incidents") == []
+
+
+async def test_without_the_teams_service_a_level_is_paged_through_the_routing_key_and_says_so(
+    slack: SlackSandbox,
+    http: aiohttp.ClientSession,
+    database_dsn: str,
+    redis_url: str,
+    pd: PagerDutySandbox,
+    tmp_path: Path,
+) -> None:
+    people(slack)
+    clock = FakeClock()
+    async with running_bot_with_clock(settings(slack, pd, database_dsn, redis_url, tmp_path), clock) as bot:
+        assert (await post_alert(http, bot, alert_payload(P1_ALERT)))[0] == 200
+        channel = await slack.wait_for(room)
+        clock.advance(minutes=2, seconds=5)
+        await fired(database_dsn, 3, "escalated")
+        [page] = pd.events
+        assert page["event_action"] == "trigger" and page["dedup_key"].startswith("incidentbot-")
+        assert page["payload"]["custom_details"]["escalation_policy"] == PAGING_POLICY
+        await slack.wait_for(said(channel.id, f"its service's own policy answers, not {PAGING_POLICY}"))
+        assert pd.requests_to("POST", "/incidents") == []
