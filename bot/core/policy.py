@@ -69,6 +69,7 @@ __all__ = [
     "DEFAULT_SEVERITY_POLICY",
     "DEFAULT_SILENCE_MAX_MINUTES",
     "EVERYONE",
+    "INVESTIGATE_RULE",
     "ApprovalRule",
     "ExecArg",
     "ExecTemplate",
@@ -310,6 +311,9 @@ class ApprovalRule(_Model):
 
 
 DENY_ALL = ApprovalRule()
+# The approval rule whose namespaces (and clusters) the investigator reads in; without one,
+# the `default` rule's.
+INVESTIGATE_RULE = "investigate"
 
 
 def _assign(

@@ -336,8 +336,9 @@ def test_full_values_rbac_is_generated_from_their_policy(tmp_path: Path, full_va
 def test_investigator_reads_only_when_asked_for(
     render: Render, tmp_path: Path, recorded: FULL_RECORDED, policy_values: tuple[Path, str]
 ) -> None:
-    """`--investigator` adds exactly the investigator's recorded reads to every Role (never a
-    Secret); without it, none of them."""
+    """`--investigator` adds exactly the investigator's recorded reads to the Role of every
+    namespace its rule (here `default`: shop, search, team-*) lets it read, never a Secret;
+    without it, none of them."""
     plain = {r["metadata"]["namespace"]: r for r in of_kind(render(policy_values[0]), "Role")}
     (tmp_path / "policy.yaml").write_text(POLICY)
     (tmp_path / "cache.yaml").write_text(PLAYBOOK)
@@ -350,9 +351,39 @@ def test_investigator_reads_only_when_asked_for(
     reads = recorded[INVESTIGATOR_SCENARIO].grants
     for namespace, role in roles.items():
         granted = expand(role["rules"], namespace)
-        assert granted == expand(plain[namespace]["rules"], namespace) | reads, namespace
+        extra = reads if namespace in ("shop", "search", "team-a") else frozenset()
+        assert granted == expand(plain[namespace]["rules"], namespace) | extra, namespace
         assert not [g for g in granted if g.resource == "secrets"]
-    assert not reads <= expand(plain["shop"]["rules"], "shop")  # the control: not granted by default
+    # The control: not granted by default, nor where only another rule (pods-only) allows actions.
+    assert not reads <= expand(plain["shop"]["rules"], "shop")
+    assert not reads <= expand(roles["cache"]["rules"], "cache")
+
+
+def test_a_namespace_only_the_investigator_reads_gets_a_role_of_reads(
+    render: Render, tmp_path: Path, recorded: FULL_RECORDED
+) -> None:
+    """An `investigate` rule naming a namespace no action may touch: a Role with the
+    diagnostics and the investigator's reads there, nothing else; and only with the flag."""
+    investigate = "  investigate:\n    requesters: [sre]\n    approvers: [sre]\n    namespaces_allow: [observability, shop]\n"
+    policy = tmp_path / "playbooks"
+    policy.mkdir()
+    (policy / "policy.yaml").write_text(POLICY.replace("exec_templates:", investigate + "exec_templates:"))
+    (policy / "cache.yaml").write_text(PLAYBOOK)
+    out = tmp_path / "rbac.yaml"
+    result = run_rbac("--policy", str(policy), "--investigator", "-o", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "namespace observability: no action + the investigator's reads" in out.read_text()
+    roles = {r["metadata"]["namespace"]: r for r in of_kind(render(out), "Role")}
+    reads = recorded[INVESTIGATOR_SCENARIO].grants
+    assert (
+        expand(roles["observability"]["rules"], "observability")
+        == reads | recorded[DIAGNOSTICS_SCENARIO].grants
+    )
+    assert reads <= expand(roles["shop"]["rules"], "shop")
+    assert not reads <= expand(roles["search"]["rules"], "search")  # `default` no longer decides
+    without = tmp_path / "plain.yaml"
+    assert run_rbac("--policy", str(policy), "-o", str(without)).returncode == 0
+    assert "observability" not in {r["metadata"]["namespace"] for r in of_kind(render(without), "Role")}
 
 
 def test_without_generated_values_nothing_is_granted(render: Render) -> None:

@@ -32,7 +32,7 @@ from bot.core.errors import IntegrationError, UserError
 from bot.core.incident import IncidentView
 from bot.core.investigation import Evidence
 from bot.core.playbooks import PlaybookSet
-from bot.core.policy import Policy
+from bot.core.policy import INVESTIGATE_RULE, Policy
 from bot.core.ports import Clock
 from bot.core.promql import QueryGuard, QueryRefused
 from bot.store.incidents import PostgresStore
@@ -325,7 +325,7 @@ class LiveTools:
         name = named or self._incident_cluster()
         if name not in self.clusters.names:
             raise ToolError(f"`{name[:63]}` is not a configured cluster ({', '.join(self.clusters.names)})")
-        rule = self.policy.rule_for("investigate", "default", name, namespace or None)
+        rule = self.policy.rule_for(INVESTIGATE_RULE, "default", name, namespace or None)
         if not rule.allows_namespace(namespace):
             if not namespace:
                 raise ToolError("the policy allows no cluster-scoped reads (nodes) to the investigator")
