@@ -12,12 +12,11 @@ import pytest
 
 from bot.core.runs import RunStatus
 from sandbox.slack.models import Message
+from tests.integration import test_remediation as remediation
 from tests.integration.rig import notification_channel
 from tests.integration.test_promql_limits import command
-from tests.integration.test_remediation import (  # noqa: F401 (fixtures)
+from tests.integration.test_remediation import (
     Env,
-    env,
-    kube,
     open_incident,
     propose_scale,
     running,
@@ -27,11 +26,14 @@ from tests.integration.test_remediation import (  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.timeout(120)
 
+# The fixtures of test_remediation.
+env, kube = remediation.env, remediation.kube
+
 RESOLUTION = "Scaled search-api to 9; the queue drained and errors stopped"
 
 
 def _note(
-    env: Env,  # noqa: F811
+    env: Env,
     incident_id: int,
 ) -> Message | None:
     """The incident's notification in #incident (not the replies to commands there)."""
@@ -45,7 +47,7 @@ def _note(
     )
 
 
-async def test_summary_and_postmortem_are_fit_to_publish(env: Env) -> None:  # noqa: F811
+async def test_summary_and_postmortem_are_fit_to_publish(env: Env) -> None:
     async with running(env.settings()) as bot:
         driver = env.driver(bot)
         incident = await open_incident(env, bot)

@@ -16,6 +16,7 @@ import pytest
 from sandbox.services import PrometheusServer
 from sandbox.slack import SlackDriver, SlackSandbox
 from sandbox.slack.models import Message
+from tests.integration import test_promql_limits as promql_limits
 from tests.integration.rig import (
     SIGNING_SECRET,
     bot_settings,
@@ -25,19 +26,19 @@ from tests.integration.rig import (
     post_alert,
     running_bot,
 )
-from tests.integration.test_promql_limits import (  # noqa: F401 (fixtures)
+from tests.integration.test_promql_limits import (
     PrometheusRecorder,
     alert_group,
     command,
-    exporter,
     new_incident_channel,
-    prometheus,
     prometheus_query_count,
-    recorder,
     texts,
 )
 
 pytestmark = pytest.mark.timeout(180)
+
+# The fixtures of test_promql_limits.
+exporter, prometheus, recorder = promql_limits.exporter, promql_limits.prometheus, promql_limits.recorder
 
 STATUS = "We're rolling back; seeing \"connection refused\" on {api} [eu-1] — it's the customer's payments"
 QUERY = 'sum(rate(adhoc_gauge{service=~"a.."}[1m]))'
@@ -123,8 +124,8 @@ async def test_ad_hoc_graph_uses_the_range_given_and_marks_only_a_real_alert_sta
     http: aiohttp.ClientSession,
     database_dsn: str,
     redis_url: str,
-    prometheus: PrometheusServer,  # noqa: F811
-    recorder: PrometheusRecorder,  # noqa: F811
+    prometheus: PrometheusServer,
+    recorder: PrometheusRecorder,
     tmp_path: Path,
 ) -> None:
     settings = bot_settings(

@@ -15,6 +15,7 @@ import yaml
 from bot.core.runs import RunStatus
 from sandbox.slack import SlackDriver, SlackSandbox
 from sandbox.slack.models import ResponsePost
+from tests.integration import test_remediation as remediation
 from tests.integration.rig import (
     SIGNING_SECRET,
     bot_settings,
@@ -24,11 +25,9 @@ from tests.integration.rig import (
     running_bot,
 )
 from tests.integration.test_promql_limits import command, new_incident_channel
-from tests.integration.test_remediation import (  # noqa: F401 (fixtures)
+from tests.integration.test_remediation import (
     TEST_ALERT,
     Env,
-    env,
-    kube,
     mutations,
     open_incident,
     propose_scale,
@@ -41,6 +40,9 @@ from tests.integration.test_remediation import (  # noqa: F401 (fixtures)
 )
 
 pytestmark = pytest.mark.timeout(120)
+
+# The fixtures of test_remediation.
+env, kube = remediation.env, remediation.kube
 
 
 def public(slack: SlackSandbox, channel: str) -> list[str]:
@@ -95,7 +97,7 @@ async def test_sev_is_said_once_and_repeats_are_answered_privately(
         assert len(public(slack, channel)) == count
 
 
-async def test_run_against_a_missing_target_is_refused_privately_and_proposes_nothing(env: Env) -> None:  # noqa: F811
+async def test_run_against_a_missing_target_is_refused_privately_and_proposes_nothing(env: Env) -> None:
     async with running(env.settings()) as bot:
         driver = env.driver(bot)
         incident = await open_incident(env, bot)
@@ -120,7 +122,7 @@ async def test_run_against_a_missing_target_is_refused_privately_and_proposes_no
         await env.slack.wait_for(lambda s: any("Remediation proposed" in t for t in public(s, channel)))
 
 
-async def test_exec_preview_shows_the_command_as_argv(env: Env) -> None:  # noqa: F811
+async def test_exec_preview_shows_the_command_as_argv(env: Env) -> None:
     async with running(env.settings()) as bot:
         driver = env.driver(bot)
         incident = await open_incident(env, bot)
@@ -142,7 +144,7 @@ async def test_exec_preview_shows_the_command_as_argv(env: Env) -> None:  # noqa
         assert "'\"'\"'" not in text  # no shell quoting to decode
 
 
-async def test_approval_does_not_promise_a_run_the_cooldown_then_cancels(env: Env) -> None:  # noqa: F811
+async def test_approval_does_not_promise_a_run_the_cooldown_then_cancels(env: Env) -> None:
     async with running(env.settings()) as bot:
         incident = await open_incident(env, bot)
         # Two proposals for one deployment, both made before either ran (scale: 10 min cooldown).
@@ -184,7 +186,7 @@ CHATTER_PLAYBOOK = {
 }
 
 
-async def test_runbook_and_notes_agree_on_what_was_proposed(env: Env) -> None:  # noqa: F811
+async def test_runbook_and_notes_agree_on_what_was_proposed(env: Env) -> None:
     settings = env.settings()
     (settings.playbooks_dir / "zz-chatter.yaml").write_text(yaml.safe_dump(CHATTER_PLAYBOOK, sort_keys=False))
     async with running(settings) as bot:
