@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -45,6 +46,9 @@ TIER_1 = (1.0 * RATE_MARGIN, 1)
 TIER_2 = (20.0 * RATE_MARGIN, 17)
 TIER_3 = (50.0 * RATE_MARGIN, 44)
 TIER_4 = (100.0 * RATE_MARGIN, 90)
+# Display names (users.info) are kept this long, for at most this many users.
+NAME_TTL_S = 3600.0
+NAMES_KEPT = 5000
 METHOD_TIERS: dict[str, tuple[float, int]] = {
     "conversations.create": TIER_2,
     "conversations.setTopic": TIER_2,
@@ -230,6 +234,9 @@ class SlackChat:
         self._pace = pace
         self._own_user_id: str | None = None
         self._turns: dict[str, _Turn] = {}
+        # users.info answers, kept a while: a postmortem names everyone involved, and another
+        # draft (or replica restart aside) should not spend the tier's budget on them again.
+        self._names: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
 
     async def _throttle(self, method: str, channel: str | None) -> None:
         tier = METHOD_TIERS.get(method)
@@ -459,7 +466,21 @@ class SlackChat:
 
     async def display_name(self, user: str) -> str | None:
         """The name Slack shows for a user (display name, else real name, else handle); None
-        for a user Slack does not know."""
+        for a user Slack does not know. Answers are kept for NAME_TTL_S (a renamed user shows
+        the new name after that)."""
+        now = time.monotonic()
+        kept = self._names.get(user)
+        if kept is not None and kept[0] > now:
+            self._names.move_to_end(user)
+            return kept[1]
+        name = await self._fetch_display_name(user)
+        self._names[user] = (now + NAME_TTL_S, name)
+        self._names.move_to_end(user)
+        while len(self._names) > NAMES_KEPT:
+            self._names.popitem(last=False)
+        return name
+
+    async def _fetch_display_name(self, user: str) -> str | None:
         try:
             data = await self.call("users.info", user=user)
         except IntegrationError as exc:

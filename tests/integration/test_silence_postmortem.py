@@ -123,3 +123,13 @@ async def test_postmortem_draft_matches_the_stored_timeline(
             assert needle in text, needle
         assert "U0BOB" not in text and "U\\_BOB" not in text  # named, not by Slack id
         assert any(draft.id in m.files for m in slack.messages(channel.id))
+        # A second draft names the same people without asking Slack again.
+        asked = len(slack.calls_to("users.info"))
+        assert asked >= 1
+        await driver.slash_command("/incident", "postmortem", user_id="U0BOB", channel_id=channel.id)
+        await slack.wait_for(
+            lambda s: (
+                sum(f.name.startswith("postmortem-incident-1") and f.completed for f in s.files.values()) == 2
+            )
+        )
+        assert len(slack.calls_to("users.info")) == asked
