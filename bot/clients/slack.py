@@ -234,8 +234,8 @@ class SlackChat:
         self._pace = pace
         self._own_user_id: str | None = None
         self._turns: dict[str, _Turn] = {}
-        # users.info answers, kept a while: a postmortem names everyone involved, and another
-        # draft (or replica restart aside) should not spend the tier's budget on them again.
+        # users.info answers, kept a while: a postmortem names everyone involved, and the next
+        # draft should not spend the tier's budget on them again.
         self._names: OrderedDict[str, tuple[float, str | None]] = OrderedDict()
 
     async def _throttle(self, method: str, channel: str | None) -> None:

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 import yaml
+from aiohttp import web
 
 from bot.app import BotServer, build
 from bot.config.settings import Settings
@@ -26,6 +27,7 @@ from bot.core.errors import ConfigError
 from bot.core.incident import Incident
 from bot.core.runs import ActionRun, AuditEvent, RunStatus
 from sandbox.docker import BACKUP_SCRIPT, VERIFY_SCRIPT, DockerSandbox, ExecScript, RecordedCall
+from sandbox.services import PrometheusServer
 from sandbox.slack import SlackDriver, SlackSandbox
 from tests.integration.host_rig import (
     alert_body,
@@ -82,6 +84,7 @@ class Env:
         url: str | None = None,
         tls: dict[str, str] | None = None,
         projects: list[str] | None = None,
+        playbook: dict[str, Any] | None = None,
         **kw: Any,
     ) -> Settings:
         self.counter += 1
@@ -115,7 +118,7 @@ class Env:
         clusters = {"clusters": {}, "hosts": hosts}
         (directory / "clusters.yaml").write_text(yaml.safe_dump(clusters), encoding="utf-8")
         (directory / "test.yaml").write_text(
-            yaml.safe_dump([BACKEND_PLAYBOOK], sort_keys=False), encoding="utf-8"
+            yaml.safe_dump([playbook or BACKEND_PLAYBOOK], sort_keys=False), encoding="utf-8"
         )
         return bot_settings(self.slack, self.dsn, self.redis_url, playbooks_dir=directory, **kw)
 
@@ -346,3 +349,79 @@ async def test_a_tls_engine_over_tcp_with_client_certificates(env: Env, tmp_path
             await wait_message(env, run, "Remediation succeeded")
         assert secured.calls == [RecordedCall("restart", "onquota_backend", stop_timeout=10)]
         assert env.mutations() == []  # the Unix-socket engine was not used
+
+
+# --------------------------------------------------------------------------- verification
+
+
+@dataclass
+class BackendExporter:
+    """`onquota_test_backend_up`: 0 until the engine has restarted onquota_backend, then 1."""
+
+    docker: DockerSandbox
+    scraped: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def metrics(self, _request: web.Request) -> web.Response:
+        value = 1 if restarts(self.docker.calls) else 0
+        self.scraped.set()
+        self.scraped = asyncio.Event()
+        return web.Response(text=f"onquota_test_backend_up {value}\n", content_type="text/plain")
+
+    async def next_scrape(self) -> None:
+        await asyncio.wait_for(self.scraped.wait(), timeout=10)
+
+
+@pytest.fixture
+async def prometheus(docker: DockerSandbox, tmp_path: Path) -> AsyncIterator[tuple[str, BackendExporter]]:
+    exporter = BackendExporter(docker)
+    app = web.Application()
+    app.router.add_get("/metrics", exporter.metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    target = f"127.0.0.1:{runner.addresses[0][1]}"
+    server = await asyncio.to_thread(PrometheusServer.start, tmp_path / "prometheus", [target], "1s")
+    try:
+        yield server.url, exporter
+    finally:
+        await asyncio.to_thread(server.stop)
+        await runner.cleanup()
+
+
+async def test_the_docker_restart_is_verified_by_the_playbook_check_in_prometheus(
+    env: Env, prometheus: tuple[str, BackendExporter]
+) -> None:
+    url, exporter = prometheus
+    checked = dict(BACKEND_PLAYBOOK)
+    checked["steps"] = [
+        {
+            "title": "Backend up",
+            "check": {
+                "query": "onquota_test_backend_up",
+                "op": "==",
+                "value": 1,
+                "description": "backend up",
+            },
+        }
+    ]
+    settings = env.settings(prometheus_url=url, remediation_verify_seconds=30, playbook=checked)
+    async with running(settings) as bot:
+        source = bot.parts.prometheus.default
+        assert source is not None
+        for _ in range(30):  # until Prometheus has the sample (asked again after each scrape)
+            if await source.query_instant("onquota_test_backend_up"):
+                break
+            await exporter.next_scrape()
+        incident = await open_incident(env, bot, ONQUOTA)
+        # The control: before the restart the runbook's check fails.
+        channel = incident.channel_id or ""
+        await env.slack.wait_for(
+            lambda s: any("Check failed:* backend up" in str(m.blocks) for m in s.messages(channel))
+        )
+        run = await playbook_run(env, bot, incident, "Restart the OnQuota backend")
+        assert await approve(env, bot, run, "U0BOB") == 200
+        assert await approve(env, bot, run, "U0ALICE") == 200
+        note = await wait_thread(env, run, "Verification of", timeout=45)
+        assert "recovered: " in note and "not recovered" not in note, note
+        assert "backend up" in note
+        assert restarts(env.mutations()) == ["onquota_backend"]
