@@ -281,6 +281,8 @@ async def test_run_is_ready_serves_an_alert_as_uid_10001_and_stops_on_sigterm(
     url = f"http://127.0.0.1:{port}"
     env = bot_env(database_dsn, redis_url, slack, port)
     assert await applied_migrations(database_dsn) is None
+    rootfs = Path(image.buildah("mount", container).strip())
+    before = await asyncio.to_thread(files_outside_tmp, rootfs)
     log = tmp_path / "bot.log"
     with log.open("wb") as out:
         runner = subprocess.Popen(
@@ -320,6 +322,29 @@ async def test_run_is_ready_serves_an_alert_as_uid_10001_and_stops_on_sigterm(
             runner.terminate()
             runner.wait(30)
     assert "Traceback" not in log.read_text()
+    # Nothing but /tmp was written: the Helm chart's read-only root file system holds it.
+    after = await asyncio.to_thread(files_outside_tmp, rootfs)
+    changed = sorted(p for p in set(before) | set(after) if before.get(p) != after.get(p))
+    assert changed == [], changed[:20]
+
+
+# Kernel and runtime file systems a container runtime provides; /tmp is the writable emptyDir.
+_NOT_THE_IMAGE = frozenset({"tmp", "proc", "sys", "dev", "run"})
+
+
+def files_outside_tmp(root: Path) -> dict[str, tuple[int, int]]:
+    """Every file and directory of the image's root file system outside /tmp, with its size and
+    modification time (a write anywhere shows as a change)."""
+    found: dict[str, tuple[int, int]] = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        relative = os.path.relpath(dirpath, root)
+        if relative == ".":
+            dirnames[:] = [d for d in dirnames if d not in _NOT_THE_IMAGE]
+        for name in [*dirnames, *filenames]:
+            path = os.path.join(dirpath, name)
+            info = os.lstat(path)
+            found[os.path.relpath(path, root)] = (info.st_size, info.st_mtime_ns)
+    return found
 
 
 def test_base_uses_the_debian_mirror_apt_uses(tmp_path: Path) -> None:
