@@ -181,7 +181,7 @@ class PagerDutyState:
     def requests_to(self, method: str, path: str) -> list[RecordedRequest]:
         return [r for r in self.requests if r.method == method and r.path == path]
 
-    async def wait_for(self, predicate: Callable[[], T], timeout: float = 5.0) -> T:
+    async def wait_for(self, predicate: Callable[[], T], timeout: float = 10.0) -> T:
         """Wait until ``predicate()`` is truthy (re-checked on every state change); return it."""
         async with asyncio.timeout(timeout), self._cond:
             return await self._cond.wait_for(predicate)
