@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 PYTHON ?= python3
 
-.PHONY: sandbox test check lint provision install tools bench clean
+.PHONY: sandbox test check lint provision install tools test-account bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "incidentbot needs Python >= 3.11")'
@@ -19,6 +19,9 @@ install: provision $(STAMP)
 
 tools:
 	bash scripts/install-tools.sh
+
+test-account:
+	bash scripts/test-account.sh
 
 provision:
 	bash scripts/provision.sh
@@ -39,7 +42,7 @@ check: lint
 # every worker starts its own PostgreSQL, Redis, Prometheus and Alertmanager on free ports.
 TEST_WORKERS ?= 2
 
-test: install tools lint
+test: install tools test-account lint
 	$(BIN)/incidentbot playbooks validate
 	$(BIN)/pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --durations=15
 

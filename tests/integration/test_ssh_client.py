@@ -4,6 +4,11 @@ the host receives, the pinned host key, timeouts, exit status and capped output.
 from __future__ import annotations
 
 import asyncio
+import pwd
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,7 +16,7 @@ import pytest
 from bot.clients.ssh import SshHost
 from bot.core.errors import IntegrationError
 from bot.core.hosts import SshAccess
-from sandbox.ssh import Sshd, new_host_key
+from sandbox.ssh import Sshd, new_host_key, running_sshd
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -80,6 +85,54 @@ async def test_a_command_past_its_timeout_raises(sshd: Sshd) -> None:
     with pytest.raises(TimeoutError):
         await host.run(["sleep", "5"], timeout_s=1.0)
     assert loop.time() - started < 4
+
+
+# The non-root account `make test` adds (scripts/test-account.sh), as hosts give the bot one.
+TEST_ACCOUNT = "incidentbot-ssh-test"
+
+
+@pytest.fixture
+def account_sshd() -> Iterator[Sshd]:
+    """An sshd whose files the test account can read (pytest's own temporary directories are
+    root's alone)."""
+    try:
+        pwd.getpwnam(TEST_ACCOUNT)
+    except KeyError:
+        pytest.fail(f"no account {TEST_ACCOUNT}: run scripts/test-account.sh (make test does)", pytrace=False)
+    root = Path(tempfile.mkdtemp(prefix="incidentbot-sshd-"))
+    root.chmod(0o755)
+    try:
+        with running_sshd(root / "sshd") as server:
+            yield server
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def _running(marker: str) -> list[str]:
+    found = subprocess.run(["pgrep", "-af", marker], capture_output=True, text=True, check=False)
+    return found.stdout.splitlines()
+
+
+async def test_a_command_past_its_timeout_is_killed_on_the_host(account_sshd: Sshd) -> None:
+    """The KILL sent at the deadline reaches the command under a non-root account (OpenSSH
+    signals sessions only under privilege separation); the control: it is running until then."""
+    host = SshHost("skillmeat-1", account_sshd.access().model_copy(update={"user": TEST_ACCOUNT}))
+    whoami = await host.run(["id", "-un"], timeout_s=20)
+    assert whoami.stdout.strip() == TEST_ACCOUNT
+    marker = "sleep 4093"
+    task = asyncio.create_task(host.run(marker.split(), timeout_s=3.0))
+    for _ in range(100):  # until the host runs it (bounded; asked again every 20 ms)
+        if _running(marker) or task.done():
+            break
+        await asyncio.sleep(0.02)
+    assert _running(marker), "the command never started"
+    with pytest.raises(TimeoutError):
+        await task
+    for _ in range(250):  # until the host has ended it (bounded: 5 s)
+        if not _running(marker):
+            break
+        await asyncio.sleep(0.02)
+    assert _running(marker) == [], "the command outlived its timeout on the host"
 
 
 def test_host_keys_must_be_pinned_as_keys() -> None:
