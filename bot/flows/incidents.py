@@ -7,6 +7,7 @@ inbound PagerDuty change that matches the stored state is a no-op: no echo loop.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -45,6 +46,11 @@ RESOLVE_CONFIRMATION = "confirm_resolve"
 # The "Resolve anyway" button of an ephemeral question: answered now or asked again.
 CONFIRMATION_TTL = timedelta(minutes=15)
 INVALID_BUTTON = "This button is not valid any more."
+# A click on a card or notification whose ts is still being stored waits this long for it,
+# asking again this often; a post begun longer ago than PENDING_POST_RECENT is not waited for.
+PENDING_POST_WAIT_S = 2.0
+PENDING_POST_POLL_S = 0.05
+PENDING_POST_RECENT = timedelta(minutes=2)
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +127,26 @@ class IncidentFlows:
         return await self.store.incident_by_channel(channel_id)
 
     async def by_message(self, channel_id: str, ts: str) -> Incident | None:
-        """The incident whose card or notification is that message (a button's own message)."""
+        """The incident whose card or notification is that message (a button's own message).
+
+        Slack shows a message before the bot has stored its ts: a click in that moment (or
+        while a slow database holds the write) waits for the write, up to PENDING_POST_WAIT_S,
+        rather than calling a fresh button invalid. A click on any other message is answered
+        at once."""
         if not channel_id or not ts:
             return None
-        return await self.store.incident_by_message(channel_id, ts)
+        found = await self.store.incident_by_message(channel_id, ts)
+        if found is not None:
+            return found
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PENDING_POST_WAIT_S
+        since = self.clock() - PENDING_POST_RECENT
+        while loop.time() < deadline and await self.store.button_message_pending(channel_id, ts, since):
+            await asyncio.sleep(PENDING_POST_POLL_S)
+            found = await self.store.incident_by_message(channel_id, ts)
+            if found is not None:
+                return found
+        return None
 
     async def offer_resolve(self, incident: Incident, user: str, summary: str | None) -> str:
         """Store a "Resolve anyway?" question for `user`; returns the opaque token its button

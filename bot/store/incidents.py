@@ -347,6 +347,19 @@ class PostgresStore:
         )
         return _incident(row) if row else None
 
+    async def button_message_pending(self, channel_id: str, ts: str, since: datetime) -> bool:
+        """Whether a card or notification in `channel_id` is being posted (begun since `since`,
+        its ts not stored yet, or stored in the ledger but not yet on its incident)."""
+        found = await self.pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM bot_messages WHERE channel_id = $1"
+            " AND (key LIKE 'card:%' OR key LIKE 'notification:%')"
+            " AND (ts IS NULL OR ts = $2) AND first_attempt_at >= $3)",
+            channel_id,
+            ts,
+            since,
+        )
+        return bool(found)
+
     async def incident_by_channel_name(self, name: str) -> Incident | None:
         row = await self.pool.fetchrow(
             "SELECT * FROM incidents WHERE channel_name = $1 ORDER BY id DESC LIMIT 1", name

@@ -29,7 +29,7 @@ async def _open_incident(slack: SlackSandbox, http: aiohttp.ClientSession, bot: 
     channel = await slack.wait_for(lambda s: s.find_channel("inc-"))
     await slack.wait_for(lambda s: s.messages(channel.id) and s.messages(notification_channel(s).id))
     # Buttons are bound to the messages the bot drew them on: wait until it has stored where
-    # the card and the notification are (a click a few ms earlier is "not valid any more").
+    # the card and the notification are (the tests change and read them).
     async with asyncio.timeout(10):
         while True:
             loaded = await bot.parts.store.load_view(1)
@@ -183,3 +183,46 @@ async def test_slash_commands_ack_list_help_and_usage(
         )
         await slack.wait_for(lambda s: any("Run this in an incident channel" in r.text for r in s.responses))
         assert all("Traceback" not in r.text for r in slack.responses)
+
+
+async def test_a_click_while_the_card_is_being_stored_waits_for_it(
+    slack: SlackSandbox, http: aiohttp.ClientSession, database_dsn: str, redis_url: str, tmp_path: Path
+) -> None:
+    """Slack shows the card before the bot has stored its ts: a click in that moment is
+    answered once the write lands, not called invalid. The control: when no write is coming (a
+    post begun long ago that never finished), the same click is refused."""
+    settings = bot_settings(
+        slack, database_dsn, redis_url, playbooks_dir=playbooks_with_roles(tmp_path / "pb")
+    )
+    async with running_bot(settings) as bot:
+        channel = await _open_incident(slack, http, bot)
+        card = slack.messages(channel.id)[0]
+        driver = SlackDriver(slack, bot_url(bot) + "/slack/events", SIGNING_SECRET, http)
+
+        async def ack() -> str:
+            seen = len(slack.responses)
+            resp = await driver.click(
+                "ack_incident", user_id="U0BOB", channel_id=channel.id, message_ts=card.ts
+            )
+            assert resp.status == 200
+            return (await slack.wait_for(lambda s: next((r for r in s.responses[seen:]), None))).text
+
+        conn = await asyncpg.connect(database_dsn)
+        try:
+            # Back to the moment between Slack's answer and the bot's writes.
+            await conn.execute("UPDATE incidents SET card_ts = NULL WHERE id = 1")
+            await conn.execute(
+                "UPDATE bot_messages SET ts = NULL, first_attempt_at = now() - interval '1 hour'"
+                " WHERE key = 'card:1'"
+            )
+            assert "not valid any more" in await ack()  # the control: nothing is coming
+            await conn.execute("UPDATE bot_messages SET first_attempt_at = now() WHERE key = 'card:1'")
+            click = asyncio.create_task(ack())
+            await asyncio.sleep(0.3)  # the slow write this test is about, then it lands
+            await conn.execute("UPDATE bot_messages SET ts = $1 WHERE key = 'card:1'", card.ts)
+            await conn.execute("UPDATE incidents SET card_ts = $1 WHERE id = 1", card.ts)
+            answer = await click
+            assert "acknowledged by" in answer, answer
+            assert await conn.fetchval("SELECT acknowledged_by FROM incidents WHERE id = 1") == "U0BOB"
+        finally:
+            await conn.close()
